@@ -1,0 +1,47 @@
+"""Every ArviZ call in ppgen lives here, so that a new ArviZ API is supported in one place.
+
+ArviZ 0.x (InferenceData) is what Python 3.11 resolves to; ArviZ 1.x (DataTree) can be added here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+__all__ = ["inference_data", "summary"]
+
+
+def inference_data(
+    posterior: dict[str, np.ndarray],
+    *,
+    sample_stats: dict[str, np.ndarray] | None = None,
+    log_likelihood: dict[str, np.ndarray] | None = None,
+    posterior_predictive: dict[str, np.ndarray] | None = None,
+    observed_data: dict[str, np.ndarray] | None = None,
+    dims: dict[str, list[str]] | None = None,
+    coords: dict[str, Any] | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> az.InferenceData:
+    """Build InferenceData from arrays whose leading dimensions are (chain, draw)."""
+    return az.from_dict(
+        posterior=posterior,
+        sample_stats=sample_stats,
+        log_likelihood=log_likelihood,
+        posterior_predictive=posterior_predictive,
+        observed_data=observed_data,
+        dims=dims,
+        coords=coords,
+        attrs=attrs,
+    )
+
+
+def summary(posterior: dict[str, np.ndarray], hdi_prob: float = 0.94) -> pd.DataFrame:
+    """ArviZ's summary table: mean, sd, HDI, MCSE, bulk/tail ESS and rank-normalized R-hat."""
+    idata = az.from_dict(posterior=posterior)
+    n_chains, n_draws = next(iter(posterior.values())).shape[:2]
+    if n_chains * n_draws < 4:
+        return az.summary(idata, kind="stats", hdi_prob=hdi_prob)
+    return az.summary(idata, hdi_prob=hdi_prob)

@@ -1,0 +1,924 @@
+"""Column schema: map a mixed-type table to a float tensor and back.
+
+A :class:`Schema` records, for every column of a table, its statistical kind
+(continuous, count, binary or categorical), its original dtype, its category
+labels and its standardization. Models work on the encoded tensor; the schema
+turns their output (imputed values, samples) back into the user's table with
+the user's dtypes and labels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+__all__ = ["KINDS", "Column", "Encoded", "Schema"]
+
+KINDS = ("continuous", "count", "binary", "categorical")
+INPUT_TYPES = ("dataframe", "ndarray", "tensor")
+
+_NUMERIC_KINDS = ("continuous", "count")
+_LABEL_KINDS = ("binary", "categorical")
+_FORMAT = "ppgen.schema"
+_VERSION = 1
+_JSON_SCALARS = (bool, int, float, str)
+
+
+@dataclass(frozen=True)
+class Column:
+    """Description of one column of a table.
+
+    Parameters
+    ----------
+    name : str
+        Column name (``"x0"``, ``"x1"``, ... for array input).
+    kind : str
+        One of :data:`KINDS`.
+    dtype : str
+        The original dtype as a string, e.g. ``"float64"``, ``"Int64"``,
+        ``"category"``, ``"bool"``, ``"object"``, ``"str"``.
+    categories : tuple or None
+        For binary and categorical columns the original labels in code order:
+        code ``i`` stands for ``categories[i]``. ``None`` for other kinds.
+    loc, scale : float
+        Standardization of a continuous column: the encoded value is
+        ``(value - loc) / scale``. ``0`` and ``1`` for other kinds.
+    ordered : bool
+        Whether an original pandas categorical was ordered.
+    """
+
+    name: str
+    kind: str
+    dtype: str
+    categories: tuple | None = None
+    loc: float = 0.0
+    scale: float = 1.0
+    ordered: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(
+                f"column {self.name!r}: unknown kind {self.kind!r}; expected one of {KINDS}"
+            )
+        if self.kind in _LABEL_KINDS:
+            if self.categories is None:
+                raise ValueError(f"column {self.name!r}: a {self.kind} column needs categories")
+            object.__setattr__(self, "categories", tuple(self.categories))
+            if self.kind == "binary" and len(self.categories) > 2:
+                raise ValueError(
+                    f"column {self.name!r}: a binary column has at most 2 categories; "
+                    f"got {len(self.categories)}"
+                )
+        elif self.categories is not None:
+            raise ValueError(f"column {self.name!r}: a {self.kind} column has no categories")
+        if not (math.isfinite(self.loc) and math.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(
+                f"column {self.name!r}: loc must be finite and scale finite and positive; "
+                f"got loc={self.loc}, scale={self.scale}"
+            )
+
+    @property
+    def n_categories(self) -> int:
+        """Number of categories (0 for continuous and count columns)."""
+        return 0 if self.categories is None else len(self.categories)
+
+
+@dataclass(frozen=True, eq=False)
+class Encoded:
+    """A table encoded by :meth:`Schema.encode`.
+
+    Attributes
+    ----------
+    x : torch.Tensor
+        ``(n, p)`` floating tensor, one column per schema column; missing
+        entries hold 0.
+    mask : torch.Tensor
+        ``(n, p)`` bool tensor, ``True`` where the entry was observed.
+    index : pandas.Index or None
+        The row index of the input when it was a DataFrame.
+    """
+
+    x: torch.Tensor
+    mask: torch.Tensor
+    index: pd.Index | None
+
+
+@dataclass(frozen=True)
+class _Table:
+    """Any supported input viewed as named pandas Series (internal)."""
+
+    names: tuple[str, ...]
+    series: tuple[pd.Series, ...]
+    dtypes: tuple[str, ...]
+    input_type: str
+    index: pd.Index | None
+    dtype: torch.dtype  # default dtype of the encoded tensor
+    device: torch.device
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.series[0]) if self.series else 0
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Kinds, dtypes, categories and standardization of every column of a table.
+
+    Build one with :meth:`infer`, then use :meth:`encode` to turn tables into
+    tensors and :meth:`decode` to turn tensors back into tables.
+
+    Parameters
+    ----------
+    columns : tuple of Column
+        One entry per column, in table order.
+    input_type : {"dataframe", "ndarray", "tensor"}
+        The type of table the schema was inferred from; :meth:`decode` returns
+        this type.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"w": [1.0, 2.0, 4.0], "g": ["a", "b", "a"]})
+    >>> schema = Schema.infer(df)
+    >>> schema.kinds
+    ('continuous', 'categorical')
+    >>> enc = schema.encode(df)
+    >>> schema.decode(enc.x, index=enc.index).equals(df)
+    True
+    """
+
+    columns: tuple[Column, ...]
+    input_type: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "columns", tuple(self.columns))
+        if self.input_type not in INPUT_TYPES:
+            raise ValueError(
+                f"unknown input_type {self.input_type!r}; expected one of {INPUT_TYPES}"
+            )
+        _check_unique(self.names)
+
+    # -- construction -------------------------------------------------------
+
+    @classmethod
+    def infer(
+        cls,
+        data: pd.DataFrame | np.ndarray | torch.Tensor,
+        kinds: dict[str, str] | None = None,
+        standardize: bool = True,
+    ) -> Schema:
+        """Infer a schema from a table.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, numpy.ndarray or torch.Tensor
+            A 2-D table. Array and tensor columns are named ``"x0"``,
+            ``"x1"``, ... and are continuous unless overridden.
+        kinds : dict of str to str, optional
+            Override the inferred kind of some columns, e.g.
+            ``{"year": "categorical"}``.
+        standardize : bool, default True
+            Centre and scale continuous columns to mean 0 and standard
+            deviation 1 (population sd, ``ddof=0``) over their observed
+            values. A constant column keeps ``scale=1``.
+
+        Returns
+        -------
+        Schema
+
+        Raises
+        ------
+        ValueError
+            For an empty table, a 1-D input, an unknown column or kind in
+            ``kinds``, an all-missing column, infinite values, non-numeric
+            values in a continuous or count column, negative or non-integer
+            values in a count column, more than two values in a binary column,
+            or an unsupported dtype (e.g. datetime).
+
+        Notes
+        -----
+        DataFrame kinds are inferred from dtypes: bool is binary;
+        category, object and string are categorical (pandas categories in
+        their order, otherwise sorted unique values); integers are binary if
+        all values are 0 or 1, count if all are non-negative, continuous
+        otherwise; floats are continuous.
+        """
+        table = _as_table(data)
+        _check_not_empty(table)
+        overrides = _check_overrides(kinds, table.names)
+        columns = tuple(
+            _infer_column(
+                name,
+                series,
+                dtype,
+                overrides.get(name),
+                standardize,
+                from_array=table.input_type != "dataframe",
+            )
+            for name, series, dtype in zip(table.names, table.series, table.dtypes, strict=True)
+        )
+        return cls(columns, table.input_type)
+
+    # -- description --------------------------------------------------------
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Column names in schema order."""
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """Column kinds in schema order."""
+        return tuple(c.kind for c in self.columns)
+
+    @property
+    def n_categories(self) -> tuple[int, ...]:
+        """Number of categories per column (0 for continuous and count)."""
+        return tuple(c.n_categories for c in self.columns)
+
+    @property
+    def n_continuous(self) -> int:
+        """Number of continuous columns."""
+        return self.kinds.count("continuous")
+
+    @property
+    def n_count(self) -> int:
+        """Number of count columns."""
+        return self.kinds.count("count")
+
+    @property
+    def n_binary(self) -> int:
+        """Number of binary columns."""
+        return self.kinds.count("binary")
+
+    @property
+    def n_categorical(self) -> int:
+        """Number of categorical columns."""
+        return self.kinds.count("categorical")
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+    def positions(self, *kinds: str) -> tuple[int, ...]:
+        """Positions (encoded column indices) of the columns of the given kinds.
+
+        Parameters
+        ----------
+        *kinds : str
+            Kinds from :data:`KINDS`.
+
+        Returns
+        -------
+        tuple of int
+        """
+        _check_kinds(kinds)
+        return tuple(j for j, c in enumerate(self.columns) if c.kind in kinds)
+
+    def require(self, *kinds: str, model: str, hint: str = "") -> None:
+        """Raise if some column's kind is not among ``kinds``.
+
+        Parameters
+        ----------
+        *kinds : str
+            The kinds the model handles.
+        model : str
+            Model name used in the message, e.g. ``"PPCA"``.
+        hint : str, optional
+            Appended to the message, e.g. which model to use instead.
+
+        Raises
+        ------
+        ValueError
+            Naming every offending column and its kind, e.g. ``"PPCA handles
+            continuous columns only; column 'species' is categorical. Use
+            GaussianMixture or VAE for mixed tables."``
+        """
+        _check_kinds(kinds)
+        offending: dict[str, list[str]] = {}
+        for c in self.columns:
+            if c.kind not in kinds:
+                offending.setdefault(c.kind, []).append(repr(c.name))
+        if not offending:
+            return
+        problems = ", ".join(
+            f"column {names[0]} is {kind}"
+            if len(names) == 1
+            else f"columns {_join(names)} are {kind}"
+            for kind, names in offending.items()
+        )
+        message = f"{model} handles {_join(kinds)} columns only; {problems}."
+        raise ValueError(f"{message} {hint}".strip())
+
+    # -- encoding -----------------------------------------------------------
+
+    def encode(
+        self,
+        data: pd.DataFrame | np.ndarray | torch.Tensor,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Encoded:
+        """Encode a table as a float tensor and an observation mask.
+
+        Continuous columns are standardized, counts kept as numbers, binary
+        and categorical columns replaced by their integer codes. Missing
+        entries (NaN, None, ``pd.NA``, NaT) are 0 in ``x`` and ``False`` in
+        ``mask``.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, numpy.ndarray or torch.Tensor
+            A table with the schema's columns. A DataFrame schema needs a
+            DataFrame (columns may come in any order and are reordered); an
+            array or tensor schema accepts either with the same width.
+        device : torch.device or str, optional
+            Device of the result; default the input tensor's device, else CPU.
+        dtype : torch.dtype, optional
+            Floating dtype of ``x``; default the input tensor's floating dtype
+            (``torch.get_default_dtype()`` for integer tensors) and float64
+            for DataFrames and arrays.
+
+        Returns
+        -------
+        Encoded
+
+        Raises
+        ------
+        ValueError
+            If the columns differ from the schema's, or a value does not fit
+            its column (unseen category, non-numeric, infinite, negative or
+            non-integer count, third value in a binary column).
+        """
+        table = self._conform(_as_table(data))
+        if dtype is not None and not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating dtype; got {dtype}")
+        encoded = [_encode_column(c, s) for c, s in zip(self.columns, table.series, strict=True)]
+        x = torch.as_tensor(
+            np.column_stack([values for values, _ in encoded]),
+            dtype=dtype or table.dtype,
+            device=device if device is not None else table.device,
+        )
+        mask = torch.as_tensor(np.column_stack([observed for _, observed in encoded]), device=x.device)
+        return Encoded(x=x, mask=mask, index=table.index)
+
+    def decode(
+        self,
+        x: torch.Tensor | np.ndarray,
+        *,
+        index: pd.Index | Sequence | None = None,
+    ) -> pd.DataFrame | np.ndarray | torch.Tensor:
+        """Turn an encoded (complete) tensor back into a table.
+
+        Parameters
+        ----------
+        x : torch.Tensor or numpy.ndarray
+            ``(n, p)`` values on the encoded scale, without missing entries
+            (imputed or sampled tables are complete).
+        index : pandas.Index or sequence, optional
+            Row index of a decoded DataFrame (e.g. ``Encoded.index``); default
+            ``RangeIndex(n)``. Ignored for array and tensor schemas.
+
+        Returns
+        -------
+        pandas.DataFrame, numpy.ndarray or torch.Tensor
+            The schema's input type. DataFrame columns get their original
+            dtypes: continuous columns are unstandardized and keep a float
+            dtype, but integer columns forced to continuous come back as
+            float64; counts are rounded, clipped at 0 and cast to their
+            original dtype (int64 if that was not numeric); binary and
+            categorical codes are rounded, clipped to the valid range and
+            mapped to the original labels and dtype (pandas categories and
+            their order included). Arrays and tensors keep their original
+            dtype when it is floating or when no column is continuous, and are
+            float64 (tensors: ``torch.get_default_dtype()``) otherwise.
+
+        Raises
+        ------
+        ValueError
+            If ``x`` is not ``(n, p)``, holds non-finite values, or ``index``
+            has the wrong length.
+        """
+        values = _to_numpy_2d(x, "x").astype(np.float64, copy=False)
+        if values.shape[1] != len(self):
+            raise ValueError(
+                f"x has {values.shape[1]} columns; the schema has {len(self)} "
+                f"({_join([repr(n) for n in self.names])})"
+            )
+        decoded = [_decode_values(c, values[:, j]) for j, c in enumerate(self.columns)]
+        if self.input_type == "dataframe":
+            return self._decode_frame(decoded, index, len(values))
+        return self._decode_array(decoded, x)
+
+    def log_abs_det_jacobian(
+        self, mask: torch.Tensor, *, dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
+        """Log-Jacobian of the map from the original to the encoded scale.
+
+        Parameters
+        ----------
+        mask : torch.Tensor
+            ``(..., p)`` bool observation mask (e.g. ``Encoded.mask``).
+        dtype : torch.dtype, optional
+            Floating dtype of the result; default ``torch.get_default_dtype()``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(...,)``: minus the sum over observed continuous columns of
+            ``log(scale)``. Add it to a log density of the encoded values to
+            get the log density of the original values.
+        """
+        mask = torch.as_tensor(mask)
+        if mask.ndim == 0 or mask.shape[-1] != len(self):
+            raise ValueError(
+                f"mask must have {len(self)} columns (one per schema column); "
+                f"got shape {tuple(mask.shape)}"
+            )
+        log_scale = torch.tensor(
+            [math.log(c.scale) if c.kind == "continuous" else 0.0 for c in self.columns],
+            dtype=dtype or torch.get_default_dtype(),
+            device=mask.device,
+        )
+        return -(mask.to(log_scale.dtype) * log_scale).sum(-1)
+
+    # -- serialisation ------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable description of the schema.
+
+        Returns
+        -------
+        dict
+            Plain ``dict``/``list``/``str``/``int``/``float``/``bool``/``None``
+            values; :meth:`from_dict` rebuilds an equal schema.
+
+        Raises
+        ------
+        ValueError
+            If a category label is not a JSON scalar (str, int, float, bool).
+        """
+        return {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "input_type": self.input_type,
+            "columns": [_column_to_dict(c) for c in self.columns],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Schema:
+        """Rebuild a schema from :meth:`to_dict` output.
+
+        Parameters
+        ----------
+        d : dict
+            As returned by :meth:`to_dict` (possibly through JSON).
+
+        Returns
+        -------
+        Schema
+        """
+        if d.get("format") != _FORMAT or d.get("version") != _VERSION:
+            raise ValueError(
+                f"not a ppgen schema (version {_VERSION}): format={d.get('format')!r}, "
+                f"version={d.get('version')!r}"
+            )
+        try:
+            columns = tuple(
+                Column(
+                    name=c["name"],
+                    kind=c["kind"],
+                    dtype=c["dtype"],
+                    categories=None if c["categories"] is None else tuple(c["categories"]),
+                    loc=float(c["loc"]),
+                    scale=float(c["scale"]),
+                    ordered=bool(c["ordered"]),
+                )
+                for c in d["columns"]
+            )
+            return cls(columns, d["input_type"])
+        except KeyError as err:
+            raise ValueError(f"schema dict is missing the key {err.args[0]!r}") from None
+
+    # -- internals ----------------------------------------------------------
+
+    def _conform(self, table: _Table) -> _Table:
+        """Check that a table matches the schema; return it in schema order."""
+        if self.input_type == "dataframe":
+            if table.input_type != "dataframe":
+                raise ValueError(
+                    f"this schema was inferred from a DataFrame; encode needs a DataFrame "
+                    f"with columns {_join([repr(n) for n in self.names])}, "
+                    f"not a {table.input_type}"
+                )
+            missing = [repr(n) for n in self.names if n not in table.names]
+            extra = [repr(n) for n in table.names if n not in self.names]
+            if missing or extra:
+                problems = [f"missing {_join(missing)}"] if missing else []
+                problems += [f"unexpected {_join(extra)}"] if extra else []
+                raise ValueError(f"columns differ from the schema: {'; '.join(problems)}")
+            position = {n: j for j, n in enumerate(table.names)}
+            order = [position[n] for n in self.names]
+            table = _Table(
+                names=self.names,
+                series=tuple(table.series[j] for j in order),
+                dtypes=tuple(table.dtypes[j] for j in order),
+                input_type=table.input_type,
+                index=table.index,
+                dtype=table.dtype,
+                device=table.device,
+            )
+        elif table.input_type == "dataframe":
+            raise ValueError(
+                f"this schema was inferred from a {self.input_type}; encode needs an ndarray "
+                f"or tensor with {len(self)} columns, not a DataFrame"
+            )
+        elif len(table.names) != len(self):
+            raise ValueError(
+                f"expected {len(self)} columns ({_join([repr(n) for n in self.names])}); "
+                f"got {len(table.names)}"
+            )
+        _check_not_empty(table)
+        return table
+
+    def _decode_frame(
+        self, decoded: list[np.ndarray], index: pd.Index | Sequence | None, n: int
+    ) -> pd.DataFrame:
+        frame = pd.DataFrame(
+            {c.name: _to_series(c, v) for c, v in zip(self.columns, decoded, strict=True)}
+        )
+        if index is not None:
+            index = pd.Index(index)
+            if len(index) != n:
+                raise ValueError(f"index has {len(index)} entries; x has {n} rows")
+            # Set rather than align: the index may hold duplicate labels.
+            frame.index = index
+        return frame
+
+    def _decode_array(
+        self, decoded: list[np.ndarray], x: torch.Tensor | np.ndarray
+    ) -> np.ndarray | torch.Tensor:
+        # Array columns share one dtype; label columns hold numeric labels.
+        matrix = np.column_stack(
+            [
+                np.asarray(c.categories, dtype=np.float64)[v] if c.kind in _LABEL_KINDS else v
+                for c, v in zip(self.columns, decoded, strict=True)
+            ]
+        )
+        # Integer (or bool) arrays come back in their dtype only if no value needs a fraction.
+        exact = "continuous" not in self.kinds
+        name = self.columns[0].dtype
+        if self.input_type == "ndarray":
+            original = np.dtype(name)
+            keep = original.kind == "f" or (exact and original.kind in "biu")
+            return matrix.astype(original if keep else np.float64)
+        original_t = getattr(torch, name)
+        keep_t = original_t.is_floating_point or exact
+        device = x.device if isinstance(x, torch.Tensor) else None
+        return torch.as_tensor(matrix, device=device).to(
+            original_t if keep_t else torch.get_default_dtype()
+        )
+
+
+# -- input handling ---------------------------------------------------------
+
+
+def _as_table(data: Any) -> _Table:
+    """View a DataFrame, ndarray or tensor as named Series."""
+    cpu = torch.device("cpu")
+    if isinstance(data, pd.DataFrame):
+        names = tuple(data.columns)
+        bad = [n for n in names if not isinstance(n, str)]
+        if bad:
+            raise ValueError(
+                f"column names must be strings; got {_join([repr(n) for n in bad])} "
+                f"(use df.columns = df.columns.astype(str))"
+            )
+        _check_unique(names)
+        return _Table(
+            names=names,
+            series=tuple(data.iloc[:, j] for j in range(data.shape[1])),
+            dtypes=tuple(str(dt) for dt in data.dtypes),
+            input_type="dataframe",
+            index=data.index,
+            dtype=torch.float64,
+            device=cpu,
+        )
+    if isinstance(data, torch.Tensor):
+        if data.is_complex():
+            raise ValueError(f"complex tensors are not supported; got {data.dtype}")
+        dtype = data.dtype if data.is_floating_point() else torch.get_default_dtype()
+        return _array_table(
+            _to_numpy_2d(data, "data"),
+            "tensor",
+            str(data.dtype).removeprefix("torch."),
+            dtype,
+            data.device,
+        )
+    if isinstance(data, np.ndarray):
+        return _array_table(_to_numpy_2d(data, "data"), "ndarray", str(data.dtype), torch.float64, cpu)
+    if isinstance(data, pd.Series):
+        raise ValueError(
+            "expected a 2-D table (rows x columns); got a pandas Series (use series.to_frame())"
+        )
+    raise TypeError(
+        f"expected a pandas DataFrame, numpy ndarray or torch Tensor; got {type(data).__name__}"
+    )
+
+
+def _array_table(
+    array: np.ndarray, input_type: str, dtype_name: str, dtype: torch.dtype, device: torch.device
+) -> _Table:
+    names = tuple(f"x{j}" for j in range(array.shape[1]))
+    return _Table(
+        names=names,
+        series=tuple(pd.Series(array[:, j], copy=False) for j in range(array.shape[1])),
+        dtypes=(dtype_name,) * len(names),
+        input_type=input_type,
+        index=None,
+        dtype=dtype,
+        device=device,
+    )
+
+
+def _to_numpy_2d(values: torch.Tensor | np.ndarray, what: str) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        tensor = values.detach().cpu()
+        # numpy has no bfloat16 (and friends); float32 holds them exactly.
+        if tensor.is_floating_point() and tensor.dtype not in (
+            torch.float16,
+            torch.float32,
+            torch.float64,
+        ):
+            tensor = tensor.float()
+        values = tensor.numpy()
+    values = np.asarray(values)
+    if values.ndim != 2:
+        raise ValueError(
+            f"expected a 2-D table (rows x columns) for {what}; got {values.ndim}-D "
+            f"input of shape {values.shape}"
+        )
+    return values
+
+
+def _check_not_empty(table: _Table) -> None:
+    if not table.names:
+        raise ValueError("the table has 0 columns; at least one column is needed")
+    if table.n_rows == 0:
+        raise ValueError(
+            f"the table has 0 rows (columns {_join([repr(n) for n in table.names])}); "
+            "at least one row is needed"
+        )
+
+
+def _check_unique(names: Sequence[str]) -> None:
+    duplicated = [n for n, k in Counter(names).items() if k > 1]
+    if duplicated:
+        raise ValueError(f"duplicate column names: {_join([repr(n) for n in duplicated])}")
+
+
+def _check_kinds(kinds: Iterable[str]) -> None:
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise ValueError(f"unknown kind {unknown[0]!r}; expected one of {KINDS}")
+
+
+def _check_overrides(kinds: dict[str, str] | None, names: tuple[str, ...]) -> dict[str, str]:
+    kinds = dict(kinds or {})
+    for name, kind in kinds.items():
+        if name not in names:
+            raise ValueError(
+                f"kinds names column {name!r}, which is not in the table "
+                f"(columns: {_join([repr(n) for n in names])})"
+            )
+        if kind not in KINDS:
+            raise ValueError(
+                f"unknown kind {kind!r} for column {name!r}; expected one of {KINDS}"
+            )
+    return kinds
+
+
+def _family(dtype: Any) -> str:
+    """Coarse dtype family: bool, int, float, category, text or other."""
+    if dtype is None:
+        return "other"
+    if isinstance(dtype, pd.CategoricalDtype):
+        return "category"
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "int"
+    if pd.api.types.is_float_dtype(dtype):
+        return "float"
+    if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+        return "text"
+    return "other"
+
+
+# -- per-column inference, encoding and decoding ----------------------------
+
+
+def _infer_column(
+    name: str,
+    series: pd.Series,
+    dtype: str,
+    kind: str | None,
+    standardize: bool,
+    from_array: bool,
+) -> Column:
+    family = _family(series.dtype)
+    if family == "other":
+        raise ValueError(
+            f"column {name!r} has unsupported dtype {dtype}; convert it to numbers, "
+            "strings or a pandas category"
+        )
+    missing = series.isna().to_numpy()
+    if missing.all():
+        raise ValueError(f"column {name!r} is entirely missing")
+    if kind is None:
+        kind = "continuous" if from_array else _default_kind(series, family)
+    if kind in _NUMERIC_KINDS:
+        values = _numeric(name, series, missing, kind)
+        loc, scale = 0.0, 1.0
+        if kind == "continuous" and standardize:
+            observed = values[~missing]
+            loc = float(observed.mean())
+            scale = float(observed.std())
+            # A constant column cannot be scaled; leaving it unscaled keeps it usable.
+            scale = scale if scale > 0 else 1.0
+        return Column(name, kind, dtype, loc=loc, scale=scale)
+    categories = _categories(name, series, family)
+    if kind == "binary" and len(categories) > 2:
+        raise ValueError(
+            f"column {name!r} cannot be binary: it has {len(categories)} distinct values "
+            f"({_join([repr(c) for c in categories[:5]])}{', ...' if len(categories) > 5 else ''})"
+        )
+    ordered = isinstance(series.dtype, pd.CategoricalDtype) and bool(series.dtype.ordered)
+    return Column(name, kind, dtype, categories=categories, ordered=ordered)
+
+
+def _default_kind(series: pd.Series, family: str) -> str:
+    if family == "bool":
+        return "binary"
+    if family in ("category", "text"):
+        return "categorical"
+    if family == "float":
+        return "continuous"
+    observed = series.dropna().to_numpy(dtype=np.int64)
+    if np.isin(observed, (0, 1)).all():
+        return "binary"
+    return "count" if (observed >= 0).all() else "continuous"
+
+
+def _categories(name: str, series: pd.Series, family: str) -> tuple:
+    """Labels in code order: pandas categories, (False, True), (0, 1) or sorted values."""
+    if family == "category":
+        labels = series.dtype.categories.tolist()
+    elif family == "bool":
+        labels = [False, True]
+    else:
+        observed = series.dropna()
+        if family == "float":
+            _check_finite(name, observed.to_numpy(dtype=np.float64))
+        labels = [_scalar(v) for v in pd.unique(observed)]
+        if family == "int" and set(labels) <= {0, 1}:
+            labels = [0, 1]
+        try:
+            labels = sorted(labels)
+        except TypeError:
+            # Mixed label types (e.g. 1 and "a") have no natural order; group by type.
+            labels = sorted(labels, key=lambda v: (type(v).__name__, repr(v)))
+    return tuple(_scalar(v) for v in labels)
+
+
+def _numeric(name: str, series: pd.Series, missing: np.ndarray, kind: str) -> np.ndarray:
+    """Float64 values of a continuous or count column (NaN where missing), validated."""
+    family = _family(series.dtype)
+    if family in ("bool", "int", "float"):
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    elif family in ("category", "text"):
+        coerced = pd.to_numeric(series.astype(object), errors="coerce")
+        bad = coerced.isna().to_numpy() & ~missing
+        if bad.any():
+            example = series[bad].iloc[0]
+            raise ValueError(
+                f"column {name!r} is {kind} but holds non-numeric values (e.g. {example!r})"
+            )
+        values = coerced.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        raise ValueError(f"column {name!r} has unsupported dtype {series.dtype} for a {kind} column")
+    _check_finite(name, values)
+    if kind == "count":
+        observed = values[~missing]
+        negative = observed[observed < 0]
+        if negative.size:
+            raise ValueError(f"count column {name!r} holds negative values (e.g. {negative[0]:g})")
+        fractional = observed[observed != np.floor(observed)]
+        if fractional.size:
+            raise ValueError(
+                f"count column {name!r} holds non-integer values (e.g. {fractional[0]:g})"
+            )
+    return values
+
+
+def _check_finite(name: str, values: np.ndarray) -> None:
+    infinite = np.isinf(values)
+    if infinite.any():
+        raise ValueError(
+            f"column {name!r} holds infinite values ({int(infinite.sum())} entries); "
+            "replace them or mark them missing"
+        )
+
+
+def _encode_column(column: Column, series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    missing = series.isna().to_numpy()
+    if column.kind in _NUMERIC_KINDS:
+        values = _numeric(column.name, series, missing, column.kind)
+        values = (values - column.loc) / column.scale
+    else:
+        codes = pd.Index(column.categories).get_indexer(series)
+        unseen = (codes < 0) & ~missing
+        if unseen.any():
+            label = series[unseen].iloc[0]
+            raise ValueError(
+                f"unseen category {_scalar(label)!r} in {column.kind} column {column.name!r}; "
+                f"known categories: {_join([repr(c) for c in column.categories])}"
+            )
+        values = codes.astype(np.float64)
+    values[missing] = 0.0
+    return values, ~missing
+
+
+def _decode_values(column: Column, values: np.ndarray) -> np.ndarray:
+    """Original-scale numbers (continuous, count) or integer codes (binary, categorical)."""
+    if not np.isfinite(values).all():
+        raise ValueError(f"cannot decode column {column.name!r}: it holds non-finite values")
+    if column.kind == "continuous":
+        return values * column.scale + column.loc
+    rounded = np.rint(values)
+    if column.kind == "count":
+        return np.clip(rounded, 0, None)
+    return np.clip(rounded, 0, column.n_categories - 1).astype(np.int64)
+
+
+def _to_series(column: Column, values: np.ndarray) -> pd.Series:
+    if column.kind in _LABEL_KINDS:
+        if column.dtype == "category":
+            dtype = pd.CategoricalDtype(list(column.categories), ordered=column.ordered)
+            return pd.Series(pd.Categorical.from_codes(values, dtype=dtype))
+        # An object array keeps each label's own type (np.array would unify them).
+        labels = np.empty(len(column.categories), dtype=object)
+        labels[:] = column.categories
+        return pd.Series(labels[values]).astype(column.dtype)
+    family = _family(_pandas_dtype(column.dtype))
+    keep = family == "float" or (column.kind == "count" and family == "int")
+    fallback = "float64" if column.kind == "continuous" else "int64"
+    return pd.Series(values).astype(column.dtype if keep else fallback)
+
+
+def _pandas_dtype(name: str) -> Any:
+    try:
+        return pd.api.types.pandas_dtype(name)
+    except TypeError:
+        return None
+
+
+# -- small helpers ----------------------------------------------------------
+
+
+def _scalar(value: Any) -> Any:
+    """numpy scalar -> Python scalar, so labels compare, print and serialise plainly."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _join(items: Sequence[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    items = list(items)
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _column_to_dict(column: Column) -> dict[str, Any]:
+    categories = None
+    if column.categories is not None:
+        categories = [_scalar(c) for c in column.categories]
+        bad = [c for c in categories if not isinstance(c, _JSON_SCALARS)]
+        if bad:
+            raise ValueError(
+                f"column {column.name!r}: category {bad[0]!r} of type {type(bad[0]).__name__} "
+                "cannot be saved; use str, int, float or bool labels"
+            )
+    return {
+        "name": column.name,
+        "kind": column.kind,
+        "dtype": column.dtype,
+        "categories": categories,
+        "loc": float(column.loc),
+        "scale": float(column.scale),
+        "ordered": bool(column.ordered),
+    }

@@ -1,0 +1,237 @@
+"""`Fit`: the immutable result of :func:`ppgen.fit`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ppgen import _arviz
+from ppgen._utils import seeded
+from ppgen.data.schema import Encoded, Schema
+from ppgen.models.base import GenerativeModel, Params
+
+__all__ = ["Fit"]
+
+POINT_METHODS = ("map", "em")
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+@dataclass(frozen=True, eq=False)
+class Fit:
+    """A fitted model: parameters, the loss trace and everything computed from them.
+
+    Attributes
+    ----------
+    model : GenerativeModel
+        The fitted model (a private copy; fitting never changes the model you passed).
+    schema : Schema
+        How the data were encoded; every method takes data in the same form.
+    method : str
+        ``"map"``, ``"em"``, ``"svi"`` or ``"nuts"``.
+    params : dict of Tensor
+        Point estimate of the global sites on the encoded scale: the MAP/EM estimate, the
+        guide's median for SVI, the posterior mean for NUTS.
+    losses : ndarray
+        Loss (negative log joint or negative ELBO) per optimization step; for NUTS, the losses of
+        the MAP run that initialized the chains.
+    samples : dict of Tensor or None
+        Posterior draws of the global sites, shape (chain, draw, ...), for SVI and NUTS.
+    divergent : ndarray or None
+        NUTS divergences, shape (chain, draw).
+    seed : int
+        The seed the fit ran with.
+    info : dict
+        Method-specific facts: steps taken, convergence, the options used.
+    """
+
+    model: GenerativeModel
+    schema: Schema
+    method: str
+    params: Params
+    losses: np.ndarray
+    seed: int
+    samples: Params | None = None
+    divergent: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    train: Encoded | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+        if self.samples is not None:
+            object.__setattr__(self, "samples", MappingProxyType(dict(self.samples)))
+        object.__setattr__(self, "info", MappingProxyType(dict(self.info)))
+        self.losses.setflags(write=False)
+
+    # -- data ---------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.params.values())).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(iter(self.params.values())).dtype
+
+    def _encode(self, data: Any) -> Encoded:
+        return self.schema.encode(data, device=self.device, dtype=self.dtype)
+
+    def _draws(self) -> list[Params]:
+        """Posterior draws flattened over chains, or the point estimate alone."""
+        if self.samples is None:
+            return [dict(self.params)]
+        flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in self.samples.items()}
+        n = next(iter(flat.values())).shape[0]
+        return [{k: v[i] for k, v in flat.items()} for i in range(n)]
+
+    # -- likelihood -------------------------------------------------------------------------------
+    def log_likelihood_draws(self, data: Any = None) -> np.ndarray:
+        """Per-row log-likelihood under each posterior draw, shape (chain, draw, n), data scale."""
+        enc = self.train if data is None else self._encode(data)
+        if enc is None:
+            raise ValueError("pass the data: this fit was loaded from disk without its training data")
+        jac = self.schema.log_abs_det_jacobian(enc.mask)
+        with torch.no_grad():
+            rows = [self.model.log_prob(enc.x, enc.mask, p) + jac for p in self._draws()]
+        out = _numpy(torch.stack(rows))
+        if self.samples is None:
+            return out.reshape(1, 1, -1)
+        chains, draws = next(iter(self.samples.values())).shape[:2]
+        return out.reshape(chains, draws, -1)
+
+    def log_prob(self, data: Any) -> np.ndarray:
+        """Log density of each row on the data's original scale (nats), shape (n,).
+
+        Exact for models with a tractable marginal. Point fits (MAP, EM) plug in the estimate;
+        SVI and NUTS fits give the posterior predictive density, the log of the mean over draws.
+        The log-Jacobian of the standardization is included, so values compare across models
+        and with other libraries fitted to the same raw data.
+        """
+        ll = self.log_likelihood_draws(data).reshape(-1, self._encode(data).x.shape[0])
+        return torch.from_numpy(ll).logsumexp(0).numpy() - np.log(ll.shape[0])
+
+    def score(self, data: Any) -> float:
+        """Mean log density per row (nats): the number to compare models by."""
+        return float(np.mean(self.log_prob(data)))
+
+    def _require_point(self, what: str) -> None:
+        if self.method not in POINT_METHODS:
+            raise ValueError(f"{what} is defined for point estimates (method 'map' or 'em'), not {self.method!r}")
+
+    def bic(self, data: Any) -> float:
+        """Bayesian information criterion, -2 log L + k log n (lower is better)."""
+        self._require_point("BIC")
+        ll = self.log_prob(data)
+        return float(-2 * ll.sum() + self.model.n_parameters() * np.log(len(ll)))
+
+    def aic(self, data: Any) -> float:
+        """Akaike information criterion, -2 log L + 2 k (lower is better)."""
+        self._require_point("AIC")
+        return float(-2 * self.log_prob(data).sum() + 2 * self.model.n_parameters())
+
+    # -- structure ----------------------------------------------------------------------------------
+    def _model_method(self, name: str, data: Any) -> np.ndarray:
+        fn = getattr(self.model, name, None)
+        if fn is None:
+            raise AttributeError(f"{type(self.model).__name__} has no {name}")
+        enc = self._encode(data)
+        with torch.no_grad():
+            return _numpy(fn(enc.x, enc.mask, dict(self.params)))
+
+    def predict_proba(self, data: Any) -> np.ndarray:
+        """Membership probabilities per row and component, shape (n, K) (mixtures)."""
+        return self._model_method("predict_proba", data)
+
+    def predict(self, data: Any) -> np.ndarray:
+        """Most probable component of each row, shape (n,) (mixtures)."""
+        return self.predict_proba(data).argmax(-1)
+
+    def transform(self, data: Any) -> np.ndarray:
+        """Posterior mean of each row's latent variables, shape (n, q) (PPCA)."""
+        if not hasattr(self.model, "posterior"):
+            raise AttributeError(f"{type(self.model).__name__} has no latent posterior to transform to")
+        enc = self._encode(data)
+        with torch.no_grad():
+            mean, _ = self.model.posterior(enc.x, enc.mask, dict(self.params))
+        return _numpy(mean)
+
+    # -- simulation -----------------------------------------------------------------------------
+    def sample(self, n: int, *, seed: int = 0) -> Any:
+        """Draw ``n`` new rows, decoded to the fitted data's form (a DataFrame for DataFrames).
+
+        Point fits sample from the plug-in model; SVI and NUTS fits from the posterior predictive
+        (each row from a randomly chosen posterior draw).
+        """
+        if int(n) < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        draws = self._draws()
+        with seeded(seed, self.device), torch.no_grad():
+            which = torch.randint(len(draws), (int(n),)).tolist() if len(draws) > 1 else [0] * n
+            parts, order = [], []
+            for d in sorted(set(which)):
+                rows = [i for i, w in enumerate(which) if w == d]
+                parts.append(self.model.sample(len(rows), draws[d]))
+                order.extend(rows)
+            x = torch.cat(parts)[torch.argsort(torch.tensor(order))]
+        return self.schema.decode(x)
+
+    # -- reporting -----------------------------------------------------------------------------------
+    def _described_draws(self) -> dict[str, np.ndarray]:
+        if self.samples is None:
+            described = self.model.describe(dict(self.params), self.schema)
+            return {k: _numpy(v)[None, None] for k, v in described.items()}
+        chains, draws = next(iter(self.samples.values())).shape[:2]
+        flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in self.samples.items()}
+        with torch.no_grad():
+            described = self.model.describe(flat, self.schema)
+        return {k: _numpy(v).reshape((chains, draws) + v.shape[1:]) for k, v in described.items()}
+
+    def summary(self) -> pd.DataFrame:
+        """Parameters as a statistician reads them.
+
+        Point fits give one ``estimate`` column. SVI and NUTS fits give ArviZ's summary: posterior
+        mean, sd, 94% highest-density interval and, for NUTS, MCSE, bulk/tail ESS and R-hat.
+        """
+        draws = self._described_draws()
+        if self.samples is None:
+            rows = {}
+            for name, value in draws.items():
+                arr = value[0, 0]
+                for idx in np.ndindex(arr.shape):
+                    label = name if not idx else f"{name}[{', '.join(map(str, idx))}]"
+                    rows[label] = float(arr[idx])
+            return pd.DataFrame({"estimate": pd.Series(rows)})
+        return _arviz.summary(draws)
+
+    def to_arviz(self, data: Any = None):  # -> arviz.InferenceData
+        """InferenceData with posterior, sample_stats, log_likelihood and observed_data groups.
+
+        NUTS draws keep their chains; SVI draws come from the fitted guide (one chain); a MAP fit
+        is a single draw. ``log_likelihood["x"]`` is per row on the data's original scale, ready
+        for ArviZ's loo/waic.
+        """
+        enc = self.train if data is None else self._encode(data)
+        posterior = {k: _numpy(v) for k, v in (self.samples or {}).items()}
+        if not posterior:
+            posterior = {k: _numpy(v)[None, None] for k, v in self.params.items()}
+        stats = None if self.divergent is None else {"diverging": self.divergent}
+        ll = self.log_likelihood_draws(data) if enc is not None else None
+        return _arviz.inference_data(
+            posterior,
+            sample_stats=stats,
+            log_likelihood=None if ll is None else {"x": ll},
+            observed_data=None if enc is None else {"x": _numpy(enc.x)},
+            attrs={"ppgen_method": self.method, "ppgen_model": type(self.model).__name__},
+        )
+
+    def save(self, path: str) -> None:
+        """Save to ``path``: tensors and a JSON config, loadable without executing code."""
+        from ppgen.io import save
+
+        save(self, path)

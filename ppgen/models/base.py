@@ -1,0 +1,98 @@
+"""The contract every ppgen model follows."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from pyro.nn import PyroModule
+
+from ppgen.data.schema import Schema
+
+__all__ = ["GenerativeModel"]
+
+Params = dict[str, torch.Tensor]
+
+
+class GenerativeModel(PyroModule):
+    """A generative model written as a Pyro model/guide pair.
+
+    Subclasses set their hyperparameters in ``__init__`` and learn the data's shape in
+    :meth:`build`. They never loop over data or touch optimizers: :func:`ppgen.fit` does that.
+
+    The Pyro programs follow one signature, ``program(x, mask=None, subsample_size=None)``:
+
+    * :meth:`model` -- the full generative story; the observed site is always ``"x"``; global
+      latent sites are named in :attr:`global_sites`.
+    * :meth:`guide` -- a guide for the *local* latents (nothing for models whose local latents are
+      discrete and enumerated); :func:`ppgen.fit` adds an autoguide for the globals.
+    * :meth:`collapsed` -- the same model with local latents integrated out in closed form, when
+      that is possible (PPCA); fitting uses it when present because its likelihood is exact.
+
+    Missing entries (``mask`` False) are masked inside the likelihood, never filled in.
+    Priors are stated on the encoded scale: continuous columns standardized by the data layer.
+    """
+
+    #: Names of the global latent sample sites, in the order :meth:`summary` reports them.
+    global_sites: ClassVar[tuple[str, ...]] = ()
+    #: Column kinds the model can fit.
+    supported_kinds: ClassVar[tuple[str, ...]] = ("continuous",)
+    #: Other models to suggest when the table holds unsupported kinds.
+    kinds_hint: ClassVar[str] = ""
+    #: Largest number of nested plates, for enumeration and NUTS.
+    max_plate_nesting: ClassVar[int] = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dim: int | None = None
+
+    # -- construction -------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """Hyperparameters as JSON types: ``type(self)(**self.config())`` rebuilds the model."""
+        raise NotImplementedError
+
+    def build(self, schema: Schema) -> GenerativeModel:
+        """Fix the data's shape. Called by :func:`ppgen.fit` on its own copy of the model."""
+        schema.require(*self.supported_kinds, model=type(self).__name__, hint=self.kinds_hint)
+        self.dim = len(schema)
+        return self
+
+    def _check_built(self) -> int:
+        if self.dim is None:
+            raise RuntimeError(f"{type(self).__name__} has not been built; fit it with ppgen.fit")
+        return self.dim
+
+    # -- Pyro programs ------------------------------------------------------------------------
+    def model(self, x: torch.Tensor, mask: torch.Tensor | None = None, subsample_size=None) -> None:
+        raise NotImplementedError
+
+    def guide(self, x: torch.Tensor, mask: torch.Tensor | None = None, subsample_size=None) -> None:
+        """Guide for local latents; the default has none (discrete latents are enumerated)."""
+
+    collapsed = None  # set to a method when local latents can be integrated out exactly
+
+    # -- closed forms, given global parameter values -------------------------------------------
+    def init_params(
+        self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator
+    ) -> Params:
+        """Starting values for the global sites, from the data."""
+        raise NotImplementedError
+
+    def log_prob(self, x: torch.Tensor, mask: torch.Tensor | None, params: Params) -> torch.Tensor:
+        """Exact log density of each row's observed entries on the encoded scale, shape (n,)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no tractable likelihood; estimate it with "
+            "ppgen.evaluate (elbo, iwae, ais)"
+        )
+
+    def sample(self, n: int, params: Params) -> torch.Tensor:
+        """Draw ``n`` rows on the encoded scale (uses torch's global RNG; seed it first)."""
+        raise NotImplementedError
+
+    def n_parameters(self) -> int:
+        """Number of free parameters, as used by BIC/AIC."""
+        raise NotImplementedError
+
+    def describe(self, params: Params, schema: Schema) -> Params:
+        """Parameters as a statistician reads them (on the data's scale where the model allows)."""
+        return dict(params)

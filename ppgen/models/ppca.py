@@ -1,0 +1,204 @@
+"""Probabilistic principal component analysis."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroParam
+from torch.distributions import constraints
+
+from ppgen.data.schema import Schema
+from ppgen.models.base import GenerativeModel, Params
+from ppgen.models.distributions import MaskedMultivariateNormal
+
+__all__ = ["PPCA"]
+
+
+class PPCA(GenerativeModel):
+    r"""Probabilistic PCA (Tipping & Bishop 1999).
+
+    Generative story (d columns, q components, n rows)::
+
+        W        ~ Normal(0, weight_scale^2)            # (d, q) loadings
+        loc      ~ Normal(0, loc_scale^2)               # (d,)
+        noise    ~ InverseGamma(1, noise_prior)         # scalar: the noise variance sigma^2
+        for i in 1..n:
+            z[i] ~ Normal(0, I_q)                       # (q,) local latent
+            x[i] ~ Normal(W z[i] + loc, noise I_d)      # (d,)
+
+    so that, with z integrated out, x[i] ~ N(loc, W W^T + noise I) (:meth:`collapsed`), the
+    exact likelihood used for fitting and :meth:`log_prob`. The posterior of z is Gaussian,
+    N(M^-1 W^T (x - loc), noise M^-1) with M = W^T W + noise I (:meth:`posterior`).
+    The priors are weak and stated on the standardized scale. Missing entries are dropped from
+    the likelihood. :meth:`guide` is an amortized linear-Gaussian guide for z, a family that
+    holds the exact posterior of complete rows (:meth:`set_exact_guide`).
+
+    Parameters
+    ----------
+    n_components : int
+        Latent dimension q (< number of columns).
+    weight_scale, loc_scale : float
+        Prior standard deviations of the loadings and of the mean.
+    noise_prior : float
+        Rate of the inverse-gamma prior on the noise variance; keeps it away from zero.
+
+    References
+    ----------
+    Tipping, M. E. & Bishop, C. M. (1999). Probabilistic principal component analysis.
+    *JRSS B* 61(3), 611-622.
+    """
+
+    global_sites: ClassVar[tuple[str, ...]] = ("W", "loc", "noise")
+    kinds_hint: ClassVar[str] = "Use GaussianMixture (or, later, VAE) for tables of mixed kinds."
+
+    def __init__(
+        self,
+        n_components: int,
+        *,
+        weight_scale: float = 10.0,
+        loc_scale: float = 10.0,
+        noise_prior: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        if int(n_components) < 1:
+            raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+        self.n_components = int(n_components)
+        self.weight_scale = float(weight_scale)
+        self.loc_scale = float(loc_scale)
+        self.noise_prior = float(noise_prior)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "n_components": self.n_components,
+            "weight_scale": self.weight_scale,
+            "loc_scale": self.loc_scale,
+            "noise_prior": self.noise_prior,
+        }
+
+    def build(self, schema: Schema) -> PPCA:
+        super().build(schema)
+        d, q = len(schema), self.n_components
+        if q >= d:
+            raise ValueError(f"PPCA needs n_components < number of columns ({d}), got {q}")
+        # Amortized guide q(z | x) = N(A (x - b), S S^T): holds the exact posterior of complete rows.
+        self.guide_weight = PyroParam(torch.zeros(q, d))
+        self.guide_offset = PyroParam(torch.zeros(d))
+        self.guide_scale_tril = PyroParam(torch.eye(q), constraint=constraints.lower_cholesky)
+        return self
+
+    def priors(self, like: torch.Tensor) -> dict[str, dist.Distribution]:
+        d, q = self._check_built(), self.n_components
+        zeros = like.new_zeros
+        return {
+            "W": dist.Normal(zeros(d, q), self.weight_scale).to_event(2),
+            "loc": dist.Normal(zeros(d), self.loc_scale).to_event(1),
+            "noise": dist.InverseGamma(like.new_tensor(1.0), like.new_tensor(self.noise_prior)),
+        }
+
+    def _globals(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        priors = self.priors(like)
+        return tuple(pyro.sample(name, priors[name]) for name in self.global_sites)
+
+    # -- Pyro programs --------------------------------------------------------------------------
+    def model(self, x: torch.Tensor, mask: torch.Tensor | None = None, subsample_size=None) -> None:
+        W, loc, noise = self._globals(x)
+        with pyro.plate("data", x.shape[0], subsample_size=subsample_size, dim=-1) as ind:
+            zero = x.new_zeros(len(ind), self.n_components)
+            z = pyro.sample("z", dist.Normal(zero, 1.0).to_event(1))
+            like = dist.Normal(z @ W.mT + loc, noise.sqrt())
+            if mask is not None:
+                like = like.mask(mask[ind])
+            pyro.sample("x", like.to_event(1), obs=x[ind])
+
+    def guide(self, x: torch.Tensor, mask: torch.Tensor | None = None, subsample_size=None) -> None:
+        with pyro.plate("data", x.shape[0], subsample_size=subsample_size, dim=-1) as ind:
+            xb = x[ind] if mask is None else torch.where(mask[ind], x[ind], self.guide_offset)
+            mean = (xb - self.guide_offset) @ self.guide_weight.mT
+            pyro.sample("z", dist.MultivariateNormal(mean, scale_tril=self.guide_scale_tril))
+
+    def collapsed(self, x: torch.Tensor, mask: torch.Tensor | None = None, subsample_size=None):
+        W, loc, noise = self._globals(x)
+        with pyro.plate("data", x.shape[0], subsample_size=subsample_size, dim=-1) as ind:
+            mb = None if mask is None else mask[ind]
+            pyro.sample("x", self._marginal({"W": W, "loc": loc, "noise": noise}, mb), obs=x[ind])
+
+    # -- closed forms -----------------------------------------------------------------------------
+    def _marginal(self, params: Params, mask: torch.Tensor | None) -> MaskedMultivariateNormal:
+        W, noise = params["W"], params["noise"]
+        d = W.shape[0]
+        eye_d = torch.eye(d, dtype=W.dtype, device=W.device)
+        precision = self._woodbury_precision(W, noise, eye_d)
+        return MaskedMultivariateNormal(params["loc"], precision, mask)
+
+    @staticmethod
+    def _woodbury_precision(W: torch.Tensor, noise: torch.Tensor, eye_d: torch.Tensor):
+        # (W W^T + s I)^-1 = (I - W M^-1 W^T) / s with M = W^T W + s I: a q x q solve, not d x d.
+        q = W.shape[-1]
+        M = W.mT @ W + noise * torch.eye(q, dtype=W.dtype, device=W.device)
+        return (eye_d - W @ torch.linalg.solve(M, W.mT)) / noise
+
+    def log_prob(self, x: torch.Tensor, mask: torch.Tensor | None, params: Params) -> torch.Tensor:
+        return self._marginal(params, mask).log_prob(x)
+
+    def posterior(
+        self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean (n, q) and covariance (n, q, q) of p(z | observed entries of x)."""
+        W, loc, noise = params["W"], params["loc"], params["noise"]
+        obs = x.new_ones(x.shape) if mask is None else mask.to(x.dtype)
+        Wo = W.unsqueeze(0) * obs.unsqueeze(-1)  # rows of W for the observed entries only
+        eye_q = torch.eye(self.n_components, dtype=x.dtype, device=x.device)
+        M = Wo.mT @ Wo + noise * eye_q
+        rhs = Wo.mT @ ((x - loc) * obs).unsqueeze(-1)
+        mean = torch.linalg.solve(M, rhs).squeeze(-1)
+        return mean, noise * torch.linalg.inv(M)
+
+    def set_exact_guide(self, params: Params) -> None:
+        """Set :meth:`guide` to the exact posterior of complete rows under ``params``."""
+        W, loc, noise = params["W"], params["loc"], params["noise"]
+        M = W.mT @ W + noise * torch.eye(self.n_components, dtype=W.dtype, device=W.device)
+        with torch.no_grad():
+            self.guide_weight = torch.linalg.solve(M, W.mT)
+            self.guide_offset = loc.clone()
+            self.guide_scale_tril = torch.linalg.cholesky(noise * torch.linalg.inv(M))
+
+    def log_prior(self, params: Params) -> torch.Tensor:
+        priors = self.priors(params["W"])
+        return sum(priors[name].log_prob(params[name]).sum() for name in self.global_sites)
+
+    def init_params(
+        self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator
+    ) -> Params:
+        """The Tipping-Bishop maximum-likelihood solution on the (zero-filled) data."""
+        return closed_form_mle(x * mask, self.n_components)
+
+    def sample(self, n: int, params: Params) -> torch.Tensor:
+        W = params["W"]
+        z = torch.randn(n, self.n_components, dtype=W.dtype, device=W.device)
+        eps = torch.randn(n, W.shape[0], dtype=W.dtype, device=W.device)
+        return z @ W.mT + params["loc"] + params["noise"].sqrt() * eps
+
+    def n_parameters(self) -> int:
+        d, q = self._check_built(), self.n_components
+        # Loadings up to rotation, the mean and the noise variance.
+        return d * q - q * (q - 1) // 2 + d + 1
+
+    def describe(self, params: Params, schema: Schema) -> Params:
+        """Loadings, mean and noise variance on the standardized scale the model is fitted on."""
+        return {"loadings": params["W"], "mean": params["loc"], "noise_variance": params["noise"]}
+
+
+def closed_form_mle(x: torch.Tensor, q: int) -> Params:
+    """Tipping & Bishop (1999) eq. 7-8: the PPCA maximum-likelihood estimate for complete data."""
+    loc = x.mean(0)
+    cov = (x - loc).mT @ (x - loc) / x.shape[0]
+    evals, evecs = torch.linalg.eigh(cov)
+    evals, evecs = evals.flip(-1), evecs.flip(-1)
+    noise = evals[q:].mean().clamp_min(1e-6 * evals[0].clamp_min(1e-12))
+    W = evecs[:, :q] * (evals[:q] - noise).clamp_min(0).sqrt()
+    return {"W": W, "loc": loc, "noise": noise}
+
+
