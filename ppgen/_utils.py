@@ -28,7 +28,9 @@ def seeded(seed: int, device: torch.device | str | None = None) -> Iterator[None
     Every random entry point of ppgen takes a seed and runs under this, so results depend on the
     seed alone, not on what ran before.
     """
-    devices = [torch.device(device)] if device is not None and torch.device(device).type == "cuda" else []
+    devices = (
+        [torch.device(device)] if device is not None and torch.device(device).type == "cuda" else []
+    )
     np_state, py_state = np.random.get_state(), random.getstate()
     try:
         with torch.random.fork_rng(devices=devices):

@@ -71,5 +71,3 @@ def load(path: str, *, device: str | torch.device | None = None) -> Fit:
         divergent=None if "divergent" not in tensors else tensors["divergent"].numpy().astype(bool),
         info=config["info"],
     )
-
-

@@ -74,7 +74,9 @@ def _penguins() -> pd.DataFrame:
     labels = ["species", "island", "sex"]
     measurements = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
     return frame.astype(
-        dict.fromkeys(labels, "category") | dict.fromkeys(measurements, "float64") | {"year": "int64"}
+        dict.fromkeys(labels, "category")
+        | dict.fromkeys(measurements, "float64")
+        | {"year": "int64"}
     )
 
 
@@ -156,9 +158,7 @@ def load(name: str, *, label: bool = True) -> pd.DataFrame:
     try:
         dataset = _DATASETS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown data set {name!r}; available: {', '.join(names())}"
-        ) from None
+        raise ValueError(f"unknown data set {name!r}; available: {', '.join(names())}") from None
     frame = dataset.loader()
     if not label and dataset.label is not None:
         frame = frame.drop(columns=dataset.label)

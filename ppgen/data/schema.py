@@ -365,7 +365,9 @@ class Schema:
             dtype=dtype or table.dtype,
             device=device if device is not None else table.device,
         )
-        mask = torch.as_tensor(np.column_stack([observed for _, observed in encoded]), device=x.device)
+        mask = torch.as_tensor(
+            np.column_stack([observed for _, observed in encoded]), device=x.device
+        )
         return Encoded(x=x, mask=mask, index=table.index)
 
     def decode(
@@ -426,7 +428,8 @@ class Schema:
         mask : torch.Tensor
             ``(..., p)`` bool observation mask (e.g. ``Encoded.mask``).
         dtype : torch.dtype, optional
-            Floating dtype of the result; default ``torch.get_default_dtype()``.
+            Floating dtype of the result; default float64, the precision of
+            the stored scales (pass ``dtype=x.dtype`` to match float32 work).
 
         Returns
         -------
@@ -443,7 +446,7 @@ class Schema:
             )
         log_scale = torch.tensor(
             [math.log(c.scale) if c.kind == "continuous" else 0.0 for c in self.columns],
-            dtype=dtype or torch.get_default_dtype(),
+            dtype=dtype or torch.float64,
             device=mask.device,
         )
         return -(mask.to(log_scale.dtype) * log_scale).sum(-1)
@@ -622,7 +625,9 @@ def _as_table(data: Any) -> _Table:
             data.device,
         )
     if isinstance(data, np.ndarray):
-        return _array_table(_to_numpy_2d(data, "data"), "ndarray", str(data.dtype), torch.float64, cpu)
+        return _array_table(
+            _to_numpy_2d(data, "data"), "ndarray", str(data.dtype), torch.float64, cpu
+        )
     if isinstance(data, pd.Series):
         raise ValueError(
             "expected a 2-D table (rows x columns); got a pandas Series (use series.to_frame())"
@@ -698,9 +703,7 @@ def _check_overrides(kinds: dict[str, str] | None, names: tuple[str, ...]) -> di
                 f"(columns: {_join([repr(n) for n in names])})"
             )
         if kind not in KINDS:
-            raise ValueError(
-                f"unknown kind {kind!r} for column {name!r}; expected one of {KINDS}"
-            )
+            raise ValueError(f"unknown kind {kind!r} for column {name!r}; expected one of {KINDS}")
     return kinds
 
 
@@ -812,7 +815,9 @@ def _numeric(name: str, series: pd.Series, missing: np.ndarray, kind: str) -> np
             )
         values = coerced.to_numpy(dtype=np.float64, na_value=np.nan)
     else:
-        raise ValueError(f"column {name!r} has unsupported dtype {series.dtype} for a {kind} column")
+        raise ValueError(
+            f"column {name!r} has unsupported dtype {series.dtype} for a {kind} column"
+        )
     _check_finite(name, values)
     if kind == "count":
         observed = values[~missing]

@@ -10,7 +10,7 @@ import numpy as np
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import Predictive, TraceEnum_ELBO
+from pyro.infer import Predictive, Trace_ELBO, TraceEnum_ELBO
 from pyro.infer.autoguide import AutoDelta, AutoGuideList, AutoMultivariateNormal, AutoNormal
 from pyro.infer.autoguide.initialization import init_to_value
 
@@ -108,8 +108,12 @@ def _initial_values(model, x, mask, seed, init_values) -> Params:
     if init_values:
         unknown = set(init_values) - set(model.global_sites)
         if unknown:
-            raise ValueError(f"init_values has unknown sites {sorted(unknown)}; expected {model.global_sites}")
-        values.update({k: torch.as_tensor(v, dtype=x.dtype, device=x.device) for k, v in init_values.items()})
+            raise ValueError(
+                f"init_values has unknown sites {sorted(unknown)}; expected {model.global_sites}"
+            )
+        values.update(
+            {k: torch.as_tensor(v, dtype=x.dtype, device=x.device) for k, v in init_values.items()}
+        )
     return values
 
 
@@ -126,7 +130,7 @@ def _make_guide(model: GenerativeModel, program: Callable, kind: Any, init: Para
         globals_guide = kind
     else:
         raise ValueError(f"guide must be 'normal', 'mvn' or a callable guide, got {kind!r}")
-    if program is model.collapsed or type(model).guide is GenerativeModel.guide:
+    if program == model.collapsed or type(model).guide is GenerativeModel.guide:
         return globals_guide
     guide = AutoGuideList(program)
     guide.append(globals_guide)
@@ -137,9 +141,9 @@ def _make_guide(model: GenerativeModel, program: Callable, kind: Any, init: Para
 def _optimize_once(model, x, mask, *, guide_kind, init, options, progress, desc):
     program = _program(model)
     guide = _make_guide(model, program, guide_kind, init)
-    elbo = TraceEnum_ELBO(
-        max_plate_nesting=model.max_plate_nesting, num_particles=options.pop("num_particles", 1),
-        vectorize_particles=False,
+    elbo_class = TraceEnum_ELBO if model.enumerated else Trace_ELBO
+    elbo = elbo_class(
+        max_plate_nesting=model.max_plate_nesting, num_particles=options.pop("num_particles", 1)
     )
     subsample_size = options.pop("subsample_size", None)
 
@@ -161,8 +165,14 @@ def _fit_map(model, x, mask, *, seed, progress, n_init=1, init_values=None, **op
         pyro.clear_param_store()
         init = _initial_values(model, x, mask, seed + restart, init_values)
         guide, losses = _optimize_once(
-            model, x, mask, guide_kind="delta", init=init, options=dict(options),
-            progress=progress, desc=f"map {restart + 1}/{n_init}" if n_init > 1 else "map",
+            model,
+            x,
+            mask,
+            guide_kind="delta",
+            init=init,
+            options=dict(options),
+            progress=progress,
+            desc=f"map {restart + 1}/{n_init}" if n_init > 1 else "map",
         )
         with torch.no_grad():
             params = {k: v.detach().clone() for k, v in guide.median(x, mask).items()}
@@ -171,8 +181,20 @@ def _fit_map(model, x, mask, *, seed, progress, n_init=1, init_values=None, **op
     return best[0], best[1], {"info": {"n_init": n_init, "n_steps": len(best[1])}}
 
 
-def _fit_em(model, x, mask, *, seed, progress, n_init=1, init_values=None, max_steps=1000,
-            tol=1e-10, **options):
+def _fit_em(
+    model,
+    x,
+    mask,
+    *,
+    seed,
+    progress,
+    n_init=1,
+    init_values=None,
+    max_steps=1000,
+    tol=1e-6,
+    **options,
+):
+    # tol: stop when an iteration gains less than this many nats per row (the MAP objective).
     if options:
         raise ValueError(f"unknown options for method='em': {sorted(options)}")
     if not hasattr(model, "m_step"):
@@ -188,7 +210,7 @@ def _fit_em(model, x, mask, *, seed, progress, n_init=1, init_values=None, max_s
                 log_lik = log_resp.logsumexp(-1)
                 objective.append(float(log_lik.sum() + model.log_prior(params)))
                 bar.update()
-                if len(objective) > 1 and objective[-1] - objective[-2] <= tol * abs(objective[-1]):
+                if len(objective) > 1 and objective[-1] - objective[-2] <= tol * x.shape[0]:
                     break
                 params = model.m_step(x, mask, (log_resp - log_lik.unsqueeze(-1)).exp(), params)
         bar.close()
@@ -198,18 +220,27 @@ def _fit_em(model, x, mask, *, seed, progress, n_init=1, init_values=None, max_s
     return best[0], losses, {"info": {"n_init": n_init, "n_steps": len(losses)}}
 
 
-def _fit_svi(model, x, mask, *, seed, progress, guide="normal", init_values=None,
-             num_draws=1000, **options):
+def _fit_svi(
+    model, x, mask, *, seed, progress, guide="normal", init_values=None, num_draws=1000, **options
+):
     options.setdefault("optimizer", "adam")
     options.setdefault("max_steps", 3000)
     options.setdefault("tol", 1e-5)
     init = _initial_values(model, x, mask, seed, init_values)
     fitted, losses = _optimize_once(
-        model, x, mask, guide_kind=guide, init=init, options=options, progress=progress,
+        model,
+        x,
+        mask,
+        guide_kind=guide,
+        init=init,
+        options=options,
+        progress=progress,
         desc="svi",
     )
     predictive = Predictive(
-        _program(model), guide=fitted, num_samples=int(num_draws),
+        _program(model),
+        guide=fitted,
+        num_samples=int(num_draws),
         return_sites=list(model.global_sites),
     )
     with torch.no_grad():
@@ -221,17 +252,42 @@ def _fit_svi(model, x, mask, *, seed, progress, guide="normal", init_values=None
     return params, losses, {"samples": samples, "info": {"n_steps": len(losses)}}
 
 
-def _fit_nuts(model, x, mask, *, seed, progress, num_samples=500, warmup_steps=500, num_chains=2,
-              init_values=None, target_accept_prob=0.8, max_tree_depth=10):
-    start, losses, _ = _fit_map(model, x, mask, seed=seed, progress=progress, init_values=init_values)
+def _fit_nuts(
+    model,
+    x,
+    mask,
+    *,
+    seed,
+    progress,
+    num_samples=500,
+    warmup_steps=500,
+    num_chains=2,
+    init_values=None,
+    target_accept_prob=0.8,
+    max_tree_depth=10,
+):
+    start, losses, _ = _fit_map(
+        model, x, mask, seed=seed, progress=progress, init_values=init_values
+    )
     samples, divergent = run_nuts(
-        _program(model), (x, mask), init_values=start, num_samples=num_samples,
-        warmup_steps=warmup_steps, num_chains=num_chains, max_plate_nesting=model.max_plate_nesting,
-        target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth, seed=seed,
+        _program(model),
+        (x, mask),
+        init_values=start,
+        num_samples=num_samples,
+        warmup_steps=warmup_steps,
+        num_chains=num_chains,
+        max_plate_nesting=model.max_plate_nesting,
+        target_accept_prob=target_accept_prob,
+        max_tree_depth=max_tree_depth,
+        seed=seed,
         progress=progress,
     )
     samples = {k: v for k, v in samples.items() if k in model.global_sites}
     params = {k: v.mean((0, 1)) for k, v in samples.items()}
-    info = {"num_chains": num_chains, "num_samples": num_samples, "warmup_steps": warmup_steps,
-            "divergences": int(divergent.sum())}
+    info = {
+        "num_chains": num_chains,
+        "num_samples": num_samples,
+        "warmup_steps": warmup_steps,
+        "divergences": int(divergent.sum()),
+    }
     return params, losses, {"samples": samples, "divergent": divergent, "info": info}

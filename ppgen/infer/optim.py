@@ -54,7 +54,9 @@ def optimize(
         elif optimizer in ("adam", "clipped_adam"):
             _run_adam(loss_fn, params, lr or 0.01, max_steps, tol, patience, clip_norm, losses, bar)
         else:
-            raise ValueError(f"optimizer must be 'adam', 'clipped_adam' or 'lbfgs', got {optimizer!r}")
+            raise ValueError(
+                f"optimizer must be 'adam', 'clipped_adam' or 'lbfgs', got {optimizer!r}"
+            )
     finally:
         bar.close()
     return np.asarray(losses)
@@ -81,7 +83,7 @@ def _run_adam(loss_fn, params, lr, max_steps, tol, patience, clip_norm, losses, 
         if clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(params, clip_norm)
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         bar.update()
         bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
         if step >= 2 * patience:
@@ -115,7 +117,7 @@ def _run_lbfgs(loss_fn, params, lr, max_steps, tol, losses, bar) -> None:
                 for p, old in zip(params, snapshot, strict=True):
                     p.copy_(old)
             raise
-        losses.append(float(loss))
+        losses.append(loss.item())
         bar.update()
         bar.set_postfix(loss=f"{losses[-1]:.6g}", refresh=False)
         if len(losses) > 1 and abs(losses[-2] - losses[-1]) <= tol * max(abs(losses[-1]), 1.0):

@@ -95,7 +95,9 @@ class Fit:
         """Per-row log-likelihood under each posterior draw, shape (chain, draw, n), data scale."""
         enc = self.train if data is None else self._encode(data)
         if enc is None:
-            raise ValueError("pass the data: this fit was loaded from disk without its training data")
+            raise ValueError(
+                "pass the data: this fit was loaded from disk without its training data"
+            )
         jac = self.schema.log_abs_det_jacobian(enc.mask)
         with torch.no_grad():
             rows = [self.model.log_prob(enc.x, enc.mask, p) + jac for p in self._draws()]
@@ -122,7 +124,9 @@ class Fit:
 
     def _require_point(self, what: str) -> None:
         if self.method not in POINT_METHODS:
-            raise ValueError(f"{what} is defined for point estimates (method 'map' or 'em'), not {self.method!r}")
+            raise ValueError(
+                f"{what} is defined for point estimates (method 'map' or 'em'), not {self.method!r}"
+            )
 
     def bic(self, data: Any) -> float:
         """Bayesian information criterion, -2 log L + k log n (lower is better)."""
@@ -155,7 +159,9 @@ class Fit:
     def transform(self, data: Any) -> np.ndarray:
         """Posterior mean of each row's latent variables, shape (n, q) (PPCA)."""
         if not hasattr(self.model, "posterior"):
-            raise AttributeError(f"{type(self.model).__name__} has no latent posterior to transform to")
+            raise AttributeError(
+                f"{type(self.model).__name__} has no latent posterior to transform to"
+            )
         enc = self._encode(data)
         with torch.no_grad():
             mean, _ = self.model.posterior(enc.x, enc.mask, dict(self.params))

@@ -41,6 +41,8 @@ class GenerativeModel(PyroModule):
     kinds_hint: ClassVar[str] = ""
     #: Largest number of nested plates, for enumeration and NUTS.
     max_plate_nesting: ClassVar[int] = 1
+    #: Whether the model has discrete sites to sum out (fitted with TraceEnum_ELBO).
+    enumerated: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()

@@ -62,8 +62,10 @@ class VectorToPositiveDefinite(Transform):
     def _inverse(self, P: torch.Tensor) -> torch.Tensor:
         L = torch.linalg.cholesky(P)
         d = L.shape[-1]
-        L = L - torch.diag_embed(L.diagonal(dim1=-2, dim2=-1)) + torch.diag_embed(
-            L.diagonal(dim1=-2, dim2=-1).log()
+        L = (
+            L
+            - torch.diag_embed(L.diagonal(dim1=-2, dim2=-1))
+            + torch.diag_embed(L.diagonal(dim1=-2, dim2=-1).log())
         )
         rows, cols = torch.tril_indices(d, d, device=P.device)
         return L[..., rows, cols]
@@ -153,7 +155,9 @@ class MaskedMultivariateNormal(dist.TorchDistribution):
 
     def expand(self, batch_shape, _instance=None):  # noqa: ANN001, ANN201 (torch signature)
         batch_shape = torch.Size(batch_shape)
-        mask = None if self.obs_mask is None else self.obs_mask.expand(batch_shape + self.event_shape)
+        mask = (
+            None if self.obs_mask is None else self.obs_mask.expand(batch_shape + self.event_shape)
+        )
         return MaskedMultivariateNormal(
             self.loc.expand(batch_shape + self.event_shape),
             self.precision_matrix.expand(batch_shape + self.event_shape * 2),
@@ -179,7 +183,9 @@ class MaskedMultivariateNormal(dist.TorchDistribution):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         mask = self.obs_mask
         if mask is None or bool(mask.all()):
-            return _cholesky_log_density(value, self.loc, torch.linalg.cholesky(self.precision_matrix))
+            return _cholesky_log_density(
+                value, self.loc, torch.linalg.cholesky(self.precision_matrix)
+            )
         shape = torch.broadcast_shapes(value.shape, self.loc.shape, mask.shape)
         mask = mask.expand(shape)
         loc = self.loc.expand(shape)

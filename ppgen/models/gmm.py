@@ -54,7 +54,10 @@ class GaussianMixture(GenerativeModel):
     """
 
     global_sites: ClassVar[tuple[str, ...]] = ("weights", "locs", "precision")
-    kinds_hint: ClassVar[str] = "Mixed column kinds are coming to GaussianMixture; encode them first."
+    enumerated: ClassVar[bool] = True
+    kinds_hint: ClassVar[str] = (
+        "Mixed column kinds are coming to GaussianMixture; encode them first."
+    )
 
     def __init__(
         self,
@@ -107,7 +110,9 @@ class GaussianMixture(GenerativeModel):
                 df=like.new_tensor(d + 2.0), covariance_matrix=scale.expand(K, d, d)
             )
         else:
-            priors["precision"] = dist.Gamma(ones(K, d) * 1.5, self.covariance_prior / 2).to_event(1)
+            priors["precision"] = dist.Gamma(ones(K, d) * 1.5, self.covariance_prior / 2).to_event(
+                1
+            )
         return priors
 
     # -- Pyro program ---------------------------------------------------------------------------
@@ -139,9 +144,11 @@ class GaussianMixture(GenerativeModel):
         self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
     ) -> torch.Tensor:
         """log w_k + log N(x_i | component k), shape (n, K)."""
+        # Components along a new leading dim so that they broadcast against the rows.
+        event_dims = 2 if self.covariance_type == "full" else 1
         comp = self._component_at(
             params["locs"].unsqueeze(-2),
-            params["precision"].unsqueeze(-3),
+            params["precision"].unsqueeze(-1 - event_dims),
             None if mask is None else mask.unsqueeze(0),
         )
         return (comp.log_prob(x.unsqueeze(0)) + params["weights"].log().unsqueeze(-1)).mT
@@ -163,8 +170,13 @@ class GaussianMixture(GenerativeModel):
         """log p(x, params) with assignments summed out: the MAP objective."""
         return self.log_prob(x, mask, params).sum() + self.log_prior(params)
 
-    def m_step(self, x: torch.Tensor, mask: torch.Tensor | None, resp: torch.Tensor,
-               params: Params | None = None) -> Params:
+    def m_step(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        resp: torch.Tensor,
+        params: Params | None = None,
+    ) -> Params:
         """Maximize the expected log joint given memberships ``resp`` (n, K).
 
         One conditional-maximization cycle (ECM): weights, then means given the current

@@ -200,5 +200,3 @@ def closed_form_mle(x: torch.Tensor, q: int) -> Params:
     noise = evals[q:].mean().clamp_min(1e-6 * evals[0].clamp_min(1e-12))
     W = evecs[:, :q] * (evals[:q] - noise).clamp_min(0).sqrt()
     return {"W": W, "loc": loc, "noise": noise}
-
-
