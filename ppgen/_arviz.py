@@ -38,10 +38,11 @@ def inference_data(
     )
 
 
-def summary(posterior: dict[str, np.ndarray], hdi_prob: float = 0.94) -> pd.DataFrame:
-    """ArviZ's summary table: mean, sd, HDI, MCSE, bulk/tail ESS and rank-normalized R-hat."""
+def summary(
+    posterior: dict[str, np.ndarray], *, diagnostics: bool = True, hdi_prob: float = 0.94
+) -> pd.DataFrame:
+    """ArviZ's summary table: mean, sd and HDI; with ``diagnostics`` also MCSE, bulk/tail ESS
+    and rank-normalized R-hat."""
     idata = az.from_dict(posterior=posterior)
-    n_chains, n_draws = next(iter(posterior.values())).shape[:2]
-    if n_chains * n_draws < 4:
-        return az.summary(idata, kind="stats", hdi_prob=hdi_prob)
-    return az.summary(idata, hdi_prob=hdi_prob)
+    kind = "all" if diagnostics else "stats"
+    return az.summary(idata, kind=kind, hdi_prob=hdi_prob)

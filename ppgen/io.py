@@ -58,8 +58,9 @@ def load(path: str, *, device: str | torch.device | None = None) -> Fit:
     schema = Schema.from_dict(config["schema"])
     model = MODELS[config["model"]](**config["model_config"]).build(schema)
     dtype = getattr(torch, config["dtype"])
-    model.load_state_dict(tensors["module"])
+    # Cast before loading so that float64 weights are not rounded through float32.
     model = model.to(dtype=dtype)
+    model.load_state_dict(tensors["module"])
     return Fit(
         model=model,
         schema=schema,

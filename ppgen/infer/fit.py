@@ -10,7 +10,7 @@ import numpy as np
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import Predictive, Trace_ELBO, TraceEnum_ELBO
+from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 from pyro.infer.autoguide import AutoDelta, AutoGuideList, AutoMultivariateNormal, AutoNormal
 from pyro.infer.autoguide.initialization import init_to_value
 
@@ -237,17 +237,10 @@ def _fit_svi(
         progress=progress,
         desc="svi",
     )
-    predictive = Predictive(
-        _program(model),
-        guide=fitted,
-        num_samples=int(num_draws),
-        return_sites=list(model.global_sites),
-    )
     with torch.no_grad():
-        draws = predictive(x, mask)
-        params = {k: v.mean(0) for k, v in draws.items()}
-        if hasattr(fitted, "median"):
-            params = {k: v for k, v in fitted.median(x, mask).items() if k in model.global_sites}
+        traces = [poutine.trace(fitted).get_trace(x, mask) for _ in range(int(num_draws))]
+        draws = {k: torch.stack([t.nodes[k]["value"] for t in traces]) for k in model.global_sites}
+        params = {k: v for k, v in fitted.median(x, mask).items() if k in model.global_sites}
     samples = {k: v.detach().unsqueeze(0) for k, v in draws.items()}
     return params, losses, {"samples": samples, "info": {"n_steps": len(losses)}}
 

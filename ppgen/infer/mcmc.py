@@ -45,6 +45,8 @@ def run_nuts(
             target_accept_prob=target_accept_prob,
             max_tree_depth=max_tree_depth,
             init_strategy=init_to_value(values=init_values),
+            jit_compile=True,
+            ignore_jit_warnings=True,
         )
         with seeded(seed + chain):
             mcmc = MCMC(

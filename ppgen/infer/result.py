@@ -213,7 +213,8 @@ class Fit:
                     label = name if not idx else f"{name}[{', '.join(map(str, idx))}]"
                     rows[label] = float(arr[idx])
             return pd.DataFrame({"estimate": pd.Series(rows)})
-        return _arviz.summary(draws)
+        # SVI draws are independent: MCMC diagnostics (R-hat, ESS) would be meaningless.
+        return _arviz.summary(draws, diagnostics=self.method == "nuts")
 
     def to_arviz(self, data: Any = None):  # -> arviz.InferenceData
         """InferenceData with posterior, sample_stats, log_likelihood and observed_data groups.
