@@ -31,11 +31,12 @@ def seeded(seed: int, device: torch.device | str | None = None) -> Iterator[None
     devices = (
         [torch.device(device)] if device is not None and torch.device(device).type == "cuda" else []
     )
-    np_state, py_state = np.random.get_state(), random.getstate()
+    # pyro.set_rng_seed seeds NumPy's legacy global RNG too; give the caller theirs back.
+    np_state, py_state = np.random.get_state(), random.getstate()  # noqa: NPY002
     try:
         with torch.random.fork_rng(devices=devices):
             pyro.set_rng_seed(int(seed))
             yield
     finally:
-        np.random.set_state(np_state)
+        np.random.set_state(np_state)  # noqa: NPY002
         random.setstate(py_state)

@@ -139,7 +139,7 @@ class Fit:
         self._require_point("AIC")
         return float(-2 * self.log_prob(data).sum() + 2 * self.model.n_parameters())
 
-    # -- structure ----------------------------------------------------------------------------------
+    # -- structure ------------------------------------------------------------------------------
     def _model_method(self, name: str, data: Any) -> np.ndarray:
         fn = getattr(self.model, name, None)
         if fn is None:
@@ -187,7 +187,7 @@ class Fit:
             x = torch.cat(parts)[torch.argsort(torch.tensor(order))]
         return self.schema.decode(x)
 
-    # -- reporting -----------------------------------------------------------------------------------
+    # -- reporting ------------------------------------------------------------------------------
     def _described_draws(self) -> dict[str, np.ndarray]:
         if self.samples is None:
             described = self.model.describe(dict(self.params), self.schema)

@@ -1,9 +1,9 @@
 """Distributions the models need and Pyro does not ship.
 
-* :class:`WishartPrecision` -- a Wishart prior on a precision matrix whose support has a bijection to
-  unconstrained space, so that NUTS and Pyro's autoguides can use it.
-* :class:`MaskedMultivariateNormal` -- a multivariate normal whose ``log_prob`` is the exact marginal
-  density of each row's observed entries.
+* :class:`WishartPrecision` -- a Wishart prior on a precision matrix whose support has a
+  bijection to unconstrained space, so that NUTS and Pyro's autoguides can use it.
+* :class:`MaskedMultivariateNormal` -- a multivariate normal whose ``log_prob`` is the exact
+  marginal density of each row's observed entries.
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ class MaskedMultivariateNormal(dist.TorchDistribution):
     def covariance_matrix(self) -> torch.Tensor:
         return torch.cholesky_inverse(torch.linalg.cholesky(self.precision_matrix))
 
-    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+    def rsample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
         # x = loc + L^-T eps has covariance (L L^T)^-1 when L is the precision's Cholesky factor.

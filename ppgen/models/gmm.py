@@ -23,8 +23,8 @@ class GaussianMixture(GenerativeModel):
         weights              ~ Dirichlet(weight_concentration * 1_K)            # (K,)
         for k in 1..K:
             locs[k]          ~ Normal(0, loc_scale^2 I_d)                      # (K, d)
-            precision[k]     ~ Wishart(df = d + 2, scale = I_d / covariance_prior)   # full: (K, d, d)
-                             | Gamma(1.5, covariance_prior / 2) per column          # diag: (K, d)
+            precision[k]     ~ Wishart(df=d + 2, scale=I_d / covariance_prior)  # full (K, d, d)
+                             | Gamma(1.5, covariance_prior / 2) per column       # diag (K, d)
         for i in 1..n:
             assignment[i]    ~ Categorical(weights)                            # enumerated
             x[i]             ~ Normal(locs[assignment[i]], precision[assignment[i]]^-1)
@@ -55,9 +55,7 @@ class GaussianMixture(GenerativeModel):
 
     global_sites: ClassVar[tuple[str, ...]] = ("weights", "locs", "precision")
     enumerated: ClassVar[bool] = True
-    kinds_hint: ClassVar[str] = (
-        "Mixed column kinds are coming to GaussianMixture; encode them first."
-    )
+    kinds_hint: ClassVar[str] = "GaussianMixture fits continuous columns for now; drop the others."
 
     def __init__(
         self,

@@ -83,7 +83,8 @@ class PPCA(GenerativeModel):
         d, q = len(schema), self.n_components
         if q >= d:
             raise ValueError(f"PPCA needs n_components < number of columns ({d}), got {q}")
-        # Amortized guide q(z | x) = N(A (x - b), S S^T): holds the exact posterior of complete rows.
+        # Amortized guide q(z | x) = N(A (x - b), S S^T): it holds the exact posterior of
+        # complete rows.
         self.guide_weight = PyroParam(torch.zeros(q, d))
         self.guide_offset = PyroParam(torch.zeros(d))
         self.guide_scale_tril = PyroParam(torch.eye(q), constraint=constraints.lower_cholesky)

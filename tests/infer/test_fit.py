@@ -106,7 +106,11 @@ def test_minibatch_svi_matches_full_batch(faithful):
     big = pd.concat([faithful] * 8, ignore_index=True) + rng.normal(0, 0.01, (8 * len(faithful), 2))
     full = ppgen.fit(ppgen.GaussianMixture(2, "diag"), big, method="em")
     mini = ppgen.fit(
-        ppgen.GaussianMixture(2, "diag"), big, method="map", subsample_size=256, lr=0.02,
+        ppgen.GaussianMixture(2, "diag"),
+        big,
+        method="map",
+        subsample_size=256,
+        lr=0.02,
         max_steps=1500,
     )
     assert mini.score(big) == pytest.approx(full.score(big), abs=0.02)
@@ -114,8 +118,12 @@ def test_minibatch_svi_matches_full_batch(faithful):
 
 def test_nuts_short_run_diagnostics_and_arviz_groups(faithful):
     fit = ppgen.fit(
-        ppgen.GaussianMixture(2, "diag"), faithful, method="nuts", num_samples=100,
-        warmup_steps=100, num_chains=2,
+        ppgen.GaussianMixture(2, "diag"),
+        faithful,
+        method="nuts",
+        num_samples=100,
+        warmup_steps=100,
+        num_chains=2,
     )
     assert fit.samples["locs"].shape == (2, 100, 2, 2)
     assert not fit.divergent.any()
@@ -132,8 +140,12 @@ def test_nuts_short_run_diagnostics_and_arviz_groups(faithful):
 @pytest.mark.slow
 def test_nuts_converges_on_a_small_gmm(faithful):
     fit = ppgen.fit(
-        ppgen.GaussianMixture(2, "diag"), faithful, method="nuts", num_samples=1000,
-        warmup_steps=500, num_chains=4,
+        ppgen.GaussianMixture(2, "diag"),
+        faithful,
+        method="nuts",
+        num_samples=1000,
+        warmup_steps=500,
+        num_chains=4,
     )
     table = fit.summary()
     assert table["r_hat"].max() < 1.01

@@ -83,7 +83,7 @@ def test_em_is_monotone_and_stops_at_a_stationary_point_of_the_pyro_objective(co
     df = ppgen.datasets.load("faithful")
     fit = ppgen.fit(ppgen.GaussianMixture(3, cov_type), df, method="em", tol=1e-10, max_steps=3000)
     assert np.all(np.diff(-fit.losses) >= -1e-9 * np.abs(fit.losses[:-1]))
-    # At the EM fixed point the gradient of the Pyro model's log joint (in unconstrained space) vanishes.
+    # At the EM fixed point the Pyro model's log joint has zero gradient (unconstrained space).
     model, x, mask = fit.model, fit.train.x, fit.train.mask
     priors = model.priors(x)
     unconstrained = {
