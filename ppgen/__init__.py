@@ -4,7 +4,7 @@ Every model is a Pyro model/guide pair, fitted by :func:`fit` (MAP, EM, SVI or N
 exact likelihoods where they exist.
 """
 
-from ppgen import datasets
+from ppgen import datasets, plot
 from ppgen.data import Schema
 from ppgen.infer import Fit, NonFiniteLossError, fit
 from ppgen.io import load
@@ -22,4 +22,5 @@ __all__ = [
     "datasets",
     "fit",
     "load",
+    "plot",
 ]

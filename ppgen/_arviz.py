@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
 
@@ -26,6 +25,8 @@ def inference_data(
     attrs: dict[str, Any] | None = None,
 ) -> az.InferenceData:
     """Build InferenceData from arrays whose leading dimensions are (chain, draw)."""
+    import arviz as az  # imported on use: it takes seconds and most runs never need it
+
     return az.from_dict(
         posterior=posterior,
         sample_stats=sample_stats,
@@ -43,6 +44,8 @@ def summary(
 ) -> pd.DataFrame:
     """ArviZ's summary table: mean, sd and HDI; with ``diagnostics`` also MCSE, bulk/tail ESS
     and rank-normalized R-hat."""
+    import arviz as az
+
     idata = az.from_dict(posterior=posterior)
     kind = "all" if diagnostics else "stats"
     return az.summary(idata, kind=kind, hdi_prob=hdi_prob)

@@ -1,7 +1,8 @@
 """The ``ppgen`` command: fit, score and sample models from CSV files, and a demo on real data.
 
-Run ``ppgen --help`` or ``ppgen <command> --help``. Heavy imports (torch, Pyro, Matplotlib)
-happen inside the commands, so ``--help`` and ``--version`` answer at once.
+Run ``ppgen --help`` or ``ppgen <command> --help``. Torch, pandas and Matplotlib are imported
+inside the commands so that argument errors, ``--help`` and ``--version`` cost no more than
+``import ppgen`` itself.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import pickle
 import sys
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -165,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="COLUMN=KIND",
-        help="override a column's inferred kind (continuous, count, binary, "
-        "categorical); repeatable",
+        help="override a column's inferred kind: continuous, count, binary or categorical "
+        "(repeatable)",
     )
     fit.add_argument(
         "--no-standardize",
@@ -261,7 +263,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         Exit status: 0 on success, 2 for bad arguments or input (one line on stderr), 130 when
         interrupted.
     """
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version and argument errors, already printed
+        return 0 if exc.code is None else int(exc.code)
     try:
         import torch
 
@@ -273,6 +278,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ppgen: interrupted", file=sys.stderr)
         return 130
+    except _linalg_error() as exc:
+        # A fit or draw whose covariance is not positive definite: a numerical failure with the
+        # data or options, which a traceback would not help the user with.
+        print(f"ppgen: error: numerical failure: {_error_message(exc)}", file=sys.stderr)
+        return 2
+
+
+def _linalg_error() -> type[Exception]:
+    # Only looked up once an exception reaches it, when the command has already imported torch.
+    import torch
+
+    return torch.linalg.LinAlgError
 
 
 def _error_message(exc: BaseException) -> str:
@@ -314,10 +331,14 @@ def _load_fit(path: str) -> Fit:
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"no such model file: {path}")
+    # torch.save writes a zip archive; torch.load fails on other files with arbitrary errors
+    # (IndexError for a CSV file), so check the container first.
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a ppgen model file")
     try:
         return ppgen.load(path)
     except (RuntimeError, pickle.UnpicklingError, EOFError) as exc:
-        # torch.load's own message for a non-checkpoint file is long and about pickles.
+        # A damaged archive: torch's message is about pickles, not about the user's file.
         raise ValueError(f"{path} is not a ppgen model file ({type(exc).__name__})") from None
 
 
@@ -337,9 +358,9 @@ def _model_label(model: GenerativeModel) -> str:
 def _format_table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None) -> str:
     """Left-aligned plain-text columns separated by two spaces."""
     cells = [[str(c) for c in row] for row in ([header] if header else []) + list(rows)]
-    widths = [max(len(row[j]) for row in cells if j < len(row)) for j in range(len(cells[0]))]
+    widths = [max(map(len, column)) for column in zip(*cells, strict=True)]
     lines = [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in cells
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
     ]
     return "\n".join(lines)
 
@@ -529,9 +550,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     progress = _progress(args.quiet)
 
     faithful = ppgen.datasets.load("faithful")
-    wine = ppgen.datasets.load("wine")
-    cultivar = wine["target"].rename("cultivar")
-    features = wine.drop(columns="target")
+    wine = ppgen.datasets.load("wine").rename(columns={"target": "cultivar"})
+    features = wine.drop(columns="cultivar")
     print("ppgen demo: Gaussian mixtures and probabilistic PCA on real data")
     print(f"  faithful: {len(faithful)} Old Faithful eruptions ({', '.join(faithful.columns)})")
     print(
@@ -564,8 +584,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     clusters = pd.Series(wine_gmm.predict(features), name="cluster")
     print(f"\nwine: {_model_label(wine_gmm.model)} clusters (rows) against cultivars (columns)")
-    print(pd.crosstab(clusters, cultivar).to_string())
-    ari = _adjusted_rand_index(clusters, cultivar)
+    print(pd.crosstab(clusters, wine["cultivar"]).to_string())
+    ari = _adjusted_rand_index(clusters, wine["cultivar"])
     print(f"adjusted Rand index: {ari:.3f} (1 = the cultivars exactly, 0 = chance)")
 
     written = [out / "faithful.ppgen"]
@@ -579,7 +599,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         ),
         (
             "wine_ppca.png",
-            lambda ax: plot.latent(wine_ppca, wine, color="target", ax=ax),
+            lambda ax: plot.latent(wine_ppca, wine, color="cultivar", ax=ax),
             (6.0, 4.5),
         ),
     ]

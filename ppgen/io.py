@@ -4,8 +4,10 @@ rest as JSON."""
 from __future__ import annotations
 
 import json
+import zipfile
 from typing import Any
 
+import numpy as np
 import torch
 
 from ppgen.data.schema import Schema
@@ -34,7 +36,7 @@ def save(fit: Fit, path: str) -> None:
     tensors: dict[str, Any] = {
         "params": {k: v.detach().cpu() for k, v in fit.params.items()},
         "module": {k: v.detach().cpu() for k, v in fit.model.state_dict().items()},
-        "losses": torch.as_tensor(fit.losses),
+        "losses": torch.tensor(np.array(fit.losses)),
     }
     if fit.samples is not None:
         tensors["samples"] = {k: v.detach().cpu() for k, v in fit.samples.items()}
@@ -45,6 +47,8 @@ def save(fit: Fit, path: str) -> None:
 
 def load(path: str, *, device: str | torch.device | None = None) -> Fit:
     """Read a fit written by :func:`save`. Never unpickles: only tensors and JSON are read."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path!r} is not a ppgen fit")
     blob = torch.load(path, map_location=device or "cpu", weights_only=True)
     try:
         config = json.loads(blob["config"])

@@ -125,6 +125,9 @@ def losses(fit: Fit, ax: Axes | None = None, *, log: bool = False) -> Axes:
         label = f"{label} minus its minimum"
     else:
         ax.plot(steps, values, marker="." if values.size <= 50 else None)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("EM iteration" if fit.method == "em" else "optimization step")
     ax.set_ylabel(label)
     ax.set_title(f"{type(fit.model).__name__}, method={fit.method!r}")
@@ -299,7 +302,8 @@ def latent(fit: Fit, data: Any, color: str | None = None, ax: Axes | None = None
     name = type(fit.model).__name__
     if not hasattr(fit.model, "posterior"):
         raise ValueError(
-            f"{name} has no continuous latent variables to plot; latent() needs a model such as PPCA"
+            f"{name} has no continuous latent variables to plot; "
+            "latent() needs a model such as PPCA"
         )
     if color is not None:
         if not isinstance(data, pd.DataFrame):

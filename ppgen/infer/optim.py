@@ -98,6 +98,8 @@ def _run_lbfgs(loss_fn, params, lr, max_steps, tol, losses, bar) -> None:
     opt = torch.optim.LBFGS(
         params, lr=lr, max_iter=20, line_search_fn="strong_wolfe", tolerance_change=1e-12
     )
+    # Each step is up to 20 L-BFGS iterations: with one, the deliberately small first step of
+    # each call would look like convergence. The loss trace thus has a point per 20 iterations.
     step = 0
 
     def closure() -> torch.Tensor:

@@ -1,0 +1,219 @@
+"""End-to-end tests of the ``ppgen`` command, run as ``python -m ppgen.cli`` in subprocesses."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import ppgen
+from ppgen.cli import _adjusted_rand_index, main
+
+torch.set_num_threads(1)
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+NUMBER = r"(-?\d+\.\d+)"
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ppgen.cli", *args]
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        _command(*args), capture_output=True, text=True, env=ENV, timeout=timeout, check=False
+    )
+
+
+def _number(pattern: str, text: str) -> float:
+    match = re.search(pattern, text, flags=re.MULTILINE)
+    assert match, f"{pattern!r} not found in:\n{text}"
+    return float(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def faithful_csv(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "faithful.csv"
+    ppgen.datasets.load("faithful").to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fitted(faithful_csv) -> tuple[Path, subprocess.CompletedProcess]:
+    model = faithful_csv.with_name("faithful.ppgen")
+    args = ["--model", "gmm", "--n-components", "2", "--method", "em", "--seed", "0"]
+    result = run("fit", str(faithful_csv), *args, "-o", str(model))
+    assert result.returncode == 0, result.stderr
+    return model, result
+
+
+def test_fit_reports_the_library_score(faithful_csv, fitted):
+    _, result = fitted
+    df = pd.read_csv(faithful_csv)
+    fit = ppgen.fit(ppgen.GaussianMixture(2), df, method="em", seed=0)
+    out = result.stdout
+    assert _number(rf"^mean log-likelihood\s+{NUMBER}", out) == pytest.approx(
+        fit.score(df), abs=1e-6
+    )
+    assert _number(rf"^BIC\s+{NUMBER}", out) == pytest.approx(fit.bic(df), abs=1e-3)
+    assert _number(rf"^AIC\s+{NUMBER}", out) == pytest.approx(fit.aic(df), abs=1e-3)
+    assert re.search(r"^data\s+.*272 rows, 2 columns \(eruptions, waiting\)", out, re.MULTILINE)
+    assert re.search(r"^weights\[0\]\s+0\.\d+", out, re.MULTILINE)  # the summary table
+
+
+def test_score_matches_in_process_fit(faithful_csv, fitted, tmp_path):
+    model, _ = fitted
+    per_row = tmp_path / "rows.csv"
+    result = run("score", str(model), str(faithful_csv), "--per-row", str(per_row))
+    assert result.returncode == 0, result.stderr
+    df = pd.read_csv(faithful_csv)
+    fit = ppgen.fit(ppgen.GaussianMixture(2), df, method="em", seed=0)
+    mean = _number(rf"^mean log-likelihood\s+{NUMBER}", result.stdout)
+    assert mean == pytest.approx(fit.score(df), abs=1e-6)
+    assert _number(r"^rows\s+(\d+)", result.stdout) == len(df)
+    rows = pd.read_csv(per_row)
+    assert list(rows.columns) == ["log_prob", "component"]
+    np.testing.assert_allclose(rows["log_prob"], fit.log_prob(df), atol=1e-9)
+    np.testing.assert_array_equal(rows["component"], fit.predict(df))
+    total = _number(rf"^total log-likelihood\s+{NUMBER}", result.stdout)
+    assert total == pytest.approx(rows["log_prob"].sum(), abs=1e-3)
+
+
+def test_sample_writes_rows_with_column_names(fitted, tmp_path):
+    model, _ = fitted
+    out = tmp_path / "samples.csv"
+    result = run("sample", str(model), "-n", "37", "--seed", "4", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    samples = pd.read_csv(out)
+    assert samples.shape == (37, 2)
+    assert list(samples.columns) == ["eruptions", "waiting"]
+    expected = ppgen.load(str(model)).sample(37, seed=4)
+    np.testing.assert_allclose(samples.to_numpy(), expected.to_numpy(), rtol=1e-12)
+
+
+# -- demo -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess, float]:
+    out = tmp_path_factory.mktemp("demo") / "out"
+    start = time.perf_counter()
+    result = run("demo", "--output", str(out), "--quiet")
+    return out, result, time.perf_counter() - start
+
+
+def test_demo_writes_its_files(demo):
+    out, result, seconds = demo
+    assert result.returncode == 0, result.stderr
+    assert seconds < 60
+    for name in ("losses.png", "clusters.png", "wine_ppca.png"):
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000, name
+        assert name in result.stdout
+    saved = ppgen.load(str(out / "faithful.ppgen"))
+    faithful = ppgen.datasets.load("faithful")
+    printed = _number(rf"^faithful\s+GaussianMixture\(2, full\)\s+em\s+{NUMBER}", result.stdout)
+    assert saved.score(faithful) == pytest.approx(printed, abs=1e-6)
+
+
+def test_demo_matches_scikit_learn(demo):
+    pytest.importorskip("sklearn")
+    _, result, _ = demo
+    row = rf"^faithful\s+GaussianMixture\(2, full\)\s+em\s+{NUMBER}\s+{NUMBER}"
+    match = re.search(row, result.stdout, flags=re.MULTILINE)
+    assert match, result.stdout
+    ours, sklearn = map(float, match.groups())
+    assert ours >= sklearn - 0.01
+
+
+def test_demo_clusters_recover_cultivars(demo):
+    _, result, _ = demo
+    assert re.search(r"^cultivar\s+class_0\s+class_1\s+class_2", result.stdout, re.MULTILINE)
+    # The three cultivars are well separated chemically; a working mixture finds them.
+    assert _number(rf"^adjusted Rand index:\s+{NUMBER}", result.stdout) > 0.7
+
+
+def test_adjusted_rand_index_matches_scikit_learn():
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 3, 200)
+    noisy = np.where(rng.random(200) < 0.3, rng.integers(0, 4, 200), truth)
+    for a, b in [(truth, noisy), (truth, truth), (truth, rng.permutation(truth))]:
+        assert _adjusted_rand_index(a, b) == pytest.approx(metrics.adjusted_rand_score(a, b))
+    relabelled = np.array(["x", "y", "z"])[truth]
+    assert _adjusted_rand_index(truth, relabelled) == pytest.approx(1.0)
+
+
+# -- help and errors --------------------------------------------------------------------------
+
+
+def _main(args: list[str], capsys) -> tuple[int, str, str]:
+    status = main(args)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.mark.parametrize("command", [[], ["fit"], ["score"], ["sample"], ["demo"]])
+def test_help_exits_zero_with_examples(command, capsys):
+    status, out, _ = _main([*command, "--help"], capsys)
+    assert status == 0
+    assert out.startswith(f"usage: ppgen {' '.join(command)}".rstrip())
+    assert "examples:\n  ppgen " in out
+
+
+def test_version(capsys):
+    status, out, _ = _main(["--version"], capsys)
+    assert status == 0
+    assert out.strip() == f"ppgen {ppgen.__version__}"
+
+
+def _assert_one_line_error(status: int, stderr: str, *names: str) -> None:
+    assert status == 2
+    assert "Traceback" not in stderr
+    (line,) = stderr.splitlines()
+    assert line.startswith("ppgen: error: ")
+    for name in names:
+        assert name in line, line
+
+
+def test_bad_csv_fails_in_one_line(tmp_path):
+    # In a real process: the exit status and stderr as a shell sees them.
+    gappy = tmp_path / "gappy.csv"
+    pd.DataFrame({"height": [1.0, 2.0, 3.5], "weight": [np.nan] * 3}).to_csv(gappy, index=False)
+    model = tmp_path / "m.ppgen"
+    result = run("fit", str(gappy), "--model", "gmm", "--n-components", "2", "-o", str(model))
+    _assert_one_line_error(result.returncode, result.stderr, "'weight'", "entirely missing")
+    assert result.stdout == "" and not model.exists()
+
+
+GMM = ["--model", "gmm", "--n-components", "2"]
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["fit", "{tmp}/absent.csv", *GMM, "-o", "{tmp}/m.ppgen"], ["absent.csv"]),
+        (["fit", "{csv}", "--model", "vae", "--n-components", "2", "-o", "m"], ["'vae'", "gmm"]),
+        (["fit", "{csv}", *GMM, "-o", "{tmp}/no/such/dir/m.ppgen"], ["does not exist"]),
+        (["fit", "{csv}", *GMM, "--kind", "waiting", "-o", "{tmp}/m"], ["COLUMN=KIND"]),
+        (["fit", "{csv}", *GMM, "--kind", "wait=count", "-o", "{tmp}/m"], ["'wait'"]),
+        (["fit", "{csv}", "--model", "ppca", "--n-components", "2", "-o", "{tmp}/m"], ["< number"]),
+        (["score", "{csv}", "{csv}"], ["faithful.csv", "not a ppgen model file"]),
+        (["score", "{tmp}/absent.ppgen", "{csv}"], ["absent.ppgen"]),
+        (["sample", "{tmp}/absent.ppgen", "-n", "0"], ["-n", "positive integer"]),
+    ],
+)
+def test_bad_input_fails_in_one_line(args, names, faithful_csv, tmp_path, capsys):
+    args = [a.format(tmp=tmp_path, csv=faithful_csv) for a in args]
+    status, out, err = _main(args, capsys)
+    _assert_one_line_error(status, err, *names)
+    assert out == ""
