@@ -31,7 +31,7 @@ def optimize(
     lr: float | None = None,
     max_steps: int = 2000,
     tol: float = 1e-6,
-    patience: int = 20,
+    patience: int = 100,
     clip_norm: float | None = 10.0,
     progress: bool | None = None,
     desc: str = "fit",
