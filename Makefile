@@ -41,6 +41,9 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix ppgen tests benchmarks tutorials
 	$(VENV)/bin/ruff format ppgen tests benchmarks tutorials
 
+tutorials: $(STAMP)
+	$(PY) -m pytest tests/test_tutorials.py -q
+
 bench: $(STAMP)
 	$(PY) benchmarks/gmm_vs_sklearn.py
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 import pyro
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 __all__ = ["progress_bar", "seeded"]
 

@@ -24,7 +24,6 @@ jupytext = pytest.importorskip("jupytext")
 nbclient = pytest.importorskip("nbclient")
 nbformat = pytest.importorskip("nbformat")
 kernelspec = pytest.importorskip("ipykernel.kernelspec")
-from nbclient.exceptions import CellExecutionError  # noqa: E402
 
 TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
 PATHS = sorted(p for p in TUTORIALS.glob("*.py") if re.match(r"\d\d", p.name))
@@ -72,16 +71,19 @@ def test_tutorial_runs(path: Path, kernel_name: str, tmp_path: Path) -> None:
         resources={"metadata": {"path": str(tmp_path)}},  # the kernel's working directory
     )
     start = time.perf_counter()
+    failure = None
     try:
         client.execute()
-    except CellExecutionError as err:
-        message = ANSI.sub("", str(err))  # IPython colours its tracebacks
-        pytest.fail(f"{path.name} failed:\n{message}", pytrace=False)
+    except nbclient.exceptions.CellExecutionError as err:
+        failure = ANSI.sub("", str(err))  # the failing cell and its traceback, uncoloured
     elapsed = time.perf_counter() - start
+    if failure is not None:  # failing outside `except` keeps the report to this one message
+        pytest.fail(f"{path.name} failed after {elapsed:.0f} s:\n{failure}", pytrace=False)
 
     probe = "".join(out.get("text", "") for out in nb.cells[0].outputs).strip()
     assert Path(probe) == Path(sys.prefix), (
         f"the kernel ran {probe!r}, not this environment ({sys.prefix})"
     )
-    assert _images(nb) >= 1, f"{path.name} produced no image output"
-    print(f"{path.name}: {elapsed:.1f} s, {_images(nb)} images")
+    n_images = _images(nb)
+    assert n_images >= 1, f"{path.name} produced no image output"
+    print(f"{path.name}: {elapsed:.1f} s, {n_images} images")
