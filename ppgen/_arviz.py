@@ -5,12 +5,16 @@ ArviZ 0.x (InferenceData) is what Python 3.11 resolves to; ArviZ 1.x (DataTree) 
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["inference_data", "summary"]
+if TYPE_CHECKING:  # annotations only: ArviZ is imported on use
+    import arviz as az
+
+__all__ = ["inference_data", "loo", "summary", "waic"]
 
 
 def inference_data(
@@ -49,3 +53,24 @@ def summary(
     idata = az.from_dict(posterior=posterior)
     kind = "all" if diagnostics else "stats"
     return az.summary(idata, kind=kind, hdi_prob=hdi_prob)
+
+
+def loo(idata: az.InferenceData, *, quiet: bool = False) -> az.ELPDData:
+    """PSIS-LOO with pointwise values (``loo_i``, ``pareto_k``); ``quiet`` drops ArviZ's
+    warnings (for callers that emit their own)."""
+    import arviz as az
+
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore", UserWarning)
+        return az.loo(idata, pointwise=True)
+
+
+def waic(idata: az.InferenceData, *, quiet: bool = False) -> az.ELPDData:
+    """WAIC with pointwise values (``waic_i``); ``quiet`` drops ArviZ's warnings."""
+    import arviz as az
+
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore", UserWarning)
+        return az.waic(idata, pointwise=True)

@@ -73,6 +73,14 @@ def fit(
         ``num_particles``, ``num_draws`` (SVI posterior draws), ``num_samples``,
         ``warmup_steps``, ``num_chains``, ``target_accept_prob``.
     """
+    if getattr(model, "sequential", False):
+        # Sequence models (HMM): data are sequences; see ppgen.infer.sequences.
+        from ppgen.infer.sequences import fit_sequences
+
+        return fit_sequences(
+            model, data, method=method, seed=seed, device=device, dtype=dtype, kinds=kinds,
+            standardize=standardize, schema=schema, progress=progress, **options,
+        )  # fmt: skip
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     schema = schema or Schema.infer(data, kinds=kinds, standardize=standardize)
@@ -82,6 +90,7 @@ def fit(
     runner = {"map": _fit_map, "em": _fit_em, "svi": _fit_svi, "nuts": _fit_nuts}[method]
     with pyro.get_param_store().scope(), seeded(seed, x.device):
         params, losses, extra = runner(model, x, mask, seed=seed, progress=progress, **options)
+    model.fitted({k: v.detach() for k, v in params.items()})
     return Fit(
         model=model,
         schema=schema,

@@ -87,6 +87,10 @@ class GenerativeModel(PyroModule):
             "ppgen.evaluate (elbo, iwae, ais)"
         )
 
+    def fitted(self, params: Params) -> None:
+        """Called by :func:`ppgen.fit` with the point estimate; models whose local posterior is
+        known in closed form set their guide to it here (so ELBO and IWAE are exact)."""
+
     def sample(self, n: int, params: Params) -> torch.Tensor:
         """Draw ``n`` rows on the encoded scale (uses torch's global RNG; seed it first)."""
         raise NotImplementedError

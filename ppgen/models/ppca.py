@@ -31,10 +31,11 @@ class PPCA(GenerativeModel):
 
     so that, with z integrated out, x[i] ~ N(loc, W W^T + noise I) (:meth:`collapsed`), the
     exact likelihood used for fitting and :meth:`log_prob`. The posterior of z is Gaussian,
-    N(M^-1 W^T (x - loc), noise M^-1) with M = W^T W + noise I (:meth:`posterior`).
-    The priors are weak and stated on the standardized scale. Missing entries are dropped from
-    the likelihood. :meth:`guide` is an amortized linear-Gaussian guide for z, a family that
-    holds the exact posterior of complete rows (:meth:`set_exact_guide`).
+    N(M^-1 W^T (x - loc), noise M^-1) with M = W^T W + noise I (:meth:`posterior`; rows with
+    missing entries use the observed rows of W only). The priors are weak and stated on the
+    standardized scale. Missing entries are dropped from the likelihood. :meth:`guide` is that
+    posterior under guide parameters of its own; :func:`ppgen.fit` sets them to the fitted
+    values, so that ELBO and IWAE of a PPCA fit are exact (:meth:`set_exact_guide`).
 
     Parameters
     ----------
@@ -83,11 +84,11 @@ class PPCA(GenerativeModel):
         d, q = len(schema), self.n_components
         if q >= d:
             raise ValueError(f"PPCA needs n_components < number of columns ({d}), got {q}")
-        # Amortized guide q(z | x) = N(A (x - b), S S^T): it holds the exact posterior of
-        # complete rows.
-        self.guide_weight = PyroParam(torch.zeros(q, d))
-        self.guide_offset = PyroParam(torch.zeros(d))
-        self.guide_scale_tril = PyroParam(torch.eye(q), constraint=constraints.lower_cholesky)
+        # The guide is PPCA's own posterior under parameters of its own: a family that holds the
+        # exact posterior of every row, whatever its missing entries (see set_exact_guide).
+        self.guide_weight = PyroParam(torch.eye(d, q))
+        self.guide_loc = PyroParam(torch.zeros(d))
+        self.guide_noise = PyroParam(torch.tensor(1.0), constraint=constraints.positive)
         return self
 
     def priors(self, like: torch.Tensor) -> dict[str, dist.Distribution]:
@@ -116,9 +117,9 @@ class PPCA(GenerativeModel):
 
     def guide(self, x: torch.Tensor, mask: torch.Tensor | None = None, subsample_size=None) -> None:
         with pyro.plate("data", x.shape[0], subsample_size=subsample_size, dim=-1) as ind:
-            xb = x[ind] if mask is None else torch.where(mask[ind], x[ind], self.guide_offset)
-            mean = (xb - self.guide_offset) @ self.guide_weight.mT
-            pyro.sample("z", dist.MultivariateNormal(mean, scale_tril=self.guide_scale_tril))
+            own = {"W": self.guide_weight, "loc": self.guide_loc, "noise": self.guide_noise}
+            mean, cov = self.posterior(x[ind], None if mask is None else mask[ind], own)
+            pyro.sample("z", dist.MultivariateNormal(mean, covariance_matrix=cov))
 
     def collapsed(self, x: torch.Tensor, mask: torch.Tensor | None = None, subsample_size=None):
         W, loc, noise = self._globals(x)
@@ -157,14 +158,56 @@ class PPCA(GenerativeModel):
         mean = torch.linalg.solve(M, rhs).squeeze(-1)
         return mean, noise * torch.linalg.inv(M)
 
-    def set_exact_guide(self, params: Params) -> None:
-        """Set :meth:`guide` to the exact posterior of complete rows under ``params``."""
+    def conditional(
+        self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Gaussian of every entry given each row's observed entries.
+
+        Through the latent posterior z | x_o ~ N(m, S) (:meth:`posterior`), the missing entries
+        are ``x_m = W_m z + loc_m + noise``, so their conditional mean is ``W_m m + loc_m`` and
+        their covariance ``W_m S W_m^T + noise I``: q x q solves only, all rows at once.
+
+        Returns
+        -------
+        cond_mean : Tensor, shape (n, d)
+            Observed entries equal their values.
+        cond_cov : Tensor, shape (n, d, d)
+            Zero in every row and column of an observed entry.
+        """
         W, loc, noise = params["W"], params["loc"], params["noise"]
-        M = W.mT @ W + noise * torch.eye(self.n_components, dtype=W.dtype, device=W.device)
+        z_mean, z_cov = self.posterior(x, mask, params)
+        eye = torch.eye(W.shape[0], dtype=x.dtype, device=x.device)
+        mean = z_mean @ W.mT + loc
+        cov = W @ z_cov @ W.mT + noise * eye
+        if mask is None:
+            return x.clone(), torch.zeros_like(cov)
+        both = ~mask.unsqueeze(-1) & ~mask.unsqueeze(-2)
+        return torch.where(mask, x, mean), torch.where(both, cov, x.new_zeros(()))
+
+    def impute(self, x: torch.Tensor, mask: torch.Tensor | None, params: Params) -> torch.Tensor:
+        """One draw of the missing entries from p(x_missing | x_observed), shape (n, d).
+
+        Draws z from its posterior given the observed entries, then ``W z + loc + noise``;
+        observed entries are returned unchanged (uses torch's global RNG; seed it first).
+        """
+        if mask is None:
+            return x.clone()
+        W, loc, noise = params["W"], params["loc"], params["noise"]
+        z_mean, z_cov = self.posterior(x, mask, params)
+        eps_z = torch.randn_like(z_mean).unsqueeze(-1)
+        z = z_mean + (torch.linalg.cholesky(z_cov) @ eps_z).squeeze(-1)
+        draw = z @ W.mT + loc + noise.sqrt() * torch.randn_like(x)
+        return torch.where(mask, x, draw)
+
+    def set_exact_guide(self, params: Params) -> None:
+        """Set :meth:`guide` to the exact posterior of every row under ``params``."""
         with torch.no_grad():
-            self.guide_weight = torch.linalg.solve(M, W.mT)
-            self.guide_offset = loc.clone()
-            self.guide_scale_tril = torch.linalg.cholesky(noise * torch.linalg.inv(M))
+            self.guide_weight = params["W"].detach().clone()
+            self.guide_loc = params["loc"].detach().clone()
+            self.guide_noise = params["noise"].detach().clone()
+
+    def fitted(self, params: Params) -> None:
+        self.set_exact_guide(params)
 
     def log_prior(self, params: Params) -> torch.Tensor:
         priors = self.priors(params["W"])

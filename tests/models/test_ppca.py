@@ -72,7 +72,7 @@ def test_elbo_with_the_exact_posterior_guide_equals_the_log_likelihood():
     assert elbo == pytest.approx(exact, abs=1e-6)
     # and a perturbed guide gives a strict lower bound
     with torch.no_grad():
-        model.guide_offset = model.guide_offset + 0.3
+        model.guide_loc = model.guide_loc + 0.3
     perturbed = -Trace_ELBO(num_particles=200).loss(conditioned, model.guide, x, None) - log_prior
     assert perturbed < exact - 1
 

@@ -1,0 +1,9 @@
+"""Judging fitted models: bounds on the likelihood, MCMC diagnostics, predictive accuracy.
+
+This layer never trains: every function takes a :class:`ppgen.Fit` and data.
+"""
+
+from ppgen.evaluate.bounds import Estimate, elbo, iwae
+from ppgen.evaluate.diagnostics import ConvergenceWarning, diagnostics, loo, waic
+
+__all__ = ["ConvergenceWarning", "Estimate", "diagnostics", "elbo", "iwae", "loo", "waic"]
