@@ -6,7 +6,7 @@ import torch
 
 
 def kmeans(
-    x: torch.Tensor, k: int, *, generator: torch.Generator, n_iter: int = 20, tol: float = 1e-6
+    x: torch.Tensor, k: int, *, generator: torch.Generator, n_iter: int = 10, tol: float = 1e-4
 ) -> torch.Tensor:
     """Cluster labels (n,) by k-means++ seeding (Arthur & Vassilvitskii 2007) then Lloyd steps.
 
@@ -32,10 +32,12 @@ def kmeans(
         sums = onehot.mT @ x
         # An emptied cluster keeps its previous centre rather than becoming NaN.
         centers = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centers)
-        d2 = torch.cdist(x, centers).pow(2)
-        labels = d2.argmin(-1)
-        inertia = d2.min(-1).values.sum()
-        if prev is not None and prev - inertia <= tol * prev:
+        d2 = torch.cdist(x, centers)
+        new_labels = d2.argmin(-1)
+        inertia = d2.min(-1).values.pow(2).sum()
+        stable = bool((new_labels == labels).all())
+        labels = new_labels
+        if stable or (prev is not None and prev - inertia <= tol * prev):
             break
         prev = inertia
     return labels

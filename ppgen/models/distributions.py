@@ -107,8 +107,13 @@ def _cholesky_log_density(
 ) -> torch.Tensor:
     """log N(x | loc, (L L^T)^-1) from the Cholesky factor L of the precision matrix."""
     d = x.shape[-1]
-    diff = (x - loc).unsqueeze(-1)
-    maha = (precision_tril.mT @ diff).squeeze(-1).pow(2).sum(-1)
+    diff = x - loc
+    if precision_tril.dim() == diff.dim() + 1 and precision_tril.shape[-3] == 1:
+        # One factor shared by all rows (a mixture component): one matmul, not one per row.
+        white = diff @ precision_tril.squeeze(-3)
+    else:
+        white = (diff.unsqueeze(-2) @ precision_tril).squeeze(-2)
+    maha = white.pow(2).sum(-1)
     logdet = precision_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
     return logdet - 0.5 * maha - 0.5 * d * math.log(2 * math.pi)
 
@@ -148,8 +153,10 @@ class MaskedMultivariateNormal(dist.TorchDistribution):
         if obs_mask is not None:
             batch_shape = torch.broadcast_shapes(batch_shape, obs_mask.shape[:-1])
         d = loc.shape[-1]
-        self.loc = loc.expand(batch_shape + (d,))
-        self.precision_matrix = precision_matrix.expand(batch_shape + (d, d))
+        # Parameters keep their own (smaller) batch shapes: expanding the precision to one
+        # matrix per row would make every Cholesky factorization n times as expensive.
+        self.loc = loc
+        self.precision_matrix = precision_matrix
         self.obs_mask = obs_mask
         super().__init__(batch_shape, torch.Size([d]), validate_args=False)
 
@@ -166,7 +173,7 @@ class MaskedMultivariateNormal(dist.TorchDistribution):
 
     @property
     def mean(self) -> torch.Tensor:
-        return self.loc
+        return self.loc.expand(self.batch_shape + self.event_shape)
 
     @property
     def covariance_matrix(self) -> torch.Tensor:
