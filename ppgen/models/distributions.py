@@ -161,15 +161,18 @@ class MaskedMultivariateNormal(dist.TorchDistribution):
         super().__init__(batch_shape, torch.Size([d]), validate_args=False)
 
     def expand(self, batch_shape, _instance=None):  # noqa: ANN001, ANN201 (torch signature)
+        # Only the batch shape and the mask grow; the parameters broadcast when used, so that
+        # Pyro's plates do not make one Cholesky factorization per row.
+        new = self._get_checked_instance(MaskedMultivariateNormal, _instance)
         batch_shape = torch.Size(batch_shape)
-        mask = (
+        new.loc, new.precision_matrix = self.loc, self.precision_matrix
+        new.obs_mask = (
             None if self.obs_mask is None else self.obs_mask.expand(batch_shape + self.event_shape)
         )
-        return MaskedMultivariateNormal(
-            self.loc.expand(batch_shape + self.event_shape),
-            self.precision_matrix.expand(batch_shape + self.event_shape * 2),
-            mask,
+        super(MaskedMultivariateNormal, new).__init__(
+            batch_shape, self.event_shape, validate_args=False
         )
+        return new
 
     @property
     def mean(self) -> torch.Tensor:
