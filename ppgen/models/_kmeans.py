@@ -11,7 +11,7 @@ SUBSAMPLE = 10_000
 
 
 def _sq_dist(x: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
-    """Squared Euclidean distances (n, k), by one matmul (clamped: the expansion can dip below 0)."""
+    """Squared Euclidean distances (n, k) by one matmul; clamped, as rounding can dip below 0."""
     return (x.pow(2).sum(-1, keepdim=True) - 2 * x @ centers.mT + centers.pow(2).sum(-1)).clamp_min(
         0
     )
