@@ -47,7 +47,9 @@ def fit(
     model : GenerativeModel
         An unfitted model, e.g. ``ppgen.GaussianMixture(3)``; it is copied, never changed.
     data : DataFrame, ndarray or Tensor
-        Rows are observations. Missing entries (NaN) are masked in the likelihood.
+        Rows are observations. Missing entries (NaN) are masked in the likelihood. Sequence
+        models (:class:`ppgen.HMM`) take sequences instead, with options ``id_column`` and
+        ``time_column``, and return a :class:`ppgen.infer.sequences.SequenceFit`.
     method : {"map", "em", "svi", "nuts"}
         ``"map"``: posterior mode of the global parameters by L-BFGS (or Adam with
         ``optimizer="adam"``) on the Pyro model, local latents summed or integrated out.
@@ -214,7 +216,8 @@ def _fit_em(
         params = _initial_values(model, x, mask, seed + restart, init_values)
         objective: list[float] = []
         bar = progress_bar(max_steps, "em", progress)
-        with torch.no_grad():
+        # The M-step's values are valid by construction: argument checks would only cost time.
+        with torch.no_grad(), pyro.validation_enabled(False):
             for _ in range(max_steps):
                 log_resp = model.component_log_prob(x, mask, params)
                 log_lik = log_resp.logsumexp(-1)
