@@ -160,6 +160,61 @@ class GaussianMixture(GenerativeModel):
         """Posterior membership probabilities p(assignment = k | x_i), shape (n, K)."""
         return self.component_log_prob(x, mask, params).softmax(-1)
 
+    def conditional(
+        self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The distribution of every entry given each row's observed entries.
+
+        Given the observed entries ``x_o`` of a row, the row is a mixture over components of
+        Gaussians ``N(cond_mean[k], cond_cov[k])`` with weights ``exp(log_resp[k])``. For a full
+        covariance the missing block follows from the precision Lambda_k without inverting the
+        observed block: mean ``mu_m - Lambda_mm^-1 Lambda_mo (x_o - mu_o)``, covariance
+        ``Lambda_mm^-1``; for a diagonal one the missing entries keep the component's mean and
+        variances. Rows and missingness patterns are handled together by masking.
+
+        Returns
+        -------
+        log_resp : Tensor, shape (n, K)
+            log p(assignment = k | observed entries).
+        cond_mean : Tensor, shape (n, K, d)
+            Conditional means; observed entries equal their values.
+        cond_cov : Tensor, shape (n, K, d, d)
+            Conditional covariances; zero in every row and column of an observed entry.
+        """
+        log_resp = self.component_log_prob(x, mask, params).log_softmax(-1)
+        miss = x.new_zeros(x.shape, dtype=torch.bool) if mask is None else ~mask
+        miss = miss.unsqueeze(1).expand(-1, self.n_components, -1)  # (n, K, d)
+        locs, precision = params["locs"], params["precision"]
+        xk = x.unsqueeze(1)
+        if self.covariance_type == "diag":
+            mean = torch.where(miss, locs, xk)
+            var = torch.where(miss, precision.reciprocal(), x.new_zeros(()))
+            return log_resp, mean, torch.diag_embed(var)
+        mean, cov, _ = _condition_on_precision(xk, miss, locs, precision)
+        return log_resp, mean, cov
+
+    def impute(self, x: torch.Tensor, mask: torch.Tensor | None, params: Params) -> torch.Tensor:
+        """One draw of the missing entries from p(x_missing | x_observed), shape (n, d).
+
+        Each row's component is drawn from its class posterior given the observed entries, then
+        the missing entries from that component's conditional Gaussian. Observed entries are
+        returned unchanged (uses torch's global RNG; seed it first).
+        """
+        if mask is None:
+            return x.clone()
+        log_resp = self.component_log_prob(x, mask, params)
+        k = dist.Categorical(logits=log_resp).sample()  # (n,)
+        loc, precision = params["locs"][k], params["precision"][k]
+        eps = torch.randn_like(x)
+        if self.covariance_type == "diag":
+            draw = loc + precision.rsqrt() * eps
+        else:
+            mean, _, tril = _condition_on_precision(x, ~mask, loc, precision)
+            # L^-T eps ~ N(0, A^-1), whose missing block is Lambda_mm^-1.
+            noise = torch.linalg.solve_triangular(tril.mT, eps.unsqueeze(-1), upper=True)
+            draw = mean + noise.squeeze(-1)
+        return torch.where(mask, x, draw)
+
     def log_prior(self, params: Params) -> torch.Tensor:
         priors = self.priors(params["locs"])
         return sum(priors[name].log_prob(params[name]).sum() for name in self.global_sites)
@@ -213,8 +268,11 @@ class GaussianMixture(GenerativeModel):
             lam = params["precision"]
             lhs = n_k[:, None, None] * lam + prior_prec * eye
             locs = torch.linalg.solve(lhs, (lam @ s_kd.unsqueeze(-1))).squeeze(-1)
-        diff = x.unsqueeze(0) - locs.unsqueeze(1)  # (K, n, d)
-        scatter = (resp.mT.unsqueeze(-1) * diff).mT @ diff  # (K, d, d)
+        # One component at a time: a (K, n, d) temporary costs more in memory traffic than the
+        # loop costs in Python (4x slower at 50,000 rows).
+        scatter = torch.stack(
+            [((x - locs[k]) * resp[:, k : k + 1]).mT @ (x - locs[k]) for k in range(len(locs))]
+        )
         cov = (self.covariance_prior * eye + scatter) / (n_k[:, None, None] + 1.0)
         precision = torch.cholesky_inverse(torch.linalg.cholesky(cov))
         return {"weights": weights, "locs": locs, "precision": precision}
@@ -250,3 +308,27 @@ class GaussianMixture(GenerativeModel):
         else:
             out["variances"] = params["precision"].reciprocal() * scale**2
         return out
+
+
+def _condition_on_precision(
+    x: torch.Tensor, miss: torch.Tensor, loc: torch.Tensor, precision: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gaussian N(loc, precision^-1) conditioned on the entries where ``miss`` is False.
+
+    Batched over leading dims without grouping rows by missingness pattern: the matrix
+    ``A = Lambda`` on the missing block and the identity elsewhere is block diagonal (after a
+    permutation), so its inverse holds ``Lambda_mm^-1`` on the missing block. Returns the
+    conditional mean (observed entries equal to ``x``), the conditional covariance (zero outside
+    the missing block) and the Cholesky factor of ``A`` for sampling.
+    """
+    both = miss.unsqueeze(-1) & miss.unsqueeze(-2)
+    eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+    A = torch.where(both, precision, eye)
+    tril = torch.linalg.cholesky(A)
+    # Lambda_mo (x_o - mu_o): the precision times the observed deviations, on the missing rows.
+    dev = torch.where(miss, x.new_zeros(()), x - loc)
+    rhs = torch.where(miss, (precision @ dev.unsqueeze(-1)).squeeze(-1), x.new_zeros(()))
+    shift = torch.cholesky_solve(rhs.unsqueeze(-1), tril).squeeze(-1)
+    mean = torch.where(miss, loc - shift, x)
+    cov = torch.where(both, torch.cholesky_inverse(tril), x.new_zeros(()))
+    return mean, cov, tril
