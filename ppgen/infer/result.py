@@ -264,16 +264,21 @@ class Fit:
         mean, sd, 94% highest-density interval and, for NUTS, MCSE, bulk/tail ESS and R-hat.
         """
         draws = self._described_draws()
+        coords = self.model.describe_coords(self.schema)
+        # ArviZ labels entries by position, "means[0, 1]"; readers want "means[0, waiting]".
+        labels, estimates = {}, {}
+        for name, value in draws.items():
+            axes = coords.get(name, ())
+            for idx in np.ndindex(value.shape[2:]):
+                by_position = f"{name}[{', '.join(map(str, idx))}]" if idx else name
+                named = [str(axes[a][i]) if a < len(axes) else str(i) for a, i in enumerate(idx)]
+                labels[by_position] = f"{name}[{', '.join(named)}]" if idx else name
+                estimates[labels[by_position]] = float(value[(0, 0, *idx)])
         if self.samples is None:
-            rows = {}
-            for name, value in draws.items():
-                arr = value[0, 0]
-                for idx in np.ndindex(arr.shape):
-                    label = name if not idx else f"{name}[{', '.join(map(str, idx))}]"
-                    rows[label] = float(arr[idx])
-            return pd.DataFrame({"estimate": pd.Series(rows)})
+            return pd.DataFrame({"estimate": pd.Series(estimates)})
         # SVI draws are independent: MCMC diagnostics (R-hat, ESS) would be meaningless.
-        return _arviz.summary(draws, diagnostics=self.method == "nuts")
+        table = _arviz.summary(draws, diagnostics=self.method == "nuts")
+        return table.rename(index=labels)
 
     def to_arviz(self, data: Any = None):  # -> arviz.InferenceData
         """InferenceData with posterior, sample_stats, log_likelihood and observed_data groups.

@@ -102,3 +102,7 @@ class GenerativeModel(PyroModule):
     def describe(self, params: Params, schema: Schema) -> Params:
         """Parameters as a statistician reads them (on the data's scale where the model allows)."""
         return dict(params)
+
+    def describe_coords(self, schema: Schema) -> dict[str, tuple[tuple, ...]]:
+        """Labels of each axis of :meth:`describe`'s arrays (e.g. column names), by name."""
+        return {}

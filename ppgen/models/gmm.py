@@ -297,6 +297,15 @@ class GaussianMixture(GenerativeModel):
         cov = d * (d + 1) // 2 if self.covariance_type == "full" else d
         return K * (d + cov) + K - 1
 
+    def describe_coords(self, schema: Schema) -> dict[str, tuple[tuple, ...]]:
+        comps, cols = tuple(range(self.n_components)), tuple(schema.names)
+        return {
+            "weights": (comps,),
+            "means": (comps, cols),
+            "covariances": (comps, cols, cols),
+            "variances": (comps, cols),
+        }
+
     def describe(self, params: Params, schema: Schema) -> Params:
         """Weights, means and covariances (or variances) on the data's original scale."""
         scale = params["locs"].new_tensor([c.scale for c in schema.columns])

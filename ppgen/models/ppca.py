@@ -230,6 +230,10 @@ class PPCA(GenerativeModel):
         # Loadings up to rotation, the mean and the noise variance.
         return d * q - q * (q - 1) // 2 + d + 1
 
+    def describe_coords(self, schema: Schema) -> dict[str, tuple[tuple, ...]]:
+        cols = tuple(schema.names)
+        return {"loadings": (cols, tuple(range(self.n_components))), "mean": (cols,)}
+
     def describe(self, params: Params, schema: Schema) -> Params:
         """Loadings, mean and noise variance on the standardized scale the model is fitted on."""
         return {"loadings": params["W"], "mean": params["loc"], "noise_variance": params["noise"]}

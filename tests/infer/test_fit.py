@@ -208,3 +208,15 @@ def test_bad_inputs_name_the_problem(faithful):
         ppgen.GaussianMixture(0)
     with pytest.raises(ValueError, match="init_values"):
         ppgen.fit(ppgen.GaussianMixture(2), faithful, init_values={"nope": 1.0})
+
+
+def test_summary_labels_entries_with_column_names(faithful):
+    fit = ppgen.fit(ppgen.GaussianMixture(2, "diag"), faithful, method="em")
+    table = fit.summary()
+    described = fit.model.describe(dict(fit.params), fit.schema)
+    assert table.loc["means[1, waiting]", "estimate"] == pytest.approx(
+        described["means"][1, 1].item()
+    )
+    assert table.loc["variances[0, eruptions]", "estimate"] == pytest.approx(
+        described["variances"][0, 0].item()
+    )
