@@ -162,7 +162,7 @@ def _main(args: list[str], capsys) -> tuple[int, str, str]:
     return status, out, err
 
 
-@pytest.mark.parametrize("command", [[], ["fit"], ["score"], ["sample"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["fit"], ["score"], ["sample"], ["demo"], ["evaluate"]])
 def test_help_exits_zero_with_examples(command, capsys):
     status, out, _ = _main([*command, "--help"], capsys)
     assert status == 0
@@ -217,3 +217,21 @@ def test_bad_input_fails_in_one_line(args, names, faithful_csv, tmp_path, capsys
     status, out, err = _main(args, capsys)
     _assert_one_line_error(status, err, *names)
     assert out == ""
+
+
+@pytest.mark.parametrize("method", ["elbo", "iwae"])
+def test_evaluate_prints_bounds_next_to_the_exact_likelihood(method, tmp_path, capsys):
+    """PPCA's guide is its exact posterior, so every estimator equals the exact likelihood."""
+    data = ppgen.datasets.load("wine", label=False).iloc[:40]
+    csv, model = tmp_path / "wine.csv", tmp_path / "wine.ppgen"
+    data.to_csv(csv, index=False)
+    ppgen.fit(ppgen.PPCA(2), data).save(str(model))
+    args = ["evaluate", str(model), str(csv), "--method", method, "-k", "10", "--particles", "5"]
+    status, out, _ = _main([*args, "--n-steps", "300", "--n-chains", "8", "--quiet"], capsys)
+    assert status == 0
+    exact = _number(rf"^exact\s+{NUMBER}", out)
+    estimate = _number(rf"^{method.upper()}.*?\)\s+{NUMBER}", out)
+    assert exact == pytest.approx(ppgen.load(str(model)).score(data), abs=1e-6)
+    assert estimate == pytest.approx(exact, abs=1e-4 if method != "ais" else 0.1)
+    bits = _number(rf"^exact(?:\s+\S+){{3}}\s+{NUMBER}", out)
+    assert bits == pytest.approx(-exact / (13 * np.log(2)), abs=1e-3)
