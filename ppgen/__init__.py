@@ -4,15 +4,17 @@ Every model is a Pyro model/guide pair, fitted by :func:`fit` (MAP, EM, SVI or N
 exact likelihoods where they exist.
 """
 
-from ppgen import datasets, plot
+from ppgen import datasets, evaluate, plot
 from ppgen.data import Schema
+from ppgen.impute import pool, pool_fit
 from ppgen.infer import Fit, NonFiniteLossError, fit
 from ppgen.io import load
-from ppgen.models import PPCA, GaussianMixture, GenerativeModel
+from ppgen.models import HMM, PPCA, GaussianMixture, GenerativeModel
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "HMM",
     "PPCA",
     "Fit",
     "GaussianMixture",
@@ -20,7 +22,10 @@ __all__ = [
     "NonFiniteLossError",
     "Schema",
     "datasets",
+    "evaluate",
     "fit",
     "load",
+    "pool",
+    "pool_fit",
     "plot",
 ]

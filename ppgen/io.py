@@ -33,6 +33,8 @@ def save(fit: Fit, path: str) -> None:
         "info": {k: v for k, v in fit.info.items() if isinstance(v, (int, float, str, bool))},
         "dtype": str(fit.dtype).removeprefix("torch."),
     }
+    if getattr(fit, "sequence_format", None) is not None:
+        config["sequences"] = fit.sequence_format.to_dict()
     tensors: dict[str, Any] = {
         "params": {k: v.detach().cpu() for k, v in fit.params.items()},
         "module": {k: v.detach().cpu() for k, v in fit.model.state_dict().items()},
@@ -65,7 +67,13 @@ def load(path: str, *, device: str | torch.device | None = None) -> Fit:
     # Cast before loading so that float64 weights are not rounded through float32.
     model = model.to(dtype=dtype)
     model.load_state_dict(tensors["module"])
-    return Fit(
+    cls, extra = Fit, {}
+    if "sequences" in config:
+        from ppgen.data.sequences import SequenceFormat
+        from ppgen.infer.sequences import SequenceFit
+
+        cls, extra = SequenceFit, {"sequence_format": SequenceFormat(**config["sequences"])}
+    return cls(
         model=model,
         schema=schema,
         method=config["method"],
@@ -75,4 +83,5 @@ def load(path: str, *, device: str | torch.device | None = None) -> Fit:
         samples=tensors.get("samples"),
         divergent=None if "divergent" not in tensors else tensors["divergent"].numpy().astype(bool),
         info=config["info"],
+        **extra,
     )

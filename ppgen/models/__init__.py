@@ -2,9 +2,12 @@
 
 from ppgen.models.base import GenerativeModel
 from ppgen.models.gmm import GaussianMixture
+from ppgen.models.hmm import HMM
 from ppgen.models.ppca import PPCA
 
 #: Every model class by name, for loading saved fits without unpickling.
-MODELS: dict[str, type[GenerativeModel]] = {cls.__name__: cls for cls in (GaussianMixture, PPCA)}
+MODELS: dict[str, type[GenerativeModel]] = {
+    cls.__name__: cls for cls in (GaussianMixture, HMM, PPCA)
+}
 
-__all__ = ["MODELS", "GaussianMixture", "GenerativeModel", "PPCA"]
+__all__ = ["HMM", "MODELS", "PPCA", "GaussianMixture", "GenerativeModel"]

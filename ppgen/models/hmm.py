@@ -1,0 +1,624 @@
+"""Hidden Markov model with discrete states and per-column emissions."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.distributions import constraints
+from pyro.ops.indexing import Vindex
+
+from ppgen.data.schema import Schema
+from ppgen.models.base import GenerativeModel, Params
+from ppgen.models.likelihoods import EMISSIONS, Emission
+
+__all__ = ["HMM", "stationary_distribution"]
+
+#: Column kind that each emission family forces on the columns of a table (None: inferred).
+_FORCED_KIND = {
+    "gaussian": "continuous",
+    "poisson": "count",
+    "negbinomial": "count",
+    "categorical": "categorical",
+    "mixed": None,
+}
+
+
+#: Largest S * T * K^3 for which the recursions use the parallel scan (memory bound).
+_SCAN_LIMIT = 2**24
+
+
+def _logmatmulexp(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """log(exp(a) @ exp(b)) over the last two dims, stable for -inf entries."""
+    return (a.unsqueeze(-1) + b.unsqueeze(-3)).logsumexp(-2)
+
+
+def stationary_distribution(transition: torch.Tensor) -> torch.Tensor:
+    """The stationary distribution pi = pi A of a row-stochastic matrix A (..., K, K).
+
+    Solves ``pi (I - A + 1 1^T) = 1^T``, which is non-singular for an irreducible chain and
+    differentiable in A.
+    """
+    K = transition.shape[-1]
+    eye = torch.eye(K, dtype=transition.dtype, device=transition.device)
+    lhs = (eye - transition + 1.0).mT
+    rhs = transition.new_ones(transition.shape[:-2] + (K, 1))
+    return torch.linalg.solve(lhs, rhs).squeeze(-1).clamp_min(0)
+
+
+class _EmissionDistribution(dist.TorchDistribution):
+    """Rows scored under every state: batch (..., T, K), event (p,), for DiscreteHMM."""
+
+    arg_constraints: ClassVar[dict] = {}
+    support = constraints.real_vector
+
+    def __init__(self, emission: Emission, params: Params, mask: torch.Tensor) -> None:
+        self.emission, self.params, self.obs_mask = emission, params, mask
+        batch_shape = mask.shape[:-1] + (emission.n_states,)
+        super().__init__(batch_shape, mask.shape[-1:], validate_args=False)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        # DiscreteHMM passes value (..., T, 1, p) to broadcast over states.
+        return self.emission.log_prob(value.squeeze(-2), self.obs_mask, self.params)
+
+
+class HMM(GenerativeModel):
+    r"""Hidden Markov model: a Markov chain of discrete states, each emitting one table row.
+
+    Generative story (S sequences of lengths T_s, K states, p columns)::
+
+        initial          ~ Dirichlet(initial_concentration * 1_K)        # (K,), if "learned"
+                           (else initial = stationary distribution of transition)
+        transition[k]    ~ Dirichlet(transition_concentration * 1_K)     # (K, K), rows
+        emission params  ~ per-column priors (ppgen.models.likelihoods)  # (K, ...)
+        for s in 1..S:
+            z[s, 0]      ~ Categorical(initial)
+            z[s, t]      ~ Categorical(transition[z[s, t-1]])            t = 1..T_s - 1
+            x[s, t]      ~ Emission(z[s, t])                             # (p,), masked
+
+    The states are summed out exactly: the Pyro program :meth:`model` scores each sequence with
+    :class:`pyro.distributions.DiscreteHMM` (a parallel scan over time), and
+    :meth:`model_enumerated` is the same model written with ``pyro.markov`` and enumerated
+    states, for TraceEnum_ELBO (tested equal). :meth:`log_prob`, :meth:`smooth` and
+    :meth:`viterbi` run the forward(-backward) recursions vectorized over sequences and states.
+
+    Sequences of different lengths are padded to the longest: a padded step has no observed
+    entry, and the recursions carry the state through it unchanged (an identity transition), so
+    it contributes nothing. In the Pyro program a trailing step without observations also adds
+    exactly nothing, since a transition row sums to one.
+
+    Emissions reuse the per-column likelihoods of :mod:`ppgen.models.likelihoods`: Gaussian
+    (``covariance_type`` full or diag, on the standardized scale), Poisson, negative binomial,
+    Bernoulli and categorical; ``emission="mixed"`` handles a table of mixed column kinds.
+
+    *Label switching.* The likelihood is invariant to permuting the states, so posterior draws
+    (``method="nuts"`` or ``"svi"``) may swap labels between chains or modes. ``order_by`` names a
+    numeric column; every fitted parameter set (MAP estimate and each posterior draw) is then
+    relabelled so that the states' means of that column increase -- an ordering constraint
+    applied to the draws.
+
+    Parameters
+    ----------
+    n_states : int
+        Number of hidden states K.
+    emission : {"gaussian", "poisson", "negbinomial", "categorical", "mixed"}
+        Emission family; all but ``"mixed"`` force their column kind on every column.
+    covariance_type : {"full", "diag"}
+        Of the Gaussian emission block.
+    initial : {"learned", "stationary"}
+        A free initial-state distribution, or the chain's stationary distribution.
+    transition_concentration, initial_concentration : float
+        Dirichlet concentrations; 1 is flat.
+    loc_scale, covariance_prior : float
+        Gaussian priors, as in :class:`ppgen.GaussianMixture`.
+    emission_concentration : float
+        Beta/Dirichlet concentration of binary and categorical emission probabilities; above 1
+        it keeps them off 0 and 1, 1 gives maximum likelihood.
+    count_family : {"poisson", "negbinomial"}
+        Count likelihood used by ``emission="mixed"``.
+    order_by : str or None
+        Column whose per-state mean orders the states (see label switching).
+
+    Examples
+    --------
+    .. code-block:: python
+
+        geyser = ppgen.datasets.load("geyser")  # one sequence of eruptions
+        fit = ppgen.fit(ppgen.HMM(2, order_by="waiting"), geyser, method="em")
+        fit.log_prob(), fit.predict(), fit.predict_proba()  # per sequence / per step
+        fit.forecast(horizon=3).mean, fit.sample(10, 200, seed=0)
+        panel = ppgen.fit(ppgen.HMM(3, "mixed"), df, id_column="id", time_column="t")
+
+    Data are sequences: a list or dict of tables, one DataFrame with ``id_column`` (and
+    ``time_column``), or one table (a single sequence); see :mod:`ppgen.data.sequences`. The
+    result is a :class:`ppgen.infer.sequences.SequenceFit`.
+
+    References
+    ----------
+    Rabiner, L. R. (1989). A tutorial on hidden Markov models and selected applications in speech
+    recognition. *Proceedings of the IEEE* 77(2), 257-286.
+    Zucchini, W., MacDonald, I. L. & Langrock, R. (2016). *Hidden Markov Models for Time Series*,
+    2nd ed. CRC Press.
+    """
+
+    sequential: ClassVar[bool] = True
+    enumerated: ClassVar[bool] = False
+    max_plate_nesting: ClassVar[int] = 1
+    supported_kinds: ClassVar[tuple[str, ...]] = EMISSIONS["mixed"]
+
+    def __init__(
+        self,
+        n_states: int,
+        emission: str = "gaussian",
+        covariance_type: str = "full",
+        initial: str = "learned",
+        *,
+        transition_concentration: float = 1.0,
+        initial_concentration: float = 1.0,
+        loc_scale: float = 10.0,
+        covariance_prior: float = 0.1,
+        emission_concentration: float = 1.5,
+        count_family: str = "poisson",
+        order_by: str | None = None,
+    ) -> None:
+        super().__init__()
+        if int(n_states) != n_states or int(n_states) < 1:
+            raise ValueError(f"n_states must be a positive integer, got {n_states!r}")
+        if emission not in EMISSIONS:
+            raise ValueError(f"emission must be one of {tuple(EMISSIONS)}, got {emission!r}")
+        if covariance_type not in ("full", "diag"):
+            raise ValueError(f"covariance_type must be 'full' or 'diag', got {covariance_type!r}")
+        if initial not in ("learned", "stationary"):
+            raise ValueError(f"initial must be 'learned' or 'stationary', got {initial!r}")
+        if count_family not in ("poisson", "negbinomial"):
+            raise ValueError(
+                f"count_family must be 'poisson' or 'negbinomial', got {count_family!r}"
+            )
+        for name, value in (
+            ("transition_concentration", transition_concentration),
+            ("initial_concentration", initial_concentration),
+            ("loc_scale", loc_scale),
+            ("covariance_prior", covariance_prior),
+            ("emission_concentration", emission_concentration),
+        ):
+            if not value > 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")
+        self.n_states = int(n_states)
+        self.emission_family = emission
+        self.covariance_type = covariance_type
+        self.initial = initial
+        self.transition_concentration = float(transition_concentration)
+        self.initial_concentration = float(initial_concentration)
+        self.loc_scale = float(loc_scale)
+        self.covariance_prior = float(covariance_prior)
+        self.emission_concentration = float(emission_concentration)
+        self.count_family = count_family
+        self.order_by = order_by
+        self.global_sites = ()
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "n_states": self.n_states,
+            "emission": self.emission_family,
+            "covariance_type": self.covariance_type,
+            "initial": self.initial,
+            "transition_concentration": self.transition_concentration,
+            "initial_concentration": self.initial_concentration,
+            "loc_scale": self.loc_scale,
+            "covariance_prior": self.covariance_prior,
+            "emission_concentration": self.emission_concentration,
+            "count_family": self.count_family,
+            "order_by": self.order_by,
+        }
+
+    def forced_kinds(self, names: tuple[str, ...]) -> dict[str, str]:
+        """Column kinds the emission family imposes on a table with these columns."""
+        kind = _FORCED_KIND[self.emission_family]
+        return {} if kind is None else dict.fromkeys(names, kind)
+
+    def build(self, schema: Schema) -> HMM:
+        kinds = EMISSIONS[self.emission_family]
+        hint = "Use emission='mixed' for tables of mixed column kinds."
+        schema.require(*kinds, model=f"HMM(emission={self.emission_family!r})", hint=hint)
+        self.dim = len(schema)
+        self.schema = schema
+        self.emission = Emission(
+            schema,
+            self.n_states,
+            self.emission_family,
+            self.covariance_type,
+            count_family=self.count_family,
+            loc_scale=self.loc_scale,
+            covariance_prior=self.covariance_prior,
+            concentration=self.emission_concentration,
+        )
+        chain = ("initial", "transition") if self.initial == "learned" else ("transition",)
+        self.global_sites = chain + self.emission.sites
+        if self.order_by is not None:
+            if self.order_by not in schema.names:
+                raise ValueError(
+                    f"order_by names column {self.order_by!r}, which is not in the table "
+                    f"(columns: {', '.join(map(repr, schema.names))})"
+                )
+            if schema.columns[schema.names.index(self.order_by)].kind == "categorical":
+                raise ValueError(
+                    f"order_by column {self.order_by!r} is categorical; name a continuous, "
+                    "count or binary column"
+                )
+        return self
+
+    # -- priors and chain parameters --------------------------------------------------------------
+    def priors(self, like: torch.Tensor) -> dict[str, dist.Distribution]:
+        """Prior of each global site, on ``like``'s device and dtype."""
+        self._check_built()
+        K = self.n_states
+        priors = {
+            "initial": dist.Dirichlet(like.new_full((K,), self.initial_concentration)),
+            "transition": dist.Dirichlet(
+                like.new_full((K, K), self.transition_concentration)
+            ).to_event(1),
+        }
+        priors.update(self.emission.priors(like))
+        return {k: priors[k] for k in self.global_sites}
+
+    def log_prior(self, params: Params) -> torch.Tensor:
+        priors = self.priors(params["transition"])
+        return sum(priors[k].log_prob(params[k]) for k in self.global_sites)
+
+    def initial_probs(self, params: Params) -> torch.Tensor:
+        """The distribution of the first state, (K,)."""
+        if self.initial == "learned":
+            return params["initial"]
+        return stationary_distribution(params["transition"])
+
+    def _chain(self, params: Params) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.initial_probs(params).log(), params["transition"].log()
+
+    # -- Pyro programs --------------------------------------------------------------------------
+    def _sample_globals(self, like: torch.Tensor) -> Params:
+        priors = self.priors(like)
+        return {name: pyro.sample(name, priors[name]) for name in self.global_sites}
+
+    def hmm_distribution(self, params: Params, mask: torch.Tensor) -> dist.DiscreteHMM:
+        """Pyro's DiscreteHMM of sequences with observation mask ``mask`` (S, T, p)."""
+        K, T = self.n_states, mask.shape[-2]
+        log_init, log_trans = self._chain(params)
+        # DiscreteHMM draws its initial state one step before the first observation: a first
+        # transition whose rows all equal the initial distribution makes z[0] ~ initial.
+        first = log_init.unsqueeze(-2).expand(K, K).unsqueeze(-3)
+        logits = torch.cat([first, log_trans.expand(T - 1, K, K)], dim=-3)
+        return dist.DiscreteHMM(
+            log_init.new_zeros(K), logits, _EmissionDistribution(self.emission, params, mask)
+        )
+
+    def model(self, x: torch.Tensor, mask: torch.Tensor | None = None, subsample_size=None) -> None:
+        """Sequences x (S, T, p) with states summed out by DiscreteHMM's parallel scan."""
+        params = self._sample_globals(x)
+        mask = torch.ones_like(x, dtype=torch.bool) if mask is None else mask
+        with pyro.plate("sequences", x.shape[0], subsample_size=subsample_size, dim=-1) as ind:
+            pyro.sample("x", self.hmm_distribution(params, mask[ind]), obs=x[ind])
+
+    def model_enumerated(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, subsample_size=None
+    ) -> None:
+        """The same model with the states as ``pyro.markov`` sites ``z_t`` enumerated in parallel.
+
+        Observations enter as factors ``x_t``; fit it with TraceEnum_ELBO(max_plate_nesting=1).
+        A Python loop over time: for checks and small data, :meth:`model` is the fast one.
+        """
+        params = self._sample_globals(x)
+        mask = torch.ones_like(x, dtype=torch.bool) if mask is None else mask
+        log_init, log_trans = self._chain(params)
+        S, T = x.shape[:2]
+        with pyro.plate("sequences", S, subsample_size=subsample_size, dim=-1) as ind:
+            ll = self.emission.log_prob(x[ind], mask[ind], params)  # (S', T, K)
+            rows = torch.arange(ll.shape[0], device=x.device)
+            z = None
+            for t in pyro.markov(range(T)):
+                logits = log_init if z is None else Vindex(log_trans)[z]
+                z = pyro.sample(
+                    f"z_{t}", dist.Categorical(logits=logits), infer={"enumerate": "parallel"}
+                )
+                pyro.factor(f"x_{t}", Vindex(ll[:, t])[rows, z])
+
+    # -- recursions ------------------------------------------------------------------------------
+    @staticmethod
+    def _present(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        S, T = x.shape[:2]
+        steps = torch.arange(T, device=x.device)
+        if lengths is None:
+            return torch.ones(S, T, dtype=torch.bool, device=x.device)
+        return steps < lengths.to(x.device).unsqueeze(-1)
+
+    def _recursion_inputs(self, x, mask, params, lengths):
+        mask = torch.ones_like(x, dtype=torch.bool) if mask is None else mask
+        present = self._present(x, lengths)
+        ll = self.emission.log_prob(x, mask & present.unsqueeze(-1), params)
+        log_init, log_trans = self._chain(params)
+        return ll, log_init, log_trans, present
+
+    @staticmethod
+    def _step_matrices(ll, log_init, log_trans, present) -> torch.Tensor:
+        """Log factors M_t[i, j] = log A_ij + ll_t[j] (S, T, K, K); M_0 = log pi_j + ll_0[j];
+        padded steps get the identity (0 on the diagonal, -inf off it)."""
+        K = ll.shape[-1]
+        eye = torch.eye(K, dtype=torch.bool, device=ll.device)
+        identity = torch.zeros_like(log_trans).masked_fill(~eye, float("-inf"))
+        M = log_trans + ll.unsqueeze(-2)
+        M = torch.where(present[..., None, None], M, identity)
+        first = (log_init + ll[:, 0]).unsqueeze(-2).expand(-1, K, K)
+        return torch.cat([first.unsqueeze(1), M[:, 1:]], dim=1)
+
+    @staticmethod
+    def _scan(M: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+        """Inclusive prefix (or suffix) log-matrix products over time (dim 1), by doubling.
+
+        ``O(log T)`` batched steps (Hillis-Steele) instead of a Python loop over T.
+        """
+        T, d = M.shape[1], 1
+        while d < T:
+            if reverse:
+                head = _logmatmulexp(M[:, : T - d], M[:, d:])
+                M = torch.cat([head, M[:, T - d :]], dim=1)
+            else:
+                tail = _logmatmulexp(M[:, : T - d], M[:, d:])
+                M = torch.cat([M[:, :d], tail], dim=1)
+            d *= 2
+        return M
+
+    @classmethod
+    def _forward(cls, ll, log_init, log_trans, present) -> torch.Tensor:
+        """Log forward variables log p(x[:t+1], z_t), (S, T, K); padded steps carry over."""
+        S, T, K = ll.shape
+        if S * T * K**3 <= _SCAN_LIMIT:
+            return cls._scan(cls._step_matrices(ll, log_init, log_trans, present))[..., 0, :]
+        alpha = log_init + ll[:, 0]
+        alphas = [alpha]
+        for t in range(1, T):
+            step = torch.logsumexp(alpha.unsqueeze(-1) + log_trans, dim=-2) + ll[:, t]
+            alpha = torch.where(present[:, t, None], step, alpha)
+            alphas.append(alpha)
+        return torch.stack(alphas, dim=1)
+
+    @classmethod
+    def _backward(cls, ll, log_trans, present) -> torch.Tensor:
+        """Log backward variables log p(x[t+1:] | z_t), (S, T, K)."""
+        S, T, K = ll.shape
+        if S * T * K**3 <= _SCAN_LIMIT:
+            M = cls._step_matrices(ll, log_trans.new_zeros(K), log_trans, present)[:, 1:]
+            suffix = cls._scan(M, reverse=True).logsumexp(-1)  # beta_0 .. beta_{T-2}
+            return torch.cat([suffix, ll.new_zeros(S, 1, K)], dim=1)
+        beta = torch.zeros_like(ll[:, 0])
+        betas = [beta]
+        for t in range(T - 2, -1, -1):
+            step = torch.logsumexp(log_trans + (ll[:, t + 1] + beta).unsqueeze(-2), dim=-1)
+            beta = torch.where(present[:, t + 1, None], step, beta)
+            betas.append(beta)
+        return torch.stack(betas[::-1], dim=1)
+
+    def log_prob(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        params: Params,
+        lengths: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Log-likelihood of each sequence's observed entries (forward algorithm), shape (S,)."""
+        ll, log_init, log_trans, present = self._recursion_inputs(x, mask, params, lengths)
+        return self._forward(ll, log_init, log_trans, present)[:, -1].logsumexp(-1)
+
+    def log_joint(self, x, mask, params, lengths=None) -> torch.Tensor:
+        """log p(x, params) with the states summed out: the MAP objective."""
+        return self.log_prob(x, mask, params, lengths).sum() + self.log_prior(params)
+
+    def posteriors(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        params: Params,
+        lengths: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Forward-backward: log-likelihoods (S,), state marginals (S, T, K), transition counts.
+
+        ``"transitions"`` (K, K) is the expected number of i -> j transitions summed over
+        sequences; marginals of padded steps repeat the last step's.
+        """
+        ll, log_init, log_trans, present = self._recursion_inputs(x, mask, params, lengths)
+        alpha = self._forward(ll, log_init, log_trans, present)
+        beta = self._backward(ll, log_trans, present)
+        log_lik = alpha[:, -1].logsumexp(-1)
+        gamma = (alpha + beta - log_lik[:, None, None]).exp()
+        log_xi = (
+            alpha[:, :-1, :, None]
+            + log_trans
+            + (ll + beta)[:, 1:, None, :]
+            - log_lik[:, None, None, None]
+        )
+        weight = present[:, 1:, None, None].to(x.dtype)
+        transitions = (log_xi.exp() * weight).sum((0, 1))
+        return {"log_lik": log_lik, "marginals": gamma, "transitions": transitions}
+
+    def smooth(self, x, mask, params, lengths=None) -> torch.Tensor:
+        """Smoothed state marginals p(z_t = k | x), (S, T, K)."""
+        return self.posteriors(x, mask, params, lengths)["marginals"]
+
+    def filter(self, x, mask, params, lengths=None) -> torch.Tensor:
+        """Filtered state probabilities p(z_t = k | x[:t+1]), (S, T, K)."""
+        ll, log_init, log_trans, present = self._recursion_inputs(x, mask, params, lengths)
+        return self._forward(ll, log_init, log_trans, present).softmax(-1)
+
+    def viterbi(self, x, mask, params, lengths=None) -> torch.Tensor:
+        """Most probable state path of each sequence, (S, T); padded steps repeat the last."""
+        ll, log_init, log_trans, present = self._recursion_inputs(x, mask, params, lengths)
+        K = self.n_states
+        stay = torch.arange(K, device=x.device).expand(ll.shape[0], K)
+        delta = log_init + ll[:, 0]
+        pointers = []
+        for t in range(1, ll.shape[1]):
+            best, arg = (delta.unsqueeze(-1) + log_trans).max(dim=-2)
+            delta = torch.where(present[:, t, None], best + ll[:, t], delta)
+            pointers.append(torch.where(present[:, t, None], arg, stay))
+        state = delta.argmax(-1)
+        path = [state]
+        for arg in reversed(pointers):
+            state = arg.gather(-1, state.unsqueeze(-1)).squeeze(-1)
+            path.append(state)
+        return torch.stack(path[::-1], dim=1)
+
+    def sample_states_posterior(self, x, mask, params, lengths=None) -> torch.Tensor:
+        """One state path per sequence from p(z | x) (forward filtering, backward sampling)."""
+        ll, log_init, log_trans, present = self._recursion_inputs(x, mask, params, lengths)
+        alpha = self._forward(ll, log_init, log_trans, present)
+        z = dist.Categorical(logits=alpha[:, -1]).sample()
+        path = [z]
+        for t in range(ll.shape[1] - 2, -1, -1):
+            logits = alpha[:, t] + log_trans[:, z].mT
+            z = torch.where(present[:, t + 1], dist.Categorical(logits=logits).sample(), z)
+            path.append(z)
+        return torch.stack(path[::-1], dim=1)
+
+    # -- EM ----------------------------------------------------------------------------------------
+    def m_step(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        post: dict[str, torch.Tensor],
+        params: Params | None = None,
+        lengths: torch.Tensor | None = None,
+    ) -> Params:
+        """Baum-Welch M-step: maximize the expected log joint given :meth:`posteriors`.
+
+        Chain: ``initial`` and every ``transition`` row are Dirichlet posterior modes of the
+        expected counts; emissions: the closed forms of :mod:`ppgen.models.likelihoods` given the
+        marginals (ECM for Gaussian means). Each is an exact conditional maximizer, so the log
+        joint never decreases.
+        """
+        if self.initial != "learned":
+            raise ValueError("method='em' needs initial='learned'; use method='map'")
+        if not self.emission.has_m_step:
+            raise ValueError(
+                f"HMM(emission={self.emission_family!r}) has no closed-form M-step "
+                "(negative binomial dispersion); use method='map'"
+            )
+        mask = torch.ones_like(x, dtype=torch.bool) if mask is None else mask
+        present = self._present(x, lengths)
+        gamma = post["marginals"] * present.unsqueeze(-1).to(x.dtype)
+        counts0 = gamma[:, 0].sum(0) + self.initial_concentration - 1
+        initial = counts0.clamp_min(0)
+        trans = (post["transitions"] + self.transition_concentration - 1).clamp_min(0)
+        trans = torch.where(trans.sum(-1, keepdim=True) > 0, trans, torch.ones_like(trans))
+        p = x.shape[-1]
+        out = {
+            "initial": initial / initial.sum(),
+            "transition": trans / trans.sum(-1, keepdim=True),
+        }
+        out.update(
+            self.emission.m_step(
+                x.reshape(-1, p),
+                (mask & present.unsqueeze(-1)).reshape(-1, p),
+                gamma.reshape(-1, self.n_states),
+                params,
+            )
+        )
+        return out
+
+    def init_params(
+        self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator
+    ) -> Params:
+        """k-means on the observed rows, then one M-step from jittered memberships.
+
+        Memberships are the k-means labels mixed with 10% random ones, transitions the label
+        transition counts mixed with 20% random rows: every seed starts elsewhere, and no
+        emission probability starts at exactly 0 (a fixed point EM could not leave).
+        """
+        from ppgen.models._kmeans import kmeans
+
+        K = self.n_states
+
+        def noise(*shape: int) -> torch.Tensor:  # Dirichlet(1) rows from the generator
+            u = torch.rand(shape, generator=generator, device=generator.device, dtype=x.dtype)
+            e = -u.clamp_min(1e-12).log().to(x.device)
+            return e / e.sum(-1, keepdim=True)
+
+        seen = mask.any(-1)  # (S, T): steps with an observation
+        rows, rmask = x[seen], mask[seen]
+        labels = kmeans(rows * rmask, K, generator=generator)
+        onehot = torch.nn.functional.one_hot(labels, K).to(x.dtype)
+        resp = 0.9 * onehot + 0.1 * noise(rows.shape[0], K)
+        init_mask = rmask.clone()
+        cont = list(self.schema.positions("continuous"))
+        if cont and self.covariance_type == "full":
+            # Zero-filled partial rows are good enough to start from.
+            init_mask[:, cont] = rmask[:, cont].any(-1, keepdim=True)
+        params = self.emission.init_step(rows, init_mask, resp)
+        full = torch.full(seen.shape, -1, dtype=torch.long, device=x.device)
+        full[seen] = labels
+        a, b = full[:, :-1], full[:, 1:]
+        both = (a >= 0) & (b >= 0)
+        trans = x.new_ones(K, K)
+        trans.index_put_((a[both], b[both]), x.new_ones(int(both.sum())), accumulate=True)
+        trans = trans / trans.sum(-1, keepdim=True)
+        params["transition"] = 0.8 * trans + 0.2 * noise(K, K)
+        if self.initial == "learned":
+            first = full[:, 0]
+            first = first[first >= 0]
+            init = x.new_ones(K).index_add_(0, first, x.new_ones(first.shape[0]))
+            params["initial"] = 0.2 * init / init.sum() + 0.8 * noise(K)
+        return params
+
+    # -- simulation and prediction ---------------------------------------------------------------
+    def sample_states(self, n: int, n_steps: int, params: Params) -> torch.Tensor:
+        """State paths (n, n_steps) of the chain (uses torch's global RNG)."""
+        z = dist.Categorical(self.initial_probs(params)).sample((n,))
+        path = [z]
+        for _ in range(1, n_steps):
+            z = dist.Categorical(params["transition"][z]).sample()
+            path.append(z)
+        return torch.stack(path, dim=1)
+
+    def sample(self, n: int, params: Params, n_steps: int = 100) -> torch.Tensor:
+        """Draw ``n`` sequences of ``n_steps`` rows on the encoded scale, (n, n_steps, p)."""
+        return self.emission.sample(self.sample_states(n, n_steps, params), params)
+
+    def impute(self, x, mask, params, lengths=None) -> torch.Tensor:
+        """One joint draw of the missing entries given each sequence's observed ones."""
+        states = self.sample_states_posterior(x, mask, params, lengths)
+        return self.emission.impute(x, mask, states, params)
+
+    def forecast_states(self, x, mask, params, lengths, horizon: int) -> torch.Tensor:
+        """p(z_{T_s + h} = k | x_s) for h = 1..horizon, (S, horizon, K)."""
+        prob = self.filter(x, mask, params, lengths)[:, -1]
+        out = []
+        for _ in range(int(horizon)):
+            prob = prob @ params["transition"]
+            out.append(prob)
+        return torch.stack(out, dim=1)
+
+    def relabel(self, params: Params, perm: torch.Tensor) -> Params:
+        """The same model with states renamed: new state ``i`` is old state ``perm[i]``."""
+        out = dict(params)
+        if "initial" in params:
+            out["initial"] = params["initial"][perm]
+        out["transition"] = params["transition"][perm][:, perm]
+        out.update(self.emission.permute(params, perm))
+        return out
+
+    def ordering(self, params: Params) -> torch.Tensor | None:
+        """The permutation that sorts states by their mean of ``order_by``, or None."""
+        if self.order_by is None:
+            return None
+        j = self.schema.names.index(self.order_by)
+        return torch.argsort(self.emission.means(params)[:, j])
+
+    def n_parameters(self) -> int:
+        K = self.n_states
+        chain = K * (K - 1) + (K - 1 if self.initial == "learned" else 0)
+        return chain + self.emission.n_parameters()
+
+    def describe(self, params: Params, schema: Schema) -> Params:
+        """Initial and transition probabilities, emission parameters on the data's scale."""
+        out = {"initial": self.initial_probs(params), "transition": params["transition"]}
+        out.update(self.emission.describe(params))
+        return out

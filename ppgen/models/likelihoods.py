@@ -1,0 +1,540 @@
+"""Per-column likelihoods shared by models with a discrete latent class or state.
+
+Each :class:`ColumnLikelihood` owns the columns of one kind (``Schema.positions(kind)``) and
+``K`` sets of parameters, one per latent class/state. Given the encoded table it returns the
+masked log-likelihood of every row under every class, shape ``(..., K)``: missing entries
+contribute nothing (the exact marginal of the observed ones). :class:`Emission` bundles one
+likelihood per column kind so that a table of mixed kinds is scored by summing them.
+
+All of them state their priors (used by the Pyro model and by the closed-form M-steps alike) on
+the encoded scale: continuous columns standardized, counts as counts, labels as integer codes.
+
+==============  ===========================================  =================================
+kind            likelihood (per state k)                     sites and prior
+==============  ===========================================  =================================
+continuous      Normal(locs[k], precision[k]^-1), full/diag  ``locs`` Normal(0, loc_scale^2);
+                                                             ``precision`` Wishart / Gamma
+count           Poisson(rates[k])                            ``rates`` Gamma(a, b)
+count (negbin)  NegBinomial(mean rates[k], concentration)    ``rates``; ``concentration``
+                                                             Gamma(2, 0.1)
+binary          Bernoulli(probs[k])                          ``probs`` Beta(c, c)
+categorical     Categorical(probs[name][k]) per column       ``probs[name]`` Dirichlet(c 1_C)
+==============  ===========================================  =================================
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pyro.distributions as dist
+import torch
+
+from ppgen.data.schema import Schema
+from ppgen.models.distributions import MaskedMultivariateNormal, WishartPrecision
+
+__all__ = [
+    "EMISSIONS",
+    "Bernoulli",
+    "Categorical",
+    "ColumnLikelihood",
+    "Emission",
+    "NegativeBinomial",
+    "Normal",
+    "Poisson",
+]
+
+Params = dict[str, torch.Tensor]
+
+#: Emission families and the column kinds each handles.
+EMISSIONS: dict[str, tuple[str, ...]] = {
+    "gaussian": ("continuous",),
+    "poisson": ("count",),
+    "negbinomial": ("count",),
+    "categorical": ("binary", "categorical"),
+    "mixed": ("continuous", "count", "binary", "categorical"),
+}
+
+
+class ColumnLikelihood:
+    """Likelihood of the columns at ``positions`` under each of ``n_states`` classes.
+
+    Subclasses define :attr:`sites`, :meth:`priors`, :meth:`log_prob`, :meth:`sample`; those
+    with a closed-form M-step define :meth:`m_step`.
+    """
+
+    kind: ClassVar[str] = ""
+    has_m_step: ClassVar[bool] = True
+
+    def __init__(self, schema: Schema, positions: tuple[int, ...], n_states: int) -> None:
+        self.schema = schema
+        self.positions = tuple(positions)
+        self.n_states = int(n_states)
+        self.names = tuple(schema.names[j] for j in self.positions)
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def _cols(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., list(self.positions)]
+
+    def priors(self, like: torch.Tensor) -> dict[str, dist.Distribution]:
+        """Prior of each site, with the whole parameter (K, ...) as one event."""
+        raise NotImplementedError
+
+    def log_prob(self, x: torch.Tensor, mask: torch.Tensor, params: Params) -> torch.Tensor:
+        """Masked log-likelihood of each row's columns under each class, shape (..., K)."""
+        raise NotImplementedError
+
+    def m_step(
+        self, x: torch.Tensor, mask: torch.Tensor, resp: torch.Tensor, params: Params | None
+    ) -> Params:
+        """Maximize the expected log joint given responsibilities ``resp`` (n, K)."""
+        raise ValueError(
+            f"{type(self).__name__} likelihood (columns {', '.join(map(repr, self.names))}) "
+            "has no closed-form M-step; use method='map'"
+        )
+
+    def init_step(self, x: torch.Tensor, mask: torch.Tensor, resp: torch.Tensor) -> Params:
+        """Starting values from memberships ``resp``: the M-step, or moments where none exists."""
+        return self.m_step(x, mask, resp, None)
+
+    def sample(self, states: torch.Tensor, params: Params) -> torch.Tensor:
+        """Draw the columns given each row's class ``states`` (...), shape (..., c)."""
+        raise NotImplementedError
+
+    def impute(
+        self, x: torch.Tensor, mask: torch.Tensor, states: torch.Tensor, params: Params
+    ) -> torch.Tensor:
+        """Draw the columns given the class and the row's observed entries; (..., c).
+
+        Columns are independent given the class except for a full-covariance Normal block,
+        so the default draws from the class's likelihood.
+        """
+        return self.sample(states, params)
+
+    def mean(self, params: Params) -> torch.Tensor | None:
+        """Mean of each column under each class on the encoded scale (K, c), if numeric."""
+        return None
+
+    def n_parameters(self) -> int:
+        raise NotImplementedError
+
+    def describe(self, params: Params) -> Params:
+        return {k: params[k] for k in self.sites}
+
+
+class Normal(ColumnLikelihood):
+    """Gaussian continuous block, full or diagonal covariance (priors as GaussianMixture's)."""
+
+    kind = "continuous"
+
+    def __init__(
+        self,
+        schema: Schema,
+        positions: tuple[int, ...],
+        n_states: int,
+        covariance_type: str = "full",
+        loc_scale: float = 10.0,
+        covariance_prior: float = 0.1,
+    ) -> None:
+        super().__init__(schema, positions, n_states)
+        if covariance_type not in ("full", "diag"):
+            raise ValueError(f"covariance_type must be 'full' or 'diag', got {covariance_type!r}")
+        self.covariance_type = covariance_type
+        self.loc_scale = float(loc_scale)
+        self.covariance_prior = float(covariance_prior)
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return ("locs", "precision")
+
+    def priors(self, like: torch.Tensor) -> dict[str, dist.Distribution]:
+        K, d = self.n_states, len(self.positions)
+        priors = {"locs": dist.Normal(like.new_zeros(K, d), self.loc_scale).to_event(2)}
+        if self.covariance_type == "full":
+            scale = torch.eye(d, dtype=like.dtype, device=like.device) / self.covariance_prior
+            priors["precision"] = WishartPrecision(
+                df=like.new_tensor(d + 2.0), covariance_matrix=scale.expand(K, d, d)
+            ).to_event(1)
+        else:
+            priors["precision"] = dist.Gamma(
+                like.new_full((K, d), 1.5), self.covariance_prior / 2
+            ).to_event(2)
+        return priors
+
+    def _dist(self, loc, precision, mask) -> dist.Distribution:
+        if self.covariance_type == "full":
+            return MaskedMultivariateNormal(loc, precision, mask)
+        normal = dist.Normal(loc, precision.rsqrt())
+        return (normal if mask is None else normal.mask(mask)).to_event(1)
+
+    def log_prob(self, x, mask, params):
+        xs, ms = self._cols(x).unsqueeze(-2), self._cols(mask).unsqueeze(-2)
+        if self.covariance_type == "full":
+            return MaskedMultivariateNormal(params["locs"], params["precision"], ms).log_prob(xs)
+        lp = dist.Normal(params["locs"], params["precision"].rsqrt()).log_prob(xs)
+        return torch.where(ms, lp, lp.new_zeros(())).sum(-1)
+
+    def m_step(self, x, mask, resp, params):
+        xs, obs_b = self._cols(x), self._cols(mask)
+        d = xs.shape[-1]
+        prior_prec = 1.0 / self.loc_scale**2
+        if self.covariance_type == "diag":
+            obs = obs_b.to(x.dtype)
+            xo = xs * obs
+            n_kd, s_kd = resp.mT @ obs, resp.mT @ xo
+            if params is None:
+                locs = s_kd / n_kd.clamp_min(1e-12)
+            else:
+                lam = params["precision"]
+                locs = lam * s_kd / (n_kd * lam + prior_prec)
+            sq = resp.mT @ (xo * xo) - 2 * locs * s_kd + n_kd * locs**2
+            var = (self.covariance_prior + sq) / (n_kd + 1.0)
+            return {"locs": locs, "precision": var.reciprocal()}
+        complete = obs_b.all(-1)
+        if bool((obs_b.any(-1) & ~complete).any()):
+            raise ValueError(
+                "method='em' with covariance_type='full' needs rows whose continuous columns are "
+                "all observed or all missing; use method='map' for partially observed rows"
+            )
+        resp = resp * complete.unsqueeze(-1).to(resp.dtype)
+        eye = torch.eye(d, dtype=x.dtype, device=x.device)
+        n_k = resp.sum(0)
+        s_kd = resp.mT @ xs
+        if params is None:
+            locs = s_kd / n_k.clamp_min(1e-12).unsqueeze(-1)
+        else:
+            lam = params["precision"]
+            lhs = n_k[:, None, None] * lam + prior_prec * eye
+            locs = torch.linalg.solve(lhs, lam @ s_kd.unsqueeze(-1)).squeeze(-1)
+        diff = xs.unsqueeze(0) - locs.unsqueeze(1)  # (K, n, d)
+        scatter = (resp.mT.unsqueeze(-1) * diff).mT @ diff
+        cov = (self.covariance_prior * eye + scatter) / (n_k[:, None, None] + 1.0)
+        return {"locs": locs, "precision": torch.cholesky_inverse(torch.linalg.cholesky(cov))}
+
+    def sample(self, states, params):
+        return self._dist(params["locs"][states], params["precision"][states], None).sample()
+
+    def impute(self, x, mask, states, params):
+        from ppgen.models.gmm import _condition_on_precision
+
+        xs, ms = self._cols(x), self._cols(mask)
+        loc, precision = params["locs"][states], params["precision"][states]
+        eps = torch.randn_like(xs)
+        if self.covariance_type == "diag":
+            return loc + precision.rsqrt() * eps
+        mean, _, tril = _condition_on_precision(xs, ~ms, loc, precision)
+        noise = torch.linalg.solve_triangular(tril.mT, eps.unsqueeze(-1), upper=True)
+        return torch.where(ms, xs, mean + noise.squeeze(-1))
+
+    def mean(self, params):
+        return params["locs"]
+
+    def n_parameters(self) -> int:
+        d = len(self.positions)
+        cov = d * (d + 1) // 2 if self.covariance_type == "full" else d
+        return self.n_states * (d + cov)
+
+    def describe(self, params):
+        cols = [self.schema.columns[j] for j in self.positions]
+        scale = params["locs"].new_tensor([c.scale for c in cols])
+        loc = params["locs"].new_tensor([c.loc for c in cols])
+        out = {"means": params["locs"] * scale + loc}
+        if self.covariance_type == "full":
+            cov = torch.cholesky_inverse(torch.linalg.cholesky(params["precision"]))
+            out["covariances"] = cov * scale.unsqueeze(-1) * scale
+        else:
+            out["variances"] = params["precision"].reciprocal() * scale**2
+        return out
+
+
+class Poisson(ColumnLikelihood):
+    """Poisson counts; ``rates`` ~ Gamma(rate_shape, rate_rate) (mean 100, nearly flat)."""
+
+    kind = "count"
+
+    def __init__(self, schema, positions, n_states, rate_shape=1.0, rate_rate=0.01) -> None:
+        super().__init__(schema, positions, n_states)
+        self.rate_shape, self.rate_rate = float(rate_shape), float(rate_rate)
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return ("rates",)
+
+    def priors(self, like):
+        shape = (self.n_states, len(self.positions))
+        return {
+            "rates": dist.Gamma(like.new_full(shape, self.rate_shape), self.rate_rate).to_event(2)
+        }
+
+    def log_prob(self, x, mask, params):
+        xs, ms = self._cols(x).unsqueeze(-2), self._cols(mask).unsqueeze(-2)
+        lp = dist.Poisson(params["rates"], validate_args=False).log_prob(xs)
+        return torch.where(ms, lp, lp.new_zeros(())).sum(-1)
+
+    def m_step(self, x, mask, resp, params):
+        obs = self._cols(mask).to(x.dtype)
+        n_kc, s_kc = resp.mT @ obs, resp.mT @ (self._cols(x) * obs)
+        rates = (s_kc + self.rate_shape - 1).clamp_min(0) / (n_kc + self.rate_rate)
+        return {"rates": rates.clamp_min(torch.finfo(x.dtype).tiny)}
+
+    def sample(self, states, params):
+        return dist.Poisson(params["rates"][states]).sample()
+
+    def mean(self, params):
+        return params["rates"]
+
+    def n_parameters(self) -> int:
+        return self.n_states * len(self.positions)
+
+
+class NegativeBinomial(Poisson):
+    """Over-dispersed counts: mean ``rates``, variance ``rates + rates^2 / concentration``."""
+
+    has_m_step = False
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return ("rates", "concentration")
+
+    def priors(self, like):
+        shape = (self.n_states, len(self.positions))
+        priors = super().priors(like)
+        priors["concentration"] = dist.Gamma(like.new_full(shape, 2.0), 0.1).to_event(2)
+        return priors
+
+    def _dist(self, rates, concentration):
+        return dist.NegativeBinomial(
+            total_count=concentration, logits=rates.log() - concentration.log(), validate_args=False
+        )
+
+    def log_prob(self, x, mask, params):
+        xs, ms = self._cols(x).unsqueeze(-2), self._cols(mask).unsqueeze(-2)
+        lp = self._dist(params["rates"], params["concentration"]).log_prob(xs)
+        return torch.where(ms, lp, lp.new_zeros(())).sum(-1)
+
+    m_step = ColumnLikelihood.m_step
+
+    def init_step(self, x, mask, resp):
+        """Weighted means, and concentrations mean^2 / (var - mean) by moments (0.5 to 100)."""
+        rates = Poisson.m_step(self, x, mask, resp, None)["rates"]
+        obs = self._cols(mask).to(x.dtype)
+        xs = self._cols(x) * obs
+        n_kc = (resp.mT @ obs).clamp_min(1e-12)
+        var = (resp.mT @ (xs * xs)) / n_kc - rates**2
+        excess = (var - rates).clamp_min(1e-6)
+        return {"rates": rates, "concentration": (rates**2 / excess).clamp(0.5, 100.0)}
+
+    def sample(self, states, params):
+        return self._dist(params["rates"][states], params["concentration"][states]).sample()
+
+    def n_parameters(self) -> int:
+        return 2 * super().n_parameters()
+
+
+class Bernoulli(ColumnLikelihood):
+    """Binary columns: ``probs[k, j]`` = P(code 1) ~ Beta(c, c)."""
+
+    kind = "binary"
+
+    def __init__(self, schema, positions, n_states, concentration=1.5) -> None:
+        super().__init__(schema, positions, n_states)
+        self.concentration = float(concentration)
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return ("probs",)
+
+    def priors(self, like):
+        c = like.new_full((self.n_states, len(self.positions)), self.concentration)
+        return {"probs": dist.Beta(c, c).to_event(2)}
+
+    def log_prob(self, x, mask, params):
+        xs, ms = self._cols(x).unsqueeze(-2), self._cols(mask).unsqueeze(-2)
+        p = params["probs"]
+        lp = torch.where(xs > 0.5, p.log(), torch.log1p(-p))
+        return torch.where(ms, lp, lp.new_zeros(())).sum(-1)
+
+    def m_step(self, x, mask, resp, params):
+        obs = self._cols(mask).to(x.dtype)
+        n_kc, s_kc = resp.mT @ obs, resp.mT @ (self._cols(x) * obs)
+        a = self.concentration - 1
+        return {"probs": ((s_kc + a) / (n_kc + 2 * a)).clamp(1e-12, 1 - 1e-12)}
+
+    def sample(self, states, params):
+        return dist.Bernoulli(params["probs"][states]).sample()
+
+    def mean(self, params):
+        return params["probs"]
+
+    def n_parameters(self) -> int:
+        return self.n_states * len(self.positions)
+
+
+class Categorical(ColumnLikelihood):
+    """Categorical columns, one site ``probs[name]`` (K, C) ~ Dirichlet(c 1_C) per column."""
+
+    kind = "categorical"
+
+    def __init__(self, schema, positions, n_states, concentration=1.5) -> None:
+        super().__init__(schema, positions, n_states)
+        self.concentration = float(concentration)
+        self.n_categories = tuple(schema.columns[j].n_categories for j in self.positions)
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return tuple(f"probs[{name}]" for name in self.names)
+
+    def priors(self, like):
+        return {
+            site: dist.Dirichlet(like.new_full((self.n_states, C), self.concentration)).to_event(1)
+            for site, C in zip(self.sites, self.n_categories, strict=True)
+        }
+
+    def log_prob(self, x, mask, params):
+        out = x.new_zeros(x.shape[:-1] + (self.n_states,))
+        for site, j, C in zip(self.sites, self.positions, self.n_categories, strict=True):
+            codes = x[..., j].long().clamp(0, C - 1)  # masked entries may hold anything
+            lp = params[site].log().mT[codes]  # (..., K)
+            out = out + torch.where(mask[..., j : j + 1], lp, lp.new_zeros(()))
+        return out
+
+    def m_step(self, x, mask, resp, params):
+        out = {}
+        for site, j, C in zip(self.sites, self.positions, self.n_categories, strict=True):
+            onehot = torch.nn.functional.one_hot(x[..., j].long().clamp(0, C - 1), C).to(x.dtype)
+            counts = resp.mT @ (onehot * mask[..., j : j + 1].to(x.dtype))  # (K, C)
+            probs = (counts + self.concentration - 1).clamp_min(0)
+            out[site] = (probs / probs.sum(-1, keepdim=True)).clamp_min(1e-12)
+        return out
+
+    def sample(self, states, params):
+        draws = [dist.Categorical(params[site][states]).sample() for site in self.sites]
+        return torch.stack(draws, -1).to(params[self.sites[0]].dtype)
+
+    def n_parameters(self) -> int:
+        return self.n_states * sum(C - 1 for C in self.n_categories)
+
+
+class Emission:
+    """The likelihood of a whole encoded row under each of ``n_states`` classes.
+
+    Parameters
+    ----------
+    schema : Schema
+    n_states : int
+    family : {"gaussian", "poisson", "negbinomial", "categorical", "mixed"}
+        ``"mixed"`` gives continuous columns a Normal block, counts a Poisson
+        (``count_family="negbinomial"`` for over-dispersion), binary columns a Bernoulli and
+        categorical columns a Categorical; the other families require their column kinds.
+    covariance_type : {"full", "diag"}
+        Of the continuous block.
+    """
+
+    def __init__(
+        self,
+        schema: Schema,
+        n_states: int,
+        family: str = "mixed",
+        covariance_type: str = "full",
+        *,
+        count_family: str = "poisson",
+        loc_scale: float = 10.0,
+        covariance_prior: float = 0.1,
+        rate_shape: float = 1.0,
+        rate_rate: float = 0.01,
+        concentration: float = 1.5,
+    ) -> None:
+        if family not in EMISSIONS:
+            raise ValueError(f"emission must be one of {tuple(EMISSIONS)}, got {family!r}")
+        if family == "negbinomial":
+            count_family = "negbinomial"
+        counts = {"poisson": Poisson, "negbinomial": NegativeBinomial}[count_family]
+        self.schema, self.n_states, self.family = schema, int(n_states), family
+        self.parts: list[ColumnLikelihood] = []
+        pos = schema.positions
+        if pos("continuous"):
+            self.parts.append(
+                Normal(
+                    schema,
+                    pos("continuous"),
+                    n_states,
+                    covariance_type,
+                    loc_scale,
+                    covariance_prior,
+                )  # fmt: skip
+            )
+        if pos("count"):
+            self.parts.append(counts(schema, pos("count"), n_states, rate_shape, rate_rate))
+        if pos("binary"):
+            self.parts.append(Bernoulli(schema, pos("binary"), n_states, concentration))
+        if pos("categorical"):
+            self.parts.append(Categorical(schema, pos("categorical"), n_states, concentration))
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return tuple(s for part in self.parts for s in part.sites)
+
+    @property
+    def has_m_step(self) -> bool:
+        return all(part.has_m_step for part in self.parts)
+
+    def priors(self, like: torch.Tensor) -> dict[str, dist.Distribution]:
+        return {k: v for part in self.parts for k, v in part.priors(like).items()}
+
+    def log_prior(self, params: Params) -> torch.Tensor:
+        priors = self.priors(next(iter(params.values())))
+        return sum(priors[k].log_prob(params[k]) for k in self.sites)
+
+    def log_prob(self, x: torch.Tensor, mask: torch.Tensor, params: Params) -> torch.Tensor:
+        """Masked log-likelihood of every row under every class, shape (..., K)."""
+        return sum(part.log_prob(x, mask, params) for part in self.parts)
+
+    def m_step(
+        self, x: torch.Tensor, mask: torch.Tensor, resp: torch.Tensor, params: Params | None
+    ) -> Params:
+        """Closed-form M-step of every part; ``x``, ``mask`` (n, p) and ``resp`` (n, K)."""
+        return {k: v for part in self.parts for k, v in part.m_step(x, mask, resp, params).items()}
+
+    def init_step(self, x: torch.Tensor, mask: torch.Tensor, resp: torch.Tensor) -> Params:
+        """Starting values of every part from memberships ``resp`` (n, K)."""
+        return {k: v for part in self.parts for k, v in part.init_step(x, mask, resp).items()}
+
+    def sample(self, states: torch.Tensor, params: Params) -> torch.Tensor:
+        """Rows drawn given each row's class, shape states.shape + (p,)."""
+        return self._assemble(states, [part.sample(states, params) for part in self.parts])
+
+    def impute(
+        self, x: torch.Tensor, mask: torch.Tensor, states: torch.Tensor, params: Params
+    ) -> torch.Tensor:
+        """Missing entries drawn given the class and the observed entries; observed kept."""
+        draws = [part.impute(x, mask, states, params) for part in self.parts]
+        return torch.where(mask, x, self._assemble(states, draws, like=x))
+
+    def _assemble(self, states, draws, like=None) -> torch.Tensor:
+        ref = like if like is not None else draws[0]
+        out = ref.new_zeros(states.shape + (len(self.schema),))
+        for part, d in zip(self.parts, draws, strict=True):
+            out[..., list(part.positions)] = d.to(out.dtype)
+        return out
+
+    def means(self, params: Params) -> torch.Tensor:
+        """Per-class mean of every numeric (continuous, count, binary) column, (K, p); NaN else."""
+        ref = next(iter(params.values()))
+        out = ref.new_full((self.n_states, len(self.schema)), float("nan"))
+        for part in self.parts:
+            m = part.mean(params)
+            if m is not None:
+                out[:, list(part.positions)] = m
+        return out
+
+    def n_parameters(self) -> int:
+        return sum(part.n_parameters() for part in self.parts)
+
+    def describe(self, params: Params) -> Params:
+        return {k: v for part in self.parts for k, v in part.describe(params).items()}
+
+    def permute(self, params: Params, perm: torch.Tensor) -> Params:
+        """Relabel the classes: new class ``i`` is old class ``perm[i]``."""
+        return {k: params[k][perm] for k in self.sites}
