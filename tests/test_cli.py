@@ -219,7 +219,7 @@ def test_bad_input_fails_in_one_line(args, names, faithful_csv, tmp_path, capsys
     assert out == ""
 
 
-@pytest.mark.parametrize("method", ["elbo", "iwae"])
+@pytest.mark.parametrize("method", ["elbo", "iwae", "ais"])
 def test_evaluate_prints_bounds_next_to_the_exact_likelihood(method, tmp_path, capsys):
     """PPCA's guide is its exact posterior, so every estimator equals the exact likelihood."""
     data = ppgen.datasets.load("wine", label=False).iloc[:40]

@@ -3,7 +3,20 @@
 This layer never trains: every function takes a :class:`ppgen.Fit` and data.
 """
 
+from ppgen.evaluate.ais import AISResult, BDMCResult, ais, bdmc
 from ppgen.evaluate.bounds import Estimate, elbo, iwae
 from ppgen.evaluate.diagnostics import ConvergenceWarning, diagnostics, loo, waic
 
-__all__ = ["ConvergenceWarning", "Estimate", "diagnostics", "elbo", "iwae", "loo", "waic"]
+__all__ = [
+    "AISResult",
+    "BDMCResult",
+    "ConvergenceWarning",
+    "Estimate",
+    "ais",
+    "bdmc",
+    "diagnostics",
+    "elbo",
+    "iwae",
+    "loo",
+    "waic",
+]
