@@ -280,12 +280,16 @@ class Fit:
         table = _arviz.summary(draws, diagnostics=self.method == "nuts")
         return table.rename(index=labels)
 
-    def to_arviz(self, data: Any = None):  # -> arviz.InferenceData
-        """InferenceData with posterior, sample_stats, log_likelihood and observed_data groups.
+    def to_arviz(self, data: Any = None, *, posterior_predictive: bool = True):
+        """InferenceData: posterior, sample_stats, log_likelihood, observed_data and
+        posterior_predictive groups (an ``arviz.InferenceData``).
 
         NUTS draws keep their chains; SVI draws come from the fitted guide (one chain); a MAP fit
         is a single draw. ``log_likelihood["x"]`` is per row on the data's original scale, ready
-        for ArviZ's loo/waic.
+        for ArviZ's loo/waic. ``observed_data["x"]`` and ``posterior_predictive["x"]`` (one
+        replicate of the data per posterior draw, seeded by the fit's seed) are numeric tables on
+        the data's scale: continuous columns in their own units, other kinds as their codes,
+        missing entries NaN. The replicates are left out when they would exceed 20 million values.
         """
         enc = self.train if data is None else self._encode(data)
         posterior = {k: _numpy(v) for k, v in (self.samples or {}).items()}
@@ -293,13 +297,34 @@ class Fit:
             posterior = {k: _numpy(v)[None, None] for k, v in self.params.items()}
         stats = None if self.divergent is None else {"diverging": self.divergent}
         ll = self.log_likelihood_draws(data) if enc is not None else None
+        observed = replicates = None
+        if enc is not None:
+            observed = {"x": _numpy(self._data_scale(enc.x).masked_fill(~enc.mask, float("nan")))}
+            if posterior_predictive:
+                replicates = self._posterior_predictive(enc)
         return _arviz.inference_data(
             posterior,
             sample_stats=stats,
             log_likelihood=None if ll is None else {"x": ll},
-            observed_data=None if enc is None else {"x": _numpy(enc.x)},
+            observed_data=observed,
+            posterior_predictive=replicates,
             attrs={"ppgen_method": self.method, "ppgen_model": type(self.model).__name__},
         )
+
+    def _data_scale(self, x: torch.Tensor) -> torch.Tensor:
+        scale = x.new_tensor([c.scale for c in self.schema.columns])
+        loc = x.new_tensor([c.loc for c in self.schema.columns])
+        return x * scale + loc
+
+    def _posterior_predictive(self, enc: Encoded) -> dict[str, np.ndarray] | None:
+        draws = self._draws()
+        if len(draws) * enc.x.numel() > 20_000_000:
+            return None
+        n = enc.x.shape[0]
+        with seeded(self.seed, self.device), torch.no_grad():
+            reps = torch.stack([self._data_scale(self.model.sample(n, d)) for d in draws])
+        chains = 1 if self.samples is None else next(iter(self.samples.values())).shape[0]
+        return {"x": _numpy(reps).reshape((chains, -1) + tuple(enc.x.shape))}
 
     def save(self, path: str) -> None:
         """Save to ``path``: tensors and a JSON config, loadable without executing code."""

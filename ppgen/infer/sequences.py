@@ -206,6 +206,10 @@ class SequenceFit(Fit):
     sequence_format: SequenceFormat = field(default_factory=SequenceFormat)
 
     # -- data ---------------------------------------------------------------------------------
+    def _posterior_predictive(self, enc: Any) -> None:
+        # Replicate sequences would need each sequence's length; not offered yet.
+        return None
+
     def _split(self, data: Any):
         fmt = self.sequence_format
         if isinstance(data, pd.DataFrame) and fmt.form == "long":

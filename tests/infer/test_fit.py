@@ -130,6 +130,13 @@ def test_nuts_short_run_diagnostics_and_arviz_groups(faithful):
     idata = fit.to_arviz()
     assert {"posterior", "sample_stats", "log_likelihood", "observed_data"} <= set(idata.groups())
     assert idata.log_likelihood["x"].shape == (2, 100, len(faithful))
+    replicates = idata.posterior_predictive["x"].values
+    assert replicates.shape == (2, 100, len(faithful), 2)
+    observed = idata.observed_data["x"].values
+    assert np.allclose(observed, faithful.to_numpy())
+    # Replicated data sets resemble the data: their means scatter around the observed means.
+    rep_means = replicates.mean(axis=2).reshape(-1, 2)
+    assert np.all(np.abs(rep_means.mean(0) - observed.mean(0)) < 3 * rep_means.std(0))
     table = fit.summary()
     assert {"r_hat", "ess_bulk", "ess_tail", "mcse_mean"} <= set(table.columns)
     assert table["r_hat"].max() < 1.1
