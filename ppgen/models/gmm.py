@@ -7,55 +7,123 @@ from typing import Any, ClassVar
 import pyro
 import pyro.distributions as dist
 import torch
+from pyro.distributions import constraints
+from pyro.ops.indexing import Vindex
 
 from ppgen.data.schema import Schema
 from ppgen.models.base import GenerativeModel, Params
 from ppgen.models.distributions import MaskedMultivariateNormal, WishartPrecision
+from ppgen.models.likelihoods import EMISSIONS, Emission
 
 __all__ = ["GaussianMixture"]
 
 
-class GaussianMixture(GenerativeModel):
-    r"""Finite Gaussian mixture, fitted with the assignments summed out exactly.
+class _MixedRow(dist.TorchDistribution):
+    """Whole rows given their class: the continuous block's masked Gaussian density plus the
+    other kinds' masked log-likelihoods (``others``, already evaluated at the row's class).
 
-    Generative story (d columns, K components, n rows)::
+    Only scored (the observation site of the Pyro model), never sampled.
+    """
+
+    arg_constraints: ClassVar[dict] = {}
+    support = constraints.real_vector
+
+    def __init__(
+        self,
+        gaussian: dist.Distribution | None,
+        positions: tuple[int, ...],
+        others: torch.Tensor,
+        n_columns: int,
+    ) -> None:
+        self.gaussian, self.positions, self.others = gaussian, positions, others
+        batch_shape = others.shape
+        if gaussian is not None:
+            batch_shape = torch.broadcast_shapes(batch_shape, gaussian.batch_shape)
+        super().__init__(batch_shape, torch.Size([n_columns]), validate_args=False)
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        gaussian = None if self.gaussian is None else self.gaussian.expand(batch_shape)
+        return _MixedRow(
+            gaussian, self.positions, self.others.expand(batch_shape), self.event_shape[0]
+        )
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        lp = self.others
+        if self.gaussian is not None:
+            lp = lp + self.gaussian.log_prob(value[..., list(self.positions)])
+        return lp
+
+
+class GaussianMixture(GenerativeModel):
+    r"""Finite mixture (latent class model), fitted with the assignments summed out exactly.
+
+    Continuous columns are jointly Gaussian within a class (full or diagonal covariance); count,
+    binary and categorical columns are independent given the class, with the per-column
+    likelihoods of :mod:`ppgen.models.likelihoods` (Poisson or negative binomial, Bernoulli,
+    Categorical). A table of continuous columns alone is the classical Gaussian mixture.
+
+    Generative story (d continuous columns, K components, n rows)::
 
         weights              ~ Dirichlet(weight_concentration * 1_K)            # (K,)
         for k in 1..K:
             locs[k]          ~ Normal(0, loc_scale^2 I_d)                      # (K, d)
             precision[k]     ~ Wishart(df=d + 2, scale=I_d / covariance_prior)  # full (K, d, d)
                              | Gamma(1.5, covariance_prior / 2) per column       # diag (K, d)
+        # only when the table has such columns (c_count, c_bin of them; C_j categories):
+        rates                ~ Gamma(1, 0.01)                                  # (K, c_count)
+        concentration        ~ Gamma(2, 0.1)         # count_family="negbinomial" (K, c_count)
+        probs                ~ Beta(concentration, concentration)              # (K, c_bin)
+        probs[name]          ~ Dirichlet(concentration * 1_{C_j})     # per categorical (K, C_j)
         for i in 1..n:
             assignment[i]    ~ Categorical(weights)                            # enumerated
-            x[i]             ~ Normal(locs[assignment[i]], precision[assignment[i]]^-1)
+            x[i, cont]       ~ Normal(locs[k], precision[k]^-1),  k = assignment[i]
+            x[i, count j]    ~ Poisson(rates[k, j])      # or NegativeBinomial(mean rates[k, j])
+            x[i, binary j]   ~ Bernoulli(probs[k, j])
+            x[i, categ. j]   ~ Categorical(probs[name_j][k])
 
-    The priors are weak and stated on the standardized scale. The Wishart/Gamma prior keeps every
-    MAP covariance at least ``covariance_prior / (n_k + 1)`` per column, so MAP never collapses
-    a component onto a single point; its pull on the log-likelihood is second order in 1/n_k.
-    Missing entries are dropped from each row's likelihood (exact marginal of the observed ones).
+    The sites of the other kinds exist only when the table holds their columns (and ``locs`` and
+    ``precision`` only when it holds continuous ones): :attr:`global_sites` is set by
+    :meth:`build`, as for :class:`~ppgen.models.hmm.HMM`. A continuous-only table has the sites
+    ``weights``, ``locs``, ``precision`` and nothing else. The continuous block is this class's
+    own; the other kinds reuse :class:`~ppgen.models.likelihoods.Emission` (without its
+    continuous part) for priors, log-likelihoods, closed-form M-steps and draws.
+
+    The priors are weak and stated on the encoded scale (continuous columns standardized, counts
+    as counts, labels as codes). The Wishart/Gamma prior keeps every MAP covariance at least
+    ``covariance_prior / (n_k + 1)`` per column, so MAP never collapses a component onto a
+    single point; its pull on the log-likelihood is second order in 1/n_k. The Beta/Dirichlet
+    concentration 1.5 keeps MAP probabilities off 0 and 1. Missing entries are dropped from each
+    row's likelihood (exact marginal of the observed ones).
 
     Parameters
     ----------
     n_components : int
         Number of mixture components K.
     covariance_type : {"full", "diag"}
-        Full covariance per component, or a diagonal one.
+        Full covariance per component, or a diagonal one (continuous columns).
     weight_concentration : float
         Dirichlet concentration; 1 is flat over the simplex.
     loc_scale : float
         Prior standard deviation of the component means (standardized units).
     covariance_prior : float
         Strength of the covariance floor, in standardized units of variance.
+    count_family : {"poisson", "negbinomial"}
+        Likelihood of count columns; the negative binomial (over-dispersion) has no closed-form
+        M-step, so fit it with ``method="map"``.
+    concentration : float
+        Beta/Dirichlet concentration of binary and categorical probabilities.
 
     References
     ----------
     McLachlan, G. & Peel, D. (2000). *Finite Mixture Models*. Wiley.
     Bishop, C. M. (2006). *Pattern Recognition and Machine Learning*, ch. 9-10. Springer.
+    Hagenaars, J. A. & McCutcheon, A. L. (2002). *Applied Latent Class Analysis*. CUP.
     """
 
     global_sites: ClassVar[tuple[str, ...]] = ("weights", "locs", "precision")
+    supported_kinds: ClassVar[tuple[str, ...]] = EMISSIONS["mixed"]
     enumerated: ClassVar[bool] = True
-    kinds_hint: ClassVar[str] = "GaussianMixture fits continuous columns for now; drop the others."
 
     def __init__(
         self,
@@ -65,16 +133,23 @@ class GaussianMixture(GenerativeModel):
         weight_concentration: float = 1.0,
         loc_scale: float = 10.0,
         covariance_prior: float = 0.1,
+        count_family: str = "poisson",
+        concentration: float = 1.5,
     ) -> None:
         super().__init__()
         if int(n_components) < 1:
             raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
         if covariance_type not in ("full", "diag"):
             raise ValueError(f"covariance_type must be 'full' or 'diag', got {covariance_type!r}")
+        if count_family not in ("poisson", "negbinomial"):
+            raise ValueError(
+                f"count_family must be 'poisson' or 'negbinomial', got {count_family!r}"
+            )
         for name, value in (
             ("weight_concentration", weight_concentration),
             ("loc_scale", loc_scale),
             ("covariance_prior", covariance_prior),
+            ("concentration", concentration),
         ):
             if not value > 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
@@ -83,6 +158,8 @@ class GaussianMixture(GenerativeModel):
         self.weight_concentration = float(weight_concentration)
         self.loc_scale = float(loc_scale)
         self.covariance_prior = float(covariance_prior)
+        self.count_family = count_family
+        self.concentration = float(concentration)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -91,43 +168,85 @@ class GaussianMixture(GenerativeModel):
             "weight_concentration": self.weight_concentration,
             "loc_scale": self.loc_scale,
             "covariance_prior": self.covariance_prior,
+            "count_family": self.count_family,
+            "concentration": self.concentration,
         }
+
+    def build(self, schema: Schema) -> GaussianMixture:
+        super().build(schema)
+        self.schema = schema
+        self.continuous = schema.positions("continuous")
+        self._only_continuous = len(self.continuous) == len(schema)
+        emission = Emission(
+            schema,
+            self.n_components,
+            "mixed",
+            self.covariance_type,
+            count_family=self.count_family,
+            concentration=self.concentration,
+        )
+        # The continuous block is handled below (the classical GMM); Emission keeps the others.
+        emission.parts = [part for part in emission.parts if part.kind != "continuous"]
+        self.emission = emission
+        gaussian = ("locs", "precision") if self.continuous else ()
+        self.global_sites = ("weights", *gaussian, *emission.sites)
+        return self
+
+    def _cont(self, x: torch.Tensor) -> torch.Tensor:
+        """The continuous columns of ``x`` (..., p) -> (..., d)."""
+        return x if self._only_continuous else x[..., list(self.continuous)]
+
+    def _full_mask(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return torch.ones_like(x, dtype=torch.bool) if mask is None else mask
 
     # -- priors, shared by the Pyro model and the closed forms --------------------------------
     def priors(self, like: torch.Tensor) -> dict[str, dist.Distribution]:
         """Prior of each global site, on ``like``'s device and dtype."""
-        K, d = self.n_components, self._check_built()
+        self._check_built()
+        K, d = self.n_components, len(self.continuous)
         ones = like.new_ones
-        priors = {
-            "weights": dist.Dirichlet(ones(K) * self.weight_concentration),
-            "locs": dist.Normal(like.new_zeros(K, d), self.loc_scale).to_event(1),
-        }
-        if self.covariance_type == "full":
-            scale = torch.eye(d, dtype=like.dtype, device=like.device) / self.covariance_prior
-            priors["precision"] = WishartPrecision(
-                df=like.new_tensor(d + 2.0), covariance_matrix=scale.expand(K, d, d)
-            )
-        else:
-            priors["precision"] = dist.Gamma(ones(K, d) * 1.5, self.covariance_prior / 2).to_event(
-                1
-            )
+        priors = {"weights": dist.Dirichlet(ones(K) * self.weight_concentration)}
+        if d:
+            priors["locs"] = dist.Normal(like.new_zeros(K, d), self.loc_scale).to_event(1)
+            if self.covariance_type == "full":
+                scale = torch.eye(d, dtype=like.dtype, device=like.device) / self.covariance_prior
+                priors["precision"] = WishartPrecision(
+                    df=like.new_tensor(d + 2.0), covariance_matrix=scale.expand(K, d, d)
+                )
+            else:
+                priors["precision"] = dist.Gamma(
+                    ones(K, d) * 1.5, self.covariance_prior / 2
+                ).to_event(1)
+        priors.update(self.emission.priors(like))
         return priors
 
     # -- Pyro program ---------------------------------------------------------------------------
     def model(self, x: torch.Tensor, mask: torch.Tensor | None = None, subsample_size=None) -> None:
         priors = self.priors(x)
         weights = pyro.sample("weights", priors["weights"])
-        with pyro.plate("components", self.n_components, dim=-1):
-            locs = pyro.sample("locs", priors["locs"])
-            precision = pyro.sample("precision", priors["precision"])
+        if self.continuous:
+            with pyro.plate("components", self.n_components, dim=-1):
+                locs = pyro.sample("locs", priors["locs"])
+                precision = pyro.sample("precision", priors["precision"])
+        # Sites of the other kinds are whole (K, ...) events, as in the HMM.
+        others = {name: pyro.sample(name, priors[name]) for name in self.emission.sites}
         with pyro.plate("data", x.shape[0], subsample_size=subsample_size, dim=-1) as ind:
             xb = x[ind]
             mb = None if mask is None else mask[ind]
             k = pyro.sample(
                 "assignment", dist.Categorical(weights), infer={"enumerate": "parallel"}
             )
-            comp = self._component_at(locs[k], precision[k], mb)
-            pyro.sample("x", comp, obs=xb)
+            if self._only_continuous:
+                pyro.sample("x", self._component_at(locs[k], precision[k], mb), obs=xb)
+                return
+            gaussian = None
+            if self.continuous:
+                mc = None if mb is None else self._cont(mb)
+                gaussian = self._component_at(locs[k], precision[k], mc)
+            ll = self.emission.log_prob(xb, self._full_mask(xb, mb), others)  # (n, K)
+            rows = torch.arange(xb.shape[0], device=x.device)
+            row = _MixedRow(gaussian, self.continuous, Vindex(ll)[rows, k], x.shape[-1])
+            pyro.sample("x", row, obs=xb)
 
     def _component_at(
         self, loc: torch.Tensor, precision: torch.Tensor, mask: torch.Tensor | None
@@ -141,15 +260,20 @@ class GaussianMixture(GenerativeModel):
     def component_log_prob(
         self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
     ) -> torch.Tensor:
-        """log w_k + log N(x_i | component k), shape (n, K)."""
-        # Components along a new leading dim so that they broadcast against the rows.
-        event_dims = 2 if self.covariance_type == "full" else 1
-        comp = self._component_at(
-            params["locs"].unsqueeze(-2),
-            params["precision"].unsqueeze(-1 - event_dims),
-            None if mask is None else mask.unsqueeze(0),
-        )
-        return (comp.log_prob(x.unsqueeze(0)) + params["weights"].log().unsqueeze(-1)).mT
+        """log w_k + log p(x_i | component k), shape (n, K)."""
+        out = params["weights"].log()
+        if self.continuous:
+            # Components along a new leading dim so that they broadcast against the rows.
+            event_dims = 2 if self.covariance_type == "full" else 1
+            comp = self._component_at(
+                params["locs"].unsqueeze(-2),
+                params["precision"].unsqueeze(-1 - event_dims),
+                None if mask is None else self._cont(mask).unsqueeze(0),
+            )
+            out = (comp.log_prob(self._cont(x).unsqueeze(0)) + out.unsqueeze(-1)).mT
+        if self.emission.parts:
+            out = out + self.emission.log_prob(x, self._full_mask(x, mask), params)
+        return out
 
     def log_prob(self, x: torch.Tensor, mask: torch.Tensor | None, params: Params) -> torch.Tensor:
         return self.component_log_prob(x, mask, params).logsumexp(-1)
@@ -163,29 +287,37 @@ class GaussianMixture(GenerativeModel):
     def conditional(
         self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The distribution of every entry given each row's observed entries.
+        """The distribution of every continuous entry given each row's observed entries.
 
-        Given the observed entries ``x_o`` of a row, the row is a mixture over components of
-        Gaussians ``N(cond_mean[k], cond_cov[k])`` with weights ``exp(log_resp[k])``. For a full
-        covariance the missing block follows from the precision Lambda_k without inverting the
-        observed block: mean ``mu_m - Lambda_mm^-1 Lambda_mo (x_o - mu_o)``, covariance
-        ``Lambda_mm^-1``; for a diagonal one the missing entries keep the component's mean and
-        variances. Rows and missingness patterns are handled together by masking.
+        Given the observed entries ``x_o`` of a row (of every kind), the row is a mixture over
+        components with weights ``exp(log_resp[k])``; within component k the continuous entries
+        are Gaussian ``N(cond_mean[k], cond_cov[k])`` and the entries of other kinds are
+        independent of them, distributed as the component's likelihood (``rates``, ``probs``,
+        ``probs[name]`` rows k). For a full covariance the missing block follows from the
+        precision Lambda_k without inverting the observed block: mean
+        ``mu_m - Lambda_mm^-1 Lambda_mo (x_o - mu_o)``, covariance ``Lambda_mm^-1``; for a
+        diagonal one the missing entries keep the component's mean and variances. Rows and
+        missingness patterns are handled together by masking.
 
         Returns
         -------
         log_resp : Tensor, shape (n, K)
             log p(assignment = k | observed entries).
         cond_mean : Tensor, shape (n, K, d)
-            Conditional means; observed entries equal their values.
+            Conditional means of the d continuous columns (``schema.positions("continuous")``,
+            all columns for a continuous table); observed entries equal their values.
         cond_cov : Tensor, shape (n, K, d, d)
             Conditional covariances; zero in every row and column of an observed entry.
         """
         log_resp = self.component_log_prob(x, mask, params).log_softmax(-1)
-        miss = x.new_zeros(x.shape, dtype=torch.bool) if mask is None else ~mask
+        xc = self._cont(x)
+        miss = xc.new_zeros(xc.shape, dtype=torch.bool) if mask is None else ~self._cont(mask)
+        if not self.continuous:
+            n, K = log_resp.shape
+            return log_resp, x.new_zeros(n, K, 0), x.new_zeros(n, K, 0, 0)
         miss = miss.unsqueeze(1).expand(-1, self.n_components, -1)  # (n, K, d)
         locs, precision = params["locs"], params["precision"]
-        xk = x.unsqueeze(1)
+        xk = xc.unsqueeze(1)
         if self.covariance_type == "diag":
             mean = torch.where(miss, locs, xk)
             var = torch.where(miss, precision.reciprocal(), x.new_zeros(()))
@@ -194,29 +326,41 @@ class GaussianMixture(GenerativeModel):
         return log_resp, mean, cov
 
     def impute(self, x: torch.Tensor, mask: torch.Tensor | None, params: Params) -> torch.Tensor:
-        """One draw of the missing entries from p(x_missing | x_observed), shape (n, d).
+        """One draw of the missing entries from p(x_missing | x_observed), shape (n, p).
 
-        Each row's component is drawn from its class posterior given the observed entries, then
-        the missing entries from that component's conditional Gaussian. Observed entries are
-        returned unchanged (uses torch's global RNG; seed it first).
+        Each row's component is drawn from its class posterior given all its observed entries,
+        then the missing continuous entries from that component's conditional Gaussian and the
+        missing entries of other kinds from the component's likelihood (valid counts and
+        category codes). Observed entries are returned unchanged (uses torch's global RNG; seed
+        it first).
         """
         if mask is None:
             return x.clone()
         log_resp = self.component_log_prob(x, mask, params)
         k = dist.Categorical(logits=log_resp).sample()  # (n,)
-        loc, precision = params["locs"][k], params["precision"][k]
-        eps = torch.randn_like(x)
-        if self.covariance_type == "diag":
-            draw = loc + precision.rsqrt() * eps
-        else:
-            mean, _, tril = _condition_on_precision(x, ~mask, loc, precision)
-            # L^-T eps ~ N(0, A^-1), whose missing block is Lambda_mm^-1.
-            noise = torch.linalg.solve_triangular(tril.mT, eps.unsqueeze(-1), upper=True)
-            draw = mean + noise.squeeze(-1)
-        return torch.where(mask, x, draw)
+        out = x.clone()
+        if self.continuous:
+            xc, mc = self._cont(x), self._cont(mask)
+            loc, precision = params["locs"][k], params["precision"][k]
+            eps = torch.randn_like(xc)
+            if self.covariance_type == "diag":
+                draw = loc + precision.rsqrt() * eps
+            else:
+                mean, _, tril = _condition_on_precision(xc, ~mc, loc, precision)
+                # L^-T eps ~ N(0, A^-1), whose missing block is Lambda_mm^-1.
+                noise = torch.linalg.solve_triangular(tril.mT, eps.unsqueeze(-1), upper=True)
+                draw = mean + noise.squeeze(-1)
+            if self._only_continuous:
+                return torch.where(mask, x, draw)
+            out[:, list(self.continuous)] = torch.where(mc, xc, draw)
+        for part in self.emission.parts:
+            cols = list(part.positions)
+            draw = part.impute(x, mask, k, params).to(x.dtype)
+            out[:, cols] = torch.where(mask[:, cols], x[:, cols], draw)
+        return out
 
     def log_prior(self, params: Params) -> torch.Tensor:
-        priors = self.priors(params["locs"])
+        priors = self.priors(params["weights"])
         return sum(priors[name].log_prob(params[name]).sum() for name in self.global_sites)
 
     def log_joint(self, x: torch.Tensor, mask: torch.Tensor | None, params: Params) -> torch.Tensor:
@@ -233,22 +377,55 @@ class GaussianMixture(GenerativeModel):
         """Maximize the expected log joint given memberships ``resp`` (n, K).
 
         One conditional-maximization cycle (ECM): weights, then means given the current
-        precisions (when ``params`` is given; else the weighted averages), then precisions.
-        Each step is the exact conditional maximizer of :meth:`log_joint`'s EM bound, so
-        the log joint never decreases.
+        precisions (when ``params`` is given; else the weighted averages), then precisions;
+        rates and probabilities of the other kinds are the closed-form posterior modes of
+        :mod:`ppgen.models.likelihoods`. Each step is the exact conditional maximizer of
+        :meth:`log_joint`'s EM bound, so the log joint never decreases.
+
+        With a full covariance, every row's continuous entries must be all observed or all
+        missing (rows with none observed do not enter the Gaussian updates).
         """
-        if self.covariance_type == "full" and mask is not None and not bool(mask.all()):
+        self._check_built()
+        if not self.emission.has_m_step:
             raise ValueError(
-                "method='em' with covariance_type='full' needs complete rows; "
-                "use method='map' for tables with missing values"
+                "GaussianMixture(count_family='negbinomial') has no closed-form M-step "
+                "(negative binomial dispersion); use method='map'"
             )
-        d = self._check_built()
-        obs = x.new_ones(x.shape) if mask is None else mask.to(x.dtype)
-        xo = x * obs
         alpha = self.weight_concentration
         n_k = resp.sum(0)
         weights = (n_k + alpha - 1).clamp_min(0)
         weights = weights / weights.sum()
+        out = {"weights": weights}
+        if self.continuous:
+            mc = None if mask is None else self._cont(mask)
+            out.update(self._gaussian_m_step(self._cont(x), mc, resp, params))
+        if self.emission.parts:
+            out.update(self.emission.m_step(x, self._full_mask(x, mask), resp, params))
+        return out
+
+    def _gaussian_m_step(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        resp: torch.Tensor,
+        params: Params | None,
+    ) -> Params:
+        """ECM updates of ``locs`` and ``precision`` from the continuous columns ``x`` (n, d)."""
+        d = x.shape[-1]
+        if self.covariance_type == "full" and mask is not None and not bool(mask.all()):
+            seen = mask.any(-1)
+            if bool((seen & ~mask.all(-1)).any()):
+                raise ValueError(
+                    "method='em' with covariance_type='full' needs complete rows (continuous "
+                    "columns all observed or all missing); use method='map' for tables with "
+                    "partially observed rows"
+                )
+            resp = resp * seen.unsqueeze(-1).to(resp.dtype)
+            x = torch.where(mask, x, x.new_zeros(()))
+            mask = None
+        obs = x.new_ones(x.shape) if mask is None else mask.to(x.dtype)
+        xo = x * obs
+        n_k = resp.sum(0)
         n_kd = resp.mT @ obs  # (K, d) weighted counts of observed entries
         s_kd = resp.mT @ xo  # (K, d) weighted sums
         prior_prec = 1.0 / self.loc_scale**2
@@ -260,7 +437,7 @@ class GaussianMixture(GenerativeModel):
                 locs = lam * s_kd / (n_kd * lam + prior_prec)
             sq = resp.mT @ (xo * xo) - 2 * locs * s_kd + n_kd * locs**2
             var = (self.covariance_prior + sq) / (n_kd + 1.0)
-            return {"weights": weights, "locs": locs, "precision": var.reciprocal()}
+            return {"locs": locs, "precision": var.reciprocal()}
         eye = torch.eye(d, dtype=x.dtype, device=x.device)
         if params is None:
             locs = s_kd / n_k.clamp_min(1e-12).unsqueeze(-1)
@@ -275,47 +452,108 @@ class GaussianMixture(GenerativeModel):
         )
         cov = (self.covariance_prior * eye + scatter) / (n_k[:, None, None] + 1.0)
         precision = torch.cholesky_inverse(torch.linalg.cholesky(cov))
-        return {"weights": weights, "locs": locs, "precision": precision}
+        return {"locs": locs, "precision": precision}
+
+    def _kmeans_features(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Rows as k-means sees them: zero-filled encoded values for a continuous table; else
+        standardized continuous and log1p counts, binary codes and one-hot categories."""
+        if self._only_continuous:
+            return x * mask
+        feats = []
+        for j, column in enumerate(self.schema.columns):
+            xj, mj = x[:, j], mask[:, j]
+            if column.kind == "categorical":
+                C = column.n_categories
+                onehot = torch.nn.functional.one_hot(xj.long().clamp(0, C - 1), C).to(x.dtype)
+                feats.append(onehot * mj.unsqueeze(-1).to(x.dtype))
+                continue
+            v = xj.clamp_min(0).log1p() if column.kind == "count" else xj
+            if column.kind != "binary":
+                seen = v[mj]
+                sd = seen.std() if seen.numel() > 1 else v.new_ones(())
+                v = (v - seen.mean()) / torch.where(sd > 0, sd, v.new_ones(()))
+            feats.append(torch.where(mj, v, v.new_zeros(())).unsqueeze(-1))
+        return torch.cat(feats, -1)
 
     def init_params(
         self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator
     ) -> Params:
-        """k-means++ seeding and Lloyd iterations on the zero-filled data, then one M-step."""
+        """k-means++ seeding and Lloyd iterations on the zero-filled data (continuous columns,
+        with counts on the log scale and categories one-hot for a mixed table), then one
+        M-step; a full covariance starts from the zero-filled continuous rows."""
         from ppgen.models._kmeans import kmeans
 
-        labels = kmeans(x * mask, self.n_components, generator=generator)
+        labels = kmeans(self._kmeans_features(x, mask), self.n_components, generator=generator)
         resp = torch.nn.functional.one_hot(labels, self.n_components).to(x.dtype)
-        em_mask = mask if self.covariance_type == "diag" else None
-        return self.m_step(x, em_mask, resp)
+        params: Params = {}
+        if self.continuous:
+            em_mask = self._cont(mask) if self.covariance_type == "diag" else None
+            params.update(self._gaussian_m_step(self._cont(x), em_mask, resp, None))
+        if self.emission.parts:
+            params.update(self.emission.init_step(x, mask, resp))
+        n_k = resp.sum(0)
+        weights = (n_k + self.weight_concentration - 1).clamp_min(0)
+        return {"weights": weights / weights.sum(), **params}
 
     def sample(self, n: int, params: Params) -> torch.Tensor:
         k = dist.Categorical(params["weights"]).sample((n,))
-        return self._component_at(params["locs"][k], params["precision"][k], None).sample()
+        if self._only_continuous:
+            return self._component_at(params["locs"][k], params["precision"][k], None).sample()
+        out = params["weights"].new_zeros(n, self._check_built())
+        if self.continuous:
+            comp = self._component_at(params["locs"][k], params["precision"][k], None)
+            out[:, list(self.continuous)] = comp.sample()
+        for part in self.emission.parts:
+            out[:, list(part.positions)] = part.sample(k, params).to(out.dtype)
+        return out
 
     def n_parameters(self) -> int:
-        K, d = self.n_components, self._check_built()
+        self._check_built()
+        K, d = self.n_components, len(self.continuous)
         cov = d * (d + 1) // 2 if self.covariance_type == "full" else d
-        return K * (d + cov) + K - 1
+        return K * (d + cov) + K - 1 + self.emission.n_parameters()
 
     def describe_coords(self, schema: Schema) -> dict[str, tuple[tuple, ...]]:
-        comps, cols = tuple(range(self.n_components)), tuple(schema.names)
-        return {
-            "weights": (comps,),
-            "means": (comps, cols),
-            "covariances": (comps, cols, cols),
-            "variances": (comps, cols),
-        }
+        comps = tuple(range(self.n_components))
+        cols = tuple(schema.names[j] for j in schema.positions("continuous"))
+        coords = {"weights": (comps,)}
+        if cols:
+            coords.update(
+                {
+                    "means": (comps, cols),
+                    "covariances": (comps, cols, cols),
+                    "variances": (comps, cols),
+                }
+            )
+        counts = tuple(schema.names[j] for j in schema.positions("count"))
+        if counts:
+            coords["rates"] = (comps, counts)
+            coords["concentration"] = (comps, counts)
+        binary = schema.positions("binary")
+        if binary:
+            coords["probs"] = (comps, tuple(schema.names[j] for j in binary))
+        for j in schema.positions("categorical"):
+            column = schema.columns[j]
+            coords[f"probs[{column.name}]"] = (comps, tuple(column.categories))
+        return coords
 
     def describe(self, params: Params, schema: Schema) -> Params:
-        """Weights, means and covariances (or variances) on the data's original scale."""
-        scale = params["locs"].new_tensor([c.scale for c in schema.columns])
-        loc = params["locs"].new_tensor([c.loc for c in schema.columns])
-        out = {"weights": params["weights"], "means": params["locs"] * scale + loc}
-        if self.covariance_type == "full":
-            cov = torch.cholesky_inverse(torch.linalg.cholesky(params["precision"]))
-            out["covariances"] = cov * scale.unsqueeze(-1) * scale
-        else:
-            out["variances"] = params["precision"].reciprocal() * scale**2
+        """Weights; means and covariances (or variances) of the continuous columns on the data's
+        original scale; count rates (means; and negative binomial concentrations), probabilities
+        of the binary columns' second label (``probs``) and of each categorical column's labels
+        (``probs[name]``), by component."""
+        out = {"weights": params["weights"]}
+        if "locs" in params:
+            cols = [schema.columns[j] for j in schema.positions("continuous")]
+            scale = params["locs"].new_tensor([c.scale for c in cols])
+            loc = params["locs"].new_tensor([c.loc for c in cols])
+            out["means"] = params["locs"] * scale + loc
+            if self.covariance_type == "full":
+                cov = torch.cholesky_inverse(torch.linalg.cholesky(params["precision"]))
+                out["covariances"] = cov * scale.unsqueeze(-1) * scale
+            else:
+                out["variances"] = params["precision"].reciprocal() * scale**2
+        out.update({name: params[name] for name in self.emission.sites})
         return out
 
 
