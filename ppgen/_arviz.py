@@ -52,7 +52,8 @@ def summary(
 
     idata = az.from_dict(posterior=posterior)
     kind = "all" if diagnostics else "stats"
-    return az.summary(idata, kind=kind, hdi_prob=hdi_prob)
+    # Unrounded: ArviZ rounds to 2 decimals by default, which turns an R-hat of 1.005 into 1.01.
+    return az.summary(idata, kind=kind, hdi_prob=hdi_prob, round_to="none")
 
 
 def loo(idata: az.InferenceData, *, quiet: bool = False) -> az.ELPDData:
