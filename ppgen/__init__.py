@@ -6,7 +6,7 @@ exact likelihoods where they exist.
 
 from ppgen import datasets, evaluate, plot
 from ppgen.data import Schema
-from ppgen.impute import pool, pool_fit
+from ppgen.impute import Imputer, pool, pool_fit
 from ppgen.infer import Fit, NonFiniteLossError, fit
 from ppgen.io import load
 from ppgen.models import HMM, PPCA, GaussianMixture, GenerativeModel
@@ -19,6 +19,7 @@ __all__ = [
     "Fit",
     "GaussianMixture",
     "GenerativeModel",
+    "Imputer",
     "NonFiniteLossError",
     "Schema",
     "datasets",

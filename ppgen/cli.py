@@ -37,7 +37,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     FloatingPointError,
 )
 
-MODEL_NAMES = ("gmm", "ppca")
+MODEL_NAMES = ("gmm", "ppca", "hmm")
+EMISSIONS = ("gaussian", "poisson", "negbinomial", "categorical", "mixed")
 SUMMARY_ROWS = 12
 
 FIT_EXAMPLES = """\
@@ -46,10 +47,18 @@ examples:
   ppgen fit wine.csv --model gmm --n-components 3 --covariance-type diag --n-init 5 -o wine.ppgen
   ppgen fit wine.csv --model ppca --n-components 2 --method map -o wine_ppca.ppgen
   ppgen fit survey.csv --model gmm --n-components 4 --kind age=continuous -o survey.ppgen
+  ppgen fit series.csv --model hmm --n-states 3 --sequence-col id --time-col t -o series.ppgen
+  ppgen fit counts.csv --model hmm --n-states 2 --emission poisson --order-by count -o c.ppgen
 
 The mean log-likelihood is per row, in nats, on the data's original scale, so it compares across
 models and with other software fitted to the same raw data. BIC and AIC (lower is better) are
 reported for point fits (map, em).
+
+Hidden Markov models (--model hmm) take sequences: with --sequence-col, the rows of each id form
+one sequence (in file order, or sorted by --time-col, which must increase within a sequence);
+without it the whole file is one sequence. The id and time columns are not modelled. Their
+log-likelihood is reported per time step and per sequence (the states summed out), and BIC
+counts time steps.
 """
 
 SCORE_EXAMPLES = """\
@@ -98,6 +107,7 @@ examples:
   ppgen score model.ppgen data.csv --per-row scores.csv
   ppgen sample model.ppgen -n 500 -o samples.csv
   ppgen evaluate model.ppgen data.csv --method ais
+  ppgen impute data.csv --model gmm -m 20 -o imputed.csv
 
 Run 'ppgen <command> --help' for the options of each command.
 """
@@ -157,23 +167,55 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         choices=MODEL_NAMES,
         required=True,
-        help="gmm: Gaussian mixture; ppca: probabilistic PCA",
+        help="gmm: Gaussian mixture; ppca: probabilistic PCA; hmm: hidden Markov model",
     )
     fit.add_argument(
         "--n-components",
         type=_positive_int,
-        required=True,
+        default=None,
         metavar="K",
-        help="mixture components (gmm) or latent dimensions (ppca)",
+        help="mixture components (gmm) or latent dimensions (ppca); required for them",
     )
     fit.add_argument(
-        "--covariance-type", choices=("full", "diag"), default=None, help="gmm only (default: full)"
+        "--covariance-type",
+        choices=("full", "diag"),
+        default=None,
+        help="gmm, and hmm with gaussian or mixed emissions (default: full)",
+    )
+    fit.add_argument(
+        "--n-states", type=_positive_int, default=None, metavar="K", help="hmm: hidden states"
+    )
+    fit.add_argument(
+        "--emission",
+        choices=EMISSIONS,
+        default=None,
+        help="hmm: emission family of every column; mixed infers each column's kind "
+        "(default: gaussian)",
+    )
+    fit.add_argument(
+        "--sequence-col",
+        default=None,
+        metavar="COLUMN",
+        help="hmm: column of sequence ids (default: the file is one sequence)",
+    )
+    fit.add_argument(
+        "--time-col",
+        default=None,
+        metavar="COLUMN",
+        help="hmm: time-order column, increasing within each sequence",
+    )
+    fit.add_argument(
+        "--order-by",
+        default=None,
+        metavar="COLUMN",
+        help="hmm: number the states by their mean of this column (label switching)",
     )
     fit.add_argument(
         "--method",
         choices=("map", "em", "svi", "nuts"),
         default=None,
-        help="default: em for gmm (closed form, fastest), map for ppca",
+        help="default: em for gmm and hmm (closed form, fastest), map for ppca and for hmm "
+        "with negbinomial emissions",
     )
     fit.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     fit.add_argument(
@@ -220,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--per-row",
         metavar="CSV",
         default=None,
-        help="also write each row's log-likelihood (and component) to this file",
+        help="also write each row's log-likelihood (and component) to this file; for an hmm "
+        "fit, each sequence's (id, steps, log_prob)",
     )
     score.set_defaults(run=_cmd_score)
 
@@ -289,6 +332,67 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(run=_cmd_demo)
+
+    impute = commands.add_parser(
+        "impute",
+        parents=[common],
+        help="multiple imputation of the missing values of a CSV file",
+        description="Fill the missing values of a CSV file m times with draws from a model.",
+        epilog=IMPUTE_EXAMPLES,
+        formatter_class=formatter,
+    )
+    impute.add_argument("data", help="CSV file with a header row; empty cells are missing")
+    impute.add_argument(
+        "--model",
+        choices=("gmm", "ppca"),
+        default="gmm",
+        help="gmm: Gaussian mixture (default); ppca: probabilistic PCA",
+    )
+    impute.add_argument(
+        "--n-components",
+        type=_positive_int,
+        default=None,
+        metavar="K",
+        help="mixture components (gmm, default 2) or latent dimensions (ppca, default 2, "
+        "at most columns - 1)",
+    )
+    impute.add_argument(
+        "--covariance-type", choices=("full", "diag"), default=None, help="gmm only (default: full)"
+    )
+    impute.add_argument(
+        "-m",
+        "--n-imputations",
+        type=_positive_int,
+        default=20,
+        metavar="M",
+        help="number of completed tables (default: 20)",
+    )
+    impute.add_argument(
+        "--method",
+        choices=("svi", "nuts", "map", "em"),
+        default="svi",
+        help="svi (default) and nuts draw parameters from their posterior: proper multiple "
+        "imputation; map and em plug in one estimate (faster, improper)",
+    )
+    impute.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    impute.add_argument(
+        "--format",
+        choices=("long", "wide"),
+        default="long",
+        help="long (default): one file with .imp and .id columns, .imp 0 the data as read; "
+        "wide: m files OUTPUT_1.csv ... OUTPUT_m.csv",
+    )
+    impute.add_argument(
+        "--kind",
+        action="append",
+        default=[],
+        metavar="COLUMN=KIND",
+        help="override a column's inferred kind, e.g. Month=continuous (repeatable)",
+    )
+    impute.add_argument(
+        "-o", "--output", required=True, metavar="CSV", help="where to write, e.g. imputed.csv"
+    )
+    impute.set_defaults(run=_cmd_impute)
     return parser
 
 
@@ -394,6 +498,11 @@ def _check_writable(path: str) -> None:
 
 def _model_label(model: GenerativeModel) -> str:
     covariance = getattr(model, "covariance_type", None)
+    if getattr(model, "sequential", False):  # HMM: states, emission family (and covariance)
+        family = model.emission_family
+        covariance = covariance if family in ("gaussian", "mixed") else None
+        details = [str(model.n_states), family] + ([covariance] if covariance else [])
+        return f"{type(model).__name__}({', '.join(details)})"
     details = [str(model.n_components)] + ([covariance] if covariance else [])
     return f"{type(model).__name__}({', '.join(details)})"
 
@@ -433,6 +542,13 @@ def _parse_kinds(items: Sequence[str]) -> dict[str, str]:
 def _make_model(args: argparse.Namespace) -> GenerativeModel:
     import ppgen
 
+    if args.model == "hmm":
+        return _make_hmm(args)
+    for option, value in _HMM_OPTIONS.items():
+        if getattr(args, value) is not None:
+            raise ValueError(f"{option} applies to --model hmm only")
+    if args.n_components is None:
+        raise ValueError(f"--model {args.model} needs --n-components")
     if args.model == "gmm":
         return ppgen.GaussianMixture(args.n_components, args.covariance_type or "full")
     if args.covariance_type is not None:
@@ -440,10 +556,94 @@ def _make_model(args: argparse.Namespace) -> GenerativeModel:
     return ppgen.PPCA(args.n_components)
 
 
+#: Options of ``ppgen fit`` for hidden Markov models only, and their argparse names.
+_HMM_OPTIONS = {
+    "--n-states": "n_states",
+    "--emission": "emission",
+    "--sequence-col": "sequence_col",
+    "--time-col": "time_col",
+    "--order-by": "order_by",
+}
+
+
+def _make_hmm(args: argparse.Namespace) -> GenerativeModel:
+    import ppgen
+
+    if args.n_components is not None:
+        raise ValueError("--n-components applies to gmm and ppca; give hmm --n-states")
+    if args.n_states is None:
+        raise ValueError("--model hmm needs --n-states")
+    emission = args.emission or "gaussian"
+    if args.covariance_type is not None and emission not in ("gaussian", "mixed"):
+        raise ValueError(
+            f"--covariance-type applies to gaussian and mixed emissions, not {emission}"
+        )
+    return ppgen.HMM(
+        args.n_states, emission, args.covariance_type or "full", order_by=args.order_by
+    )
+
+
+def _default_method(args: argparse.Namespace) -> str:
+    if args.model == "hmm":
+        return "map" if args.emission == "negbinomial" else "em"
+    return "em" if args.model == "gmm" else "map"
+
+
+def _sequence_options(args: argparse.Namespace, frame: pd.DataFrame) -> dict[str, Any]:
+    """``id_column`` and ``time_column`` for an HMM fit, checked against the file's header."""
+    if args.model != "hmm":
+        return {}
+    for option, column in (("--sequence-col", args.sequence_col), ("--time-col", args.time_col)):
+        if column is not None and column not in frame.columns:
+            raise ValueError(
+                f"{option} {column!r} is not a column of {args.data} "
+                f"(columns: {', '.join(map(str, frame.columns))})"
+            )
+    if args.sequence_col is not None and args.sequence_col == args.time_col:
+        raise ValueError("--sequence-col and --time-col must be different columns")
+    if args.sequence_col is None and args.time_col is None:
+        return {}
+    return {"id_column": args.sequence_col, "time_column": args.time_col}
+
+
+def _report_sequence_fit(args, fit, frame, method: str, elapsed: float) -> int:
+    """What ``ppgen fit`` prints for a hidden Markov model: scores per step and per sequence."""
+    log_prob = fit.log_prob(frame)
+    names = list(fit.schema.names)
+    shown = ", ".join(map(str, names[:6])) + (", ..." if len(names) > 6 else "")
+    n_seq = len(log_prob)
+    rows = [
+        (
+            "data",
+            f"{args.data}: {len(frame)} rows, {n_seq} sequence{'s' if n_seq != 1 else ''}, "
+            f"{len(names)} columns ({shown})",
+        ),
+        ("model", _model_label(fit.model)),
+        ("method", f"{method}, seed {args.seed}, {len(fit.losses)} steps, {elapsed:.1f} s"),
+        ("log-likelihood per step", f"{_nats(fit.score(frame))} nats per time step"),
+        (
+            "log-likelihood per sequence",
+            f"{_nats(float(np.mean(log_prob)))} nats (mean over {n_seq})",
+        ),
+        ("total log-likelihood", f"{log_prob.sum():.4f} nats"),
+    ]
+    if method in ("map", "em"):
+        rows += [("BIC", f"{fit.bic(frame):.4f}"), ("AIC", f"{fit.aic(frame):.4f}")]
+    else:
+        rows.append(("note", "log-likelihood of the posterior predictive; no BIC/AIC"))
+    rows.append(("saved", args.output))
+    print(_format_table(rows))
+    summary = fit.summary()
+    more = f"; first {SUMMARY_ROWS} shown" if len(summary) > SUMMARY_ROWS else ""
+    print(f"\nsummary ({len(summary)} rows{more}):")
+    print(summary.head(SUMMARY_ROWS).to_string(float_format=lambda v: f"{v:.6g}"))
+    return 0
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     import ppgen
 
-    method = args.method or ("em" if args.model == "gmm" else "map")
+    method = args.method or _default_method(args)
     options = {}
     if args.n_init is not None:
         if method not in ("map", "em"):
@@ -453,6 +653,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     kinds = _parse_kinds(args.kind)
     _check_writable(args.output)
     frame = _read_csv(args.data)
+    options.update(_sequence_options(args, frame))
     start = time.perf_counter()
     fit = ppgen.fit(
         model,
@@ -466,6 +667,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     )
     elapsed = time.perf_counter() - start
     fit.save(args.output)
+    if getattr(fit.model, "sequential", False):
+        return _report_sequence_fit(args, fit, frame, method, elapsed)
 
     log_prob = fit.log_prob(frame)
     names = list(frame.columns)
@@ -497,6 +700,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
     if args.per_row:
         _check_writable(args.per_row)
     frame = _read_csv(args.data)
+    if getattr(fit.model, "sequential", False):
+        return _score_sequences(args, fit, frame)
     log_prob = fit.log_prob(frame)
     rows = [
         ("model", f"{args.model}: {_model_label(fit.model)} by {fit.method}"),
@@ -515,10 +720,47 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score_sequences(args: argparse.Namespace, fit: Fit, frame: pd.DataFrame) -> int:
+    """``ppgen score`` of a hidden Markov model: per time step and per sequence.
+
+    A sequence's log-likelihood does not split into rows, so ``--per-row`` writes one line per
+    sequence: its id, number of steps and log-likelihood.
+    """
+    import pandas as pd
+
+    log_prob = fit.log_prob(frame)
+    enc = fit._encode(frame)
+    steps = enc.lengths.tolist()
+    n_seq = len(log_prob)
+    rows = [
+        ("model", f"{args.model}: {_model_label(fit.model)} by {fit.method}"),
+        ("data", args.data),
+        ("rows", f"{enc.n_steps} time steps in {n_seq} sequence{'s' if n_seq != 1 else ''}"),
+        ("log-likelihood per step", f"{_nats(float(log_prob.sum() / enc.n_steps))} nats"),
+        (
+            "log-likelihood per sequence",
+            f"{_nats(float(np.mean(log_prob)))} nats (mean over {n_seq})",
+        ),
+        ("total log-likelihood", f"{log_prob.sum():.4f} nats"),
+    ]
+    if args.per_row:
+        table = pd.DataFrame({"sequence": list(enc.ids), "steps": steps, "log_prob": log_prob})
+        table.to_csv(args.per_row, index=False)
+        columns = ", ".join(table.columns)
+        rows.append(("per-sequence", f"{args.per_row} ({columns}; one line per sequence)"))
+    print(_format_table(rows))
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from ppgen import evaluate
 
     fit = _load_fit(args.model)
+    if getattr(fit.model, "sequential", False):
+        raise ValueError(
+            f"evaluate does not support {type(fit.model).__name__} fits; their likelihood is "
+            f"exact: run 'ppgen score {args.model} {args.data}'"
+        )
     frame = _read_csv(args.data)
     if args.method == "ais":
         estimate = evaluate.ais(
@@ -574,11 +816,91 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if args.output:
         _check_writable(args.output)
     samples = fit.sample(args.n, seed=args.seed)
+    if isinstance(samples, (list, dict)):  # HMM fitted on one sequence: n sequences of 100 steps
+        import pandas as pd
+
+        parts = samples.values() if isinstance(samples, dict) else samples
+        samples = pd.concat(
+            [part.assign(sequence=i) for i, part in enumerate(parts)], ignore_index=True
+        )
+        samples = samples[["sequence", *samples.columns[:-1]]]
     if args.output is None:
         samples.to_csv(sys.stdout, index=False)
     else:
         samples.to_csv(args.output, index=False)
         print(f"wrote {len(samples)} rows x {samples.shape[1]} columns to {args.output}")
+    return 0
+
+
+# -- impute -----------------------------------------------------------------------------------
+
+IMPUTE_EXAMPLES = """\
+examples:
+  ppgen impute airquality.csv --model gmm -m 20 -o imputed.csv
+  ppgen impute airquality.csv --kind Month=continuous -m 20 --format wide -o imputed.csv
+  ppgen impute penguins.csv --model ppca --n-components 2 --method map -m 5 -o imputed.csv
+
+The long format stacks the data as read (.imp = 0, missing cells empty) and the m completed
+tables (.imp = 1..m); .id is the row number in the input file (0 = first data row), as R's
+mice::complete(imp, "long", include = TRUE). Observed cells are written as read, and each
+column keeps its type (integer columns stay integers). --format wide writes OUTPUT_1.csv ...
+OUTPUT_m.csv next to OUTPUT instead.
+"""
+
+
+def _cmd_impute(args: argparse.Namespace) -> int:
+    import ppgen
+
+    if args.covariance_type is not None and args.model != "gmm":
+        raise ValueError("--covariance-type applies to --model gmm only")
+    options: dict[str, Any] = {}
+    if args.n_components is not None:
+        options["n_components"] = args.n_components
+    if args.covariance_type is not None:
+        options["covariance_type"] = args.covariance_type
+    kinds = _parse_kinds(args.kind)
+    _check_writable(args.output)
+    frame = _read_csv(args.data)
+    imputer = ppgen.Imputer(
+        args.model,
+        n_imputations=args.n_imputations,
+        seed=args.seed,
+        method=args.method,
+        kinds=kinds or None,
+        **options,
+    )
+    start = time.perf_counter()
+    imputer.fit(frame)
+    m = args.n_imputations
+    output = Path(args.output)
+    if args.format == "long":
+        table = imputer.transform(frame, format="long")
+        table.to_csv(output, index=False)
+        written = [f"{output} ({len(table)} rows = {len(frame)} x (1 + {m}))"]
+    else:
+        tables = imputer.transform(frame)
+        tables = tables if isinstance(tables, list) else [tables]
+        written = []
+        for j, table in enumerate(tables, start=1):
+            path = output.with_name(f"{output.stem}_{j}{output.suffix or '.csv'}")
+            table.to_csv(path, index=False)
+            written.append(str(path))
+    elapsed = time.perf_counter() - start
+    missing = frame.isna().sum()
+    missing = missing[missing > 0]
+    shown = ", ".join(f"{name} {count}" for name, count in missing.items()) or "none"
+    proper = "proper" if args.method in ("svi", "nuts") else "improper (one parameter estimate)"
+    rows = [
+        ("data", f"{args.data}: {len(frame)} rows, {frame.shape[1]} columns"),
+        ("missing", f"{int(missing.sum())} cells ({shown})"),
+        ("model", _model_label(imputer.fit_.model)),
+        ("method", f"{args.method}, seed {args.seed}, {elapsed:.1f} s; {proper} imputation"),
+        ("imputations", m),
+    ]
+    rows += [("written", path) for path in written[:3]]
+    if len(written) > 3:
+        rows.append(("", f"... {written[-1]} ({len(written)} files)"))
+    print(_format_table(rows))
     return 0
 
 

@@ -28,7 +28,16 @@ if TYPE_CHECKING:
 
     from ppgen.infer.result import Fit
 
-__all__ = ["clusters", "ellipse_geometry", "latent", "losses"]
+__all__ = [
+    "clusters",
+    "ellipse_geometry",
+    "imputed_densities",
+    "latent",
+    "losses",
+    "missingness",
+    "states",
+    "transitions",
+]
 
 _LOSS_LABELS = {
     "map": "negative log joint (nats)",
@@ -342,3 +351,331 @@ def latent(fit: Fit, data: Any, color: str | None = None, ax: Axes | None = None
     ax.set_ylabel("latent 2 (posterior mean)")
     ax.set_title(f"{name}: rows in latent space")
     return ax
+
+
+# -- hidden Markov models -------------------------------------------------------------------------
+
+
+def _require_hmm(fit: Fit, what: str) -> None:
+    model = fit.model
+    if not getattr(model, "sequential", False) or not hasattr(model, "viterbi"):
+        raise ValueError(
+            f"{what}() needs a fitted hidden Markov model (ppgen.HMM); "
+            f"got a fit of {type(model).__name__}"
+        )
+
+
+def _pick_sequence(enc: Any, sequence: Any) -> int:
+    """Position of ``sequence``: a sequence id (dict key, id-column value) or else a position."""
+    ids = list(enc.ids)
+    if sequence in ids:
+        return ids.index(sequence)
+    if isinstance(sequence, (int, np.integer)) and 0 <= int(sequence) < len(ids):
+        return int(sequence)
+    shown = ", ".join(map(repr, ids[:10])) + (", ..." if len(ids) > 10 else "")
+    raise ValueError(
+        f"sequence {sequence!r} is neither an id nor a position of the data's {len(ids)} "
+        f"sequence(s) (ids: {shown})"
+    )
+
+
+def states(fit: Fit, data: Any, column: str, ax: Axes | None = None, *, sequence: Any = 0) -> Axes:
+    """Plot one column of a sequence over time, coloured by its decoded hidden state.
+
+    Each time step is a point coloured by the most probable state path (Viterbi, as
+    ``fit.predict(data)`` returns it), joined by a thin grey line; each state's mean of the
+    column (on the data's original scale) is a dashed horizontal line in the state's colour.
+    Missing entries leave a gap. The x axis is the time column when the fit has one, else the
+    step number.
+
+    Parameters
+    ----------
+    fit : SequenceFit
+        A fit of :class:`ppgen.HMM`.
+    data : sequences
+        In the form the model was fitted on (a list or dict of tables, one long DataFrame with
+        the id and time columns, or one table); ``None`` plots the training data.
+    column : str
+        A fitted continuous, count or binary column (``"x0"``, ... for array fits).
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure by default.
+    sequence : int or label, default 0
+        Which sequence: its id (dict key or id-column value) or, when no id matches, its
+        position.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Raises
+    ------
+    ValueError
+        If the fit is not of a hidden Markov model, ``column`` is not a fitted column (the
+        message names it) or is categorical, or ``sequence`` names no sequence.
+    """
+    _require_hmm(fit, "states")
+    j = _column_index(fit, column)
+    col = fit.schema.columns[j]
+    if col.kind == "categorical":
+        raise ValueError(
+            f"column {column!r} is categorical and has no mean to plot; "
+            "choose a continuous, count or binary column"
+        )
+    enc = fit._encode(data)
+    s = _pick_sequence(enc, sequence)
+    n = int(enc.lengths[s])
+    params = dict(fit.params)
+    with torch.no_grad():
+        path = fit.model.viterbi(enc.x, enc.mask, params, enc.lengths)[s, :n].cpu().numpy()
+        means = fit.model.emission.means(params)[:, j].cpu().numpy() * col.scale + col.loc
+    values = enc.x[s, :n, j].cpu().numpy().astype(float) * col.scale + col.loc
+    values[~enc.mask[s, :n, j].cpu().numpy()] = np.nan
+    times = enc.times[s]
+    steps = np.arange(n) if times is None else np.asarray(times)
+    K = fit.model.n_states
+    colors = _colors(K)
+    ax = _axes(ax)
+    ax.plot(steps, values, color="lightgrey", linewidth=0.8, zorder=1)
+    ax.scatter(steps, values, c=[colors[k] for k in path], s=16, zorder=2, linewidths=0)
+    for k in range(K):
+        share = float(np.mean(path == k))
+        ax.axhline(
+            means[k],
+            color=colors[k],
+            linestyle="--",
+            linewidth=1.5,
+            label=f"state {k} mean {means[k]:.4g} ({share:.0%} of steps)",
+        )
+    fmt = fit.sequence_format
+    ax.set_xlabel(fmt.time_column if times is not None and fmt.time_column else "time step")
+    ax.set_ylabel(column)
+    title = f"{type(fit.model).__name__}({K}): decoded states"
+    if len(enc.ids) > 1:
+        title += f", sequence {enc.ids[s]!r}"
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize="small")
+    return ax
+
+
+def transitions(fit: Fit, ax: Axes | None = None) -> Axes:
+    """Heatmap of the fitted transition matrix, with each probability written in its cell.
+
+    Row ``i`` is the state at one step and column ``j`` the state at the next: the cell holds
+    p(z_{t+1} = j | z_t = i), so every row sums to one. Point fits show the estimate; SVI and
+    NUTS fits the posterior mean (``fit.params``).
+
+    Parameters
+    ----------
+    fit : SequenceFit
+        A fit of :class:`ppgen.HMM`.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure by default.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Raises
+    ------
+    ValueError
+        If the fit is not of a hidden Markov model.
+    """
+    _require_hmm(fit, "transitions")
+    matrix = fit.params["transition"].detach().cpu().numpy()
+    K = matrix.shape[0]
+    ax = _axes(ax)
+    image = ax.imshow(matrix, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(K):
+        for j in range(K):
+            ax.text(
+                j,
+                i,
+                f"{matrix[i, j]:.2f}",
+                ha="center",
+                va="center",
+                color="white" if matrix[i, j] > 0.6 else "black",
+                fontsize="small" if K > 6 else "medium",
+            )
+    ax.set_xticks(range(K))
+    ax.set_yticks(range(K))
+    ax.set_xlabel("state at step t + 1")
+    ax.set_ylabel("state at step t")
+    ax.set_title(f"{type(fit.model).__name__}({K}): transition probabilities")
+    ax.figure.colorbar(image, ax=ax, label="probability")
+    return ax
+
+
+# -- multiple imputation ------------------------------------------------------------------------
+
+
+def _missing_patterns(data: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Columns (fewest missing first), distinct patterns (1 = observed) and their row counts.
+
+    Patterns are sorted as mice's ``md.pattern``: the complete rows first, then by the number of
+    missing entries, ties by frequency (most frequent first).
+    """
+    frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(np.asarray(data, float))
+    observed = frame.notna()
+    order = observed.sum(axis=0).sort_values(ascending=False, kind="stable").index
+    observed = observed[order].astype(int)
+    counts = observed.value_counts(sort=False)
+    patterns = np.asarray(list(counts.index), dtype=int).reshape(len(counts), len(order))
+    n = counts.to_numpy()
+    keys = np.lexsort((-n, (1 - patterns).sum(1)))
+    return [str(c) for c in order], patterns[keys], n[keys]
+
+
+def missingness(data: Any, ax: Axes | None = None) -> Axes:
+    """The missing-data patterns of a table, like mice's ``md.pattern``.
+
+    One row per distinct pattern (observed in blue, missing in red), columns ordered from the
+    fewest to the most missing entries. The left labels count the rows with each pattern, the
+    right labels the missing entries in it; the top labels count each column's missing entries.
+
+    Parameters
+    ----------
+    data : DataFrame or ndarray
+        The table, missing entries as NaN (or None, pd.NA).
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure by default.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax.images[0]`` holds the pattern matrix (1 observed, 0 missing); its y tick labels are
+        the pattern counts.
+    """
+    from matplotlib.colors import ListedColormap
+
+    columns, patterns, counts = _missing_patterns(data)
+    if not columns:
+        raise ValueError("data has no columns")
+    ax = _axes(ax)
+    cmap = ListedColormap(["#d62728", "#1f77b4"])
+    ax.imshow(patterns, cmap=cmap, vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right")
+    ax.set_yticks(range(len(counts)), [str(int(c)) for c in counts])
+    ax.set_ylabel("rows with the pattern")
+    ax.set_xticks(np.arange(-0.5, len(columns)), minor=True)
+    ax.set_yticks(np.arange(-0.5, len(counts)), minor=True)
+    ax.grid(which="minor", color="white", linewidth=1.5)
+    ax.tick_params(which="minor", length=0)
+    right = ax.secondary_yaxis("right")
+    right.set_yticks(range(len(counts)), [str(int(k)) for k in (1 - patterns).sum(1)])
+    right.set_ylabel("missing entries")
+    top = ax.secondary_xaxis("top")
+    per_column = ((1 - patterns) * counts[:, None]).sum(0)
+    top.set_xticks(range(len(columns)), [str(int(k)) for k in per_column])
+    top.set_xlabel("missing entries per column")
+    total = int(per_column.sum())
+    ax.set_title(f"{len(counts)} missingness patterns, {total} missing entries", fontsize="medium")
+    return ax
+
+
+def _long_imputations(imputations: Any) -> list[pd.DataFrame]:
+    if isinstance(imputations, pd.DataFrame):
+        if ".imp" not in imputations.columns:
+            raise ValueError(
+                "a single DataFrame of imputations must be in long format, with an .imp column "
+                "(Imputer.transform(format='long'))"
+            )
+        groups = imputations[imputations[".imp"] > 0].groupby(".imp", sort=True)
+        return [g.drop(columns=[".imp", ".id"], errors="ignore") for _, g in groups]
+    tables = [
+        t if isinstance(t, pd.DataFrame) else pd.DataFrame(np.asarray(t)) for t in imputations
+    ]
+    if not tables:
+        raise ValueError("imputations is empty")
+    return tables
+
+
+def _density_line(ax: Axes, values: np.ndarray, grid: np.ndarray, **style: Any) -> None:
+    """A Gaussian KDE of ``values`` on ``grid``; a spike when they cannot be smoothed."""
+    from scipy.stats import gaussian_kde
+
+    values = values[np.isfinite(values)]
+    if len(values) >= 2 and np.ptp(values) > 0:
+        ax.plot(grid, gaussian_kde(values)(grid), **style)
+    else:  # one value, or all equal: no bandwidth to smooth with
+        at = float(values[0]) if len(values) else np.nan
+        ax.plot([at, at], [0.0, 1.0], **style)
+
+
+def imputed_densities(
+    data: Any, imputations: Any, columns: list[str] | None = None, *, n_cols: int = 3
+) -> Any:  # -> matplotlib.figure.Figure
+    """Density of the observed values against each imputation's imputed values, per column.
+
+    The check of mice's ``densityplot``: for every column with missing entries, a kernel
+    density of its observed values (thick, blue) and, for each completed table, of the values
+    imputed into it (thin, red). Under missingness completely at random the curves agree; under
+    missingness at random they may differ, but wildly different curves ask for a look at the
+    model.
+
+    Parameters
+    ----------
+    data : DataFrame
+        The incomplete table that was imputed.
+    imputations : list of DataFrame, or DataFrame
+        The completed tables (``Imputer.transform``, :meth:`ppgen.Fit.impute`), or the long
+        format with an ``.imp`` column (rows with ``.imp`` 0 are ignored).
+    columns : list of str, optional
+        Columns to show; default every numeric column with missing entries.
+    n_cols : int, default 3
+        Panels per row of the grid.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes per column (``fig.axes``), each with ``1 + m`` lines: the observed density
+        first, then one per imputation.
+    """
+    import matplotlib.pyplot as plt
+
+    frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(np.asarray(data, float))
+    tables = _long_imputations(imputations)
+    missing = frame.isna()
+    if columns is None:
+        columns = [
+            c
+            for c in frame.columns
+            if missing[c].any() and pd.api.types.is_numeric_dtype(frame[c].dtype)
+        ]
+        if not columns:
+            raise ValueError("data has no numeric column with missing values to plot")
+    for c in columns:
+        if c not in frame.columns:
+            raise ValueError(f"column {c!r} is not in data")
+        if not pd.api.types.is_numeric_dtype(frame[c].dtype):
+            raise ValueError(f"column {c!r} is not numeric; imputed_densities plots numbers")
+        for table in tables:
+            if c not in table.columns or len(table) != len(frame):
+                raise ValueError(
+                    f"every imputation must be a completed copy of data with column {c!r} and "
+                    f"{len(frame)} rows"
+                )
+    n_cols = max(1, min(int(n_cols), len(columns)))
+    n_rows = -(-len(columns) // n_cols)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(3.6 * n_cols, 2.8 * n_rows), layout="constrained", squeeze=False
+    )
+    for ax in axes.flat[len(columns) :]:
+        fig.delaxes(ax)
+    for ax, c in zip(axes.flat, columns, strict=False):
+        rows = missing[c].to_numpy()
+        observed = frame.loc[~rows, c].to_numpy(dtype=float)
+        imputed = [t[c].to_numpy(dtype=float)[rows] for t in tables]
+        everything = np.concatenate([observed, *imputed])
+        everything = everything[np.isfinite(everything)]
+        lo, hi = float(everything.min()), float(everything.max())
+        pad = 0.1 * (hi - lo) if hi > lo else 1.0
+        grid = np.linspace(lo - pad, hi + pad, 200)
+        _density_line(ax, observed, grid, color="#1f77b4", linewidth=2.2, label="observed")
+        for j, values in enumerate(imputed):
+            label = "imputed" if j == 0 else None
+            _density_line(ax, values, grid, color="#d62728", linewidth=0.8, alpha=0.6, label=label)
+        ax.set_title(f"{c} ({int(rows.sum())} missing)", fontsize="medium")
+        ax.set_ylabel("density")
+    axes.flat[0].legend(fontsize="small", loc="best")
+    fig.suptitle(f"observed and imputed values, {len(tables)} imputations")
+    return fig
