@@ -495,3 +495,17 @@ def test_complete_rows_and_small_inputs(rng):
         pool(np.zeros((2, 2, 2)), np.ones((2, 2, 2)))
     with pytest.raises(ValueError, match="at least 2"):
         pool_fit([1.0], lambda v: (v, 1.0))
+
+
+def test_impute_keeps_observed_values_of_a_nullable_integer_column_modelled_as_continuous():
+    df = pd.DataFrame(
+        {
+            "a": pd.array([1, 5, None, 7, 3, 9, 2, 4], dtype="Int64"),
+            "b": [1.0, 2.5, 3.1, np.nan, 0.2, 1.1, 2.2, 0.7],
+        }
+    )
+    fit = ppgen.fit(ppgen.GaussianMixture(1, "diag"), df, kinds={"a": "continuous"}, method="em")
+    completed = fit.impute(df, 2, seed=0)[0]
+    observed = df["a"].notna().to_numpy()
+    assert np.array_equal(completed["a"].to_numpy()[observed], df["a"].to_numpy()[observed])
+    assert completed.notna().all().all()

@@ -183,7 +183,7 @@ def _check_sorted(key: Any, column: str, t: np.ndarray) -> None:
         i = int(bad[0])
         raise ValueError(
             f"sequence {key!r}: time column {column!r} is not strictly increasing "
-            f"({t[i + 1]!r} follows {t[i]!r} at row {i + 1}); sort the rows by "
+            f"({_plain(t[i + 1])!r} follows {_plain(t[i])!r} at row {i + 1}); sort the rows by "
             f"[id, {column!r}] and drop duplicate times"
         )
 
@@ -323,3 +323,8 @@ def per_row(values: list[np.ndarray], fmt: SequenceFormat, enc: EncodedSequences
         out[np.concatenate(enc.rows)] = stacked
         return out
     return values
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the Python value it holds, so messages read 1990, not np.int64(1990)."""
+    return value.item() if hasattr(value, "item") else value

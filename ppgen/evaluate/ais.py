@@ -58,6 +58,7 @@ from ppgen._utils import progress_bar, seeded
 from ppgen.evaluate.bounds import (  # shared with elbo/iwae: result type, per-row log densities
     Estimate,
     _check_count,
+    _encode_rows,
     _estimate,
     _per_row,
 )
@@ -214,7 +215,7 @@ def ais(
         raise ValueError(f"init must be 'prior' or 'guide', got {init!r}")
     spec, n_steps = _spec(schedule, n_steps)
     n_tune = _default_tune(n_steps) if n_tune is None else _check_count(n_tune, "n_tune")
-    enc = fit._encode(data)
+    enc = _encode_rows(fit, data)
     run = _Run(fit, init, n_chains, n_leapfrog, n_tune, seed, progress)
     with run.scope():
         return run.forward(enc.x, enc.mask, spec, n_steps)
@@ -252,6 +253,8 @@ def bdmc(
         Both bounds (each an :class:`AISResult`), their gap in nats per row, the exact mean
         log-likelihood when the model has one, and the simulated rows.
     """
+    if getattr(fit.model, "sequential", False):
+        _encode_rows(fit, None)  # raises the same clear error as ais() for sequence models
     n_rows = _check_count(n_rows, "n_rows")
     n_steps = _check_count(n_steps, "n_steps")
     n_chains = _check_count(n_chains, "n_chains")

@@ -105,7 +105,7 @@ def elbo(
     ``fit.params``, which is :meth:`ppgen.Fit.log_prob` for MAP and EM fits, with ``mc_se = 0``.
     The gap to the exact log-likelihood is the KL divergence from the guide to the posterior.
     """
-    enc = fit._encode(data)
+    enc = _encode_rows(fit, data)
     log_w = _log_weights(fit, enc, _check_count(num_particles, "num_particles"), seed, batch_size)
     if log_w is None:
         return _exact(fit, enc)
@@ -151,7 +151,7 @@ def iwae(
     ----------
     Burda, Y., Grosse, R. & Salakhutdinov, R. (2016). Importance weighted autoencoders. *ICLR*.
     """
-    enc = fit._encode(data)
+    enc = _encode_rows(fit, data)
     log_w = _log_weights(fit, enc, _check_count(k, "k"), seed, batch_size)
     if log_w is None:
         return _exact(fit, enc)
@@ -167,6 +167,16 @@ def iwae(
 
 
 # -- internals ------------------------------------------------------------------------------------
+def _encode_rows(fit: Any, data: Any) -> Encoded:
+    """Encode ``data`` for a model of independent rows; sequence models are refused."""
+    if getattr(fit.model, "sequential", False):
+        raise ValueError(
+            f"{type(fit.model).__name__} scores whole sequences and its likelihood is exact: "
+            "use fit.log_prob; per-row bounds and AIS are for models of independent rows"
+        )
+    return fit._encode(data)
+
+
 def _check_count(value: int, name: str) -> int:
     if isinstance(value, bool) or int(value) != value or int(value) < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -237,7 +237,12 @@ class Fit:
         if isinstance(completed, pd.DataFrame):
             for j, name in enumerate(self.schema.names):
                 col = completed[name]
-                merged = data[name].where(observed[:, j], col)
+                given = data[name]
+                if given.dtype != col.dtype and pd.api.types.is_extension_array_dtype(given.dtype):
+                    # e.g. nullable Int64 modelled as continuous: pandas cannot put the imputed
+                    # floats into Int64, so merge in the decoded column's dtype.
+                    given = given.astype(col.dtype)
+                merged = given.where(observed[:, j], col)
                 completed[name] = merged if merged.dtype == col.dtype else merged.astype(col.dtype)
             return completed
         if isinstance(completed, torch.Tensor):

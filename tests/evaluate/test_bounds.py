@@ -158,3 +158,18 @@ def test_seeds_chunks_and_isolation(ppca_data):
         elbo(fit, ppca_data, num_particles=1.5)
     with pytest.raises(ValueError, match="batch_size"):
         elbo(fit, ppca_data, batch_size=0)
+
+
+def test_sequence_models_are_refused_with_a_clear_error():
+    from ppgen.evaluate import ais, bdmc
+
+    geyser = ppgen.datasets.load("geyser")
+    fit = ppgen.fit(ppgen.HMM(2, covariance_type="diag"), geyser, method="em", n_init=1)
+    for call in (
+        lambda: elbo(fit, geyser),
+        lambda: iwae(fit, geyser),
+        lambda: ais(fit, geyser, n_steps=5),
+        lambda: bdmc(fit, n_rows=5, n_steps=5, n_chains=2),
+    ):
+        with pytest.raises(ValueError, match="whole sequences"):
+            call()
