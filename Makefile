@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	# No version is pinned: pip keeps whatever torch is already installed.
 	@if $(PY) -c "import torch" 2>/dev/null; then echo "torch already installed"; \
 	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then $(PIP) install torch; \
-	else $(PIP) install --index-url https://download.pytorch.org/whl/cpu torch; fi
+	else $(PIP) install --retries 1 --timeout 15 --index-url https://download.pytorch.org/whl/cpu torch; fi
 	$(PIP) install --quiet -e ".[dev,bench]"
 	touch $(STAMP)
 
