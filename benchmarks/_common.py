@@ -16,6 +16,7 @@ import datetime as _dt
 import hashlib
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -238,3 +239,24 @@ def write_table(
     parts += ["## Machine", machine]
     md_path.write_text("\n\n".join(parts) + "\n")
     return md_path, csv_path
+
+
+class FitTimeout(Exception):
+    """A fit ran past its time budget."""
+
+
+def with_budget(fn, seconds):
+    """Call ``fn``; raise FitTimeout after ``seconds`` of wall time (SIGALRM; Unix only)."""
+    if not seconds or not hasattr(signal, "SIGALRM"):
+        return fn()
+
+    def _alarm(signum, frame):
+        raise FitTimeout
+
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    try:
+        return fn()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

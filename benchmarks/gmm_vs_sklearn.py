@@ -21,7 +21,6 @@ import io
 import math
 import os
 import pstats
-import signal
 import statistics
 import sys
 import warnings
@@ -30,10 +29,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     RESULTS,
+    FitTimeout,
     machine_info,
     markdown_table,
     measure,
     pin_threads,
+    with_budget,
     write_csv,
     write_table,
 )
@@ -138,25 +139,6 @@ def wine_standardized_check(x: np.ndarray) -> str:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-class FitTimeout(Exception):
-    """A fit ran past its time budget."""
-
-
-def with_budget(fn, seconds):
-    """Call ``fn``; raise FitTimeout after ``seconds`` of wall time (SIGALRM; Unix only)."""
-    if not seconds or not hasattr(signal, "SIGALRM"):
-        return fn()
-
-    def _alarm(signum, frame):
-        raise FitTimeout
-
-    old = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, float(seconds))
-    try:
-        return fn()
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def em_default_tol() -> float | None:

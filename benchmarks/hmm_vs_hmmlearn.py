@@ -18,14 +18,22 @@ import argparse
 import logging
 import math
 import os
-import signal
 import statistics
 import sys
 import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine_info, markdown_table, measure, pin_threads, write_table  # noqa: E402
+from _common import (  # noqa: E402
+    RESULTS,
+    FitTimeout,
+    machine_info,
+    markdown_table,
+    measure,
+    pin_threads,
+    with_budget,
+    write_table,
+)
 
 THREADS = pin_threads(1)  # before numpy/torch/hmmlearn are imported: same threads for both
 
@@ -80,25 +88,6 @@ def simulate(n_seq: int, n_steps: int, k: int = 4, d: int = 3, seed: int = DATA_
 
 
 # -- helpers --------------------------------------------------------------------------------------
-class FitTimeout(Exception):
-    """A fit ran past its time budget."""
-
-
-def with_budget(fn, seconds):
-    """Call ``fn``; raise FitTimeout after ``seconds`` of wall time (SIGALRM; Unix only)."""
-    if not seconds or not hasattr(signal, "SIGALRM"):
-        return fn()
-
-    def _alarm(signum, frame):
-        raise FitTimeout
-
-    old = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, float(seconds))
-    try:
-        return fn()
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _nats(value):

@@ -18,7 +18,6 @@ benchmarks/results/imputation{,_quick}.md and .csv.
 from __future__ import annotations
 
 import argparse
-import signal
 import statistics
 import sys
 import time
@@ -26,7 +25,14 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, markdown_table, pin_threads, write_table  # noqa: E402
+from _common import (  # noqa: E402
+    RESULTS,
+    FitTimeout,
+    markdown_table,
+    pin_threads,
+    with_budget,
+    write_table,
+)
 
 THREADS = pin_threads(1)  # before numpy/torch/sklearn are imported
 
@@ -48,27 +54,6 @@ QUICK_PPCA_GRID = {"breast_cancer": (10,), "wine": (5,)}
 SVI_Q = {"breast_cancer": 15, "wine": 5}
 GMM_DIAG_K = (1, 2, 3, 4)
 BUDGET = 60.0  # seconds after which one ppgen fit is abandoned
-
-
-class FitTimeout(Exception):
-    """A fit ran past its time budget."""
-
-
-def with_budget(fn, seconds):
-    """Call ``fn``; raise FitTimeout after ``seconds`` of wall time (SIGALRM; Unix only)."""
-    if not seconds or not hasattr(signal, "SIGALRM"):
-        return fn()
-
-    def _alarm(signum, frame):
-        raise FitTimeout
-
-    old = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, float(seconds))
-    try:
-        return fn()
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 # -- data and masks -------------------------------------------------------------------------------
