@@ -41,6 +41,8 @@ __all__ = [
     "NegativeBinomial",
     "Normal",
     "Poisson",
+    "condition_on_precision",
+    "gaussian_m_step",
 ]
 
 Params = dict[str, torch.Tensor]
@@ -53,6 +55,143 @@ EMISSIONS: dict[str, tuple[str, ...]] = {
     "categorical": ("binary", "categorical"),
     "mixed": ("continuous", "count", "binary", "categorical"),
 }
+
+
+def condition_on_precision(
+    x: torch.Tensor, miss: torch.Tensor, loc: torch.Tensor, precision: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gaussian N(loc, precision^-1) conditioned on the entries where ``miss`` is False.
+
+    Batched over leading dims without grouping rows by missingness pattern: the matrix
+    ``A = Lambda`` on the missing block and the identity elsewhere is block diagonal (after a
+    permutation), so its inverse holds ``Lambda_mm^-1`` on the missing block. Returns the
+    conditional mean (observed entries equal to ``x``), the conditional covariance (zero outside
+    the missing block) and the Cholesky factor of ``A`` for sampling.
+    """
+    both = miss.unsqueeze(-1) & miss.unsqueeze(-2)
+    eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+    A = torch.where(both, precision, eye)
+    tril = torch.linalg.cholesky(A)
+    # Lambda_mo (x_o - mu_o): the precision times the observed deviations, on the missing rows.
+    dev = torch.where(miss, x.new_zeros(()), x - loc)
+    rhs = torch.where(miss, (precision @ dev.unsqueeze(-1)).squeeze(-1), x.new_zeros(()))
+    shift = torch.cholesky_solve(rhs.unsqueeze(-1), tril).squeeze(-1)
+    mean = torch.where(miss, loc - shift, x)
+    cov = torch.where(both, torch.cholesky_inverse(tril), x.new_zeros(()))
+    return mean, cov, tril
+
+
+def gaussian_m_step(
+    x: torch.Tensor,
+    mask: torch.Tensor | None,
+    resp: torch.Tensor,
+    params: Params | None,
+    *,
+    covariance_type: str,
+    loc_scale: float,
+    covariance_prior: float,
+) -> Params:
+    """One EM (ECM) update of a Gaussian block's ``locs`` (K, d) and ``precision``.
+
+    The priors are those of :class:`Normal` and :class:`~ppgen.models.gmm.GaussianMixture`:
+    ``locs ~ Normal(0, loc_scale^2)``, a Wishart (full) or Gamma (diag) precision with
+    strength ``covariance_prior``. One conditional-maximization cycle: means given the current
+    precisions (when ``params`` is given; else the weighted averages), then precisions given the
+    new means. Each is the exact maximizer of the expected log joint, so the MAP objective never
+    decreases.
+
+    Missing entries (``mask`` False) are handled exactly. Diagonal: the observed entries of a
+    column are its sufficient statistics (the missing ones are independent of them given the
+    class). Full (Ghahramani & Jordan 1994; Little & Rubin 2002, sec. 11.2): the E-step replaces
+    each partially observed row, under each class k, by its conditional mean
+    ``E[x | x_o, k]`` and adds the conditional covariance of the missing block to the
+    scatter, ``E[x x^T | x_o, k] = E[x] E[x]^T + Cov[x_m | x_o, k]``; all rows and classes at
+    once by masking (:func:`condition_on_precision`), not one solve per missingness pattern.
+    Rows with no entry observed carry no information about the block and are left out. Without
+    ``params`` (a first step), partially observed rows are conditioned on the diagonal fit.
+
+    Parameters
+    ----------
+    x : Tensor, shape (n, d)
+        The block's columns; values at missing entries are ignored.
+    mask : Tensor of bool, shape (n, d), or None
+        True where observed.
+    resp : Tensor, shape (n, K)
+        Class memberships (responsibilities or state marginals).
+    params : dict or None
+        Current ``locs`` and ``precision``: the E-step's parameters and the precisions the means
+        are conditioned on.
+    covariance_type : {"full", "diag"}
+    loc_scale, covariance_prior : float
+        Prior scales, as in :class:`Normal`.
+
+    Returns
+    -------
+    dict
+        ``locs`` (K, d) and ``precision`` (K, d, d) or (K, d).
+
+    References
+    ----------
+    Ghahramani, Z. & Jordan, M. I. (1994). Supervised learning from incomplete data via an EM
+    approach. *NIPS* 6.
+    Little, R. J. A. & Rubin, D. B. (2002). *Statistical Analysis with Missing Data*, ch. 11.
+    """
+    d, K = x.shape[-1], resp.shape[-1]
+    prior_prec = 1.0 / loc_scale**2
+    if covariance_type == "diag":
+        obs = x.new_ones(x.shape) if mask is None else mask.to(x.dtype)
+        xo = torch.where(obs > 0, x, x.new_zeros(()))
+        n_kd, s_kd = resp.mT @ obs, resp.mT @ xo
+        if params is None:
+            locs = s_kd / n_kd.clamp_min(1e-12)
+        else:
+            lam = params["precision"]
+            locs = lam * s_kd / (n_kd * lam + prior_prec)
+        sq = resp.mT @ (xo * xo) - 2 * locs * s_kd + n_kd * locs**2
+        var = (covariance_prior + sq) / (n_kd + 1.0)
+        return {"locs": locs, "precision": var.reciprocal()}
+    given = params is not None
+    rows = x  # E[x_i | x_o, k], (n, d) when it is the same for every class, else (n, K, d)
+    cond_cov = None  # sum_i r_ik Cov[x_i | x_o, k], (K, d, d)
+    if mask is not None and not bool(mask.all()):
+        seen = mask.any(-1)
+        resp = resp * seen.unsqueeze(-1).to(resp.dtype)
+        rows = torch.where(mask, x, x.new_zeros(()))
+        partial = (seen & ~mask.all(-1)).nonzero().squeeze(-1)
+        if len(partial):
+            if params is None:
+                start = gaussian_m_step(
+                    x, mask, resp, None, covariance_type="diag", loc_scale=loc_scale,
+                    covariance_prior=covariance_prior,
+                )  # fmt: skip
+                params = {"locs": start["locs"], "precision": torch.diag_embed(start["precision"])}
+            miss = ~mask[partial].unsqueeze(1).expand(-1, K, -1)
+            mean, cov, _ = condition_on_precision(
+                x[partial].unsqueeze(1), miss, params["locs"], params["precision"]
+            )
+            rows = rows.unsqueeze(1).expand(-1, K, -1).clone()
+            rows[partial] = mean
+            cond_cov = torch.einsum("mk,mkij->kij", resp[partial], cov)
+    n_k = resp.sum(0)
+    s_kd = resp.mT @ rows if rows.dim() == 2 else torch.einsum("nk,nkd->kd", resp, rows)
+    eye = torch.eye(d, dtype=x.dtype, device=x.device)
+    if not given:
+        locs = s_kd / n_k.clamp_min(1e-12).unsqueeze(-1)
+    else:
+        lam = params["precision"]
+        lhs = n_k[:, None, None] * lam + prior_prec * eye
+        locs = torch.linalg.solve(lhs, lam @ s_kd.unsqueeze(-1)).squeeze(-1)
+    # One component at a time: a (K, n, d) temporary costs more in memory traffic than the loop
+    # costs in Python (4x slower at 50,000 rows) when every class sees the same rows.
+    scatter = []
+    for k in range(K):
+        diff = (rows if rows.dim() == 2 else rows[:, k]) - locs[k]
+        scatter.append((diff * resp[:, k : k + 1]).mT @ diff)
+    scatter = torch.stack(scatter)
+    if cond_cov is not None:
+        scatter = scatter + cond_cov
+    cov = (covariance_prior * eye + scatter) / (n_k[:, None, None] + 1.0)
+    return {"locs": locs, "precision": torch.cholesky_inverse(torch.linalg.cholesky(cov))}
 
 
 class ColumnLikelihood:
@@ -177,54 +316,26 @@ class Normal(ColumnLikelihood):
         return torch.where(ms, lp, lp.new_zeros(())).sum(-1)
 
     def m_step(self, x, mask, resp, params):
-        xs, obs_b = self._cols(x), self._cols(mask)
-        d = xs.shape[-1]
-        prior_prec = 1.0 / self.loc_scale**2
-        if self.covariance_type == "diag":
-            obs = obs_b.to(x.dtype)
-            xo = xs * obs
-            n_kd, s_kd = resp.mT @ obs, resp.mT @ xo
-            if params is None:
-                locs = s_kd / n_kd.clamp_min(1e-12)
-            else:
-                lam = params["precision"]
-                locs = lam * s_kd / (n_kd * lam + prior_prec)
-            sq = resp.mT @ (xo * xo) - 2 * locs * s_kd + n_kd * locs**2
-            var = (self.covariance_prior + sq) / (n_kd + 1.0)
-            return {"locs": locs, "precision": var.reciprocal()}
-        complete = obs_b.all(-1)
-        if bool((obs_b.any(-1) & ~complete).any()):
-            raise ValueError(
-                "method='em' with covariance_type='full' needs rows whose continuous columns are "
-                "all observed or all missing; use method='map' for partially observed rows"
-            )
-        resp = resp * complete.unsqueeze(-1).to(resp.dtype)
-        eye = torch.eye(d, dtype=x.dtype, device=x.device)
-        n_k = resp.sum(0)
-        s_kd = resp.mT @ xs
-        if params is None:
-            locs = s_kd / n_k.clamp_min(1e-12).unsqueeze(-1)
-        else:
-            lam = params["precision"]
-            lhs = n_k[:, None, None] * lam + prior_prec * eye
-            locs = torch.linalg.solve(lhs, lam @ s_kd.unsqueeze(-1)).squeeze(-1)
-        diff = xs.unsqueeze(0) - locs.unsqueeze(1)  # (K, n, d)
-        scatter = (resp.mT.unsqueeze(-1) * diff).mT @ diff
-        cov = (self.covariance_prior * eye + scatter) / (n_k[:, None, None] + 1.0)
-        return {"locs": locs, "precision": torch.cholesky_inverse(torch.linalg.cholesky(cov))}
+        return gaussian_m_step(
+            self._cols(x),
+            self._cols(mask),
+            resp,
+            params,
+            covariance_type=self.covariance_type,
+            loc_scale=self.loc_scale,
+            covariance_prior=self.covariance_prior,
+        )
 
     def sample(self, states, params):
         return self._dist(params["locs"][states], params["precision"][states], None).sample()
 
     def impute(self, x, mask, states, params):
-        from ppgen.models.gmm import _condition_on_precision
-
         xs, ms = self._cols(x), self._cols(mask)
         loc, precision = params["locs"][states], params["precision"][states]
         eps = torch.randn_like(xs)
         if self.covariance_type == "diag":
             return loc + precision.rsqrt() * eps
-        mean, _, tril = _condition_on_precision(xs, ~ms, loc, precision)
+        mean, _, tril = condition_on_precision(xs, ~ms, loc, precision)
         noise = torch.linalg.solve_triangular(tril.mT, eps.unsqueeze(-1), upper=True)
         return torch.where(ms, xs, mean + noise.squeeze(-1))
 

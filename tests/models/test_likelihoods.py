@@ -162,14 +162,6 @@ def test_m_step_maximizes_the_expected_log_joint(cov_type, rng):
             assert objective(moved) <= objective(best) + 1e-9
 
 
-def test_full_covariance_m_step_refuses_partial_rows(table):
-    schema, x, mask = table
-    lik = Normal(schema, schema.positions("continuous"), K, "full")
-    resp = torch.full((x.shape[0], K), 1.0 / K, dtype=x.dtype)
-    with pytest.raises(ValueError, match="partially observed"):
-        lik.m_step(x, mask, resp, None)
-
-
 def test_negative_binomial_has_no_m_step(table):
     schema, x, mask = table
     lik = NegativeBinomial(schema, schema.positions("count"), K)

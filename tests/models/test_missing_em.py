@@ -1,0 +1,128 @@
+"""EM with partially observed rows (Ghahramani & Jordan 1994): the E-step against the textbook
+per-row conditional moments, monotonicity, the fixed point against the Pyro model and L-BFGS."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import ppgen
+from ppgen.data import Schema
+from ppgen.models.likelihoods import Normal, gaussian_m_step
+from ppgen.testing.stationary import pyro_log_joint_and_gradient
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+PRIOR = {"loc_scale": 10.0, "covariance_prior": 0.1}
+
+
+def _table(rng, n=150, d=4, missing=0.2):
+    """Correlated Gaussian rows, two clusters, MCAR entries removed (no row entirely)."""
+    a = rng.normal(size=(d, d))
+    x = rng.normal(size=(n, d)) @ a.T
+    x[: n // 3] += 3.0
+    miss = rng.random((n, d)) < missing
+    miss[miss.all(1), 0] = False
+    xm = x.copy()
+    xm[miss] = np.nan
+    return x, xm, ~miss
+
+
+def _reference_m_step(x, obs, resp, locs, precision):
+    """The missing-data ECM step one row at a time with covariance-form textbook formulas:
+    x_m | x_o ~ N(mu_m + S_mo S_oo^-1 (x_o - mu_o), S_mm - S_mo S_oo^-1 S_om)."""
+    n, d = x.shape
+    K = resp.shape[1]
+    new_locs, new_prec = np.zeros((K, d)), np.zeros((K, d, d))
+    for k in range(K):
+        S = np.linalg.inv(precision[k])
+        xhat, C = np.zeros((n, d)), np.zeros((n, d, d))
+        for i in range(n):
+            o, m = obs[i], ~obs[i]
+            if not o.any():
+                continue
+            xhat[i] = np.where(o, x[i], 0.0)
+            if m.any():
+                gain = S[np.ix_(m, o)] @ np.linalg.inv(S[np.ix_(o, o)])
+                xhat[i, m] = locs[k, m] + gain @ (x[i, o] - locs[k, o])
+                C[i][np.ix_(m, m)] = S[np.ix_(m, m)] - gain @ S[np.ix_(o, m)]
+        r = resp[:, k] * obs.any(1)
+        n_k = r.sum()
+        lhs = n_k * precision[k] + np.eye(d) / PRIOR["loc_scale"] ** 2
+        mu = np.linalg.solve(lhs, precision[k] @ (r @ xhat))
+        dev = xhat - mu
+        scatter = (dev * r[:, None]).T @ dev + np.einsum("i,ijk->jk", r, C)
+        cov = (PRIOR["covariance_prior"] * np.eye(d) + scatter) / (n_k + 1.0)
+        new_locs[k], new_prec[k] = mu, np.linalg.inv(cov)
+    return new_locs, new_prec
+
+
+def test_e_step_and_m_step_equal_the_per_row_textbook_formulas(rng):
+    _, xm, obs = _table(rng, n=40, d=5, missing=0.3)
+    obs[3] = False  # a row with nothing observed adds nothing to the Gaussian block
+    K = 2
+    resp = rng.dirichlet(np.ones(K), size=len(xm))
+    locs = rng.normal(size=(K, 5))
+    a = rng.normal(size=(K, 5, 5))
+    precision = np.linalg.inv(a @ a.transpose(0, 2, 1) + np.eye(5))
+    want_locs, want_prec = _reference_m_step(np.nan_to_num(xm), obs, resp, locs, precision)
+    t = torch.tensor
+    params = {"locs": t(locs), "precision": t(precision)}
+    got = gaussian_m_step(
+        t(xm), t(obs), t(resp), params, covariance_type="full", **PRIOR
+    )  # NaN at missing entries must not leak
+    np.testing.assert_allclose(got["locs"].numpy(), want_locs, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(got["precision"].numpy(), want_prec, rtol=1e-9, atol=1e-9)
+    # The per-column likelihood of HMM emissions shares the same step.
+    schema = Schema.infer(xm, standardize=False)
+    lik = Normal(schema, schema.positions("continuous"), K, "full", **PRIOR)
+    same = lik.m_step(t(np.nan_to_num(xm)), t(obs), t(resp), params)
+    np.testing.assert_allclose(same["precision"].numpy(), want_prec, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("cov_type", ["full", "diag"])
+def test_complete_rows_give_the_complete_data_step_exactly(rng, cov_type):
+    """An all-True mask, and rows with nothing observed, leave the complete-data step as it was."""
+    x, _, _ = _table(rng, n=60, d=3)
+    x = torch.tensor(x)
+    resp = torch.tensor(rng.dirichlet(np.ones(2), size=60))
+    options = {"covariance_type": cov_type, **PRIOR}
+    start = gaussian_m_step(x, None, resp, None, **options)
+    base = gaussian_m_step(x, None, resp, start, **options)
+    full_mask = gaussian_m_step(x, torch.ones_like(x, dtype=torch.bool), resp, start, **options)
+    for site in base:
+        assert torch.equal(base[site], full_mask[site])
+    # Appending rows with no entry observed changes nothing in the Gaussian block.
+    xx = torch.cat([x, torch.full((5, 3), float("nan"), dtype=x.dtype)])
+    mm = torch.cat([torch.ones_like(x, dtype=torch.bool), torch.zeros(5, 3, dtype=torch.bool)])
+    rr = torch.cat([resp, resp[:5]])
+    padded = gaussian_m_step(xx, mm, rr, start, **options)
+    for site in base:
+        torch.testing.assert_close(padded[site], base[site], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("K", [2, 3])
+@pytest.mark.parametrize("cov_type", ["full", "diag"])
+def test_em_with_missing_entries_is_monotone_and_stationary_for_the_pyro_model(rng, K, cov_type):
+    _, xm, _ = _table(rng)
+    fit = ppgen.fit(
+        ppgen.GaussianMixture(K, cov_type), xm, method="em", tol=1e-11, max_steps=5000,
+        progress=False,
+    )  # fmt: skip
+    assert len(fit.losses) > 5  # missing entries: EM takes more than a few steps
+    assert np.all(np.diff(-fit.losses) >= -1e-9 * np.abs(fit.losses[:-1]))
+    log_joint, gradient = pyro_log_joint_and_gradient(fit)
+    assert float(log_joint) == pytest.approx(-fit.losses[-1], rel=1e-9)
+    assert gradient < 1e-4 * fit.train.x.shape[0]
+
+
+@pytest.mark.parametrize("cov_type", ["full", "diag"])
+def test_em_fixed_point_equals_the_lbfgs_map_fit(rng, cov_type):
+    _, xm, _ = _table(rng)
+    model = ppgen.GaussianMixture(1, cov_type)
+    em = ppgen.fit(model, xm, method="em", tol=1e-12, max_steps=5000, progress=False)
+    lbfgs = ppgen.fit(model, xm, method="map", max_steps=500, tol=1e-12, progress=False)
+    assert em.losses[-1] == pytest.approx(lbfgs.losses[-1], rel=1e-8)
+    for site in ("locs", "precision"):
+        np.testing.assert_allclose(em.params[site], lbfgs.params[site], rtol=1e-4, atol=1e-5)
