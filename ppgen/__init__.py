@@ -9,13 +9,14 @@ from ppgen.data import Schema
 from ppgen.impute import Imputer, pool, pool_fit
 from ppgen.infer import Fit, NonFiniteLossError, fit
 from ppgen.io import load
-from ppgen.models import HMM, PPCA, GaussianMixture, GenerativeModel
+from ppgen.models import HMM, PPCA, VAE, GaussianMixture, GenerativeModel
 
 __version__ = "0.1.0"
 
 __all__ = [
     "HMM",
     "PPCA",
+    "VAE",
     "Fit",
     "GaussianMixture",
     "GenerativeModel",

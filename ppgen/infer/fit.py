@@ -16,6 +16,7 @@ from pyro.infer.autoguide.initialization import init_to_value
 
 from ppgen._utils import progress_bar, seeded
 from ppgen.data.schema import Schema
+from ppgen.guides.flows import FlowGuide
 from ppgen.infer.mcmc import run_nuts
 from ppgen.infer.optim import optimize
 from ppgen.infer.result import Fit
@@ -30,7 +31,7 @@ def fit(
     model: GenerativeModel,
     data: Any,
     *,
-    method: str = "map",
+    method: str | None = None,
     seed: int = 0,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
@@ -49,8 +50,11 @@ def fit(
     data : DataFrame, ndarray or Tensor
         Rows are observations. Missing entries (NaN) are masked in the likelihood. Sequence
         models (:class:`ppgen.HMM`) take sequences instead, with options ``id_column`` and
-        ``time_column``, and return a :class:`ppgen.infer.sequences.SequenceFit`.
-    method : {"map", "em", "svi", "nuts"}
+        ``time_column``, and return a :class:`ppgen.infer.sequences.SequenceFit`. Amortized
+        models (:class:`ppgen.VAE`) are trained by minibatch SVI with early stopping (method
+        ``"svi"`` only; options in :func:`ppgen.infer.amortized.fit_amortized`).
+    method : {"map", "em", "svi", "nuts"}, optional
+        Default ``"map"``, and ``"svi"`` (the only one) for amortized models such as VAE.
         ``"map"``: posterior mode of the global parameters by L-BFGS (or Adam with
         ``optimizer="adam"``) on the Pyro model, local latents summed or integrated out.
         ``"em"``: the same MAP objective by closed-form expectation-maximization, for models that
@@ -75,11 +79,21 @@ def fit(
         ``num_particles``, ``num_draws`` (SVI posterior draws), ``num_samples``,
         ``warmup_steps``, ``num_chains``, ``target_accept_prob``.
     """
+    if method is None:
+        method = "svi" if getattr(model, "amortized", False) else "map"
     if getattr(model, "sequential", False):
         # Sequence models (HMM): data are sequences; see ppgen.infer.sequences.
         from ppgen.infer.sequences import fit_sequences
 
         return fit_sequences(
+            model, data, method=method, seed=seed, device=device, dtype=dtype, kinds=kinds,
+            standardize=standardize, schema=schema, progress=progress, **options,
+        )  # fmt: skip
+    if getattr(model, "amortized", False):
+        # Deep models (VAE): networks trained by minibatch SVI; see ppgen.infer.amortized.
+        from ppgen.infer.amortized import fit_amortized
+
+        return fit_amortized(
             model, data, method=method, seed=seed, device=device, dtype=dtype, kinds=kinds,
             standardize=standardize, schema=schema, progress=progress, **options,
         )  # fmt: skip
@@ -137,10 +151,16 @@ def _make_guide(model: GenerativeModel, program: Callable, kind: Any, init: Para
         globals_guide = AutoNormal(exposed, init_loc_fn=loc_fn, init_scale=0.01)
     elif kind == "mvn":
         globals_guide = AutoMultivariateNormal(exposed, init_loc_fn=loc_fn, init_scale=0.01)
+    elif kind == "flow" or isinstance(kind, FlowGuide):
+        # A recipe, not a guide: each fit builds its own flow over its own program.
+        recipe = kind if isinstance(kind, FlowGuide) else FlowGuide()
+        globals_guide = recipe.build(exposed, init_loc_fn=loc_fn)
     elif callable(kind):
         globals_guide = kind
     else:
-        raise ValueError(f"guide must be 'normal', 'mvn' or a callable guide, got {kind!r}")
+        raise ValueError(
+            f"guide must be 'normal', 'mvn', 'flow', a FlowGuide or a callable guide, got {kind!r}"
+        )
     if program == model.collapsed or type(model).guide is GenerativeModel.guide:
         return globals_guide
     guide = AutoGuideList(program)

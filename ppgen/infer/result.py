@@ -71,13 +71,21 @@ class Fit:
         self.losses.setflags(write=False)
 
     # -- data ---------------------------------------------------------------------------------
+    def _reference_tensor(self) -> torch.Tensor:
+        # Amortized models (VAE) have no global sites: their networks set device and dtype.
+        for value in self.params.values():
+            return value
+        for value in self.model.parameters():
+            return value
+        raise RuntimeError(f"{type(self.model).__name__} fit holds no tensors")
+
     @property
     def device(self) -> torch.device:
-        return next(iter(self.params.values())).device
+        return self._reference_tensor().device
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(iter(self.params.values())).dtype
+        return self._reference_tensor().dtype
 
     def _encode(self, data: Any) -> Encoded:
         return self.schema.encode(data, device=self.device, dtype=self.dtype)
@@ -166,6 +174,69 @@ class Fit:
         with torch.no_grad():
             mean, _ = self.model.posterior(enc.x, enc.mask, dict(self.params))
         return _numpy(mean)
+
+    def _require_amortized(self, what: str) -> None:
+        if not getattr(self.model, "amortized", False):
+            raise ValueError(
+                f"{what} is defined for amortized deep models (ppgen.VAE and friends), "
+                f"not for {type(self.model).__name__}"
+            )
+
+    def interpolate(self, row_a: Any, row_b: Any, n: int = 10) -> Any:
+        """Rows decoded along the latent segment between two rows (amortized models).
+
+        The posterior means of the latents of ``row_a`` and ``row_b`` are joined by ``n``
+        equally spaced points, each decoded to the typical row: the mean of continuous and count
+        columns (counts rounded), the most probable category of binary and categorical ones.
+
+        Parameters
+        ----------
+        row_a, row_b : DataFrame, ndarray or Tensor
+            One row each, in the fitted data's form (a one-row DataFrame, or an array of the
+            row's values); missing entries are allowed.
+        n : int
+            Number of points, both ends included.
+
+        Returns
+        -------
+        table
+            ``n`` rows of the fitted data's type (a DataFrame for DataFrames), from ``row_a``'s
+            end to ``row_b``'s.
+        """
+        self._require_amortized("interpolate")
+        if isinstance(n, bool) or int(n) != n or int(n) < 2:
+            raise ValueError(f"n must be an integer >= 2, got {n!r}")
+        encoded = []
+        for name, row in (("row_a", row_a), ("row_b", row_b)):
+            if isinstance(row, (np.ndarray, torch.Tensor)) and row.ndim == 1:
+                row = row.reshape(1, -1)
+            enc = self._encode(row)
+            if enc.x.shape[0] != 1:
+                raise ValueError(f"{name} must be a single row, got {enc.x.shape[0]} rows")
+            encoded.append(enc)
+        x = torch.cat([e.x for e in encoded])
+        mask = torch.cat([e.mask for e in encoded])
+        with torch.no_grad():
+            path = self.model.interpolate(x, mask, dict(self.params), int(n))
+        return self.schema.decode(path)
+
+    def anomaly_score(
+        self, data: Any, *, k: int = 100, seed: int = 0, batch_size: int | None = None
+    ) -> np.ndarray:
+        """Per-row anomaly score: minus the IWAE bound on log p(row) (nats, data scale).
+
+        Rows the model finds unlikely score high. The bound is :func:`ppgen.evaluate.iwae`
+        with ``k`` importance samples (amortized models only; for models with an exact
+        likelihood use ``-fit.log_prob(data)``).
+
+        Returns
+        -------
+        ndarray, shape (n,)
+        """
+        self._require_amortized("anomaly_score")
+        from ppgen.evaluate.bounds import iwae
+
+        return -iwae(self, data, k=k, seed=seed, batch_size=batch_size).per_row
 
     # -- simulation -----------------------------------------------------------------------------
     def sample(self, n: int, *, seed: int = 0) -> Any:

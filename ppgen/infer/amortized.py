@@ -1,0 +1,349 @@
+"""Training of amortized models (VAE, hierarchical VAE): minibatch SVI with early stopping."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import numpy as np
+import pyro
+import torch
+from pyro.infer import JitTrace_ELBO, Trace_ELBO
+from pyro.poutine.messenger import Messenger
+
+from ppgen._utils import progress_bar, seeded
+from ppgen.data.schema import Schema
+from ppgen.infer.optim import NonFiniteLossError
+from ppgen.infer.result import Fit
+from ppgen.models.base import GenerativeModel
+
+__all__ = ["ELBOS", "fit_amortized"]
+
+#: How the training loss is computed (see :func:`fit_amortized`).
+ELBOS = ("auto", "direct", "trace", "jit")
+
+
+class _ScaleLatents(Messenger):
+    """Multiply the log density of every unobserved sample site by ``weight``.
+
+    Applied to both the model and the guide, it turns Trace_ELBO's
+    ``log p(x|z) + log p(z) - log q(z)`` into ``log p(x|z) + weight (log p(z) - log q(z))``:
+    the KL term annealed, and nothing else touched (the observed site ``"x"`` keeps weight 1).
+    """
+
+    def __init__(self, weight: float) -> None:
+        super().__init__()
+        self.weight = float(weight)
+
+    def _process_message(self, msg: dict) -> None:
+        if msg["type"] == "sample" and not msg["is_observed"]:
+            msg["scale"] = msg["scale"] * self.weight
+
+
+def fit_amortized(
+    model: GenerativeModel,
+    data: Any,
+    *,
+    method: str = "svi",
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    kinds: dict[str, str] | None = None,
+    standardize: bool = True,
+    schema: Schema | None = None,
+    progress: bool | None = None,
+    batch_size: int = 128,
+    max_epochs: int = 200,
+    lr: float = 1e-3,
+    validation: float = 0.1,
+    patience: int = 20,
+    kl_warmup: int = 0,
+    num_particles: int = 1,
+    clip_norm: float | None = None,
+    elbo: str = "auto",
+    **options: Any,
+) -> Fit:
+    """Fit an amortized model (``model.amortized``) by minibatch SVI; :func:`ppgen.fit` calls it.
+
+    Each epoch shuffles the training rows (seeded) into minibatches of ``batch_size`` and takes
+    one Adam step per minibatch on the negative ELBO per row. After each epoch the ELBO of the
+    held-out rows is computed with common random numbers (the same draws every epoch, so that
+    epochs compare without Monte-Carlo noise); training stops when it has not improved for
+    ``patience`` epochs, and the weights of the best epoch are kept.
+
+    Parameters
+    ----------
+    model : AmortizedModel
+        An unfitted model; it is copied, never changed.
+    data : DataFrame, ndarray or Tensor
+        Rows are observations; missing entries (NaN) are masked in the likelihood.
+    method : {"svi"}
+        The networks are fitted by maximizing the ELBO; other methods raise ``ValueError``.
+    seed : int
+        Network initialization, the validation split, minibatch order and the draws all follow
+        from it: two fits with the same seed on CPU are identical.
+    device, dtype, kinds, standardize, schema, progress
+        As in :func:`ppgen.fit`; device and dtype follow the data by default.
+    batch_size : int
+        Rows per Adam step (all rows when the table is smaller).
+    max_epochs : int
+        Passes over the training rows at most.
+    lr : float
+        Adam's learning rate.
+    validation : float
+        Fraction of rows held out for early stopping (0 for none: every epoch runs and the final
+        weights are kept). At least one row is held out when positive.
+    patience : int
+        Epochs without a better validation ELBO before stopping.
+    kl_warmup : int
+        Epochs of linear KL annealing: the latent terms ``log p(z) - log q(z|x)`` of the ELBO
+        are weighted by ``min(1, epoch / kl_warmup)`` (epoch counted from 1) in the training
+        loss; the validation ELBO and the recorded losses are always the full ELBO.
+    num_particles : int
+        Draws of the latents per row in each step's ELBO.
+    clip_norm : float, optional
+        Clip the gradient's norm at this value.
+    elbo : {"auto", "direct", "trace", "jit"}
+        How the loss is computed. ``"trace"``: Pyro's ``Trace_ELBO`` on the model and guide;
+        ``"jit"``: ``JitTrace_ELBO``; ``"direct"``: the model's own ``elbo_rows`` (the same
+        estimator without Pyro's per-step tracing, checked against ``Trace_ELBO`` by the tests);
+        ``"auto"``: ``"direct"`` when the model has ``elbo_rows``, else ``"trace"``.
+
+    Returns
+    -------
+    Fit
+        ``params`` is empty (the networks are the model's weights, ``fit.model``); ``losses``
+        is the mean negative ELBO per row of each epoch (nats, encoded scale); ``info`` holds
+        ``validation_losses`` (per epoch), ``best_epoch``, ``n_epochs``, ``stopped_early``.
+
+    Raises
+    ------
+    ValueError
+        For another method, unknown options or bad option values.
+    NonFiniteLossError
+        When the loss or a gradient becomes NaN or infinite (the weights keep their last good
+        values in the copy being trained; nothing is returned).
+    """
+    if method != "svi":
+        raise ValueError(
+            f"{type(model).__name__} is fitted by method='svi' (minibatch SVI of its networks); "
+            f"method={method!r} is not available for amortized models"
+        )
+    if options:
+        raise ValueError(
+            f"unknown options for {type(model).__name__} with method='svi': {sorted(options)}; "
+            "expected batch_size, max_epochs, lr, validation, patience, kl_warmup, "
+            "num_particles, clip_norm, elbo"
+        )
+    batch_size = _positive_int(batch_size, "batch_size")
+    max_epochs = _positive_int(max_epochs, "max_epochs")
+    patience = _positive_int(patience, "patience")
+    num_particles = _positive_int(num_particles, "num_particles")
+    if isinstance(kl_warmup, bool) or int(kl_warmup) != kl_warmup or kl_warmup < 0:
+        raise ValueError(f"kl_warmup must be a non-negative integer, got {kl_warmup!r}")
+    if not 0 <= float(validation) < 1:
+        raise ValueError(f"validation must be a fraction in [0, 1), got {validation!r}")
+    if not (float(lr) > 0 and math.isfinite(float(lr))):
+        raise ValueError(f"lr must be positive, got {lr!r}")
+    if elbo not in ELBOS:
+        raise ValueError(f"elbo must be one of {ELBOS}, got {elbo!r}")
+    if elbo == "direct" and not hasattr(model, "elbo_rows"):
+        raise ValueError(f"{type(model).__name__} has no elbo_rows; use elbo='trace'")
+    if elbo == "auto":
+        elbo = "direct" if hasattr(model, "elbo_rows") else "trace"
+
+    schema = schema or Schema.infer(data, kinds=kinds, standardize=standardize)
+    enc = schema.encode(data, device=device, dtype=dtype)
+    x, mask = enc.x, enc.mask
+    n = x.shape[0]
+    generator = torch.Generator().manual_seed(int(seed))
+    order = torch.randperm(n, generator=generator)
+    n_val = 0 if validation == 0 else min(n - 1, max(1, round(float(validation) * n)))
+    val_rows, train_rows = order[:n_val].to(x.device), order[n_val:].to(x.device)
+
+    with seeded(seed, x.device):
+        # Built under the seed: the initial weights are a function of it.
+        model = copy.deepcopy(model).build(schema).to(device=x.device, dtype=x.dtype)
+        trainer = _Trainer(model, elbo, num_particles)
+        losses, val_losses, best_epoch, stopped = trainer.run(
+            x,
+            mask,
+            train_rows,
+            val_rows,
+            generator=generator,
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            lr=float(lr),
+            patience=patience,
+            kl_warmup=int(kl_warmup),
+            clip_norm=clip_norm,
+            seed=seed,
+            progress=progress,
+        )
+    model.eval()
+    info = {
+        "n_epochs": len(losses),
+        "best_epoch": best_epoch,
+        "stopped_early": stopped,
+        "validation_losses": val_losses,
+        "n_validation": n_val,
+        "batch_size": batch_size,
+        "lr": float(lr),
+        "kl_warmup": int(kl_warmup),
+        "elbo": elbo,
+    }
+    return Fit(
+        model=model,
+        schema=schema,
+        method="svi",
+        params={},
+        losses=np.asarray(losses, dtype=float),
+        seed=seed,
+        train=enc,
+        info=info,
+    )
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or int(value) != value or int(value) < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class _Trainer:
+    """The loss of a minibatch, one way or another (see ``elbo`` in :func:`fit_amortized`)."""
+
+    def __init__(self, model: Any, elbo: str, num_particles: int) -> None:
+        self.model, self.kind, self.num_particles = model, elbo, num_particles
+        if elbo in ("trace", "jit"):
+            cls = Trace_ELBO if elbo == "trace" else JitTrace_ELBO
+            # vectorize_particles: one pass over all particles (a plate at dim -2).
+            self.pyro_elbo = cls(
+                num_particles=num_particles,
+                vectorize_particles=num_particles > 1,
+                max_plate_nesting=model.max_plate_nesting,
+                ignore_jit_warnings=True,
+            )
+
+    def loss(self, x: torch.Tensor, mask: torch.Tensor, kl_weight: float) -> torch.Tensor:
+        """Negative ELBO per row of the minibatch (mean over its rows)."""
+        model, n = self.model, x.shape[0]
+        if self.kind == "direct":
+            if self.num_particles > 1:
+                xs = x.expand(self.num_particles, *x.shape).reshape(-1, x.shape[-1])
+                ms = mask.expand(self.num_particles, *mask.shape).reshape(-1, mask.shape[-1])
+                return -model.elbo_rows(xs, ms, kl_weight).mean()
+            return -model.elbo_rows(x, mask, kl_weight).mean()
+        model_fn, guide_fn = model.model, model.guide
+        if kl_weight != 1.0:
+            model_fn = _ScaleLatents(kl_weight)(model_fn)
+            guide_fn = _ScaleLatents(kl_weight)(guide_fn)
+        if self.kind == "jit":
+            # JitTrace_ELBO compiles once per (shapes of) arguments; it has no differentiable_loss.
+            return self.pyro_elbo.loss_and_grads(model_fn, guide_fn, x, mask) / n
+        return self.pyro_elbo.differentiable_loss(model_fn, guide_fn, x, mask) / n
+
+    @torch.no_grad()
+    def validation_loss(self, x: torch.Tensor, mask: torch.Tensor, seed: int) -> float:
+        """Negative ELBO per row of the held-out rows, with the same draws at every call."""
+        devices = [x.device] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), pyro.validation_enabled(False):
+            torch.manual_seed(int(seed) + 1)
+            particles = 8
+            if hasattr(self.model, "elbo_rows"):
+                xs = x.expand(particles, *x.shape).reshape(-1, x.shape[-1])
+                ms = mask.expand(particles, *mask.shape).reshape(-1, mask.shape[-1])
+                return float(-self.model.elbo_rows(xs, ms).mean())
+            log_w, _, _ = self.model.log_weights(x, mask, particles)
+            return float(-log_w.mean())
+
+    def run(
+        self,
+        x,
+        mask,
+        train_rows,
+        val_rows,
+        *,
+        generator,
+        batch_size,
+        max_epochs,
+        lr,
+        patience,
+        kl_warmup,
+        clip_norm,
+        seed,
+        progress,
+    ):
+        model = self.model
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError(f"{type(model).__name__} has no parameters to train")
+        opt = torch.optim.Adam(params, lr=lr)
+        n_train = len(train_rows)
+        size = min(batch_size, n_train)
+        xv, mv = x[val_rows], mask[val_rows]
+        losses: list[float] = []
+        val_losses: list[float] = []
+        best, best_epoch, best_state, stopped = math.inf, 0, None, False
+        bar = progress_bar(max_epochs, "svi", progress)
+        step = 0
+        try:
+            # Pyro's argument checks cost time every step and the networks' outputs are valid
+            # by construction (softplus scales, logits); the data were checked when encoded.
+            with pyro.validation_enabled(False):
+                for epoch in range(1, max_epochs + 1):
+                    kl_weight = min(1.0, epoch / kl_warmup) if kl_warmup else 1.0
+                    perm = train_rows[torch.randperm(n_train, generator=generator).to(x.device)]
+                    total = 0.0
+                    for start in range(0, n_train, size):
+                        rows = perm[start : start + size]
+                        opt.zero_grad(set_to_none=True)
+                        loss = self.loss(x[rows], mask[rows], kl_weight)
+                        if self.kind != "jit":
+                            loss.backward()
+                        _check_finite(loss, params, step, epoch)
+                        if clip_norm is not None:
+                            torch.nn.utils.clip_grad_norm_(params, clip_norm)
+                        opt.step()
+                        total += float(loss.detach()) * len(rows)
+                        step += 1
+                    # The recorded loss is the full ELBO's when warm-up weights the KL term.
+                    losses.append(total / n_train)
+                    bar.update()
+                    if len(val_rows):
+                        val = self.validation_loss(xv, mv, seed)
+                        val_losses.append(val)
+                        bar.set_postfix(loss=f"{losses[-1]:.4g}", val=f"{val:.4g}", refresh=False)
+                        # During warm-up the objective is still changing: do not stop then.
+                        if val < best:
+                            best, best_epoch = val, epoch
+                            best_state = copy.deepcopy(model.state_dict())
+                        elif epoch - best_epoch >= patience and epoch > kl_warmup:
+                            stopped = True
+                            break
+                    else:
+                        bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
+        finally:
+            bar.close()
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        else:
+            best_epoch = len(losses)
+        return losses, val_losses, best_epoch, stopped
+
+
+def _check_finite(loss: torch.Tensor, params: list[torch.Tensor], step: int, epoch: int) -> None:
+    grads = [p.grad for p in params if p.grad is not None]
+    # One reduction and one host sync per step: the gradient's norm is finite iff every entry is.
+    total = torch.as_tensor(loss, dtype=params[0].dtype, device=params[0].device).detach()
+    if grads:
+        total = total + torch.nn.utils.get_total_norm(grads)
+    if bool(torch.isfinite(total)):
+        return
+    what = "loss" if not math.isfinite(float(loss)) else "gradient"
+    raise NonFiniteLossError(
+        f"the {what} became non-finite at step {step} (epoch {epoch}); training stopped before "
+        "the optimizer moved, so the weights keep their last good values. Try a smaller "
+        "learning rate (lr=...), clip_norm=..., standardized data, or a different seed."
+    )
