@@ -58,7 +58,7 @@ def fit(
         ``"map"``: posterior mode of the global parameters by L-BFGS (or Adam with
         ``optimizer="adam"``) on the Pyro model, local latents summed or integrated out.
         ``"em"``: the same MAP objective by closed-form expectation-maximization, for models that
-        provide it (GaussianMixture); fastest on large tables.
+        provide it (GaussianMixture, PPCA; missing entries exact); fastest on large tables.
         ``"svi"``: variational posterior of the globals (``guide="normal"`` mean-field,
         ``"mvn"`` full-rank, or your own guide over the global sites), minibatches with
         ``subsample_size``.
@@ -229,7 +229,7 @@ def _fit_em(
     # 1e-3 is scikit-learn's default on the same scale.
     if options:
         raise ValueError(f"unknown options for method='em': {sorted(options)}")
-    if not hasattr(model, "m_step"):
+    if not hasattr(model, "m_step") and not hasattr(model, "em_step"):
         raise ValueError(f"{type(model).__name__} has no closed-form EM; use method='map'")
     best = None
     for restart in range(int(n_init)):
@@ -239,13 +239,21 @@ def _fit_em(
         # The M-step's values are valid by construction: argument checks would only cost time.
         with torch.no_grad(), pyro.validation_enabled(False):
             for _ in range(max_steps):
-                log_resp = model.component_log_prob(x, mask, params)
-                log_lik = log_resp.logsumexp(-1)
-                objective.append(float(log_lik.sum() + model.log_prior(params)))
+                if hasattr(model, "em_step"):  # a whole iteration from the model (PPCA)
+                    new, log_joint = model.em_step(x, mask, params)
+                    objective.append(float(log_joint))
+                else:
+                    log_resp = model.component_log_prob(x, mask, params)
+                    log_lik = log_resp.logsumexp(-1)
+                    objective.append(float(log_lik.sum() + model.log_prior(params)))
                 bar.update()
                 if len(objective) > 1 and objective[-1] - objective[-2] <= tol * x.shape[0]:
                     break
-                params = model.m_step(x, mask, (log_resp - log_lik.unsqueeze(-1)).exp(), params)
+                if hasattr(model, "em_step"):
+                    params = new
+                else:
+                    resp = (log_resp - log_lik.unsqueeze(-1)).exp()
+                    params = model.m_step(x, mask, resp, params)
         bar.close()
         if best is None or objective[-1] > best[1][-1]:
             best = (params, objective)

@@ -108,3 +108,57 @@ def test_bic_parameter_count():
     model = ppgen.PPCA(2).build(Schema.infer(np.zeros((3, 5))))
     # 5*2 loadings less 1 rotation, 5 means, 1 noise variance
     assert model.n_parameters() == 10 - 1 + 5 + 1
+
+
+# -- EM with missing entries ---------------------------------------------------------------------
+def _wine_with_holes(fraction=0.15, seed=3) -> np.ndarray:
+    X = _standardized_wine()[:, :8]
+    holes = np.random.default_rng(seed).random(X.shape) < fraction
+    holes[holes.all(1), 0] = False
+    X = X.copy()
+    X[holes] = np.nan
+    return X
+
+
+def _collapsed_log_joint_and_gradient(fit) -> tuple[float, float]:
+    """The Pyro (collapsed) model's log joint at ``fit.params`` and its largest gradient entry
+    in unconstrained space."""
+    model, x, mask = fit.model, fit.train.x, fit.train.mask
+    priors = model.priors(x)
+    bij = {k: torch.distributions.biject_to(priors[k].support) for k in fit.params}
+    free = {k: bij[k].inv(v).detach().requires_grad_() for k, v in fit.params.items()}
+    conditioned = poutine.condition(model.collapsed, data={k: bij[k](u) for k, u in free.items()})
+    log_joint = -Trace_ELBO().differentiable_loss(conditioned, lambda *a, **k: None, x, mask)
+    grads = torch.autograd.grad(log_joint, list(free.values()))
+    return float(log_joint.detach()), max(float(g.abs().max()) for g in grads)
+
+
+def test_em_reaches_the_closed_form_mle_on_complete_data():
+    X = _standardized_wine()
+    fit = ppgen.fit(ppgen.PPCA(3), X, standardize=False, method="em", tol=1e-9, max_steps=20000)
+    assert fit.score(X) == pytest.approx(tipping_bishop_loglik(X, 3), abs=1e-3)
+
+
+def test_em_with_missing_entries_is_monotone_and_stationary_for_the_pyro_model():
+    X = _wine_with_holes()
+    fit = ppgen.fit(ppgen.PPCA(2), X, standardize=False, method="em", tol=1e-10, max_steps=20000)
+    assert len(fit.losses) > 10
+    assert np.all(np.diff(-fit.losses) >= -1e-9 * np.abs(fit.losses[:-1]))
+    log_joint, gradient = _collapsed_log_joint_and_gradient(fit)
+    assert log_joint == pytest.approx(-fit.losses[-1], rel=1e-9)
+    assert gradient < 1e-3 * X.shape[0]
+
+
+def test_em_with_missing_entries_reaches_the_lbfgs_map_fit():
+    X = _wine_with_holes()
+    em = ppgen.fit(ppgen.PPCA(2), X, standardize=False, method="em", tol=1e-11, max_steps=20000)
+    lbfgs = ppgen.fit(ppgen.PPCA(2), X, standardize=False, method="map", tol=1e-12)
+    x, mask = em.train.x, em.train.mask
+    assert float(em.model.log_joint(x, mask, em.params)) == pytest.approx(
+        float(lbfgs.model.log_joint(x, mask, lbfgs.params)), abs=1e-5
+    )
+    # W is identified up to rotation: compare W W^T, the mean and the noise variance.
+    gram = [f.params["W"] @ f.params["W"].mT for f in (em, lbfgs)]
+    torch.testing.assert_close(gram[0], gram[1], rtol=1e-4, atol=1e-4)
+    for site in ("loc", "noise"):
+        torch.testing.assert_close(em.params[site], lbfgs.params[site], rtol=1e-4, atol=1e-4)
