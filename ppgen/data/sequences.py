@@ -234,6 +234,16 @@ def infer_sequence_schema(
         ) from None
 
 
+def _concat(tables: list) -> Any:
+    """All sequences' rows in one table of the sequences' own type."""
+    first = tables[0]
+    if isinstance(first, pd.DataFrame):
+        return pd.concat(tables, axis=0)
+    if isinstance(first, torch.Tensor):
+        return torch.cat([torch.as_tensor(t) for t in tables])
+    return np.concatenate([np.asarray(t) for t in tables])
+
+
 def encode_sequences(
     schema: Schema,
     split: _Split,
@@ -243,26 +253,36 @@ def encode_sequences(
 ) -> EncodedSequences:
     """Encode every sequence with ``schema`` and pad them to the longest."""
     _check_lengths(split)
-    encoded = []
-    for key, table in zip(split.ids, split.tables, strict=True):
-        try:
-            encoded.append(schema.encode(table, device=device, dtype=dtype))
-        except ValueError as exc:
-            raise ValueError(f"sequence {key!r}: {exc}") from None
-    lengths = [e.x.shape[0] for e in encoded]
-    T, p = max(lengths), len(schema)
-    ref = encoded[0].x
-    x = ref.new_zeros((len(encoded), T, p))
-    mask = torch.zeros((len(encoded), T, p), dtype=torch.bool, device=ref.device)
-    for s, e in enumerate(encoded):
-        x[s, : lengths[s]] = e.x
-        mask[s, : lengths[s]] = e.mask
+    lengths = [len(table) for table in split.tables]
+    try:
+        # One encoding of all rows: per-sequence calls cost a fixed overhead each.
+        whole = schema.encode(_concat(split.tables), device=device, dtype=dtype)
+    except (ValueError, TypeError):
+        whole = None
+    if whole is None or whole.x.shape[0] != sum(lengths):
+        parts = []
+        for key, table in zip(split.ids, split.tables, strict=True):
+            try:
+                parts.append(schema.encode(table, device=device, dtype=dtype))
+            except ValueError as exc:
+                raise ValueError(f"sequence {key!r}: {exc}") from None
+        xs, masks, indexes = [e.x for e in parts], [e.mask for e in parts], [e.index for e in parts]
+    else:
+        xs, masks = whole.x.split(lengths), whole.mask.split(lengths)
+        bounds = np.cumsum([0, *lengths])
+        indexes = [
+            None if whole.index is None else whole.index[a:b]
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+    ref = xs[0]
+    x = torch.nn.utils.rnn.pad_sequence(list(xs), batch_first=True)
+    mask = torch.nn.utils.rnn.pad_sequence(list(masks), batch_first=True)
     return EncodedSequences(
         x=x,
         mask=mask,
         lengths=torch.tensor(lengths, device=ref.device),
         ids=tuple(split.ids),
-        index=tuple(e.index for e in encoded),
+        index=tuple(indexes),
         times=tuple(split.times),
         fmt=split.fmt,
         rows=None if split.rows is None else tuple(split.rows),

@@ -107,12 +107,19 @@ def _cholesky_log_density(
 ) -> torch.Tensor:
     """log N(x | loc, (L L^T)^-1) from the Cholesky factor L of the precision matrix."""
     d = x.shape[-1]
-    diff = x - loc
-    if precision_tril.dim() == diff.dim() + 1 and precision_tril.shape[-3] == 1:
+    if precision_tril.dim() == 3 and loc.dim() <= 2 and x.dim() > 2 and x.shape[-2] == 1:
+        # Rows (..., 1, d) scored under K states with factors (K, d, d): x L_k - loc_k L_k for all
+        # k is one (rows, d) @ (d, K d) product; a 1 x d @ d x d matmul per row and state, or
+        # forming the (..., K, d) differences first, is two to several times slower.
+        K = precision_tril.shape[0]
+        stacked = precision_tril.permute(1, 0, 2).reshape(d, K * d)
+        shift = torch.einsum("kd,kde->ke", loc.expand(K, d), precision_tril)
+        white = (x.squeeze(-2) @ stacked).unflatten(-1, (K, d)) - shift
+    elif precision_tril.dim() == x.dim() + 1 and precision_tril.shape[-3] == 1:
         # One factor shared by all rows (a mixture component): one matmul, not one per row.
-        white = diff @ precision_tril.squeeze(-3)
+        white = (x - loc) @ precision_tril.squeeze(-3)
     else:
-        white = (diff.unsqueeze(-2) @ precision_tril).squeeze(-2)
+        white = ((x - loc).unsqueeze(-2) @ precision_tril).squeeze(-2)
     maha = white.pow(2).sum(-1)
     logdet = precision_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
     return logdet - 0.5 * maha - 0.5 * d * math.log(2 * math.pi)

@@ -26,15 +26,6 @@ _FORCED_KIND = {
 }
 
 
-#: Largest S * T * K^3 for which the recursions use the parallel scan (memory bound).
-_SCAN_LIMIT = 2**24
-
-
-def _logmatmulexp(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """log(exp(a) @ exp(b)) over the last two dims, stable for -inf entries."""
-    return (a.unsqueeze(-1) + b.unsqueeze(-3)).logsumexp(-2)
-
-
 def stationary_distribution(transition: torch.Tensor) -> torch.Tensor:
     """The stationary distribution pi = pi A of a row-stochastic matrix A (..., K, K).
 
@@ -340,63 +331,122 @@ class HMM(GenerativeModel):
         return ll, log_init, log_trans, present
 
     @staticmethod
-    def _step_matrices(ll, log_init, log_trans, present) -> torch.Tensor:
-        """Log factors M_t[i, j] = log A_ij + ll_t[j] (S, T, K, K); M_0 = log pi_j + ll_0[j];
-        padded steps get the identity (0 on the diagonal, -inf off it)."""
-        K = ll.shape[-1]
-        eye = torch.eye(K, dtype=torch.bool, device=ll.device)
-        identity = torch.zeros_like(log_trans).masked_fill(~eye, float("-inf"))
-        M = log_trans + ll.unsqueeze(-2)
-        M = torch.where(present[..., None, None], M, identity)
-        first = (log_init + ll[:, 0]).unsqueeze(-2).expand(-1, K, K)
-        return torch.cat([first.unsqueeze(1), M[:, 1:]], dim=1)
+    def _scaled_emissions(ll: torch.Tensor, present: torch.Tensor):
+        """exp(ll_t - m_t) with m_t = max_k ll_t[k], and m_t: emissions on a safe scale.
 
-    @staticmethod
-    def _scan(M: torch.Tensor, reverse: bool = False) -> torch.Tensor:
-        """Inclusive prefix (or suffix) log-matrix products over time (dim 1), by doubling.
-
-        ``O(log T)`` batched steps (Hillis-Steele) instead of a Python loop over T.
+        Padded steps get e_t = 1 and m_t = 0 so that the recursions carry over them.
         """
-        T, d = M.shape[1], 1
-        while d < T:
-            if reverse:
-                head = _logmatmulexp(M[:, : T - d], M[:, d:])
-                M = torch.cat([head, M[:, T - d :]], dim=1)
-            else:
-                tail = _logmatmulexp(M[:, : T - d], M[:, d:])
-                M = torch.cat([M[:, :d], tail], dim=1)
-            d *= 2
-        return M
+        shift = ll.amax(-1, keepdim=True).clamp_min(torch.finfo(ll.dtype).min)
+        e = (ll - shift).exp()
+        e = torch.where(present.unsqueeze(-1), e, torch.ones_like(e))
+        return e, torch.where(present, shift.squeeze(-1), torch.zeros_like(shift.squeeze(-1)))
 
     @classmethod
-    def _forward(cls, ll, log_init, log_trans, present) -> torch.Tensor:
-        """Log forward variables log p(x[:t+1], z_t), (S, T, K); padded steps carry over."""
+    def _scaled_forward_backward(cls, ll, log_init, log_trans, present, backward: bool = True):
+        """Scaled forward(-backward) recursions in probability space (Rabiner 1989, sec. V.A).
+
+        Returns normalized forward variables a_t (S, T, K) (the filtered probabilities), the
+        normalizers c_t (S, T) of the shifted emissions e_t = exp(ll_t - m_t), the shifts m_t
+        (S, T), so that sum_t (log c_t + m_t) = log p(x), and, when ``backward``, the scaled
+        backward variables b_t (S, T, K), so that a_t * b_t are the smoothed marginals.
+        A step loop over (S, K) tensors costs a few small ops per step; the log-space version
+        costs a logsumexp over (S, K, K) per step and is kept for the rare underflow.
+        Returns None when a normalizer underflows (data all but impossible under the model).
+        """
         S, T, K = ll.shape
-        if S * T * K**3 <= _SCAN_LIMIT:
-            return cls._scan(cls._step_matrices(ll, log_init, log_trans, present))[..., 0, :]
+        e, shift = cls._scaled_emissions(ll, present)
+        A = log_trans.exp()
+        a = log_init.exp() * e[:, 0]
+        c = [a.sum(-1)]
+        a = a / c[0].unsqueeze(-1)
+        alphas = [a]
+        for t in range(1, T):
+            step = (a @ A) * e[:, t]
+            norm = step.sum(-1)
+            keep = present[:, t]
+            a = torch.where(keep.unsqueeze(-1), step / norm.unsqueeze(-1), a)
+            c.append(torch.where(keep, norm, torch.ones_like(norm)))
+            alphas.append(a)
+        c = torch.stack(c, dim=1)
+        if not bool((c > 0).all()):
+            return None
+        alpha = torch.stack(alphas, dim=1)
+        if not backward:
+            return alpha, c, shift, e, None
+        b = torch.ones_like(a)
+        betas = [b]
+        for t in range(T - 2, -1, -1):
+            step = ((e[:, t + 1] * b) @ A.mT) / c[:, t + 1, None]
+            b = torch.where(present[:, t + 1, None], step, b)
+            betas.append(b)
+        return alpha, c, shift, e, torch.stack(betas[::-1], dim=1)
+
+    @staticmethod
+    def _log_forward(ll, log_init, log_trans, present) -> torch.Tensor:
+        """Log forward variables log p(x[:t+1], z_t), (S, T, K); padded steps carry over."""
         alpha = log_init + ll[:, 0]
         alphas = [alpha]
-        for t in range(1, T):
+        for t in range(1, ll.shape[1]):
             step = torch.logsumexp(alpha.unsqueeze(-1) + log_trans, dim=-2) + ll[:, t]
             alpha = torch.where(present[:, t, None], step, alpha)
             alphas.append(alpha)
         return torch.stack(alphas, dim=1)
 
-    @classmethod
-    def _backward(cls, ll, log_trans, present) -> torch.Tensor:
+    @staticmethod
+    def _log_backward(ll, log_trans, present) -> torch.Tensor:
         """Log backward variables log p(x[t+1:] | z_t), (S, T, K)."""
-        S, T, K = ll.shape
-        if S * T * K**3 <= _SCAN_LIMIT:
-            M = cls._step_matrices(ll, log_trans.new_zeros(K), log_trans, present)[:, 1:]
-            suffix = cls._scan(M, reverse=True).logsumexp(-1)  # beta_0 .. beta_{T-2}
-            return torch.cat([suffix, ll.new_zeros(S, 1, K)], dim=1)
         beta = torch.zeros_like(ll[:, 0])
         betas = [beta]
-        for t in range(T - 2, -1, -1):
+        for t in range(ll.shape[1] - 2, -1, -1):
             step = torch.logsumexp(log_trans + (ll[:, t + 1] + beta).unsqueeze(-2), dim=-1)
             beta = torch.where(present[:, t + 1, None], step, beta)
             betas.append(beta)
         return torch.stack(betas[::-1], dim=1)
+
+    @classmethod
+    def _forward(cls, ll, log_init, log_trans, present) -> torch.Tensor:
+        """Log forward variables log p(x[:t+1], z_t), (S, T, K)."""
+        scaled = cls._scaled_forward_backward(ll, log_init, log_trans, present, backward=False)
+        if scaled is None:
+            return cls._log_forward(ll, log_init, log_trans, present)
+        alpha, c, shift, _, _ = scaled
+        return alpha.log() + (c.log() + shift).cumsum(1).unsqueeze(-1)
+
+    @classmethod
+    def _log_likelihood(cls, ll, log_init, log_trans, present) -> torch.Tensor:
+        """log p(x) per sequence (S,) as a product of transfer matrices, reduced as a tree.
+
+        p(x) = pi_e0^T M_1 ... M_{T-1} 1 with M_t = A diag(e_t): pairwise products take
+        O(log T) batched matmuls instead of T sequential steps. Emissions are shifted by their
+        largest log value and partial products divided by their largest entry (the logs of
+        those scales are added back), so nothing overflows; if a product underflows to zero,
+        fall back to the log-space loop.
+        """
+        S, T, K = ll.shape
+        e, shift = cls._scaled_emissions(ll, present)
+        eye = torch.eye(K, dtype=ll.dtype, device=ll.device)
+        M = log_trans.exp() * e[:, 1:, None, :]
+        if not bool(present.all()):
+            M = torch.where(present[:, 1:, None, None], M, eye)
+        log_scale = shift.sum(1)
+        level = 0
+        while M.shape[1] > 1:
+            if M.shape[1] % 2:
+                M = torch.cat([M, eye.expand(S, 1, K, K)], dim=1)
+            M = M[:, 0::2] @ M[:, 1::2]
+            level += 1
+            # Entries of a product of 4 factors (each <= 1, with a 1 per emission) cannot
+            # overflow; rescaling every other level halves the cost of the reduction.
+            if level % 2 == 0 or M.shape[1] == 1:
+                top = M.amax((-2, -1), keepdim=True)
+                M = M / top
+                log_scale = log_scale + top.log().sum((1, 2, 3))
+        first = log_init.exp() * e[:, 0]
+        total = first if M.shape[1] == 0 else (first.unsqueeze(-2) @ M[:, 0]).squeeze(-2)
+        out = total.sum(-1).log() + log_scale
+        if not bool(torch.isfinite(out).all()):
+            return cls._log_forward(ll, log_init, log_trans, present)[:, -1].logsumexp(-1)
+        return out
 
     def log_prob(
         self,
@@ -406,8 +456,7 @@ class HMM(GenerativeModel):
         lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Log-likelihood of each sequence's observed entries (forward algorithm), shape (S,)."""
-        ll, log_init, log_trans, present = self._recursion_inputs(x, mask, params, lengths)
-        return self._forward(ll, log_init, log_trans, present)[:, -1].logsumexp(-1)
+        return self._log_likelihood(*self._recursion_inputs(x, mask, params, lengths))
 
     def log_joint(self, x, mask, params, lengths=None) -> torch.Tensor:
         """log p(x, params) with the states summed out: the MAP objective."""
@@ -426,18 +475,27 @@ class HMM(GenerativeModel):
         sequences; marginals of padded steps repeat the last step's.
         """
         ll, log_init, log_trans, present = self._recursion_inputs(x, mask, params, lengths)
-        alpha = self._forward(ll, log_init, log_trans, present)
-        beta = self._backward(ll, log_trans, present)
-        log_lik = alpha[:, -1].logsumexp(-1)
-        gamma = (alpha + beta - log_lik[:, None, None]).exp()
-        log_xi = (
-            alpha[:, :-1, :, None]
-            + log_trans
-            + (ll + beta)[:, 1:, None, :]
-            - log_lik[:, None, None, None]
-        )
-        weight = present[:, 1:, None, None].to(x.dtype)
-        transitions = (log_xi.exp() * weight).sum((0, 1))
+        weight = present[:, 1:, None].to(x.dtype)
+        scaled = self._scaled_forward_backward(ll, log_init, log_trans, present)
+        if scaled is not None:
+            alpha, c, shift, e, beta = scaled
+            log_lik = (c.log() + shift).sum(1)
+            gamma = alpha * beta
+            # xi_t(i, j) = a_t(i) A_ij e_t+1(j) b_t+1(j) / c_t+1, summed over t and sequences.
+            right = e[:, 1:] * beta[:, 1:] / c[:, 1:, None] * weight
+            transitions = torch.einsum("sti,stj->ij", alpha[:, :-1], right) * log_trans.exp()
+        else:
+            alpha = self._log_forward(ll, log_init, log_trans, present)
+            beta = self._log_backward(ll, log_trans, present)
+            log_lik = alpha[:, -1].logsumexp(-1)
+            gamma = (alpha + beta - log_lik[:, None, None]).exp()
+            log_xi = (
+                alpha[:, :-1, :, None]
+                + log_trans
+                + (ll + beta)[:, 1:, None, :]
+                - log_lik[:, None, None, None]
+            )
+            transitions = (log_xi.exp() * weight.unsqueeze(-1)).sum((0, 1))
         return {"log_lik": log_lik, "marginals": gamma, "transitions": transitions}
 
     def smooth(self, x, mask, params, lengths=None) -> torch.Tensor:
