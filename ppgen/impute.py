@@ -335,7 +335,7 @@ def _extract(result: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
 # -- the Imputer --------------------------------------------------------------------------------
 
 #: Model names accepted by :class:`Imputer`, and the default number of components of each.
-_MODEL_NAMES = ("gmm", "ppca")
+_MODEL_NAMES = ("gmm", "ppca", "vae")
 _FORMATS = ("wide", "long")
 
 
@@ -349,10 +349,12 @@ class Imputer:
 
     Parameters
     ----------
-    model : {"gmm", "ppca"} or GenerativeModel, default "gmm"
-        ``"gmm"`` is :class:`ppgen.GaussianMixture`, ``"ppca"`` is :class:`ppgen.PPCA`, built
-        with ``**model_options``; or an unfitted model instance (then ``model_options`` must be
-        empty).
+    model : {"gmm", "ppca", "vae"} or GenerativeModel, default "gmm"
+        ``"gmm"`` is :class:`ppgen.GaussianMixture`, ``"ppca"`` is :class:`ppgen.PPCA`,
+        ``"vae"`` is :class:`ppgen.VAE` (fitted by minibatch SVI of its networks; its tables
+        are MIWAE draws given the fitted networks, so they carry the uncertainty of the missing
+        values but not that of the networks), built with ``**model_options``; or an unfitted
+        model instance (then ``model_options`` must be empty).
     n_imputations : int, default 20
         Number ``m`` of completed tables. With ``n_imputations=1`` :meth:`transform` returns one
         table of the input's type, so the imputer drops into a scikit-learn ``Pipeline``.
@@ -461,7 +463,7 @@ class Imputer:
 
     # -- fitting --------------------------------------------------------------------------------
     def _build_model(self, n_columns: int) -> Any:
-        from ppgen.models import PPCA, GaussianMixture, GenerativeModel
+        from ppgen.models import PPCA, VAE, GaussianMixture, GenerativeModel
 
         if isinstance(self.model, GenerativeModel):
             if self.model_options:
@@ -478,6 +480,8 @@ class Imputer:
         if self.model == "gmm":
             options.setdefault("n_components", 2)
             return GaussianMixture(**options)
+        if self.model == "vae":
+            return VAE(**options)
         options.setdefault("n_components", max(1, min(2, n_columns - 1)))
         return PPCA(**options)
 
@@ -538,7 +542,9 @@ class Imputer:
             if not pd.api.types.is_numeric_dtype(frame[c].dtype)
         }
         options = dict(self.fit_options or {})
-        if self.method == "svi":
+        # Amortized models (VAE) train their networks and have no guide over global sites.
+        amortized = self.model == "vae" or getattr(self.model, "amortized", False)
+        if self.method == "svi" and not amortized:
             options.setdefault("guide", "mvn")
         kinds = {k: v for k, v in (self.kinds or {}).items() if k in modelled} or None
         self.fit_ = fit(

@@ -244,6 +244,36 @@ class _Trainer:
             return self.pyro_elbo.loss_and_grads(model_fn, guide_fn, x, mask) / n
         return self.pyro_elbo.differentiable_loss(model_fn, guide_fn, x, mask) / n
 
+    def step(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        opt: torch.optim.Optimizer,
+        params: list[torch.Tensor],
+        kl_weight: float = 1.0,
+        clip_norm: float | None = None,
+    ) -> tuple[float, str | None]:
+        """One Adam step on a minibatch: its loss and None, or (without stepping) the loss and
+        ``"loss"`` or ``"gradient"``, whichever is not finite."""
+        opt.zero_grad(set_to_none=True)
+        loss = self.loss(x, mask, kl_weight)
+        if self.kind != "jit":
+            loss.backward()
+        loss = torch.as_tensor(loss).detach()
+        grads = [p.grad for p in params if p.grad is not None]
+        # One reduction and one host sync per step: the gradient's norm is finite iff every
+        # entry is, and the loss is needed on the host anyway.
+        norm = torch.nn.utils.get_total_norm(grads) if grads else loss.new_zeros(())
+        loss_value, norm_value = torch.stack([loss.to(norm), norm]).tolist()
+        if not math.isfinite(loss_value):
+            return loss_value, "loss"
+        if not math.isfinite(norm_value):
+            return loss_value, "gradient"
+        if clip_norm is not None:
+            torch.nn.utils.clip_grads_with_norm_(params, clip_norm, norm)
+        opt.step()
+        return loss_value, None
+
     @torch.no_grad()
     def validation_loss(self, x: torch.Tensor, mask: torch.Tensor, seed: int) -> float:
         """Negative ELBO per row of the held-out rows, with the same draws at every call."""
@@ -298,15 +328,12 @@ class _Trainer:
                     total = 0.0
                     for start in range(0, n_train, size):
                         rows = perm[start : start + size]
-                        opt.zero_grad(set_to_none=True)
-                        loss = self.loss(x[rows], mask[rows], kl_weight)
-                        if self.kind != "jit":
-                            loss.backward()
-                        _check_finite(loss, params, step, epoch)
-                        if clip_norm is not None:
-                            torch.nn.utils.clip_grad_norm_(params, clip_norm)
-                        opt.step()
-                        total += float(loss.detach()) * len(rows)
+                        loss, bad = self.step(
+                            x[rows], mask[rows], opt, params, kl_weight, clip_norm
+                        )
+                        if bad:
+                            _raise_non_finite(bad, step, epoch)
+                        total += loss * len(rows)
                         step += 1
                     # The recorded loss is the full ELBO's when warm-up weights the KL term.
                     losses.append(total / n_train)
@@ -333,15 +360,7 @@ class _Trainer:
         return losses, val_losses, best_epoch, stopped
 
 
-def _check_finite(loss: torch.Tensor, params: list[torch.Tensor], step: int, epoch: int) -> None:
-    grads = [p.grad for p in params if p.grad is not None]
-    # One reduction and one host sync per step: the gradient's norm is finite iff every entry is.
-    total = torch.as_tensor(loss, dtype=params[0].dtype, device=params[0].device).detach()
-    if grads:
-        total = total + torch.nn.utils.get_total_norm(grads)
-    if bool(torch.isfinite(total)):
-        return
-    what = "loss" if not math.isfinite(float(loss)) else "gradient"
+def _raise_non_finite(what: str, step: int, epoch: int) -> None:
     raise NonFiniteLossError(
         f"the {what} became non-finite at step {step} (epoch {epoch}); training stopped before "
         "the optimizer moved, so the weights keep their last good values. Try a smaller "

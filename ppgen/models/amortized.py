@@ -35,6 +35,13 @@ _EMPTY = torch.Size()
 SCALES = ("column", "shared")
 
 
+def _index(positions: tuple[int, ...]) -> slice | list[int]:
+    """A slice when ``positions`` are consecutive (a view), else the list (a copy)."""
+    if positions == tuple(range(positions[0], positions[-1] + 1)):
+        return slice(positions[0], positions[-1] + 1)
+    return list(positions)
+
+
 class Heads(nn.Module):
     """Decoder output heads for a table of mixed column kinds.
 
@@ -73,20 +80,29 @@ class Heads(nn.Module):
         self.n_categories = tuple(schema.columns[j].n_categories for j in self.categorical)
         numeric = len(self.continuous) + len(self.count) + len(self.binary)
         self.n_outputs = numeric + sum(self.n_categories)
-        # Slices of the flat output vector, and the column each output block scores.
+        # (kind, columns of x, outputs) of each non-empty numeric block; slices where the
+        # positions are contiguous, so that the common cases index by views, not copies.
+        self._blocks: list[tuple[str, Any, slice]] = []
+        start = 0
+        for kind, cols in (
+            ("continuous", self.continuous),
+            ("count", self.count),
+            ("binary", self.binary),
+        ):
+            if cols:
+                self._blocks.append((kind, _index(cols), slice(start, start + len(cols))))
+                start += len(cols)
         self._cat_slices = []
-        start = numeric
         for c in self.n_categories:
             self._cat_slices.append((start, start + c))
             start += c
-        self._numeric_columns = list(self.continuous + self.count + self.binary)
         n_scales = 0 if not self.continuous else (1 if scale == "shared" else len(self.continuous))
         # log of the noise scale on the standardized scale; 0 = the data's own spread.
         self.log_scale = nn.Parameter(torch.zeros(n_scales))
         #: Width of the encoder's view of a row (see :meth:`features`).
         self.n_features = numeric + sum(self.n_categories) + self.dim
 
-    # -- the encoder's view ------------------------------------------------------------------------
+    # -- the encoder's view ---------------------------------------------------------------------
     def features(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Encoder input ``(..., n_features)``: the zero-filled row and its mask.
 
@@ -97,48 +113,38 @@ class Heads(nn.Module):
         """
         obs = x.new_ones(x.shape) if mask is None else mask.to(x.dtype)
         xo = x * obs
-        parts = [
-            xo[..., list(self.continuous)],
-            torch.log1p(xo[..., list(self.count)].clamp_min(0)),
-            xo[..., list(self.binary)],
-        ]
+        parts = []
+        for kind, cols, _ in self._blocks:
+            values = xo[..., cols]
+            parts.append(torch.log1p(values.clamp_min(0)) if kind == "count" else values)
         for j, c in zip(self.categorical, self.n_categories, strict=True):
             one_hot = nn.functional.one_hot(xo[..., j].long().clamp(0, c - 1), c).to(x.dtype)
             parts.append(one_hot * obs[..., j : j + 1])
         parts.append(obs)
         return torch.cat(parts, -1)
 
-    # -- likelihood --------------------------------------------------------------------------------
-    def _numeric_log_prob(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """Per-entry log-likelihood of the continuous, count and binary columns, in that order."""
-        n_cont, n_count = len(self.continuous), len(self.count)
-        pieces = []
-        if n_cont:
-            loc = out[..., :n_cont]
+    # -- likelihood -------------------------------------------------------------------------------
+    def _block_log_prob(self, kind: str, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Per-entry log-likelihood of one numeric block."""
+        if kind == "continuous":
             log_scale = self.log_scale
-            z = (x[..., list(self.continuous)] - loc) * torch.exp(-log_scale)
-            pieces.append(-0.5 * z * z - log_scale - _HALF_LOG_2PI)
-        if n_count:
-            eta = out[..., n_cont : n_cont + n_count]
-            k = x[..., list(self.count)]
-            pieces.append(k * eta - eta.exp() - torch.lgamma(k + 1))
-        if self.binary:
-            logits = out[..., n_cont + n_count : n_cont + n_count + len(self.binary)]
-            y = x[..., list(self.binary)]
-            # log sigmoid(l) for y = 1, log sigmoid(-l) for y = 0
-            pieces.append(-nn.functional.softplus(-(2 * y - 1) * logits))
-        if not pieces:
-            return out.new_zeros(out.shape[:-1] + (0,))
-        return torch.cat(torch.broadcast_tensors(*pieces) if len(pieces) > 1 else pieces, -1)
+            r = (x - out) * torch.exp(-log_scale)
+            return -0.5 * r * r - log_scale - _HALF_LOG_2PI
+        if kind == "count":  # out holds log-rates
+            return x * out - out.exp() - torch.lgamma(x + 1)
+        # binary: log sigmoid(l) for y = 1, log sigmoid(-l) for y = 0
+        return -nn.functional.softplus((1 - 2 * x) * out)
 
     def log_prob(
         self, x: torch.Tensor, mask: torch.Tensor | None, out: torch.Tensor
     ) -> torch.Tensor:
         """Masked log-likelihood of each row's observed entries, shape ``out.shape[:-1]``."""
-        lp = self._numeric_log_prob(x, out)
-        if mask is not None and lp.shape[-1]:
-            lp = torch.where(mask[..., self._numeric_columns], lp, lp.new_zeros(()))
-        total = lp.sum(-1)
+        total = out.new_zeros(())
+        for kind, cols, outs in self._blocks:
+            lp = self._block_log_prob(kind, x[..., cols], out[..., outs])
+            if mask is not None:
+                lp = torch.where(mask[..., cols], lp, lp.new_zeros(()))
+            total = total + lp.sum(-1)
         for j, (a, b) in zip(self.categorical, self._cat_slices, strict=True):
             logp = out[..., a:b].log_softmax(-1)
             code = x[..., j].long().clamp(0, b - a - 1)
@@ -147,7 +153,7 @@ class Heads(nn.Module):
             if mask is not None:
                 lpj = torch.where(mask[..., j], lpj, lpj.new_zeros(()))
             total = total + lpj
-        return total
+        return total.expand(torch.broadcast_shapes(out.shape[:-1], x.shape[:-1]))
 
     def sample(self, out: torch.Tensor) -> torch.Tensor:
         """One draw of every entry on the encoded scale, ``(..., dim)`` (torch's global RNG)."""

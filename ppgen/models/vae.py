@@ -198,10 +198,22 @@ class VAE(AmortizedModel):
         ``log p(x_obs | z) + kl_weight * (log p(z) - log q(z | x_obs))`` with one
         reparameterized ``z ~ q``.
         """
-        q, _, _ = self.encode(x, mask)
-        z = q.rsample()
+        if self.guide_type == "flow":
+            q, _, _ = self.encode(x, mask)
+            z = q.rsample()
+            log_ratio = self._prior(x, x.shape[0]).log_prob(z) - q.log_prob(z)
+        else:
+            # The Gaussian written out: the same draw as Normal.rsample (loc + scale * eps from
+            # the same generator), without building distribution objects at every step.
+            h = self.encoder_body(self.features(x, mask))
+            loc = self.encoder_loc(h)
+            scale = nn.functional.softplus(self.encoder_scale(h)) + _MIN_SCALE
+            eps = torch.empty_like(loc).normal_()
+            z = loc + eps * scale
+            # log N(z; 0, I) - log N(z; loc, scale): the 2 pi constants cancel.
+            log_ratio = (0.5 * (eps * eps - z * z) + scale.log()).sum(-1)
         log_lik = self.heads.log_prob(x, mask, self.decoder(z))
-        return log_lik + kl_weight * (self._prior(x, x.shape[0]).log_prob(z) - q.log_prob(z))
+        return log_lik + kl_weight * log_ratio
 
     def posterior(
         self, x: torch.Tensor, mask: torch.Tensor | None, params: Params, *, num_draws: int = 256
