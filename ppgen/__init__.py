@@ -4,12 +4,12 @@ Every model is a Pyro model/guide pair, fitted by :func:`fit` (MAP, EM, SVI or N
 exact likelihoods where they exist.
 """
 
-from ppgen import datasets, evaluate, plot
+from ppgen import datasets, evaluate, guides, plot
 from ppgen.data import Schema
 from ppgen.impute import Imputer, pool, pool_fit
 from ppgen.infer import Fit, NonFiniteLossError, fit
 from ppgen.io import load
-from ppgen.models import HMM, PPCA, VAE, GaussianMixture, GenerativeModel
+from ppgen.models import HMM, PPCA, VAE, GaussianMixture, GenerativeModel, HierarchicalVAE
 
 __version__ = "0.1.0"
 
@@ -20,12 +20,14 @@ __all__ = [
     "Fit",
     "GaussianMixture",
     "GenerativeModel",
+    "HierarchicalVAE",
     "Imputer",
     "NonFiniteLossError",
     "Schema",
     "datasets",
     "evaluate",
     "fit",
+    "guides",
     "load",
     "pool",
     "pool_fit",

@@ -4,12 +4,13 @@ from ppgen.models.amortized import AmortizedModel
 from ppgen.models.base import GenerativeModel
 from ppgen.models.gmm import GaussianMixture
 from ppgen.models.hmm import HMM
+from ppgen.models.hvae import HierarchicalVAE
 from ppgen.models.ppca import PPCA
 from ppgen.models.vae import VAE
 
 #: Every model class by name, for loading saved fits without unpickling.
 MODELS: dict[str, type[GenerativeModel]] = {
-    cls.__name__: cls for cls in (GaussianMixture, HMM, PPCA, VAE)
+    cls.__name__: cls for cls in (GaussianMixture, HMM, HierarchicalVAE, PPCA, VAE)
 }
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "AmortizedModel",
     "GaussianMixture",
     "GenerativeModel",
+    "HierarchicalVAE",
 ]
