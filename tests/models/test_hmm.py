@@ -118,8 +118,12 @@ def _brute_force(x, mask, params, covs, T):
 
 @pytest.mark.parametrize("K", [2, 3])
 @pytest.mark.parametrize("cov_type", ["full", "diag"])
-@pytest.mark.parametrize("recursion", ["scaled", "log"])
+@pytest.mark.parametrize("recursion", ["parallel", "scaled", "log"])
 def test_forward_viterbi_and_smoothing_equal_brute_force(K, cov_type, recursion, rng, monkeypatch):
+    # "parallel": prefix products (few short sequences); "scaled": the step loop (large batches)
+    monkeypatch.setattr(
+        ppgen.models.hmm, "_PARALLEL_LIMIT", 10**9 if recursion == "parallel" else 0
+    )
     if recursion == "log":  # the log-space fallback, taken when the scaled recursions underflow
         underflow = staticmethod(lambda ll, present: (torch.zeros_like(ll), ll[..., 0] * 0))
         monkeypatch.setattr(ppgen.models.hmm.HMM, "_scaled_emissions", underflow)
