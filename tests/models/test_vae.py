@@ -1,0 +1,357 @@
+"""VAE: its heads against torch.distributions, its ELBO against Pyro's, its optimum against PPCA's
+closed form, its bounds, imputations, reproducibility and persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import Trace_ELBO
+
+import ppgen
+from ppgen.data import Schema
+from ppgen.infer.amortized import _ScaleLatents
+from ppgen.models.amortized import HeadsDistribution
+from ppgen.models.ppca import PPCA, closed_form_mle
+
+
+def _standardized_wine() -> np.ndarray:
+    X = ppgen.datasets.load("wine", label=False).to_numpy()
+    return (X - X.mean(0)) / X.std(0)
+
+
+def _penguins() -> pd.DataFrame:
+    # year as a count would be a Poisson around 2008; it is a label of the survey here.
+    return ppgen.datasets.load("penguins").drop(columns="year")
+
+
+@pytest.fixture(scope="module")
+def wine_vae() -> ppgen.Fit:
+    """A small non-linear VAE on wine (float64), shared by the bound checks."""
+    wine = ppgen.datasets.load("wine", label=False)
+    return ppgen.fit(ppgen.VAE(2, (16,)), wine, seed=0, max_epochs=300, lr=3e-3, patience=30)
+
+
+# -- the heads and the ELBO ------------------------------------------------------------------------
+def test_heads_log_prob_is_the_masked_sum_of_torch_distributions(rng):
+    frame = _penguins()
+    schema = Schema.infer(frame)
+    enc = schema.encode(frame)
+    torch.manual_seed(0)
+    model = ppgen.VAE(3, (8,)).build(schema).double()
+    with torch.no_grad():
+        model.heads.log_scale.copy_(torch.linspace(-0.5, 0.5, 4, dtype=torch.float64))
+    out = torch.randn(len(frame), model.heads.n_outputs, dtype=torch.float64)
+    mask = enc.mask & torch.from_numpy(rng.random(enc.mask.shape) > 0.3)
+    got = model.obs_log_prob(enc.x, mask, out)
+
+    # Output layout: continuous locations, count log-rates, binary logits, categorical logits.
+    order = [
+        j
+        for kind in ("continuous", "count", "binary", "categorical")
+        for j in schema.positions(kind)
+    ]
+    want = torch.zeros(len(frame), dtype=torch.float64)
+    k = 0
+    for j in order:
+        column = schema.columns[j]
+        if column.kind == "continuous":
+            d = dist.Normal(out[:, k], model.heads.log_scale[k].exp())
+            k += 1
+        elif column.kind == "binary":
+            d = dist.Bernoulli(logits=out[:, k])
+            k += 1
+        else:
+            d = dist.Categorical(logits=out[:, k : k + column.n_categories])
+            k += column.n_categories
+        want += torch.where(mask[:, j], d.log_prob(enc.x[:, j]), 0.0)
+    assert k == model.heads.n_outputs and schema.kinds.count("continuous") == 4
+    torch.testing.assert_close(got, want.detach())
+    # The site "x" scores the same, and nothing for an all-missing row.
+    site = HeadsDistribution(model.heads, out, mask)
+    torch.testing.assert_close(site.log_prob(enc.x), got)
+    none = torch.zeros_like(mask)
+    assert torch.equal(
+        HeadsDistribution(model.heads, out, none).log_prob(enc.x),
+        torch.zeros(len(frame), dtype=torch.float64),
+    )
+
+
+def test_count_heads_are_poisson():
+    counts = pd.DataFrame({"a": [0, 3, 7, 1], "b": [2, 0, 5, 9]})
+    schema = Schema.infer(counts)
+    assert schema.kinds == ("count", "count")
+    model = ppgen.VAE(1, ()).build(schema).double()
+    out = torch.tensor([[0.1, -0.3], [1.0, 0.2], [2.0, 1.5], [-1.0, 2.2]], dtype=torch.float64)
+    x = schema.encode(counts).x
+    want = dist.Poisson(out.exp()).log_prob(x).sum(-1)
+    torch.testing.assert_close(model.obs_log_prob(x, None, out), want)
+
+
+@pytest.mark.parametrize("kl_weight", [1.0, 0.3])
+def test_direct_elbo_equals_pyro_trace_elbo(kl_weight):
+    frame = _penguins()
+    schema = Schema.infer(frame)
+    enc = schema.encode(frame)
+    torch.manual_seed(0)
+    model = ppgen.VAE(3, (16,)).build(schema).double()
+    torch.manual_seed(1)
+    direct = -model.elbo_rows(enc.x, enc.mask, kl_weight).sum()
+    torch.manual_seed(1)
+    scaled = _ScaleLatents(kl_weight)
+    pyro_loss = Trace_ELBO().differentiable_loss(
+        scaled(model.model), scaled(model.guide), enc.x, enc.mask
+    )
+    torch.testing.assert_close(direct, pyro_loss, rtol=1e-12, atol=1e-9)
+
+
+# -- the linear VAE is PPCA ------------------------------------------------------------------------
+def test_linear_vae_reaches_ppca_maximum_likelihood_on_wine():
+    """Lucas et al. (2019): a linear VAE with a shared noise variance has PPCA's optimum.
+
+    Measured by IWAE with k = 2000 on the fitted VAE: the gap to the Tipping-Bishop maximum
+    log-likelihood is about 0.002 nats/row (2 s of training); the bound is required to be within
+    0.05 nats/row below it and not above it beyond Monte-Carlo error.
+    """
+    X = _standardized_wine()
+    q = 2
+    mle = closed_form_mle(torch.from_numpy(X), q)
+    ppca = PPCA(q).build(Schema.infer(X, standardize=False))
+    best = float(ppca.log_prob(torch.from_numpy(X), None, mle).mean())
+    vae = ppgen.VAE(q, (), activation="identity", continuous_scale="shared")
+    fit = ppgen.fit(
+        vae, X, standardize=False, seed=0, lr=1e-2, max_epochs=1500, batch_size=len(X),
+        validation=0,
+    )  # fmt: skip
+    bound = ppgen.evaluate.iwae(fit, X, k=2000, seed=1)
+    assert best - 0.05 < bound.mean <= best + 4 * bound.mc_se + 1e-3
+    # The same comparison through the public API on the raw table, Jacobian included.
+    wine = ppgen.datasets.load("wine", label=False)
+    ppca_map = ppgen.fit(PPCA(q), wine, method="map").score(wine)
+    raw = ppgen.fit(vae, wine, seed=0, lr=1e-2, max_epochs=1500, batch_size=len(X), validation=0)
+    assert ppgen.evaluate.iwae(raw, wine, k=2000, seed=1).mean == pytest.approx(ppca_map, abs=0.05)
+
+
+# -- bounds ----------------------------------------------------------------------------------------
+def test_iwae_is_non_decreasing_in_k(wine_vae):
+    wine = ppgen.datasets.load("wine", label=False)
+    # IWAE_1's expectation is the ELBO: estimate it with many particles.
+    first = ppgen.evaluate.elbo(wine_vae, wine, num_particles=2000, seed=0)
+    bounds = [first] + [ppgen.evaluate.iwae(wine_vae, wine, k=k, seed=k) for k in (10, 100, 1000)]
+    means = [b.mean for b in bounds]
+    ses = [b.mc_se for b in bounds]
+    for i in range(len(bounds) - 1):
+        assert means[i + 1] >= means[i] - 4 * np.hypot(ses[i], ses[i + 1])
+    # A non-linear VAE's guide is not exact: importance weighting gains measurably.
+    assert means[-1] - means[0] > 0.05
+
+
+def test_fit_reports_what_a_deep_model_cannot_do(wine_vae):
+    wine = ppgen.datasets.load("wine", label=False)
+    with pytest.raises(NotImplementedError, match=r"ppgen.evaluate \(elbo, iwae, ais\)"):
+        wine_vae.log_prob(wine)
+    assert wine_vae.params == {}
+    assert wine_vae.dtype == torch.float64 and wine_vae.device.type == "cpu"
+
+
+def test_anomaly_score_is_minus_iwae_and_flags_outliers(wine_vae):
+    wine = ppgen.datasets.load("wine", label=False)
+    score = wine_vae.anomaly_score(wine, k=200, seed=3)
+    np.testing.assert_array_equal(
+        score, -ppgen.evaluate.iwae(wine_vae, wine, k=200, seed=3).per_row
+    )
+    odd = wine.iloc[[0]].copy()
+    odd["proline"] = wine["proline"].max() * 3  # far outside the data
+    assert wine_vae.anomaly_score(odd, k=200)[0] > np.quantile(score, 0.99)
+
+
+def test_transform_is_the_encoder_mean_and_interpolate_joins_two_rows(wine_vae):
+    wine = ppgen.datasets.load("wine", label=False)
+    z = wine_vae.transform(wine)
+    assert z.shape == (len(wine), 2)
+    model = wine_vae.model
+    enc = wine_vae.schema.encode(wine)
+    with torch.no_grad():
+        _, loc, _ = model.encode(enc.x, enc.mask)
+    np.testing.assert_allclose(z, loc.numpy())
+    path = wine_vae.interpolate(wine.iloc[[3]], wine.iloc[[100]], 5)
+    assert isinstance(path, pd.DataFrame) and list(path.columns) == list(wine.columns)
+    with torch.no_grad():
+        ends = model.decode_latent(loc[[3, 100]])
+    want = wine_vae.schema.decode(ends)
+    np.testing.assert_allclose(path.iloc[[0, -1]].to_numpy(), want.to_numpy())
+    # A straight line in z through a decoder: the midpoint is the decoded mean of the ends' means.
+    with torch.no_grad():
+        mid = wine_vae.schema.decode(model.decode_latent(loc[[3, 100]].mean(0, keepdim=True)))
+    np.testing.assert_allclose(path.iloc[[2]].to_numpy(), mid.to_numpy())
+    with pytest.raises(ValueError, match="single row"):
+        wine_vae.interpolate(wine.iloc[:2], wine.iloc[[5]], 3)
+
+
+# -- imputation ------------------------------------------------------------------------------------
+def test_miwae_imputation_beats_the_column_mean_on_breast_cancer():
+    """20% MCAR on breast_cancer (569 x 30). RMSE on the standardized scale over the missing
+    entries: column means 1.06; the mean of 20 MIWAE draws 0.55 (PPCA with 8 components: 0.49).
+    """
+    bc = ppgen.datasets.load("breast_cancer", label=False)
+    rng = np.random.default_rng(0)
+    missing = rng.random(bc.shape) < 0.2
+    X = bc.mask(missing)
+    sd = bc.std(ddof=0).to_numpy()
+
+    def rmse(values: np.ndarray) -> float:
+        return float(np.sqrt(((((values - bc.to_numpy()) / sd)[missing]) ** 2).mean()))
+
+    baseline = rmse(X.fillna(X.mean()).to_numpy())
+    vae = ppgen.VAE(8, (128,), activation="tanh")
+    fit = ppgen.fit(vae, X, seed=0, max_epochs=500, patience=50, batch_size=64)
+    tables = fit.impute(X, 20, seed=0)
+    pooled = rmse(np.mean([t.to_numpy() for t in tables], axis=0))
+    assert baseline == pytest.approx(1.058, abs=0.005)
+    assert pooled < 0.6 < 0.6 * baseline
+    for table in tables:
+        np.testing.assert_array_equal(table.to_numpy()[~missing], bc.to_numpy()[~missing])
+        assert not table.isna().any().any()
+
+
+def test_mixed_type_vae_imputes_valid_categories_on_penguins():
+    frame = _penguins()
+    rng = np.random.default_rng(1)
+    holes = frame.copy()
+    for name in ("species", "island", "sex", "bill_length_mm"):
+        holes.loc[rng.random(len(frame)) < 0.2, name] = None
+    imp = ppgen.Imputer("vae", n_imputations=3, seed=0, n_latent=2, hidden=(64, 64))
+    imp.fit_options = {"max_epochs": 500, "lr": 3e-3, "patience": 50}
+    tables = imp.fit_transform(holes)
+    for table in tables:
+        assert not table.isna().any().any()
+        for name in ("species", "island", "sex"):
+            assert table[name].dtype == frame[name].dtype
+            assert set(table[name].unique()) <= set(frame[name].dropna().unique())
+        observed = holes.notna()
+        pd.testing.assert_frame_equal(table[observed], holes[observed])
+    # Species is predictable from the measurements: 96% of the imputed species are right
+    # (guessing the most frequent one, Adelie, would be right for 44%).
+    gone = holes["species"].isna() & frame["species"].notna()
+    right = np.mean([(t.loc[gone, "species"] == frame.loc[gone, "species"]).mean() for t in tables])
+    majority = (frame.loc[gone, "species"] == "Adelie").mean()
+    assert majority < 0.5 and right > 0.9
+
+
+def test_impute_resamples_the_guide_particles_by_their_weights():
+    """With K = 1 particle MIWAE is a plain draw through the guide; the draws are reproducible
+    from the seed and differ with it."""
+    wine = ppgen.datasets.load("wine", label=False).iloc[:60]
+    holes = wine.mask(np.random.default_rng(2).random(wine.shape) < 0.3)
+    fit = ppgen.fit(ppgen.VAE(2, (8,), impute_particles=50), holes, seed=0, max_epochs=20)
+    a, b = fit.impute(holes, 2, seed=5)
+    c = fit.impute(holes, 1, seed=5)[0]
+    pd.testing.assert_frame_equal(a, c)
+    assert not a.equals(b)
+
+
+# -- reproducibility, persistence, precision -------------------------------------------------------
+def test_same_seed_same_fit_and_imputations_on_cpu():
+    frame = _penguins()
+    fits = [ppgen.fit(ppgen.VAE(2, (16,)), frame, seed=7, max_epochs=15) for _ in range(2)]
+    np.testing.assert_array_equal(fits[0].losses, fits[1].losses)
+    assert fits[0].info["validation_losses"] == fits[1].info["validation_losses"]
+    a, b = (f.impute(frame, 2, seed=1) for f in fits)
+    for x, y in zip(a, b, strict=True):
+        pd.testing.assert_frame_equal(x, y)
+    other = ppgen.fit(ppgen.VAE(2, (16,)), frame, seed=8, max_epochs=15)
+    assert not np.array_equal(other.losses, fits[0].losses)
+
+
+@pytest.mark.parametrize("guide", ["gaussian", "flow"])
+def test_save_load_round_trips_the_networks(tmp_path, guide):
+    if guide == "flow":
+        pytest.importorskip("ppgen.guides.flows")
+    frame = _penguins()
+    fit = ppgen.fit(ppgen.VAE(2, (16,), guide=guide), frame, seed=0, max_epochs=5)
+    path = tmp_path / "vae.ppgen"
+    fit.save(str(path))
+    back = ppgen.load(str(path))
+    assert back.model.config() == fit.model.config()
+    np.testing.assert_array_equal(back.transform(frame), fit.transform(frame))
+    pd.testing.assert_frame_equal(back.sample(20, seed=3), fit.sample(20, seed=3))
+    for x, y in zip(back.impute(frame, 2, seed=4), fit.impute(frame, 2, seed=4), strict=True):
+        pd.testing.assert_frame_equal(x, y)
+    np.testing.assert_array_equal(back.losses, fit.losses)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_data_precision_sets_the_networks(dtype):
+    X = torch.as_tensor(_standardized_wine(), dtype=dtype)
+    fit = ppgen.fit(ppgen.VAE(2, (8,)), X, seed=0, max_epochs=10)
+    assert fit.dtype == dtype
+    assert all(p.dtype == dtype for p in fit.model.parameters())
+    assert fit.sample(5, seed=0).dtype == dtype
+    bound = ppgen.evaluate.elbo(fit, X, num_particles=10)
+    assert np.isfinite(bound.mean)
+    # Same initial weights; the draws differ between precisions, the losses hardly.
+    if dtype == torch.float32:
+        other = ppgen.fit(ppgen.VAE(2, (8,)), X.double(), seed=0, max_epochs=10)
+        np.testing.assert_allclose(fit.losses, other.losses, rtol=0.02)
+
+
+def test_bad_input_gives_clear_errors():
+    wine = ppgen.datasets.load("wine", label=False)
+    with pytest.raises(ValueError, match="method='svi'"):
+        ppgen.fit(ppgen.VAE(2), wine, method="map")
+    bad = wine.astype({"ash": object})
+    bad.loc[3, "ash"] = "n/a"
+    with pytest.raises(ValueError, match="'ash'.*non-numeric"):
+        ppgen.fit(ppgen.VAE(2), bad, kinds={"ash": "continuous"})
+    with pytest.raises(ValueError, match="unknown options.*max_steps"):
+        ppgen.fit(ppgen.VAE(2), wine, max_steps=10)
+    with pytest.raises(ValueError, match="n_latent"):
+        ppgen.VAE(0)
+    with pytest.raises(ValueError, match="activation"):
+        ppgen.VAE(2, activation="swish")
+    with pytest.raises(ValueError, match="guide"):
+        ppgen.VAE(2, guide="iaf")
+    with pytest.raises(ValueError, match="continuous_scale"):
+        ppgen.VAE(2, continuous_scale="row")
+
+
+# -- images and flows ------------------------------------------------------------------------------
+def test_digits_as_64_count_columns_beat_independent_poissons():
+    """8x8 digits, 64 pixel counts (0-16) with Poisson heads. Held-out IWAE (k = 100) per image
+    against the closed-form baseline of independent Poisson pixels with their training means:
+    about -58 nats for the VAE against -88 for the baseline."""
+    digits = ppgen.datasets.load("digits", label=False).astype("int64")
+    train, test = digits.iloc[:1400], digits.iloc[1400:]
+    kinds = dict.fromkeys(digits.columns, "count")  # some edge pixels only hold 0 and 1
+    vae = ppgen.VAE(8, (128, 128))
+    fit = ppgen.fit(vae, train, kinds=kinds, seed=0, max_epochs=40, lr=2e-3)
+    assert set(fit.schema.kinds) == {"count"}
+    rates = np.clip(train.to_numpy().mean(0), 1e-3, None)
+    from scipy import stats
+
+    baseline = stats.poisson(rates).logpmf(test.to_numpy()).sum(1).mean()
+    vae = ppgen.evaluate.iwae(fit, test, k=100, seed=0).mean
+    assert vae > baseline + 20
+    images = fit.sample(4, seed=0).to_numpy().reshape(4, 8, 8)
+    assert images.min() >= 0
+
+
+def test_flow_guide_elbo_equals_pyro_and_fits():
+    pytest.importorskip("ppgen.guides.flows")
+    frame = _penguins()
+    schema = Schema.infer(frame)
+    enc = schema.encode(frame)
+    torch.manual_seed(0)
+    model = ppgen.VAE(2, (16,), guide="flow").build(schema).double()
+    torch.manual_seed(1)
+    direct = -model.elbo_rows(enc.x, enc.mask).sum()
+    torch.manual_seed(1)
+    pyro_loss = Trace_ELBO().differentiable_loss(model.model, model.guide, enc.x, enc.mask)
+    torch.testing.assert_close(direct, pyro_loss, rtol=1e-12, atol=1e-9)
+    fit = ppgen.fit(ppgen.VAE(2, (16,), guide="flow"), frame, seed=0, max_epochs=30)
+    assert fit.losses[-1] < fit.losses[0]
+    bound = ppgen.evaluate.iwae(fit, frame, k=50)
+    assert np.isfinite(bound.mean)
+    assert fit.transform(frame).shape == (len(frame), 2)
