@@ -1,0 +1,119 @@
+"""Training of amortized models: early stopping, KL warm-up, the ways of computing the loss,
+non-finite losses and option checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import ppgen
+from ppgen.infer.amortized import _Trainer
+
+
+def _wine() -> np.ndarray:
+    X = ppgen.datasets.load("wine", label=False).to_numpy()
+    return (X - X.mean(0)) / X.std(0)
+
+
+def test_amortized_models_default_to_svi_and_refuse_other_methods():
+    X = _wine()
+    fit = ppgen.fit(ppgen.VAE(2, (8,)), X, max_epochs=2)
+    assert fit.method == "svi" and fit.params == {}
+    for method in ("map", "em", "nuts"):
+        with pytest.raises(ValueError, match=f"method={method!r} is not available"):
+            ppgen.fit(ppgen.VAE(2, (8,)), X, method=method)
+
+
+def test_early_stopping_keeps_the_best_validation_weights():
+    X = _wine()
+    fit = ppgen.fit(
+        ppgen.VAE(2, (64, 64)), X, seed=0, lr=1e-2, max_epochs=400, patience=10, batch_size=32
+    )
+    info = fit.info
+    val = info["validation_losses"]
+    assert info["stopped_early"] and info["n_epochs"] < 400
+    assert len(val) == len(fit.losses) == info["n_epochs"]
+    assert info["best_epoch"] == int(np.argmin(val)) + 1
+    assert info["n_epochs"] - info["best_epoch"] == 10
+    assert info["n_validation"] == round(0.1 * len(X))
+    # The kept weights are the best epoch's: recomputing the held-out loss with them gives the
+    # minimum of the recorded curve, not the last value.
+    order = torch.randperm(len(X), generator=torch.Generator().manual_seed(0))
+    held = order[: info["n_validation"]]
+    x = torch.as_tensor(X)
+    mask = torch.ones_like(x, dtype=torch.bool)
+    again = _Trainer(fit.model, "direct", 1).validation_loss(x[held], mask[held], seed=0)
+    assert again == pytest.approx(min(val), rel=1e-12)
+    assert min(val) < val[-1]
+
+
+def test_without_validation_every_epoch_runs():
+    fit = ppgen.fit(ppgen.VAE(2, (8,)), _wine(), validation=0, max_epochs=7, batch_size=50)
+    assert fit.info["n_epochs"] == 7 and fit.info["validation_losses"] == []
+    assert fit.info["best_epoch"] == 7 and not fit.info["stopped_early"]
+
+
+@pytest.mark.parametrize("kl_warmup", [0, 3])
+def test_trace_elbo_and_direct_elbo_train_identically(kl_warmup):
+    """Pyro's Trace_ELBO (with KL annealing by scaling the latent sites) and the model's own
+    elbo_rows are the same estimator with the same draws: the whole training runs agree."""
+    X = _wine()
+    fits = [
+        ppgen.fit(ppgen.VAE(2, (8,)), X, seed=3, max_epochs=5, kl_warmup=kl_warmup, elbo=elbo)
+        for elbo in ("trace", "direct")
+    ]
+    np.testing.assert_allclose(fits[0].losses, fits[1].losses, rtol=1e-10)
+    np.testing.assert_allclose(
+        fits[0].info["validation_losses"], fits[1].info["validation_losses"], rtol=1e-10
+    )
+
+
+def test_kl_warmup_weights_the_latent_terms_linearly():
+    """During warm-up the training objective is log p(x|z) + beta (log p(z) - log q(z|x)) with
+    beta = epoch / kl_warmup; the recorded loss is the full ELBO's."""
+    X = torch.as_tensor(_wine()[:40])
+    mask = torch.ones_like(X, dtype=torch.bool)
+    torch.manual_seed(0)
+    model = ppgen.VAE(2, (8,)).build(ppgen.Schema.infer(X)).double()
+    trainer = _Trainer(model, "trace", 1)
+    losses = {}
+    for beta in (0.0, 0.5, 1.0):
+        torch.manual_seed(1)
+        losses[beta] = float(trainer.loss(X, mask, beta).detach())
+    # The loss is linear in beta (the same draws at every beta).
+    assert losses[0.5] == pytest.approx((losses[0.0] + losses[1.0]) / 2, rel=1e-12)
+    torch.manual_seed(1)
+    log_lik_only = -float(model.elbo_rows(X, mask, kl_weight=0.0).mean())
+    assert losses[0.0] == pytest.approx(log_lik_only, rel=1e-12)
+
+
+def test_a_non_finite_loss_stops_training_with_a_clear_error():
+    X = _wine()
+    X[5, 2] = 1e200  # squares to inf in the Gaussian head
+    with pytest.raises(ppgen.NonFiniteLossError, match="loss became non-finite at step"):
+        ppgen.fit(ppgen.VAE(2, (8,)), X, standardize=False, validation=0, batch_size=len(X))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"max_epochs": 1.5}, "max_epochs"),
+        ({"validation": 1.0}, "validation"),
+        ({"lr": -1.0}, "lr"),
+        ({"kl_warmup": -2}, "kl_warmup"),
+        ({"elbo": "fast"}, "elbo"),
+        ({"guide": "mvn"}, "unknown options"),
+    ],
+)
+def test_bad_options_raise_value_errors(options, message):
+    with pytest.raises(ValueError, match=message):
+        ppgen.fit(ppgen.VAE(2, (8,)), _wine(), **options)
+
+
+def test_minibatches_larger_than_the_table_and_the_progress_bar(capsys):
+    X = _wine()[:30]
+    fit = ppgen.fit(ppgen.VAE(2, (8,)), X, batch_size=1000, max_epochs=3, progress=False)
+    assert len(fit.losses) == 3
+    assert capsys.readouterr().err == ""
