@@ -197,6 +197,14 @@ class AmortizedFlow(torch.nn.Module):
         Hidden widths of each transform's masked network.
     bins : int
         Spline bins (``kind="nsf"`` only).
+
+    Notes
+    -----
+    A plain ``torch.nn.Module``: its parameters are trained with its owner's
+    (``model.parameters()``, as :func:`ppgen.infer.amortized.fit_amortized` does). To train it
+    through Pyro's parameter store instead, register it with ``pyro.module`` or convert it with
+    ``pyro.nn.module.to_pyro_module_`` (as :class:`AutoFlow` does). Dtype and device are the
+    module's: move it with ``.to(...)`` alongside the encoder whose context it reads.
     """
 
     def __init__(
@@ -299,8 +307,12 @@ class AutoFlow(AutoContinuous):
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        self._flow_options = {"kind": kind, "transforms": transforms, "hidden": hidden}
-        self._flow_options["bins"] = bins
+        self._flow_options = {
+            "kind": kind,
+            "transforms": transforms,
+            "hidden": hidden,
+            "bins": bins,
+        }
         self._init_scale = float(init_scale)
         super().__init__(model, init_loc_fn=init_loc_fn)
 
