@@ -35,10 +35,10 @@ class HierarchicalVAE(AmortizedModel):
     Generative story (n rows, layers 1 (bottom) .. L (top), q_l = ``n_latent[l-1]``)::
 
         for i in 1..n:
-            z_L[i] ~ Normal(0, I)                                     # (q_L,) site "zL"
+            z_L[i] ~ Normal(0, I)                                     # (q_L,) site f"z{L}"
             for l = L-1 .. 1:                                         # top-down
                 t_l[i] = mlp_l(z_{l+1}[i])
-                z_l[i] ~ Normal(mu_l(t_l[i]), sigma_l(t_l[i])^2)      # (q_l,) site "zl"
+                z_l[i] ~ Normal(mu_l(t_l[i]), sigma_l(t_l[i])^2)      # (q_l,) site f"z{l}"
             out[i] = decoder(z_1[i])                                  # (n_outputs,)
             x[i,j] ~ Head_j(out[i])  for each observed entry j        # site "x", (d,)
 
