@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "clusters",
     "ellipse_geometry",
+    "image_grid",
     "imputed_densities",
     "latent",
     "losses",
@@ -679,3 +680,101 @@ def imputed_densities(
     axes.flat[0].legend(fontsize="small", loc="best")
     fig.suptitle(f"observed and imputed values, {len(tables)} imputations")
     return fig
+
+
+# -- images ---------------------------------------------------------------------------------------
+
+
+def image_grid(
+    images: Any,
+    shape: tuple[int, int] = (8, 8),
+    *,
+    n_cols: int | None = None,
+    ax: Axes | None = None,
+    cmap: str = "gray_r",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    pad: int = 1,
+    title: str | None = None,
+) -> Axes:
+    """Draw images stored as table rows (one pixel per column) as a grid of tiles.
+
+    Samples, reconstructions and interpolations of an image model come back as tables with one
+    column per pixel (``fit.sample``, ``fit.interpolate``); this puts them back into their
+    ``shape`` and tiles them row by row into one mosaic, drawn with a single ``imshow`` on one
+    intensity scale, so that tiles compare with each other.
+
+    Parameters
+    ----------
+    images : DataFrame, ndarray or Tensor
+        ``(n, h * w)`` rows of pixels in row-major order (scikit-learn's ``digits`` layout), or
+        ``(n, h, w)``; a single image may be passed as ``(h * w,)`` or ``(h, w)``.
+    shape : (int, int)
+        Height and width of one image.
+    n_cols : int, optional
+        Tiles per row of the grid; default ``min(n, 10)``.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure by default.
+    cmap : str
+        Matplotlib colormap; ``"gray_r"`` draws high values dark (ink on paper).
+    vmin, vmax : float, optional
+        Ends of the intensity scale; default the smallest and largest finite pixel of all images.
+    pad : int
+        Blank pixels between tiles (drawn in the axes' background colour).
+    title : str, optional
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        With one ``AxesImage`` (``ax.images[0]``) holding the mosaic; padding is NaN.
+
+    Raises
+    ------
+    ValueError
+        If the rows do not hold ``h * w`` pixels, there are no images, or an option is invalid.
+    """
+    h, w = (int(s) for s in shape)
+    if h < 1 or w < 1:
+        raise ValueError(f"shape must hold two positive integers, got {shape!r}")
+    if isinstance(images, torch.Tensor):
+        images = images.detach().cpu().numpy()
+    arr = np.asarray(images, dtype=float)
+    if arr.ndim == 1 or (arr.ndim == 2 and arr.shape == (h, w)):
+        arr = arr.reshape(1, -1)
+    if arr.ndim == 3:
+        arr = arr.reshape(arr.shape[0], -1)
+    if arr.ndim != 2 or arr.shape[1] != h * w:
+        raise ValueError(
+            f"images must be rows of {h} x {w} = {h * w} pixels, got an array of shape "
+            f"{np.shape(images)}"
+        )
+    n = arr.shape[0]
+    if n == 0:
+        raise ValueError("there are no images to draw")
+    n_cols = min(n, 10) if n_cols is None else int(n_cols)
+    pad = int(pad)
+    if n_cols < 1 or pad < 0:
+        raise ValueError(f"n_cols must be positive and pad non-negative, got {n_cols}, {pad}")
+    n_rows = -(-n // n_cols)
+    mosaic = np.full((n_rows * (h + pad) - pad, n_cols * (w + pad) - pad), np.nan)
+    for i, image in enumerate(arr.reshape(n, h, w)):
+        r, c = divmod(i, n_cols)
+        mosaic[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = image
+    finite = arr[np.isfinite(arr)]
+    if vmin is None:
+        vmin = float(finite.min()) if finite.size else 0.0
+    if vmax is None:
+        vmax = float(finite.max()) if finite.size else 1.0
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(
+            figsize=(0.7 * n_cols * (w + pad) / 9 + 0.4, 0.7 * n_rows * (h + pad) / 9 + 0.4),
+            layout="constrained",
+        )
+    ax.imshow(mosaic, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_axis_off()
+    if title is not None:
+        ax.set_title(title, fontsize="medium")
+    return ax
