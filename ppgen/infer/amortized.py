@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pyro
 import torch
-from pyro.infer import JitTrace_ELBO, Trace_ELBO
+from pyro.infer import Trace_ELBO
 from pyro.poutine.messenger import Messenger
 
 from ppgen._utils import progress_bar, seeded
@@ -21,7 +21,7 @@ from ppgen.models.base import GenerativeModel
 __all__ = ["ELBOS", "fit_amortized"]
 
 #: How the training loss is computed (see :func:`fit_amortized`).
-ELBOS = ("auto", "direct", "trace", "jit")
+ELBOS = ("auto", "direct", "trace")
 
 
 class _ScaleLatents(Messenger):
@@ -104,11 +104,13 @@ def fit_amortized(
         Draws of the latents per row in each step's ELBO.
     clip_norm : float, optional
         Clip the gradient's norm at this value.
-    elbo : {"auto", "direct", "trace", "jit"}
-        How the loss is computed. ``"trace"``: Pyro's ``Trace_ELBO`` on the model and guide;
-        ``"jit"``: ``JitTrace_ELBO``; ``"direct"``: the model's own ``elbo_rows`` (the same
-        estimator without Pyro's per-step tracing, checked against ``Trace_ELBO`` by the tests);
-        ``"auto"``: ``"direct"`` when the model has ``elbo_rows``, else ``"trace"``.
+    elbo : {"auto", "direct", "trace"}
+        How the loss is computed. ``"trace"``: Pyro's ``Trace_ELBO`` on the model and guide
+        (Pyro's argument validation off); ``"direct"``: the model's own ``elbo_rows``, the same
+        estimator with the same draws without tracing the Pyro programs at every step (the
+        tests check that both train identically); ``"auto"``: ``"direct"`` when the model has
+        ``elbo_rows``, else ``"trace"``. ``JitTrace_ELBO`` is not offered: it compiles the
+        parameters of Pyro's param store, and the networks here are module parameters.
 
     Returns
     -------
@@ -216,14 +218,12 @@ class _Trainer:
 
     def __init__(self, model: Any, elbo: str, num_particles: int) -> None:
         self.model, self.kind, self.num_particles = model, elbo, num_particles
-        if elbo in ("trace", "jit"):
-            cls = Trace_ELBO if elbo == "trace" else JitTrace_ELBO
+        if elbo == "trace":
             # vectorize_particles: one pass over all particles (a plate at dim -2).
-            self.pyro_elbo = cls(
+            self.pyro_elbo = Trace_ELBO(
                 num_particles=num_particles,
                 vectorize_particles=num_particles > 1,
                 max_plate_nesting=model.max_plate_nesting,
-                ignore_jit_warnings=True,
             )
 
     def loss(self, x: torch.Tensor, mask: torch.Tensor, kl_weight: float) -> torch.Tensor:
@@ -239,9 +239,6 @@ class _Trainer:
         if kl_weight != 1.0:
             model_fn = _ScaleLatents(kl_weight)(model_fn)
             guide_fn = _ScaleLatents(kl_weight)(guide_fn)
-        if self.kind == "jit":
-            # JitTrace_ELBO compiles once per (shapes of) arguments; it has no differentiable_loss.
-            return self.pyro_elbo.loss_and_grads(model_fn, guide_fn, x, mask) / n
         return self.pyro_elbo.differentiable_loss(model_fn, guide_fn, x, mask) / n
 
     def step(
@@ -257,9 +254,8 @@ class _Trainer:
         ``"loss"`` or ``"gradient"``, whichever is not finite."""
         opt.zero_grad(set_to_none=True)
         loss = self.loss(x, mask, kl_weight)
-        if self.kind != "jit":
-            loss.backward()
-        loss = torch.as_tensor(loss).detach()
+        loss.backward()
+        loss = loss.detach()
         grads = [p.grad for p in params if p.grad is not None]
         # One reduction and one host sync per step: the gradient's norm is finite iff every
         # entry is, and the loss is needed on the host anyway.
