@@ -116,7 +116,8 @@ def _fit_baum_welch(
     def run(params: Params, desc: str) -> tuple[Params, list[float]]:
         objective: list[float] = []
         bar = progress_bar(max_steps, desc, progress)
-        with torch.no_grad():
+        # The M-step's values are valid by construction: argument checks would only cost time.
+        with torch.no_grad(), pyro.validation_enabled(False):
             for _ in range(int(max_steps)):
                 post = model.posteriors(x, mask, params, lengths)
                 objective.append(float(post["log_lik"].sum() + model.log_prior(params)))

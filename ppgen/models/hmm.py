@@ -260,8 +260,13 @@ class HMM(GenerativeModel):
         return {k: priors[k] for k in self.global_sites}
 
     def log_prior(self, params: Params) -> torch.Tensor:
-        priors = self.priors(params["transition"])
-        return sum(priors[k].log_prob(params[k]) for k in self.global_sites)
+        like = params["transition"]
+        # EM evaluates the prior every iteration: build its distributions once per dtype/device.
+        cache = self.__dict__.setdefault("_prior_cache", {})
+        key = (like.dtype, like.device)
+        if key not in cache:
+            cache[key] = self.priors(like)
+        return sum(cache[key][k].log_prob(params[k]) for k in self.global_sites)
 
     def initial_probs(self, params: Params) -> torch.Tensor:
         """The distribution of the first state, (K,)."""
