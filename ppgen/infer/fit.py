@@ -60,8 +60,10 @@ def fit(
         ``"em"``: the same MAP objective by closed-form expectation-maximization, for models that
         provide it (GaussianMixture, PPCA; missing entries exact); fastest on large tables.
         ``"svi"``: variational posterior of the globals (``guide="normal"`` mean-field,
-        ``"mvn"`` full-rank, or your own guide over the global sites), minibatches with
-        ``subsample_size``.
+        ``"mvn"`` full-rank, ``"flow"`` a normalizing flow (or a
+        :class:`ppgen.guides.FlowGuide` recipe), or your own guide over the global sites),
+        minibatches with ``subsample_size``. Deep models (:class:`ppgen.VAE`,
+        :class:`ppgen.HierarchicalVAE`) are trained by minibatch SVI of their networks.
         ``"nuts"``: Pyro's NUTS (``num_samples``, ``warmup_steps``, ``num_chains``), started
         from the MAP estimate.
     seed : int
