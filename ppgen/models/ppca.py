@@ -36,6 +36,9 @@ class PPCA(GenerativeModel):
     standardized scale. Missing entries are dropped from the likelihood. :meth:`guide` is that
     posterior under guide parameters of its own; :func:`ppgen.fit` sets them to the fitted
     values, so that ELBO and IWAE of a PPCA fit are exact (:meth:`set_exact_guide`).
+    The MAP estimate is reached by L-BFGS (``method="map"``) or by closed-form EM
+    (``method="em"``, :meth:`em_step`), which handles missing entries exactly and is several
+    times faster at ``ppgen.fit``'s default tolerance.
 
     Parameters
     ----------
