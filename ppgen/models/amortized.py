@@ -139,21 +139,21 @@ class Heads(nn.Module):
         self, x: torch.Tensor, mask: torch.Tensor | None, out: torch.Tensor
     ) -> torch.Tensor:
         """Masked log-likelihood of each row's observed entries, shape ``out.shape[:-1]``."""
-        total = out.new_zeros(())
+        total = None
         for kind, cols, outs in self._blocks:
             lp = self._block_log_prob(kind, x[..., cols], out[..., outs])
             if mask is not None:
-                lp = torch.where(mask[..., cols], lp, lp.new_zeros(()))
-            total = total + lp.sum(-1)
+                lp = torch.where(mask[..., cols], lp, 0.0)
+            total = lp.sum(-1) if total is None else total + lp.sum(-1)
         for j, (a, b) in zip(self.categorical, self._cat_slices, strict=True):
             logp = out[..., a:b].log_softmax(-1)
             code = x[..., j].long().clamp(0, b - a - 1)
             code = code.expand(logp.shape[:-1])
             lpj = logp.gather(-1, code.unsqueeze(-1)).squeeze(-1)
             if mask is not None:
-                lpj = torch.where(mask[..., j], lpj, lpj.new_zeros(()))
-            total = total + lpj
-        return total.expand(torch.broadcast_shapes(out.shape[:-1], x.shape[:-1]))
+                lpj = torch.where(mask[..., j], lpj, 0.0)
+            total = lpj if total is None else total + lpj
+        return out.new_zeros(out.shape[:-1]) if total is None else total
 
     def sample(self, out: torch.Tensor) -> torch.Tensor:
         """One draw of every entry on the encoded scale, ``(..., dim)`` (torch's global RNG)."""

@@ -213,7 +213,7 @@ class VAE(AmortizedModel):
             # log N(z; 0, I) - log N(z; loc, scale): the 2 pi constants cancel.
             log_ratio = (0.5 * (eps * eps - z * z) + scale.log()).sum(-1)
         log_lik = self.heads.log_prob(x, mask, self.decoder(z))
-        return log_lik + kl_weight * log_ratio
+        return log_lik + (log_ratio if kl_weight == 1.0 else kl_weight * log_ratio)
 
     def posterior(
         self, x: torch.Tensor, mask: torch.Tensor | None, params: Params, *, num_draws: int = 256
