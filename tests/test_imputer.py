@@ -227,7 +227,7 @@ def test_other_errors():
     with pytest.raises(ValueError, match="n_imputations"):
         _imputer(n_imputations=0).fit(frame)
     with pytest.raises(ValueError, match="model must be one of"):
-        _imputer(model="vae").fit(frame)
+        _imputer(model="kmeans").fit(frame)
 
 
 def test_nullable_integer_column_is_rounded_back_to_its_dtype():
