@@ -165,7 +165,8 @@ class Fit:
         return self.predict_proba(data).argmax(-1)
 
     def transform(self, data: Any) -> np.ndarray:
-        """Posterior mean of each row's latent variables, shape (n, q) (PPCA)."""
+        """Posterior mean of each row's latent variables, shape (n, q) (PPCA; for VAEs the
+        mean of the guide q(z | x_obs))."""
         if not hasattr(self.model, "posterior"):
             raise AttributeError(
                 f"{type(self.model).__name__} has no latent posterior to transform to"
