@@ -124,8 +124,9 @@ def fit_amortized(
     ValueError
         For another method, unknown options or bad option values.
     NonFiniteLossError
-        When the loss or a gradient becomes NaN or infinite (the weights keep their last good
-        values in the copy being trained; nothing is returned).
+        When the loss or a gradient becomes NaN or infinite. Training stops before the optimizer
+        moves; the exception's ``fit`` attribute is a :class:`Fit` with the last good weights
+        (not necessarily the best validation epoch's) and the losses of the complete epochs.
     """
     if method != "svi":
         raise ValueError(
@@ -168,21 +169,36 @@ def fit_amortized(
         # Built under the seed: the initial weights are a function of it.
         model = copy.deepcopy(model).build(schema).to(device=x.device, dtype=x.dtype)
         trainer = _Trainer(model, elbo, num_particles)
-        losses, val_losses, best_epoch, stopped = trainer.run(
-            x,
-            mask,
-            train_rows,
-            val_rows,
-            generator=generator,
-            batch_size=batch_size,
-            max_epochs=max_epochs,
-            lr=float(lr),
-            patience=patience,
-            kl_warmup=int(kl_warmup),
-            clip_norm=clip_norm,
-            seed=seed,
-            progress=progress,
-        )
+        try:
+            losses, val_losses, best_epoch, stopped = trainer.run(
+                x,
+                mask,
+                train_rows,
+                val_rows,
+                generator=generator,
+                batch_size=batch_size,
+                max_epochs=max_epochs,
+                lr=float(lr),
+                patience=patience,
+                kl_warmup=int(kl_warmup),
+                clip_norm=clip_norm,
+                seed=seed,
+                progress=progress,
+            )
+        except NonFiniteLossError as exc:
+            # Hours of training are not thrown away: the weights before the bad step.
+            model.eval()
+            exc.fit = Fit(
+                model=model,
+                schema=schema,
+                method="svi",
+                params={},
+                losses=np.asarray(trainer.losses, dtype=float),
+                seed=seed,
+                train=enc,
+                info={"n_epochs": len(trainer.losses), "stopped": "non-finite loss"},
+            )
+            raise
     model.eval()
     info = {
         "n_epochs": len(losses),
@@ -310,6 +326,7 @@ class _Trainer:
         size = min(batch_size, n_train)
         xv, mv = x[val_rows], mask[val_rows]
         losses: list[float] = []
+        self.losses = losses  # complete epochs so far, also when training stops on an error
         val_losses: list[float] = []
         best, best_epoch, best_state, stopped = math.inf, 0, None, False
         bar = progress_bar(max_epochs, "svi", progress)

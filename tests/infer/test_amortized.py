@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import ppgen
+from ppgen._utils import seeded
 from ppgen.infer.amortized import _Trainer
 
 
@@ -91,8 +92,37 @@ def test_kl_warmup_weights_the_latent_terms_linearly():
 def test_a_non_finite_loss_stops_training_with_a_clear_error():
     X = _wine()
     X[5, 2] = 1e200  # squares to inf in the Gaussian head
-    with pytest.raises(ppgen.NonFiniteLossError, match="loss became non-finite at step"):
+    with pytest.raises(ppgen.NonFiniteLossError, match="loss became non-finite at step") as err:
         ppgen.fit(ppgen.VAE(2, (8,)), X, standardize=False, validation=0, batch_size=len(X))
+    # The failed step did not move the weights: the attached fit holds the initial ones, which
+    # are a function of the seed (the networks are built under it).
+    kept = err.value.fit
+    assert len(kept.losses) == 0
+    with seeded(0):
+        initial = ppgen.VAE(2, (8,)).build(kept.schema).double().state_dict()
+    for name, value in kept.model.state_dict().items():
+        torch.testing.assert_close(value, initial[name], rtol=0, atol=0)
+
+
+def test_non_finite_loss_keeps_the_epochs_trained_so_far():
+    X = _wine()
+    fit = ppgen.fit(ppgen.VAE(2, (8,)), X, seed=0, max_epochs=3, validation=0, lr=1e-2)
+
+    class Explodes(ppgen.VAE):
+        """Returns NaN from the fourth epoch's first step on (2 steps per epoch)."""
+
+        calls = 0
+
+        def elbo_rows(self, x, mask, kl_weight=1.0):
+            type(self).calls += 1
+            rows = super().elbo_rows(x, mask, kl_weight)
+            return rows * float("nan") if type(self).calls > 6 else rows
+
+    with pytest.raises(ppgen.NonFiniteLossError, match="epoch 4") as err:
+        ppgen.fit(Explodes(2, (8,)), X, seed=0, max_epochs=10, validation=0, lr=1e-2)
+    kept = err.value.fit
+    np.testing.assert_array_equal(kept.losses, fit.losses)
+    np.testing.assert_array_equal(kept.transform(X), fit.transform(X))
 
 
 @pytest.mark.parametrize(
