@@ -268,6 +268,10 @@ class AmortizedModel(GenerativeModel):
        training uses it when present because tracing costs time per step. And
        ``posterior(x, mask, params)`` in closed form.
 
+    KL warm-up needs nothing more: with ``Trace_ELBO`` the trainer scales every unobserved
+    sample site of both programs by the warm-up weight, and ``elbo_rows`` gets it as
+    ``kl_weight``.
+
     Parameters
     ----------
     continuous_scale : {"column", "shared"}
@@ -287,11 +291,8 @@ class AmortizedModel(GenerativeModel):
         super().__init__()
         if continuous_scale not in SCALES:
             raise ValueError(f"continuous_scale must be one of {SCALES}, got {continuous_scale!r}")
-        if isinstance(impute_particles, bool) or int(impute_particles) != impute_particles:
-            raise ValueError(
-                f"impute_particles must be a positive integer, got {impute_particles!r}"
-            )
-        if int(impute_particles) < 1:
+        k = impute_particles
+        if isinstance(k, bool) or not isinstance(k, (int, float)) or int(k) != k or k < 1:
             raise ValueError(
                 f"impute_particles must be a positive integer, got {impute_particles!r}"
             )
