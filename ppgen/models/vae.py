@@ -81,9 +81,12 @@ class VAE(AmortizedModel):
 
     Notes
     -----
-    Fitted with ``ppgen.fit(VAE(...), data, method="svi", ...)``: minibatch SVI with early
-    stopping on a held-out split (:func:`ppgen.infer.amortized.fit_amortized`). There is no
-    exact likelihood; estimate it with :func:`ppgen.evaluate.iwae` or :func:`ppgen.evaluate.ais`.
+    Fitted with ``ppgen.fit(VAE(...), data, ...)``: minibatch SVI with early stopping on a
+    held-out split (:func:`ppgen.infer.amortized.fit_amortized`; DataFrames are fitted in
+    float64, pass ``dtype=torch.float32`` for about twice the speed). There is no exact
+    likelihood; estimate it with :func:`ppgen.evaluate.iwae` or :func:`ppgen.evaluate.ais`.
+    ``Fit.transform`` gives the guide's mean of z, ``Fit.interpolate`` decodes a latent
+    segment between two rows, ``Fit.anomaly_score`` is minus each row's IWAE bound.
     Imputations (:meth:`ppgen.Fit.impute`) are draws from p(x_miss | x_obs) under the fitted
     networks: they carry the uncertainty of the missing values given the observed ones, not
     the uncertainty of the networks themselves (a point estimate), so pooled intervals can be
