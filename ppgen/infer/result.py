@@ -269,7 +269,9 @@ class Fit:
         Rubin's rules (:func:`ppgen.impute.pool`) give honest intervals -- *proper* multiple
         imputation. MAP and EM fits plug the point estimate into every copy: such imputations are
         *improper* (they ignore parameter uncertainty, so pooled intervals are somewhat too
-        narrow); fit with ``method="nuts"`` or ``"svi"`` for proper multiple imputation.
+        narrow); fit with ``method="nuts"`` or ``"svi"`` for proper multiple imputation, or use
+        ``ppgen.Imputer(..., proper="bootstrap")``, which refits a point estimate to a bootstrap
+        resample of the rows for each copy (Rubin & Schenker's approximate Bayesian bootstrap).
 
         Parameters
         ----------
