@@ -99,7 +99,8 @@ def fit_amortized(
     kl_warmup : int
         Epochs of linear KL annealing: the latent terms ``log p(z) - log q(z|x)`` of the ELBO
         are weighted by ``min(1, epoch / kl_warmup)`` (epoch counted from 1) in the training
-        loss; the validation ELBO and the recorded losses are always the full ELBO.
+        loss. The recorded training losses are that weighted loss (so they can rise as the
+        weight grows); the validation ELBO is always the full ELBO.
     num_particles : int
         Draws of the latents per row in each step's ELBO.
     clip_norm : float, optional
@@ -348,7 +349,7 @@ class _Trainer:
                             _raise_non_finite(bad, step, epoch)
                         total += loss * len(rows)
                         step += 1
-                    # The recorded loss is the full ELBO's when warm-up weights the KL term.
+                    # Under warm-up this is the KL-weighted loss; validation uses the full ELBO.
                     losses.append(total / n_train)
                     bar.update()
                     if len(val_rows):
