@@ -14,6 +14,7 @@ Such models have no global latent sample sites: their networks are point-estimat
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import pyro
@@ -33,6 +34,36 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 _EMPTY = torch.Size()
 #: Continuous-head scale options.
 SCALES = ("column", "shared")
+
+
+#: Non-linearities of the deep models' networks, by name.
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "identity": nn.Identity}
+#: Guides of the deep models: the diagonal Gaussian encoder, optionally followed by a flow.
+GUIDES = ("gaussian", "flow")
+#: Floor on the encoders' standard deviations, so that log q stays finite.
+MIN_SCALE = 1e-5
+
+
+def mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
+    """Linear layers between ``sizes``, the activation after every hidden layer."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+def check_architecture(activation: str | None, guide: str, flow_options: Any) -> str:
+    """Validate a deep model's activation and guide options; returns the activation's name."""
+    activation = "identity" if activation is None else activation
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if guide not in GUIDES:
+        raise ValueError(f"guide must be one of {GUIDES}, got {guide!r}")
+    if flow_options and guide != "flow":
+        raise ValueError("flow_options apply to guide='flow' only")
+    return activation
 
 
 def _index(positions: tuple[int, ...]) -> slice | list[int]:

@@ -10,9 +10,8 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from ppgen.models.amortized import AmortizedModel
+from ppgen.models.amortized import ACTIVATIONS, MIN_SCALE, AmortizedModel, check_architecture, mlp
 from ppgen.models.base import Params
-from ppgen.models.vae import _MIN_SCALE, ACTIVATIONS, GUIDES, _mlp
 
 __all__ = ["HierarchicalVAE"]
 
@@ -119,15 +118,9 @@ class HierarchicalVAE(AmortizedModel):
             raise ValueError(f"n_latent needs two layers or more, got {self.n_latent!r}")
         if not self.hidden:
             raise ValueError("hidden needs at least one layer")
-        activation = "identity" if activation is None else activation
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        if guide not in GUIDES:
-            raise ValueError(f"guide must be one of {GUIDES}, got {guide!r}")
+        activation = check_architecture(activation, guide, flow_options)
         if flow_layers not in FLOW_LAYERS:
             raise ValueError(f"flow_layers must be one of {FLOW_LAYERS}, got {flow_layers!r}")
-        if flow_options and guide != "flow":
-            raise ValueError("flow_options apply to guide='flow' only")
         self.activation = activation
         self.guide_type = guide
         self.flow_options = dict(flow_options or {})
@@ -149,7 +142,7 @@ class HierarchicalVAE(AmortizedModel):
     # -- networks ----------------------------------------------------------------------------------
     def _block(self, width_in: int) -> nn.Sequential:
         """A deterministic block: the hidden layers, each followed by the activation."""
-        block = _mlp((width_in, *self.hidden), self.activation)
+        block = mlp((width_in, *self.hidden), self.activation)
         block.append(ACTIVATIONS[self.activation]())
         return block
 
@@ -169,7 +162,7 @@ class HierarchicalVAE(AmortizedModel):
         # Top-down (model and guide): p(z_l | z_{l+1}) for l = 1 .. L-1 (index l-1).
         self.down = nn.ModuleList(self._block(qs[i + 1]) for i in range(n_layers - 1))
         self.down_stats = nn.ModuleList(self._stats(qs[i]) for i in range(n_layers - 1))
-        self.decoder = _mlp((qs[0], *reversed(self.hidden), heads.n_outputs), self.activation)
+        self.decoder = mlp((qs[0], *reversed(self.hidden), heads.n_outputs), self.activation)
         if self.guide_type == "flow":
             from ppgen.guides.flows import AmortizedFlow
 
@@ -187,7 +180,7 @@ class HierarchicalVAE(AmortizedModel):
 
     @staticmethod
     def _gaussian(stats: nn.ModuleList, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return stats[0](h), nn.functional.softplus(stats[1](h)) + _MIN_SCALE
+        return stats[0](h), nn.functional.softplus(stats[1](h)) + MIN_SCALE
 
     def _conditional_prior(
         self, i: int, z_above: torch.Tensor

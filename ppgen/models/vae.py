@@ -10,25 +10,10 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from ppgen.models.amortized import AmortizedModel
+from ppgen.models.amortized import ACTIVATIONS, MIN_SCALE, AmortizedModel, check_architecture, mlp
 from ppgen.models.base import Params
 
 __all__ = ["VAE"]
-
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "identity": nn.Identity}
-GUIDES = ("gaussian", "flow")
-#: Floor on the encoder's standard deviations, so that log q stays finite.
-_MIN_SCALE = 1e-5
-
-
-def _mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
-    """Linear layers between ``sizes``, the activation after every hidden layer."""
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(ACTIVATIONS[activation]())
-    return nn.Sequential(*layers)
 
 
 class VAE(AmortizedModel):
@@ -120,13 +105,7 @@ class VAE(AmortizedModel):
         hidden = tuple(hidden)
         if any(isinstance(h, bool) or int(h) != h or int(h) < 1 for h in hidden):
             raise ValueError(f"hidden must hold positive integers, got {hidden!r}")
-        activation = "identity" if activation is None else activation
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        if guide not in GUIDES:
-            raise ValueError(f"guide must be one of {GUIDES}, got {guide!r}")
-        if flow_options and guide != "flow":
-            raise ValueError("flow_options apply to guide='flow' only")
+        activation = check_architecture(activation, guide, flow_options)
         self.n_latent = int(n_latent)
         self.hidden = tuple(int(h) for h in hidden)
         self.activation = activation
@@ -145,14 +124,14 @@ class VAE(AmortizedModel):
 
     def build_networks(self) -> None:
         heads, q = self.heads, self.n_latent
-        body = _mlp((heads.n_features, *self.hidden), self.activation)
+        body = mlp((heads.n_features, *self.hidden), self.activation)
         if self.hidden:
             body.append(ACTIVATIONS[self.activation]())  # the last hidden layer's activation
         self.encoder_body = body
         width = self.hidden[-1] if self.hidden else heads.n_features
         self.encoder_loc = nn.Linear(width, q)
         self.encoder_scale = nn.Linear(width, q)
-        self.decoder = _mlp((q, *reversed(self.hidden), heads.n_outputs), self.activation)
+        self.decoder = mlp((q, *reversed(self.hidden), heads.n_outputs), self.activation)
         if self.guide_type == "flow":
             # Imported here: the flows live in ppgen.guides, which need not be loaded otherwise.
             from ppgen.guides.flows import AmortizedFlow
@@ -166,7 +145,7 @@ class VAE(AmortizedModel):
         """q(z | x_obs) for each row, and the Gaussian's location and scale (n, q)."""
         h = self.encoder_body(self.features(x, mask))
         loc = self.encoder_loc(h)
-        scale = nn.functional.softplus(self.encoder_scale(h)) + _MIN_SCALE
+        scale = nn.functional.softplus(self.encoder_scale(h)) + MIN_SCALE
         q = dist.Normal(loc, scale).to_event(1)
         if self.guide_type == "flow":
             q = self.flow(q, h)
@@ -210,7 +189,7 @@ class VAE(AmortizedModel):
             # the same generator), without building distribution objects at every step.
             h = self.encoder_body(self.features(x, mask))
             loc = self.encoder_loc(h)
-            scale = nn.functional.softplus(self.encoder_scale(h)) + _MIN_SCALE
+            scale = nn.functional.softplus(self.encoder_scale(h)) + MIN_SCALE
             eps = torch.empty_like(loc).normal_()
             z = loc + eps * scale
             # log N(z; 0, I) - log N(z; loc, scale): the 2 pi constants cancel.
