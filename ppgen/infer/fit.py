@@ -83,22 +83,20 @@ def fit(
     """
     if method is None:
         method = "svi" if getattr(model, "amortized", False) else "map"
+    common = {
+        "method": method, "seed": seed, "device": device, "dtype": dtype, "kinds": kinds,
+        "standardize": standardize, "schema": schema, "progress": progress,
+    }  # fmt: skip
     if getattr(model, "sequential", False):
         # Sequence models (HMM): data are sequences; see ppgen.infer.sequences.
         from ppgen.infer.sequences import fit_sequences
 
-        return fit_sequences(
-            model, data, method=method, seed=seed, device=device, dtype=dtype, kinds=kinds,
-            standardize=standardize, schema=schema, progress=progress, **options,
-        )  # fmt: skip
+        return fit_sequences(model, data, **common, **options)
     if getattr(model, "amortized", False):
         # Deep models (VAE): networks trained by minibatch SVI; see ppgen.infer.amortized.
         from ppgen.infer.amortized import fit_amortized
 
-        return fit_amortized(
-            model, data, method=method, seed=seed, device=device, dtype=dtype, kinds=kinds,
-            standardize=standardize, schema=schema, progress=progress, **options,
-        )  # fmt: skip
+        return fit_amortized(model, data, **common, **options)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     schema = schema or Schema.infer(data, kinds=kinds, standardize=standardize)
