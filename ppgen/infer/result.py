@@ -336,12 +336,21 @@ class Fit:
             described = self.model.describe(flat, self.schema)
         return {k: _numpy(v).reshape((chains, draws) + v.shape[1:]) for k, v in described.items()}
 
+    def _require_globals(self, what: str) -> None:
+        if not self.params and self.samples is None:
+            raise ValueError(
+                f"{what} reports global parameters; {type(self.model).__name__} has none (its "
+                "networks are point estimates): judge it with ppgen.evaluate (elbo, iwae, ais) "
+                "and look at sample, transform and impute"
+            )
+
     def summary(self) -> pd.DataFrame:
         """Parameters as a statistician reads them.
 
         Point fits give one ``estimate`` column. SVI and NUTS fits give ArviZ's summary: posterior
         mean, sd, 94% highest-density interval and, for NUTS, MCSE, bulk/tail ESS and R-hat.
         """
+        self._require_globals("summary")
         draws = self._described_draws()
         coords = self.model.describe_coords(self.schema)
         # ArviZ labels entries by position, "means[0, 1]"; readers want "means[0, waiting]".
@@ -370,6 +379,7 @@ class Fit:
         the data's scale: continuous columns in their own units, other kinds as their codes,
         missing entries NaN. The replicates are left out when they would exceed 20 million values.
         """
+        self._require_globals("to_arviz")
         enc = self.train if data is None else self._encode(data)
         posterior = {k: _numpy(v) for k, v in (self.samples or {}).items()}
         if not posterior:

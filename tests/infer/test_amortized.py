@@ -156,3 +156,10 @@ def test_minibatches_larger_than_the_table_and_the_progress_bar(capsys):
     fit = ppgen.fit(ppgen.VAE(2, (8,)), X, batch_size=1000, max_epochs=3, progress=False)
     assert len(fit.losses) == 3
     assert capsys.readouterr().err == ""
+
+
+def test_summary_and_to_arviz_say_deep_models_have_no_global_parameters():
+    fit = ppgen.fit(ppgen.VAE(2, (8,)), _wine(), max_epochs=2)
+    for method in (fit.summary, fit.to_arviz):
+        with pytest.raises(ValueError, match="VAE has none"):
+            method()
