@@ -202,10 +202,8 @@ def oracles(x):
 
     def conditional_mean(rows, miss, fitted_on):
         mu, cov = fitted_on.mean(0), np.cov(fitted_on, rowvar=False)
-        mean, _, _ = condition_on_precision(
-            *map(torch.as_tensor, (rows, miss, mu, np.linalg.inv(cov)))
-        )
-        return mean.numpy()
+        cond = condition_on_precision(*map(torch.as_tensor, (rows, miss, mu, np.linalg.inv(cov))))
+        return cond.mean.numpy()
 
     def in_sample(xm, seed):
         return [conditional_mean(np.nan_to_num(xm), np.isnan(xm), x)]

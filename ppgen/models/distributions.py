@@ -4,18 +4,27 @@
   bijection to unconstrained space, so that NUTS and Pyro's autoguides can use it.
 * :class:`MaskedMultivariateNormal` -- a multivariate normal whose ``log_prob`` is the exact
   marginal density of each row's observed entries.
+* :func:`condition_on_precision` -- the conditional Gaussian of each row's missing entries given
+  its observed ones (:class:`GaussianConditional`), from which that marginal density also follows.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pyro.distributions as dist
 import torch
 from torch.distributions import biject_to, constraints, transform_to
 from torch.distributions.transforms import Transform
 
-__all__ = ["MaskedMultivariateNormal", "WishartPrecision", "positive_definite_bijective"]
+__all__ = [
+    "GaussianConditional",
+    "MaskedMultivariateNormal",
+    "WishartPrecision",
+    "condition_on_precision",
+    "positive_definite_bijective",
+]
 
 
 def _dim_from_vector_length(m: int) -> int:
@@ -119,11 +128,149 @@ def _cholesky_log_density(
         # One factor shared by all rows (a mixture component): one matmul, not one per row.
         white = (x - loc) @ precision_tril.squeeze(-3)
     else:
-        white = ((x - loc).unsqueeze(-2) @ precision_tril).squeeze(-2)
+        # einsum broadcasts the factors without copying them per row; a broadcasting matmul
+        # materializes one d x d copy per row (4-5x slower with K factors).
+        white = torch.einsum("...i,...ij->...j", x - loc, precision_tril)
     # A matrix-vector product with ones: torch's reduction over a short last axis is ~10x slower.
     maha = (white * white) @ white.new_ones(d)
     logdet = precision_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
     return logdet - 0.5 * maha - 0.5 * d * math.log(2 * math.pi)
+
+
+def _missing_columns(miss: torch.Tensor) -> torch.Tensor:
+    """Each row's missing columns in increasing order, padded with ``d``: (..., r), r the most
+    entries any row misses. Increasing order makes the Cholesky factor of a row's missing block
+    the same as that of the d x d matrix holding the block in place and the identity elsewhere,
+    so draws made with either factor agree."""
+    d = miss.shape[-1]
+    n_miss = miss.sum(-1, keepdim=True)
+    r = int(n_miss.max()) if miss.numel() else 0
+    # A stable sort of the observed flags puts the missing columns first, in their order.
+    order = torch.sort((~miss).to(torch.uint8), dim=-1, stable=True).indices[..., :r]
+    valid = torch.arange(r, device=miss.device) < n_miss
+    return torch.where(valid, order, d)
+
+
+def _scatter(values: torch.Tensor, index: torch.Tensor, d: int) -> torch.Tensor:
+    """(..., r) values placed at columns ``index`` of a zero (..., d) row; index d is dropped."""
+    shape = torch.broadcast_shapes(values.shape, index.shape)
+    out = values.new_zeros(shape[:-1] + (d + 1,))
+    return out.scatter(-1, index.expand(shape), values.expand(shape))[..., :d]
+
+
+@dataclass(frozen=True)
+class GaussianConditional:
+    """The missing entries of rows given their observed ones, under N(loc, precision^-1).
+
+    For a row with missing block m and observed block o, x_m | x_o is Gaussian with precision
+    ``Lambda_mm`` and mean ``loc_m - Lambda_mm^-1 Lambda_mo (x_o - loc_o)``. Made by
+    :func:`condition_on_precision`; rows with different missingness patterns share one batch.
+
+    Attributes
+    ----------
+    mean : Tensor, shape (..., d)
+        Observed entries equal to ``x``, missing ones their conditional mean.
+    index : Tensor of int64, shape (..., r)
+        Each row's missing columns in increasing order, padded with ``d`` (r: the most entries
+        any row misses).
+    tril : Tensor, shape (..., r, r)
+        Cholesky factor of each row's ``Lambda_mm`` (the identity on the padding).
+    loc, precision : Tensor
+        The Gaussian conditioned, with their own batch shapes.
+    """
+
+    mean: torch.Tensor
+    index: torch.Tensor
+    tril: torch.Tensor
+    loc: torch.Tensor
+    precision: torch.Tensor
+
+    def log_marginal(self, precision_tril: torch.Tensor | None = None) -> torch.Tensor:
+        """log N(x_o | loc_o, Sigma_oo) of each row's observed entries, shape (...).
+
+        ``p(x_o) = p(x_o, x_m) / p(x_m | x_o)`` at ``x_m`` = its conditional mean, where the
+        conditional density is ``(2 pi)^(-|m|/2) det(Lambda_mm)^(1/2)``: the joint density of
+        the completed row (a sum of squares, no Schur-complement cancellation) with the
+        factorization already made for the conditional, and no factorization of ``Sigma_oo``.
+        ``precision_tril`` is the Cholesky factor of ``precision``, if already at hand.
+        """
+        if precision_tril is None:
+            precision_tril = torch.linalg.cholesky(self.precision)
+        d = self.mean.shape[-1]
+        n_miss = (self.index < d).sum(-1).to(self.mean.dtype)
+        half_logdet_mm = self.tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        joint = _cholesky_log_density(self.mean, self.loc, precision_tril)
+        return joint - half_logdet_mm + 0.5 * n_miss * math.log(2 * math.pi)
+
+    def covariance(self) -> torch.Tensor:
+        """Conditional covariances (..., d, d): ``Lambda_mm^-1`` on the missing block, zero in
+        every row and column of an observed entry."""
+        d = self.mean.shape[-1]
+        cov = torch.cholesky_inverse(self.tril)
+        pairs = self._pairs()
+        out = cov.new_zeros(cov.shape[:-2] + ((d + 1) ** 2,))
+        out = out.scatter(-1, pairs.expand(cov.shape).flatten(-2), cov.flatten(-2))
+        return out.unflatten(-1, (d + 1, d + 1))[..., :d, :d]
+
+    def covariance_sum(self, weights: torch.Tensor) -> torch.Tensor:
+        """``sum_i weights[..., i] Cov[x_i | x_o]`` over the last batch dim (the rows), shape
+        (..., d, d): the E-step's share of the scatter, without any (n, d, d) tensor."""
+        d = self.mean.shape[-1]
+        cov = torch.cholesky_inverse(self.tril) * weights[..., None, None]
+        pairs = self._pairs().expand(cov.shape)
+        out = cov.new_zeros(cov.shape[:-3] + ((d + 1) ** 2,))
+        out = out.scatter_add(-1, pairs.flatten(-3), cov.flatten(-3))
+        return out.unflatten(-1, (d + 1, d + 1))[..., :d, :d]
+
+    def noise(self, eps: torch.Tensor) -> torch.Tensor:
+        """``L_mm^-T eps_m`` on each row's missing entries, zero on the observed ones: with
+        ``eps`` (..., d) standard normal, a draw of x_m - E[x_m | x_o]."""
+        d = self.mean.shape[-1]
+        shape = self.tril.shape[:-1]
+        eps = torch.nn.functional.pad(eps, (0, 1)).expand(shape[:-1] + (d + 1,))
+        white = eps.gather(-1, self.index.expand(shape)).unsqueeze(-1)
+        z = torch.linalg.solve_triangular(self.tril.mT, white, upper=True).squeeze(-1)
+        return _scatter(z, self.index, d)
+
+    def _pairs(self) -> torch.Tensor:
+        """Flat positions in a (d + 1) x (d + 1) matrix of each row's missing block."""
+        stride = self.mean.shape[-1] + 1
+        return self.index.unsqueeze(-1) * stride + self.index.unsqueeze(-2)
+
+
+def condition_on_precision(
+    x: torch.Tensor, miss: torch.Tensor, loc: torch.Tensor, precision: torch.Tensor
+) -> GaussianConditional:
+    """Gaussian N(loc, precision^-1) conditioned on the entries where ``miss`` is False.
+
+    Batched over leading dims (which broadcast) without grouping rows by missingness pattern:
+    each row's missing block ``Lambda_mm`` is gathered into an r x r matrix, r the most entries
+    any row misses, padded with the identity -- one small factorization per row (r is about a
+    fifth of d at 20% missing), shared by the conditional mean, covariance, draws and the
+    marginal density of the observed entries (:meth:`GaussianConditional.log_marginal`).
+    Values of ``x`` at missing entries are ignored.
+    """
+    d = x.shape[-1]
+    index = _missing_columns(miss)
+    shape = torch.broadcast_shapes(x.shape, miss.shape, loc.shape, precision.shape[:-1])
+    # Lambda_mm of each row, read from the precision (padded with a zero row and column that
+    # the padding indexes) through flat positions: never one d x d copy of it per row.
+    padded = torch.nn.functional.pad(precision, (0, 1, 0, 1))
+    first = torch.arange(padded[..., 0, 0].numel(), device=x.device).view(padded.shape[:-2])
+    flat = (first * (d + 1) ** 2)[..., None, None] + (
+        index.unsqueeze(-1) * (d + 1) + index.unsqueeze(-2)
+    )
+    pad = (index == d).to(precision.dtype)
+    block = padded.reshape(-1)[flat] + torch.diag_embed(pad)
+    tril = torch.linalg.cholesky(block)
+    # Lambda_mo (x_o - mu_o): the precision times the observed deviations, on the missing rows.
+    dev = torch.where(miss, x.new_zeros(()), x - loc)
+    lam_dev = torch.einsum("...i,...ij->...j", dev, precision)
+    lam_dev = torch.nn.functional.pad(lam_dev, (0, 1))
+    rhs = lam_dev.gather(-1, index.expand(lam_dev.shape[:-1] + index.shape[-1:]))
+    shift = torch.cholesky_solve(rhs.unsqueeze(-1), tril).squeeze(-1)
+    mean = torch.where(miss, loc - _scatter(shift, index, d), x).expand(shape)
+    return GaussianConditional(mean, index, tril, loc, precision)
 
 
 class MaskedMultivariateNormal(dist.TorchDistribution):
@@ -131,9 +278,9 @@ class MaskedMultivariateNormal(dist.TorchDistribution):
 
     ``log_prob(x)`` is the exact log density of each row's observed entries under the marginal
     N(loc_o, Sigma_oo). Rows with missing entries are handled without a loop over missingness
-    patterns: missing rows and columns of the covariance are replaced by the identity and the
-    missing entries by the mean, which leaves ``det Sigma_oo`` and the observed Mahalanobis
-    distance unchanged; the standard-normal factor of each missing entry is then removed.
+    patterns, through the conditional of their missing entries
+    (:meth:`GaussianConditional.log_marginal`): one factorization of each row's missing block
+    of the precision, never of ``Sigma_oo``.
 
     Parameters
     ----------
@@ -200,21 +347,8 @@ class MaskedMultivariateNormal(dist.TorchDistribution):
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         mask = self.obs_mask
+        tril = torch.linalg.cholesky(self.precision_matrix)
         if mask is None or bool(mask.all()):
-            return _cholesky_log_density(
-                value, self.loc, torch.linalg.cholesky(self.precision_matrix)
-            )
-        shape = torch.broadcast_shapes(value.shape, self.loc.shape, mask.shape)
-        mask = mask.expand(shape)
-        loc = self.loc.expand(shape)
-        value = torch.where(mask, value.expand(shape), loc)
-        cov = self.covariance_matrix.expand(shape + shape[-1:])
-        both = mask.unsqueeze(-1) & mask.unsqueeze(-2)
-        eye = torch.eye(shape[-1], dtype=cov.dtype, device=cov.device)
-        cov = torch.where(both, cov, eye)
-        tril = torch.linalg.cholesky(cov)
-        diff = torch.linalg.solve_triangular(tril, (value - loc).unsqueeze(-1), upper=False)
-        maha = diff.squeeze(-1).pow(2).sum(-1)
-        logdet = tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-        n_obs = mask.sum(-1).to(value.dtype)
-        return -0.5 * maha - logdet - 0.5 * n_obs * math.log(2 * math.pi)
+            return _cholesky_log_density(value, self.loc, tril)
+        cond = condition_on_precision(value, ~mask, self.loc, self.precision_matrix)
+        return cond.log_marginal(tril)

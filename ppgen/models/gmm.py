@@ -12,13 +12,13 @@ from pyro.ops.indexing import Vindex
 
 from ppgen.data.schema import Schema
 from ppgen.models.base import GenerativeModel, Params
-from ppgen.models.distributions import MaskedMultivariateNormal, WishartPrecision
-from ppgen.models.likelihoods import (
-    EMISSIONS,
-    Emission,
+from ppgen.models.distributions import (
+    GaussianConditional,
+    MaskedMultivariateNormal,
+    WishartPrecision,
     condition_on_precision,
-    gaussian_m_step,
 )
+from ppgen.models.likelihoods import EMISSIONS, Emission, gaussian_m_step
 
 __all__ = ["GaussianMixture"]
 
@@ -266,19 +266,34 @@ class GaussianMixture(GenerativeModel):
         self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
     ) -> torch.Tensor:
         """log w_k + log p(x_i | component k), shape (n, K)."""
+        return self._components(x, mask, params)[0]
+
+    def _components(
+        self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
+    ) -> tuple[torch.Tensor, GaussianConditional | None]:
+        """:meth:`component_log_prob`, and with a full covariance and missing continuous
+        entries the conditional of those entries under each component (batch (K, n)), from
+        which their log-likelihood was computed: the E-step, the conditional moments and the
+        draws share its factorizations."""
         out = params["weights"].log()
+        cond = None
         if self.continuous:
+            xc = self._cont(x)
+            mc = None if mask is None else self._cont(mask)
             # Components along a new leading dim so that they broadcast against the rows.
-            event_dims = 2 if self.covariance_type == "full" else 1
-            comp = self._component_at(
-                params["locs"].unsqueeze(-2),
-                params["precision"].unsqueeze(-1 - event_dims),
-                None if mask is None else self._cont(mask).unsqueeze(0),
-            )
-            out = (comp.log_prob(self._cont(x).unsqueeze(0)) + out.unsqueeze(-1)).mT
+            locs, precision = params["locs"].unsqueeze(-2), params["precision"]
+            if self.covariance_type == "full" and mc is not None and not bool(mc.all()):
+                cond = condition_on_precision(xc, ~mc, locs, precision.unsqueeze(-3))
+                lp = cond.log_marginal(torch.linalg.cholesky(precision).unsqueeze(-3))
+            else:
+                event_dims = 2 if self.covariance_type == "full" else 1
+                mc = None if mc is None else mc.unsqueeze(0)
+                comp = self._component_at(locs, precision.unsqueeze(-1 - event_dims), mc)
+                lp = comp.log_prob(xc.unsqueeze(0))
+            out = (lp + out.unsqueeze(-1)).mT
         if self.emission.parts:
             out = out + self.emission.log_prob(x, self._full_mask(x, mask), params)
-        return out
+        return out, cond
 
     def log_prob(self, x: torch.Tensor, mask: torch.Tensor | None, params: Params) -> torch.Tensor:
         return self.component_log_prob(x, mask, params).logsumexp(-1)
@@ -314,21 +329,24 @@ class GaussianMixture(GenerativeModel):
         cond_cov : Tensor, shape (n, K, d, d)
             Conditional covariances; zero in every row and column of an observed entry.
         """
-        log_resp = self.component_log_prob(x, mask, params).log_softmax(-1)
+        log_resp, cond = self._components(x, mask, params)
+        log_resp = log_resp.log_softmax(-1)
         xc = self._cont(x)
         miss = xc.new_zeros(xc.shape, dtype=torch.bool) if mask is None else ~self._cont(mask)
+        n, K = log_resp.shape
         if not self.continuous:
-            n, K = log_resp.shape
             return log_resp, x.new_zeros(n, K, 0), x.new_zeros(n, K, 0, 0)
-        miss = miss.unsqueeze(1).expand(-1, self.n_components, -1)  # (n, K, d)
+        if cond is not None:  # full covariance, some entries missing
+            return log_resp, cond.mean.transpose(0, 1), cond.covariance().transpose(0, 1)
+        miss = miss.unsqueeze(1).expand(-1, K, -1)  # (n, K, d)
         locs, precision = params["locs"], params["precision"]
         xk = xc.unsqueeze(1)
         if self.covariance_type == "diag":
             mean = torch.where(miss, locs, xk)
             var = torch.where(miss, precision.reciprocal(), x.new_zeros(()))
             return log_resp, mean, torch.diag_embed(var)
-        mean, cov, _ = condition_on_precision(xk, miss, locs, precision)
-        return log_resp, mean, cov
+        # Nothing missing: each row is its own conditional mean, with no spread.
+        return log_resp, xk.expand(-1, K, -1), x.new_zeros(n, K, xc.shape[-1], xc.shape[-1])
 
     def impute(self, x: torch.Tensor, mask: torch.Tensor | None, params: Params) -> torch.Tensor:
         """One draw of the missing entries from p(x_missing | x_observed), shape (n, p).
@@ -341,20 +359,21 @@ class GaussianMixture(GenerativeModel):
         """
         if mask is None:
             return x.clone()
-        log_resp = self.component_log_prob(x, mask, params)
+        log_resp, cond = self._components(x, mask, params)
         k = dist.Categorical(logits=log_resp).sample()  # (n,)
         out = x.clone()
         if self.continuous:
             xc, mc = self._cont(x), self._cont(mask)
-            loc, precision = params["locs"][k], params["precision"][k]
             eps = torch.randn_like(xc)
-            if self.covariance_type == "diag":
-                draw = loc + precision.rsqrt() * eps
-            else:
-                mean, _, tril = condition_on_precision(xc, ~mc, loc, precision)
-                # L^-T eps ~ N(0, A^-1), whose missing block is Lambda_mm^-1.
-                noise = torch.linalg.solve_triangular(tril.mT, eps.unsqueeze(-1), upper=True)
-                draw = mean + noise.squeeze(-1)
+            if cond is not None:
+                # The class posterior's conditionals: every component's draw (r x r triangular
+                # solves are cheap), each row keeping its own component's.
+                rows = torch.arange(len(k), device=k.device)
+                draw = (cond.mean + cond.noise(eps))[k, rows]
+            elif self.covariance_type == "diag":
+                draw = params["locs"][k] + params["precision"][k].rsqrt() * eps
+            else:  # nothing missing among the continuous columns
+                draw = xc
             if self._only_continuous:
                 return torch.where(mask, x, draw)
             out[:, list(self.continuous)] = torch.where(mc, xc, draw)
@@ -378,6 +397,7 @@ class GaussianMixture(GenerativeModel):
         mask: torch.Tensor | None,
         resp: torch.Tensor,
         params: Params | None = None,
+        conditional: GaussianConditional | None = None,
     ) -> Params:
         """Maximize the expected log joint given memberships ``resp`` (n, K).
 
@@ -388,7 +408,8 @@ class GaussianMixture(GenerativeModel):
         :meth:`log_joint`'s EM bound, so the log joint never decreases.
 
         Partially observed rows enter the Gaussian updates through their conditional moments
-        given the observed entries (the exact E-step, :func:`gaussian_m_step`); rows with no
+        given the observed entries (the exact E-step, :func:`gaussian_m_step`), made under
+        ``params`` unless ``conditional`` (from :meth:`_components`) brings them; rows with no
         continuous entry observed do not enter them.
         """
         self._check_built()
@@ -404,10 +425,26 @@ class GaussianMixture(GenerativeModel):
         out = {"weights": weights}
         if self.continuous:
             mc = None if mask is None else self._cont(mask)
-            out.update(self._gaussian_m_step(self._cont(x), mc, resp, params))
+            out.update(self._gaussian_m_step(self._cont(x), mc, resp, params, conditional))
         if self.emission.parts:
             out.update(self.emission.m_step(x, self._full_mask(x, mask), resp, params))
         return out
+
+    def em_step(
+        self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
+    ) -> tuple[Params, torch.Tensor]:
+        """One EM iteration: the parameters after an E-step and :meth:`m_step` from
+        ``params``, and :meth:`log_joint` at ``params`` (which the E-step computes anyway).
+
+        With missing continuous entries under a full covariance, the E-step's log-likelihoods
+        and the M-step's conditional moments come from the same per-row factorizations
+        (:class:`~ppgen.models.distributions.GaussianConditional`), not two of each.
+        """
+        log_resp, cond = self._components(x, mask, params)
+        log_lik = log_resp.logsumexp(-1)
+        resp = (log_resp - log_lik.unsqueeze(-1)).exp()
+        new = self.m_step(x, mask, resp, params, cond)
+        return new, log_lik.sum() + self.log_prior(params)
 
     def _gaussian_m_step(
         self,
@@ -415,6 +452,7 @@ class GaussianMixture(GenerativeModel):
         mask: torch.Tensor | None,
         resp: torch.Tensor,
         params: Params | None,
+        conditional: GaussianConditional | None = None,
     ) -> Params:
         """ECM updates of ``locs`` and ``precision`` from the continuous columns ``x`` (n, d);
         partially observed rows by their conditional moments (:func:`gaussian_m_step`)."""
@@ -426,6 +464,7 @@ class GaussianMixture(GenerativeModel):
             covariance_type=self.covariance_type,
             loc_scale=self.loc_scale,
             covariance_prior=self.covariance_prior,
+            conditional=conditional,
         )
 
     def _kmeans_features(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

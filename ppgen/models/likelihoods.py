@@ -30,7 +30,12 @@ import pyro.distributions as dist
 import torch
 
 from ppgen.data.schema import Schema
-from ppgen.models.distributions import MaskedMultivariateNormal, WishartPrecision
+from ppgen.models.distributions import (
+    GaussianConditional,
+    MaskedMultivariateNormal,
+    WishartPrecision,
+    condition_on_precision,
+)
 
 __all__ = [
     "EMISSIONS",
@@ -57,30 +62,6 @@ EMISSIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def condition_on_precision(
-    x: torch.Tensor, miss: torch.Tensor, loc: torch.Tensor, precision: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gaussian N(loc, precision^-1) conditioned on the entries where ``miss`` is False.
-
-    Batched over leading dims without grouping rows by missingness pattern: the matrix
-    ``A = Lambda`` on the missing block and the identity elsewhere is block diagonal (after a
-    permutation), so its inverse holds ``Lambda_mm^-1`` on the missing block. Returns the
-    conditional mean (observed entries equal to ``x``), the conditional covariance (zero outside
-    the missing block) and the Cholesky factor of ``A`` for sampling.
-    """
-    both = miss.unsqueeze(-1) & miss.unsqueeze(-2)
-    eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
-    A = torch.where(both, precision, eye)
-    tril = torch.linalg.cholesky(A)
-    # Lambda_mo (x_o - mu_o): the precision times the observed deviations, on the missing rows.
-    dev = torch.where(miss, x.new_zeros(()), x - loc)
-    rhs = torch.where(miss, (precision @ dev.unsqueeze(-1)).squeeze(-1), x.new_zeros(()))
-    shift = torch.cholesky_solve(rhs.unsqueeze(-1), tril).squeeze(-1)
-    mean = torch.where(miss, loc - shift, x)
-    cov = torch.where(both, torch.cholesky_inverse(tril), x.new_zeros(()))
-    return mean, cov, tril
-
-
 def gaussian_m_step(
     x: torch.Tensor,
     mask: torch.Tensor | None,
@@ -90,6 +71,7 @@ def gaussian_m_step(
     covariance_type: str,
     loc_scale: float,
     covariance_prior: float,
+    conditional: GaussianConditional | None = None,
 ) -> Params:
     """One EM (ECM) update of a Gaussian block's ``locs`` (K, d) and ``precision``.
 
@@ -106,7 +88,7 @@ def gaussian_m_step(
     each partially observed row, under each class k, by its conditional mean
     ``E[x | x_o, k]`` and adds the conditional covariance of the missing block to the
     scatter, ``E[x x^T | x_o, k] = E[x] E[x]^T + Cov[x_m | x_o, k]``; all rows and classes at
-    once by masking (:func:`condition_on_precision`), not one solve per missingness pattern.
+    once (:func:`condition_on_precision`), not one solve per missingness pattern.
     Rows with no entry observed carry no information about the block and are left out. Without
     ``params`` (a first step), partially observed rows are conditioned on the diagonal fit.
 
@@ -124,6 +106,10 @@ def gaussian_m_step(
     covariance_type : {"full", "diag"}
     loc_scale, covariance_prior : float
         Prior scales, as in :class:`Normal`.
+    conditional : GaussianConditional, optional
+        ``condition_on_precision(x, ~mask, locs[:, None], precision[:, None])`` under
+        ``params`` (batch (K, n)), when the E-step already made it for the log-likelihood
+        (:meth:`GaussianConditional.log_marginal`): it is then not made again.
 
     Returns
     -------
@@ -151,29 +137,24 @@ def gaussian_m_step(
         var = (covariance_prior + sq) / (n_kd + 1.0)
         return {"locs": locs, "precision": var.reciprocal()}
     given = params is not None
-    rows = x  # E[x_i | x_o, k], (n, d) when it is the same for every class, else (n, K, d)
+    rows = x  # E[x_i | x_o, k]: (n, d) when the same for every class, else (K, n, d)
     cond_cov = None  # sum_i r_ik Cov[x_i | x_o, k], (K, d, d)
-    if mask is not None and not bool(mask.all()):
-        seen = mask.any(-1)
-        resp = resp * seen.unsqueeze(-1).to(resp.dtype)
-        rows = torch.where(mask, x, x.new_zeros(()))
-        partial = (seen & ~mask.all(-1)).nonzero().squeeze(-1)
-        if len(partial):
-            if params is None:
-                start = gaussian_m_step(
-                    x, mask, resp, None, covariance_type="diag", loc_scale=loc_scale,
-                    covariance_prior=covariance_prior,
-                )  # fmt: skip
-                params = {"locs": start["locs"], "precision": torch.diag_embed(start["precision"])}
-            miss = ~mask[partial].unsqueeze(1).expand(-1, K, -1)
-            mean, cov, _ = condition_on_precision(
-                x[partial].unsqueeze(1), miss, params["locs"], params["precision"]
-            )
-            rows = rows.unsqueeze(1).expand(-1, K, -1).clone()
-            rows[partial] = mean
-            cond_cov = torch.einsum("mk,mkij->kij", resp[partial], cov)
+    if conditional is None and mask is not None and not bool(mask.all()):
+        if params is None:
+            start = gaussian_m_step(
+                x, mask, resp, None, covariance_type="diag", loc_scale=loc_scale,
+                covariance_prior=covariance_prior,
+            )  # fmt: skip
+            params = {"locs": start["locs"], "precision": torch.diag_embed(start["precision"])}
+        conditional = condition_on_precision(
+            x, ~mask, params["locs"].unsqueeze(-2), params["precision"].unsqueeze(-3)
+        )
+    if conditional is not None:
+        resp = resp * mask.any(-1, keepdim=True).to(resp.dtype)
+        rows = conditional.mean
+        cond_cov = conditional.covariance_sum(resp.mT)
     n_k = resp.sum(0)
-    s_kd = resp.mT @ rows if rows.dim() == 2 else torch.einsum("nk,nkd->kd", resp, rows)
+    s_kd = resp.mT @ rows if rows.dim() == 2 else (resp.mT.unsqueeze(-2) @ rows).squeeze(-2)
     eye = torch.eye(d, dtype=x.dtype, device=x.device)
     if not given:
         locs = s_kd / n_k.clamp_min(1e-12).unsqueeze(-1)
@@ -185,7 +166,7 @@ def gaussian_m_step(
     # costs in Python (4x slower at 50,000 rows) when every class sees the same rows.
     scatter = []
     for k in range(K):
-        diff = (rows if rows.dim() == 2 else rows[:, k]) - locs[k]
+        diff = (rows if rows.dim() == 2 else rows[k]) - locs[k]
         scatter.append((diff * resp[:, k : k + 1]).mT @ diff)
     scatter = torch.stack(scatter)
     if cond_cov is not None:
@@ -335,9 +316,8 @@ class Normal(ColumnLikelihood):
         eps = torch.randn_like(xs)
         if self.covariance_type == "diag":
             return loc + precision.rsqrt() * eps
-        mean, _, tril = condition_on_precision(xs, ~ms, loc, precision)
-        noise = torch.linalg.solve_triangular(tril.mT, eps.unsqueeze(-1), upper=True)
-        return torch.where(ms, xs, mean + noise.squeeze(-1))
+        cond = condition_on_precision(xs, ~ms, loc, precision)
+        return torch.where(ms, xs, cond.mean + cond.noise(eps))
 
     def mean(self, params):
         return params["locs"]
