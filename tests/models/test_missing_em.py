@@ -1,5 +1,6 @@
 """EM with partially observed rows (Ghahramani & Jordan 1994): the E-step against the textbook
-per-row conditional moments, monotonicity, the fixed point against the Pyro model and L-BFGS."""
+per-row conditional moments, the shared factorizations of the E- and M-steps, monotonicity, the
+fixed point against the Pyro model and L-BFGS."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 
 import ppgen
 from ppgen.data import Schema
+from ppgen.models.distributions import condition_on_precision
 from ppgen.models.likelihoods import Normal, gaussian_m_step
 from ppgen.testing.stationary import pyro_log_joint_and_gradient
 
@@ -79,6 +81,73 @@ def test_e_step_and_m_step_equal_the_per_row_textbook_formulas(rng):
     lik = Normal(schema, schema.positions("continuous"), K, "full", **PRIOR)
     same = lik.m_step(t(np.nan_to_num(xm)), t(obs), t(resp), params)
     np.testing.assert_allclose(same["precision"].numpy(), want_prec, rtol=1e-9, atol=1e-9)
+
+
+def test_gaussian_conditional_blocks_equal_the_textbook_covariance_form(rng):
+    """Each row's r x r factor of Lambda_mm, padded and placed back at its columns, gives the
+    covariance-form conditional S_mm - S_mo S_oo^-1 S_om; the weighted sum over rows and the
+    draws' covariance (noise of unit vectors) are the same matrices. Rows miss 0 to d entries."""
+    n, d = 12, 5
+    miss = rng.random((n, d)) < 0.4
+    miss[0], miss[1] = False, True
+    a = rng.normal(size=(2, d, d))
+    S = a @ a.transpose(0, 2, 1) + np.eye(d)
+    locs = rng.normal(size=(2, 1, d))
+    x = rng.normal(size=(n, d))
+    cond = condition_on_precision(
+        torch.tensor(x),
+        torch.tensor(miss),
+        torch.tensor(locs),
+        torch.tensor(np.linalg.inv(S))[:, None],
+    )  # batch (2, n)
+    cov = cond.covariance().numpy()
+    weights = rng.random((2, n))
+    want_sum = np.zeros((2, d, d))
+    for k in range(2):
+        for i in range(n):
+            m, o = miss[i], ~miss[i]
+            want = np.zeros((d, d))
+            gain = S[k][np.ix_(m, o)] @ np.linalg.inv(S[k][np.ix_(o, o)])
+            want[np.ix_(m, m)] = S[k][np.ix_(m, m)] - gain @ S[k][np.ix_(o, m)]
+            np.testing.assert_allclose(cov[k, i], want, rtol=1e-10, atol=1e-10)
+            mean = np.where(m, 0.0, x[i])
+            mean[m] = locs[k, 0, m] + gain @ (x[i, o] - locs[k, 0, o])
+            np.testing.assert_allclose(cond.mean[k, i].numpy(), mean, rtol=1e-10, atol=1e-10)
+            want_sum[k] += weights[k, i] * want
+    got_sum = cond.covariance_sum(torch.tensor(weights)).numpy()
+    np.testing.assert_allclose(got_sum, want_sum, rtol=1e-10, atol=1e-10)
+    noise = torch.stack([cond.noise(e) for e in torch.eye(d, dtype=torch.float64)], -1)
+    np.testing.assert_allclose((noise @ noise.mT).numpy(), cov, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("K", [1, 3])
+def test_em_step_equals_the_separate_e_and_m_steps(rng, K):
+    """GaussianMixture.em_step shares the E-step's factorizations with the M-step: the same
+    update as m_step after predict_proba, the log joint at the old parameters, and the textbook
+    step."""
+    _, xm, obs = _table(rng, n=40, d=5, missing=0.3)
+    obs[3] = False
+    schema = Schema.infer(xm, standardize=False)
+    model = ppgen.GaussianMixture(K, "full").build(schema)
+    a = rng.normal(size=(K, 5, 5))
+    precision = np.linalg.inv(a @ a.transpose(0, 2, 1) + np.eye(5))
+    params = {
+        "weights": torch.tensor(rng.dirichlet(np.ones(K))),
+        "locs": torch.tensor(rng.normal(size=(K, 5))),
+        "precision": torch.tensor(precision),
+    }
+    x, mask = torch.tensor(np.nan_to_num(xm)), torch.tensor(obs)
+    new, log_joint = model.em_step(x, mask, params)
+    resp = model.predict_proba(x, mask, params)
+    separate = model.m_step(x, mask, resp, params)
+    assert float(log_joint) == pytest.approx(float(model.log_joint(x, mask, params)), rel=1e-12)
+    for site in separate:
+        torch.testing.assert_close(new[site], separate[site], rtol=1e-10, atol=1e-10)
+    want_locs, want_prec = _reference_m_step(
+        x.numpy(), obs, resp.numpy(), params["locs"].numpy(), precision
+    )
+    np.testing.assert_allclose(new["locs"].numpy(), want_locs, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(new["precision"].numpy(), want_prec, rtol=1e-8, atol=1e-8)
 
 
 @pytest.mark.parametrize("cov_type", ["full", "diag"])
