@@ -1,6 +1,6 @@
 """ppgen's HMM (Baum-Welch EM) against hmmlearn.
 
-    python benchmarks/hmm_vs_hmmlearn.py            # the benchmark (2.5-4 min on 1 thread)
+    python benchmarks/hmm_vs_hmmlearn.py            # the benchmark (under a minute on 1 thread)
     python benchmarks/hmm_vs_hmmlearn.py --quick    # smoke test: 10 x 300 synthetic (< 1 min)
 
 Two data sets: a Gaussian HMM (4 states, 3-d emissions, full covariances) on 50 simulated
