@@ -139,20 +139,32 @@ def gaussian_m_step(
     given = params is not None
     rows = x  # E[x_i | x_o, k]: (n, d) when the same for every class, else (K, n, d)
     cond_cov = None  # sum_i r_ik Cov[x_i | x_o, k], (K, d, d)
-    if conditional is None and mask is not None and not bool(mask.all()):
-        if params is None:
-            start = gaussian_m_step(
-                x, mask, resp, None, covariance_type="diag", loc_scale=loc_scale,
-                covariance_prior=covariance_prior,
-            )  # fmt: skip
-            params = {"locs": start["locs"], "precision": torch.diag_embed(start["precision"])}
-        conditional = condition_on_precision(
-            x, ~mask, params["locs"].unsqueeze(-2), params["precision"].unsqueeze(-3)
-        )
-    if conditional is not None:
+    if mask is not None and not bool(mask.all()):
         resp = resp * mask.any(-1, keepdim=True).to(resp.dtype)
-        rows = conditional.mean
-        cond_cov = conditional.covariance_sum(resp.mT)
+        rows = torch.where(mask, x, x.new_zeros(()))
+        if conditional is not None:  # every row, from the E-step
+            rows, cond_cov = conditional.mean, conditional.covariance_sum(resp.mT)
+        else:
+            # Only partially observed rows need conditioning: complete rows are their own
+            # conditional mean, and rows with nothing observed are left out.
+            partial = (mask.any(-1) & ~mask.all(-1)).nonzero().squeeze(-1)
+            if len(partial):
+                if params is None:
+                    start = gaussian_m_step(
+                        x, mask, resp, None, covariance_type="diag", loc_scale=loc_scale,
+                        covariance_prior=covariance_prior,
+                    )  # fmt: skip
+                    precision = torch.diag_embed(start["precision"])
+                    params = {"locs": start["locs"], "precision": precision}
+                cond = condition_on_precision(
+                    x[partial],
+                    ~mask[partial],
+                    params["locs"].unsqueeze(-2),
+                    params["precision"].unsqueeze(-3),
+                )
+                rows = rows.expand(K, -1, -1).clone()
+                rows[:, partial] = cond.mean
+                cond_cov = cond.covariance_sum(resp[partial].mT)
     n_k = resp.sum(0)
     s_kd = resp.mT @ rows if rows.dim() == 2 else (resp.mT.unsqueeze(-2) @ rows).squeeze(-2)
     eye = torch.eye(d, dtype=x.dtype, device=x.device)
