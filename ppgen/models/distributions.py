@@ -245,9 +245,10 @@ def condition_on_precision(
 
     Batched over leading dims (which broadcast) without grouping rows by missingness pattern:
     each row's missing block ``Lambda_mm`` is gathered into an r x r matrix, r the most entries
-    any row misses, padded with the identity -- one small factorization per row (r is about a
-    fifth of d at 20% missing), shared by the conditional mean, covariance, draws and the
-    marginal density of the observed entries (:meth:`GaussianConditional.log_marginal`).
+    any row misses, padded with the identity -- one small factorization per row (r = 13 of
+    d = 30 on breast_cancer at 20% missing, a tenth of the flops), shared by the conditional
+    mean, covariance, draws and the marginal density of the observed entries
+    (:meth:`GaussianConditional.log_marginal`).
     Values of ``x`` at missing entries are ignored.
     """
     d = x.shape[-1]
