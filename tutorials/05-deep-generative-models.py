@@ -269,28 +269,16 @@ display(table)
 # `fit.sample(n, seed=...)` draws $z$ from the prior and then every pixel from $p(x \mid z)$,
 # including its independent Gaussian noise: these are draws from the density we scored. The
 # noise hides the shapes, so we also decode the same kind of latent draws to their *means*,
-# $f(z)$, which is what VAE papers usually show.
+# $f(z)$, with `fit.decode(z)`: what VAE papers usually show.
 
 
 # %%
-def decode(fit, z):
-    """The decoder's typical image (mean of each pixel) for latent values z, as a table."""
-    with torch.no_grad():
-        z = torch.as_tensor(z, dtype=fit.dtype)
-        return fit.schema.decode(fit.model.heads.expected(fit.model.decode_latent(z)))
-
-
-def reconstruct(fit, rows):
-    """Each row's posterior mean E[z | x] under the encoder, decoded back to an image."""
-    return decode(fit, fit.transform(rows))
-
-
 z_prior = torch.randn(20, 8, generator=torch.Generator().manual_seed(0))
 fig, axes = plt.subplots(4, 1, figsize=(6.5, 6.5), layout="constrained")
 ppgen.plot.image_grid(ppca[63].sample(20, seed=0), ax=axes[0], title="PPCA q=63: samples")
 ppgen.plot.image_grid(vae.sample(20, seed=0), ax=axes[1], title="VAE: samples")
-ppgen.plot.image_grid(decode(vae, z_prior), ax=axes[2], title="VAE: decoder means f(z)")
-ppgen.plot.image_grid(decode(hvae, z_prior), ax=axes[3], title="ladder VAE: decoder means")
+ppgen.plot.image_grid(vae.decode(z_prior), ax=axes[2], title="VAE: decoder means f(z)")
+ppgen.plot.image_grid(hvae.decode(z_prior), ax=axes[3], title="ladder VAE: decoder means")
 plt.show()
 
 # %% [markdown]
@@ -301,15 +289,15 @@ plt.show()
 #
 # ### Reconstructions
 #
-# Encoding a test image to its posterior mean and decoding it back shows what the 8 latent
-# dimensions keep.
+# `fit.reconstruct(rows)` encodes each image to its posterior mean and decodes it back: it
+# shows what the 8 latent dimensions keep.
 
 # %%
 originals = test.iloc[:10]
 fig, axes = plt.subplots(3, 1, figsize=(6.5, 3.6), layout="constrained")
 ppgen.plot.image_grid(originals, ax=axes[0], title="test images")
-ppgen.plot.image_grid(reconstruct(vae, originals), ax=axes[1], title="VAE reconstructions")
-ppgen.plot.image_grid(reconstruct(flow, originals), ax=axes[2], title="VAE + flow reconstructions")
+ppgen.plot.image_grid(vae.reconstruct(originals), ax=axes[1], title="VAE reconstructions")
+ppgen.plot.image_grid(flow.reconstruct(originals), ax=axes[2], title="VAE + flow reconstructions")
 plt.show()
 
 # %% [markdown]

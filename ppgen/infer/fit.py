@@ -239,7 +239,7 @@ def _fit_em(
         # The M-step's values are valid by construction: argument checks would only cost time.
         with torch.no_grad(), pyro.validation_enabled(False):
             for _ in range(max_steps):
-                if hasattr(model, "em_step"):  # a whole iteration from the model (PPCA)
+                if hasattr(model, "em_step"):  # a whole iteration (PPCA; GMM shares its E-step)
                     new, log_joint = model.em_step(x, mask, params)
                     objective.append(float(log_joint))
                 else:

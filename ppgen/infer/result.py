@@ -221,6 +221,27 @@ class Fit:
             path = self.model.interpolate(x, mask, dict(self.params), int(n))
         return self.schema.decode(path)
 
+    def decode(self, z: Any) -> Any:
+        """Typical rows for latent values ``z`` (amortized models), shape (n, n_latent).
+
+        Each row is the decoder's typical value: the mean of continuous and count columns
+        (counts rounded), the most probable category of binary and categorical ones -- not a
+        draw (use :meth:`sample` for draws). Returned in the fitted data's form.
+        """
+        self._require_amortized("decode")
+        z = torch.as_tensor(z, dtype=self.dtype, device=self.device)
+        with torch.no_grad():
+            return self.schema.decode(self.model.heads.expected(self.model.decode_latent(z)))
+
+    def reconstruct(self, data: Any) -> Any:
+        """Each row encoded to its posterior mean latent and decoded back (:meth:`decode`)."""
+        self._require_amortized("reconstruct")
+        enc = self._encode(data)
+        with torch.no_grad():
+            mean, _ = self.model.posterior(enc.x, enc.mask, dict(self.params))
+            out = self.model.heads.expected(self.model.decode_latent(mean))
+        return self.schema.decode(out, index=enc.index)
+
     def anomaly_score(
         self, data: Any, *, k: int = 100, seed: int = 0, batch_size: int | None = None
     ) -> np.ndarray:
