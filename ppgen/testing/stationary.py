@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -10,9 +11,10 @@ from pyro.infer import TraceEnum_ELBO
 from torch.distributions import biject_to
 
 
-def pyro_log_joint_and_gradient(fit: Any) -> tuple[float, float]:
-    """The enumerated Pyro model's log joint at ``fit.params`` and the largest absolute gradient
-    of it in unconstrained space: an EM fixed point must have that gradient near zero."""
+def pyro_log_joint_and_gradient(fit: Any, program: Callable | None = None) -> tuple[float, float]:
+    """The Pyro model's log joint at ``fit.params`` (discrete sites enumerated) and the largest
+    absolute gradient of it in unconstrained space: an EM fixed point must have that gradient
+    near zero. ``program`` is ``fit.model.model`` unless given (e.g. PPCA's ``collapsed``)."""
     model, x, mask = fit.model, fit.train.x, fit.train.mask
     priors = model.priors(x)
     free = {
@@ -20,7 +22,7 @@ def pyro_log_joint_and_gradient(fit: Any) -> tuple[float, float]:
         for k, v in fit.params.items()
     }
     values = {k: biject_to(priors[k].support)(u) for k, u in free.items()}
-    conditioned = poutine.condition(model.model, data=values)
+    conditioned = poutine.condition(program or model.model, data=values)
     log_joint = -TraceEnum_ELBO(max_plate_nesting=model.max_plate_nesting).differentiable_loss(
         conditioned, lambda *a, **k: None, x, mask
     )

@@ -11,6 +11,7 @@ from scipy import stats
 
 import ppgen
 from ppgen.data import Schema
+from ppgen.testing.stationary import pyro_log_joint_and_gradient
 
 
 def _standardized_wine() -> np.ndarray:
@@ -120,19 +121,6 @@ def _wine_with_holes(fraction=0.15, seed=3) -> np.ndarray:
     return X
 
 
-def _collapsed_log_joint_and_gradient(fit) -> tuple[float, float]:
-    """The Pyro (collapsed) model's log joint at ``fit.params`` and its largest gradient entry
-    in unconstrained space."""
-    model, x, mask = fit.model, fit.train.x, fit.train.mask
-    priors = model.priors(x)
-    bij = {k: torch.distributions.biject_to(priors[k].support) for k in fit.params}
-    free = {k: bij[k].inv(v).detach().requires_grad_() for k, v in fit.params.items()}
-    conditioned = poutine.condition(model.collapsed, data={k: bij[k](u) for k, u in free.items()})
-    log_joint = -Trace_ELBO().differentiable_loss(conditioned, lambda *a, **k: None, x, mask)
-    grads = torch.autograd.grad(log_joint, list(free.values()))
-    return float(log_joint.detach()), max(float(g.abs().max()) for g in grads)
-
-
 def test_em_reaches_the_closed_form_mle_on_complete_data():
     X = _standardized_wine()
     fit = ppgen.fit(ppgen.PPCA(3), X, standardize=False, method="em", tol=1e-9, max_steps=20000)
@@ -144,7 +132,7 @@ def test_em_with_missing_entries_is_monotone_and_stationary_for_the_pyro_model()
     fit = ppgen.fit(ppgen.PPCA(2), X, standardize=False, method="em", tol=1e-10, max_steps=20000)
     assert len(fit.losses) > 10
     assert np.all(np.diff(-fit.losses) >= -1e-9 * np.abs(fit.losses[:-1]))
-    log_joint, gradient = _collapsed_log_joint_and_gradient(fit)
+    log_joint, gradient = pyro_log_joint_and_gradient(fit, fit.model.collapsed)
     assert log_joint == pytest.approx(-fit.losses[-1], rel=1e-9)
     assert gradient < 1e-3 * X.shape[0]
 
