@@ -27,6 +27,14 @@ def _penguins() -> pd.DataFrame:
     return ppgen.datasets.load("penguins").drop(columns="year")
 
 
+def _penguin_vae(hidden: tuple[int, ...]):
+    """Penguins encoded, and an unfitted float64 VAE with seeded weights built on them."""
+    frame = _penguins()
+    schema = Schema.infer(frame)
+    torch.manual_seed(0)
+    return frame, schema, schema.encode(frame), ppgen.VAE(3, hidden).build(schema).double()
+
+
 @pytest.fixture(scope="module")
 def wine_vae() -> ppgen.Fit:
     """A small non-linear VAE on wine (float64), shared by the bound checks."""
@@ -36,11 +44,7 @@ def wine_vae() -> ppgen.Fit:
 
 # -- the heads and the ELBO ------------------------------------------------------------------------
 def test_heads_log_prob_is_the_masked_sum_of_torch_distributions(rng):
-    frame = _penguins()
-    schema = Schema.infer(frame)
-    enc = schema.encode(frame)
-    torch.manual_seed(0)
-    model = ppgen.VAE(3, (8,)).build(schema).double()
+    frame, schema, enc, model = _penguin_vae((8,))
     with torch.no_grad():
         model.heads.log_scale.copy_(torch.linspace(-0.5, 0.5, 4, dtype=torch.float64))
     out = torch.randn(len(frame), model.heads.n_outputs, dtype=torch.float64)
@@ -92,11 +96,7 @@ def test_count_heads_are_poisson():
 
 @pytest.mark.parametrize("kl_weight", [1.0, 0.3])
 def test_direct_elbo_equals_pyro_trace_elbo(kl_weight):
-    frame = _penguins()
-    schema = Schema.infer(frame)
-    enc = schema.encode(frame)
-    torch.manual_seed(0)
-    model = ppgen.VAE(3, (16,)).build(schema).double()
+    _, _, enc, model = _penguin_vae((16,))
     torch.manual_seed(1)
     direct = -model.elbo_rows(enc.x, enc.mask, kl_weight).sum()
     torch.manual_seed(1)
