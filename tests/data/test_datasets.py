@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
 import ppgen.datasets
 from ppgen.data import Schema, load
+from ppgen.data import datasets as datasets_module
 from ppgen.data.datasets import names
 
 SHAPES = {
@@ -31,8 +34,12 @@ LABELS = {
 }
 
 
+#: Optional sets read from system packages (absent here and in CI: tested with made-up files).
+OPTIONAL = ("fashion_mnist", "fashion_mnist_test")
+
+
 def test_names() -> None:
-    assert names() == tuple(sorted(SHAPES))
+    assert names() == tuple(sorted((*SHAPES, *OPTIONAL)))
     assert ppgen.datasets.names() == names()
 
 
@@ -124,3 +131,58 @@ def test_missing_provider_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_shim_module() -> None:
     assert ppgen.datasets.load("wine").shape == SHAPES["wine"]
+
+
+# -- Fashion-MNIST (optional, from Debian's dataset-fashion-mnist) ---------------------------------
+def _write_idx(path, array, compress):
+    """Write ``array`` (uint8) in LeCun's IDX format, as the distributed files are."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(n).to_bytes(4, "big") for n in array.shape
+    )
+    opener = gzip.open if compress else open
+    with opener(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_fashion_mnist_reads_idx_files(tmp_path, monkeypatch, compress):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(7, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=7, dtype=np.uint8)
+    suffix = ".gz" if compress else ""
+    _write_idx(tmp_path / f"t10k-images-idx3-ubyte{suffix}", images, compress)
+    _write_idx(tmp_path / f"t10k-labels-idx1-ubyte{suffix}", labels, compress)
+    monkeypatch.setenv("PPGEN_FASHION_MNIST", str(tmp_path))
+    frame = load("fashion_mnist_test")
+    assert frame.shape == (7, 785)
+    # Row-major pixels: pixel_<row>_<col> of image i is images[i, row, col].
+    assert frame.loc[3, "pixel_5_17"] == images[3, 5, 17]
+    np.testing.assert_array_equal(frame.drop(columns="label").to_numpy(), images.reshape(7, -1))
+    np.testing.assert_array_equal(frame["label"].cat.codes.to_numpy(), labels)
+    assert frame["label"].cat.categories[9] == "Ankle boot"
+    assert "label" not in load("fashion_mnist_test", label=False)
+
+
+def test_fashion_mnist_refuses_bad_or_missing_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets_module, "_FASHION_DIRS", ())
+    monkeypatch.setenv("PPGEN_FASHION_MNIST", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
+        load("fashion_mnist")
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"not an idx file")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        load("fashion_mnist")
+    _write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((3, 28, 28)), False)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(2), False)
+    with pytest.raises(ValueError, match="3, 28, 28"):
+        load("fashion_mnist")
+
+
+def test_fashion_mnist_from_debian_when_installed():
+    try:
+        train, test = load("fashion_mnist"), load("fashion_mnist_test")
+    except FileNotFoundError:
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    assert train.shape == (60000, 785) and test.shape == (10000, 785)
+    # The published sets are balanced: 6,000 and 1,000 images per class.
+    assert (train["label"].value_counts() == 6000).all()
+    assert (test["label"].value_counts() == 1000).all()
