@@ -18,10 +18,12 @@ from ppgen.infer.optim import NonFiniteLossError
 from ppgen.infer.result import Fit
 from ppgen.models.base import GenerativeModel
 
-__all__ = ["ELBOS", "fit_amortized"]
+__all__ = ["ELBOS", "OBJECTIVES", "fit_amortized"]
 
 #: How the training loss is computed (see :func:`fit_amortized`).
 ELBOS = ("auto", "direct", "trace")
+#: What the training loss is (see :func:`fit_amortized`).
+OBJECTIVES = ("elbo", "iwae")
 
 
 class _ScaleLatents(Messenger):
@@ -62,14 +64,16 @@ def fit_amortized(
     num_particles: int = 1,
     clip_norm: float | None = None,
     elbo: str = "auto",
+    objective: str = "elbo",
     **options: Any,
 ) -> Fit:
     """Fit an amortized model (``model.amortized``) by minibatch SVI; :func:`ppgen.fit` calls it.
 
     Each epoch shuffles the training rows (seeded) into minibatches of ``batch_size`` and takes
-    one Adam step per minibatch on the negative ELBO per row. After each epoch the ELBO of the
-    held-out rows is computed with common random numbers (the same draws every epoch, so that
-    epochs compare without Monte-Carlo noise); training stops when it has not improved for
+    one Adam step per minibatch on the negative training objective per row (the ELBO, or the
+    importance-weighted bound with ``objective="iwae"``). After each epoch the same objective
+    of the held-out rows is computed with common random numbers (the same draws every epoch, so
+    that epochs compare without Monte-Carlo noise); training stops when it has not improved for
     ``patience`` epochs, and the weights of the best epoch are kept.
 
     Parameters
@@ -100,9 +104,13 @@ def fit_amortized(
         Epochs of linear KL annealing: the latent terms ``log p(z) - log q(z|x)`` of the ELBO
         are weighted by ``min(1, epoch / kl_warmup)`` (epoch counted from 1) in the training
         loss. The recorded training losses are that weighted loss (so they can rise as the
-        weight grows); the validation ELBO is always the full ELBO.
+        weight grows); the validation ELBO is always the full ELBO. With ``objective="iwae"``
+        the weight multiplies the latent terms inside every log importance weight,
+        ``log w_j = log p(x|z_j) + beta (log p(z_j) - log q(z_j|x))``, and the validation bound
+        is always unweighted.
     num_particles : int
-        Draws of the latents per row in each step's ELBO.
+        Draws of the latents per row in each step: averaged in the ELBO objective, the K
+        importance samples of the IWAE objective.
     clip_norm : float, optional
         Clip the gradient's norm at this value.
     elbo : {"auto", "direct", "trace"}
@@ -112,13 +120,27 @@ def fit_amortized(
         tests check that both train identically); ``"auto"``: ``"direct"`` when the model has
         ``elbo_rows``, else ``"trace"``. ``JitTrace_ELBO`` is not offered: it compiles the
         parameters of Pyro's param store, and the networks here are module parameters.
+        With ``objective="iwae"`` the loss is the model's ``iwae_rows`` (direct where the model
+        provides direct log weights, as VAE and HierarchicalVAE do); ``elbo="trace"`` is then
+        refused.
+    objective : {"elbo", "iwae"}
+        The training objective per row. ``"elbo"``: the evidence lower bound, averaged over
+        ``num_particles`` draws. ``"iwae"``: the importance-weighted bound of the observed
+        entries, ``logsumexp_j log w_j - log K`` over ``K = num_particles`` reparameterized
+        guide draws (Burda et al. 2016; with missing entries this is MIWAE's objective, Mattei
+        & Frellsen 2019), a tighter bound on ``log p(x_obs)`` for K > 1 that fits the decoder
+        closer to maximum likelihood and trains the guide as a proposal for importance
+        sampling, which is what MIWAE imputation and ``ppgen.evaluate.iwae`` use. K = 1 is the
+        ELBO objective exactly. Early stopping then watches the held-out IWAE bound with the
+        same K (8-particle ELBO for ``"elbo"``).
 
     Returns
     -------
     Fit
         ``params`` is empty (the networks are the model's weights, ``fit.model``); ``losses``
-        is the mean negative ELBO per row of each epoch (nats, encoded scale); ``info`` holds
-        ``validation_losses`` (per epoch), ``best_epoch``, ``n_epochs``, ``stopped_early``.
+        is the mean negative training objective per row of each epoch (nats, encoded scale);
+        ``info`` holds ``validation_losses`` (per epoch, the same objective), ``best_epoch``,
+        ``n_epochs``, ``stopped_early``, ``objective`` and ``num_particles``.
 
     Raises
     ------
@@ -138,7 +160,7 @@ def fit_amortized(
         raise ValueError(
             f"unknown options for {type(model).__name__} with method='svi': {sorted(options)}; "
             "expected batch_size, max_epochs, lr, validation, patience, kl_warmup, "
-            "num_particles, clip_norm, elbo"
+            "num_particles, clip_norm, elbo, objective"
         )
     batch_size = _positive_int(batch_size, "batch_size")
     max_epochs = _positive_int(max_epochs, "max_epochs")
@@ -154,6 +176,16 @@ def fit_amortized(
         raise ValueError(f"elbo must be one of {ELBOS}, got {elbo!r}")
     if elbo == "direct" and not hasattr(model, "elbo_rows"):
         raise ValueError(f"{type(model).__name__} has no elbo_rows; use elbo='trace'")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    if objective == "iwae":
+        if not hasattr(model, "iwae_rows"):
+            raise ValueError(f"{type(model).__name__} has no iwae_rows; use objective='elbo'")
+        if elbo == "trace":
+            raise ValueError(
+                "elbo='trace' applies to objective='elbo'; the IWAE objective is the model's "
+                "iwae_rows (use elbo='auto')"
+            )
     if elbo == "auto":
         elbo = "direct" if hasattr(model, "elbo_rows") else "trace"
 
@@ -169,7 +201,7 @@ def fit_amortized(
     with seeded(seed, x.device):
         # Built under the seed: the initial weights are a function of it.
         model = copy.deepcopy(model).build(schema).to(device=x.device, dtype=x.dtype)
-        trainer = _Trainer(model, elbo, num_particles)
+        trainer = _Trainer(model, elbo, num_particles, objective)
         try:
             losses, val_losses, best_epoch, stopped = trainer.run(
                 x,
@@ -211,6 +243,8 @@ def fit_amortized(
         "lr": float(lr),
         "kl_warmup": int(kl_warmup),
         "elbo": elbo,
+        "objective": objective,
+        "num_particles": num_particles,
     }
     return Fit(
         model=model,
@@ -233,9 +267,10 @@ def _positive_int(value: Any, name: str) -> int:
 class _Trainer:
     """The loss of a minibatch, one way or another (see ``elbo`` in :func:`fit_amortized`)."""
 
-    def __init__(self, model: Any, elbo: str, num_particles: int) -> None:
+    def __init__(self, model: Any, elbo: str, num_particles: int, objective: str = "elbo") -> None:
         self.model, self.kind, self.num_particles = model, elbo, num_particles
-        if elbo == "trace":
+        self.objective = objective
+        if elbo == "trace" and objective == "elbo":
             # vectorize_particles: one pass over all particles (a plate at dim -2).
             self.pyro_elbo = Trace_ELBO(
                 num_particles=num_particles,
@@ -244,8 +279,10 @@ class _Trainer:
             )
 
     def loss(self, x: torch.Tensor, mask: torch.Tensor, kl_weight: float) -> torch.Tensor:
-        """Negative ELBO per row of the minibatch (mean over its rows)."""
+        """Negative training objective per row of the minibatch (mean over its rows)."""
         model, n = self.model, x.shape[0]
+        if self.objective == "iwae":
+            return -model.iwae_rows(x, mask, self.num_particles, kl_weight).mean()
         if self.kind == "direct":
             if self.num_particles > 1:
                 xs = x.expand(self.num_particles, *x.shape).reshape(-1, x.shape[-1])
@@ -289,10 +326,13 @@ class _Trainer:
 
     @torch.no_grad()
     def validation_loss(self, x: torch.Tensor, mask: torch.Tensor, seed: int) -> float:
-        """Negative ELBO per row of the held-out rows, with the same draws at every call."""
+        """Negative objective per row of the held-out rows, with the same draws at every call:
+        the IWAE bound with the training K, or the ELBO with 8 particles."""
         devices = [x.device] if x.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), pyro.validation_enabled(False):
             torch.manual_seed(int(seed) + 1)
+            if self.objective == "iwae":
+                return float(-self.model.iwae_rows(x, mask, self.num_particles).mean())
             particles = 8
             if hasattr(self.model, "elbo_rows"):
                 xs = x.expand(particles, *x.shape).reshape(-1, x.shape[-1])
@@ -349,7 +389,7 @@ class _Trainer:
                             _raise_non_finite(bad, step, epoch)
                         total += loss * len(rows)
                         step += 1
-                    # Under warm-up this is the KL-weighted loss; validation uses the full ELBO.
+                    # Under warm-up this is the KL-weighted loss; validation is unweighted.
                     losses.append(total / n_train)
                     bar.update()
                     if len(val_rows):

@@ -389,6 +389,25 @@ class AmortizedModel(GenerativeModel):
         lp = site["fn"].log_prob(site["value"])
         return lp.reshape((1,) * (2 - lp.dim()) + tuple(lp.shape)).expand(k, n)
 
+    def _weigh(
+        self, guide_trace: Any, model_trace: Any, k: int, n: int, kl_weight: float = 1.0
+    ) -> tuple[torch.Tensor, dict]:
+        """Log weights ``(k, n)`` of traced particles, the latent terms times ``kl_weight``, and
+        the guide's latent values."""
+        log_w = model_trace.nodes["x"]["fn"].out.new_zeros(k, n)
+        latents = {}
+        for site in model_trace.nodes.values():
+            if site["type"] != "sample" or site_is_subsample(site):
+                continue
+            lp = self._site_rows(site, k, n)
+            log_w = log_w + (lp if site["is_observed"] else kl_weight * lp)
+        for name, site in guide_trace.nodes.items():
+            if site["type"] != "sample" or site_is_subsample(site):
+                continue
+            log_w = log_w - kl_weight * self._site_rows(site, k, n)
+            latents[name] = site["value"]
+        return log_w, latents
+
     def log_weights(
         self, x: torch.Tensor, mask: torch.Tensor | None, k: int
     ) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -405,19 +424,38 @@ class AmortizedModel(GenerativeModel):
         """
         n = x.shape[0]
         guide_trace, model_trace = self._particle_traces(x, mask, k)
-        log_w = x.new_zeros(k, n)
-        latents = {}
-        for site in model_trace.nodes.values():
-            if site["type"] != "sample" or site_is_subsample(site):
-                continue
-            log_w = log_w + self._site_rows(site, k, n)
-        for name, site in guide_trace.nodes.items():
-            if site["type"] != "sample" or site_is_subsample(site):
-                continue
-            log_w = log_w - self._site_rows(site, k, n)
-            latents[name] = site["value"]
+        log_w, latents = self._weigh(guide_trace, model_trace, k, n)
         out = model_trace.nodes["x"]["fn"].out.expand(k, n, -1)
         return log_w, out, latents
+
+    def particle_log_weights(
+        self, x: torch.Tensor, mask: torch.Tensor | None, k: int, kl_weight: float = 1.0
+    ) -> torch.Tensor:
+        """Log importance weights of ``k`` reparameterized guide particles per row, ``(k, n)``.
+
+        ``log p(x_obs | z_j) + kl_weight * (log p(z_j) - log q(z_j | x_obs))`` with
+        ``z_j ~ q(z | x_obs)``; differentiable in the networks' weights (the guide's draws are
+        reparameterized), so it can be trained on. With ``kl_weight=1`` these are the weights of
+        :meth:`log_weights`, from the same draws. This default traces the Pyro programs;
+        subclasses override it with the same draws computed directly, which is faster.
+        """
+        guide_trace, model_trace = self._particle_traces(x, mask, k)
+        return self._weigh(guide_trace, model_trace, k, x.shape[0], kl_weight)[0]
+
+    def iwae_rows(
+        self, x: torch.Tensor, mask: torch.Tensor | None, k: int, kl_weight: float = 1.0
+    ) -> torch.Tensor:
+        """Importance-weighted bound of each row's observed entries, ``(n,)`` (Burda et al. 2016).
+
+        ``logsumexp_j log w_j - log k`` over the ``k`` particles of
+        :meth:`particle_log_weights` (so ``kl_weight`` scales the latent terms inside every log
+        weight). Its expectation is a lower bound on ``log p(x_obs)`` that tightens as ``k``
+        grows; ``k=1`` is the one-particle ELBO. The per-row estimator that MIWAE trains on
+        (Mattei & Frellsen 2019) and that :func:`ppgen.evaluate.iwae` reports (there on the
+        data's original scale).
+        """
+        log_w = self.particle_log_weights(x, mask, k, kl_weight)
+        return log_w.logsumexp(0) - math.log(k)
 
     # -- what Fit uses -----------------------------------------------------------------------------
     def sample(self, n: int, params: Params) -> torch.Tensor:

@@ -279,8 +279,24 @@ class HierarchicalVAE(AmortizedModel):
         ``Trace_ELBO`` on :meth:`model` and :meth:`guide` (under ``_ScaleLatents`` for the
         warm-up weight).
         """
-        zs, posteriors, priors = self._ladder(x, mask, lambda _, d: d.rsample())
-        log_ratio = self._top_prior(x, x.shape[0]).log_prob(zs[-1])
+        return self.particle_log_weights(x, mask, 1, kl_weight)[0]
+
+    def particle_log_weights(
+        self, x: torch.Tensor, mask: torch.Tensor | None, k: int, kl_weight: float = 1.0
+    ) -> torch.Tensor:
+        """Log weights of ``k`` reparameterized particles per row, ``(k, n)``, without tracing.
+
+        The terms of :meth:`elbo_rows` for each of ``k`` draws of the ladder guide, drawn as
+        the traced guide draws them inside a particle plate (same draws, same seed).
+        """
+        n = x.shape[0]
+
+        def draw(_: str, d: dist.Distribution) -> torch.Tensor:
+            # The top layer's posterior has batch (n,), the layers below (k, n) already.
+            return d.expand(torch.broadcast_shapes((k, n), d.batch_shape)).rsample()
+
+        zs, posteriors, priors = self._ladder(x, mask, draw)
+        log_ratio = self._top_prior(x, n).log_prob(zs[-1])
         for z, q, p in zip(zs, posteriors, priors, strict=True):
             log_ratio = log_ratio - q.log_prob(z) + (0 if p is None else p.log_prob(z))
         return self.heads.log_prob(x, mask, self.decoder(zs[0])) + kl_weight * log_ratio

@@ -180,17 +180,31 @@ class VAE(AmortizedModel):
         ``log p(x_obs | z) + kl_weight * (log p(z) - log q(z | x_obs))`` with one
         reparameterized ``z ~ q``.
         """
+        return self.particle_log_weights(x, mask, 1, kl_weight)[0]
+
+    def particle_log_weights(
+        self, x: torch.Tensor, mask: torch.Tensor | None, k: int, kl_weight: float = 1.0
+    ) -> torch.Tensor:
+        """Log weights of ``k`` reparameterized particles per row, ``(k, n)``, without tracing.
+
+        ``log p(x_obs | z_j) + kl_weight * (log p(z_j) - log q(z_j | x_obs))``: the encoder runs
+        once per row, the ``k`` draws are taken in the order of the traced guide inside a
+        particle plate (so the same draws as :meth:`log_weights` and
+        :func:`ppgen.evaluate.iwae` under the same seed).
+        """
+        n = x.shape[0]
         if self.guide_type == "flow":
             q, _, _ = self.encode(x, mask)
+            q = q.expand((k, n))
             z = q.rsample()
-            log_ratio = self._prior(x, x.shape[0]).log_prob(z) - q.log_prob(z)
+            log_ratio = self._prior(x, n).log_prob(z) - q.log_prob(z)
         else:
-            # The Gaussian written out: the same draw as Normal.rsample (loc + scale * eps from
+            # The Gaussian written out: the same draws as Normal.rsample (loc + scale * eps from
             # the same generator), without building distribution objects at every step.
             h = self.encoder_body(self.features(x, mask))
             loc = self.encoder_loc(h)
             scale = nn.functional.softplus(self.encoder_scale(h)) + MIN_SCALE
-            eps = torch.empty_like(loc).normal_()
+            eps = loc.new_empty((k, *loc.shape)).normal_()
             z = loc + eps * scale
             # log N(z; 0, I) - log N(z; loc, scale): the 2 pi constants cancel.
             log_ratio = (0.5 * (eps * eps - z * z) + scale.log()).sum(-1)
