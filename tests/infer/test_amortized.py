@@ -163,3 +163,110 @@ def test_summary_and_to_arviz_say_deep_models_have_no_global_parameters():
     for method in (fit.summary, fit.to_arviz):
         with pytest.raises(ValueError, match="VAE has none"):
             method()
+
+
+# -- the importance-weighted objective -------------------------------------------------------------
+_AMORTIZED = {
+    "vae": lambda: ppgen.VAE(2, (8,)),
+    "vae-flow": lambda: ppgen.VAE(2, (8,), guide="flow"),
+    "hvae": lambda: ppgen.HierarchicalVAE((3, 2), (8,)),
+    "hvae-flow": lambda: ppgen.HierarchicalVAE((3, 2), (8,), guide="flow", flow_layers="all"),
+}
+
+
+def _short_fit(name: str) -> tuple[ppgen.Fit, torch.Tensor, torch.Tensor]:
+    """A float64 fit of a few epochs on wine (weights away from their initial values), and the
+    encoded table."""
+    X = _wine()
+    fit = ppgen.fit(_AMORTIZED[name](), X, seed=0, max_epochs=3)
+    enc = fit._encode(X)
+    assert enc.x.dtype == torch.float64
+    return fit, enc.x, enc.mask
+
+
+@pytest.mark.parametrize("name", sorted(_AMORTIZED))
+def test_iwae_objective_is_the_iwae_bound_of_the_same_draws(name):
+    """The training loss of objective="iwae" is minus the mean of ppgen.evaluate.iwae's per-row
+    bound (on the encoded scale: less the standardization's log-Jacobian) from the same seed,
+    and iwae_rows is log mean_j exp(log w_j) of the traced log_weights, computed by hand."""
+    fit, x, mask = _short_fit(name)
+    k, seed = 7, 5
+    trainer = _Trainer(fit.model, "direct", k, "iwae")
+    with seeded(seed), torch.no_grad():
+        loss = float(trainer.loss(x, mask, 1.0))
+    bound = ppgen.evaluate.iwae(fit, _wine(), k=k, seed=seed)
+    encoded = bound.per_row - fit.schema.log_abs_det_jacobian(mask).numpy()
+    assert loss == pytest.approx(-encoded.mean(), rel=1e-12, abs=1e-10)
+
+    with seeded(seed), torch.no_grad():
+        rows = fit.model.iwae_rows(x, mask, k).numpy()
+    with seeded(seed), torch.no_grad():
+        log_w = fit.model.log_weights(x, mask, k)[0].numpy()
+    top = log_w.max(0)
+    by_hand = top + np.log(np.exp(log_w - top).mean(0))
+    np.testing.assert_allclose(rows, by_hand, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(rows, encoded, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["vae", "hvae"])
+@pytest.mark.parametrize("kl_weight", [1.0, 0.3])
+def test_iwae_objective_with_one_particle_is_the_elbo_objective(name, kl_weight):
+    fit, x, mask = _short_fit(name)
+    losses = []
+    for objective in ("iwae", "elbo"):
+        with seeded(2), torch.no_grad():
+            trainer = _Trainer(fit.model, "direct", 1, objective)
+            losses.append(float(trainer.loss(x, mask, kl_weight)))
+    assert losses[0] == losses[1]
+
+
+def test_kl_warmup_weights_the_latent_terms_inside_each_log_weight():
+    """With warm-up weight beta the IWAE loss is -mean_i (logsumexp_j log w_ij - log K) with
+    log w_ij = log p(x_i|z_ij) + beta (log p(z_ij) - log q(z_ij|x_i)): linear in beta per
+    particle, the full weights of log_weights at beta = 1."""
+    fit, x, mask = _short_fit("vae")
+    k, model = 6, fit.model
+    log_w = {}
+    for beta in (0.0, 0.5, 1.0):
+        with seeded(1), torch.no_grad():
+            log_w[beta] = model.particle_log_weights(x, mask, k, beta)
+    torch.testing.assert_close(log_w[0.5], (log_w[0.0] + log_w[1.0]) / 2, rtol=1e-12, atol=1e-10)
+    with seeded(1), torch.no_grad():
+        torch.testing.assert_close(log_w[1.0], model.log_weights(x, mask, k)[0], rtol=0, atol=1e-10)
+    with seeded(1), torch.no_grad():
+        loss = float(_Trainer(model, "direct", k, "iwae").loss(x, mask, 0.5))
+    expected = -(log_w[0.5].logsumexp(0) - np.log(k)).mean()
+    assert loss == pytest.approx(float(expected), rel=1e-12)
+
+
+def test_iwae_training_is_reproducible_and_validates_on_the_iwae_bound():
+    X = _wine()
+    options = {"seed": 4, "max_epochs": 6, "objective": "iwae", "num_particles": 5}
+    fits = [ppgen.fit(ppgen.VAE(2, (8,)), X, **options) for _ in range(2)]
+    np.testing.assert_array_equal(fits[0].losses, fits[1].losses)
+    assert fits[0].info["validation_losses"] == fits[1].info["validation_losses"]
+    assert fits[0].info["objective"] == "iwae" and fits[0].info["num_particles"] == 5
+    other = ppgen.fit(ppgen.VAE(2, (8,)), X, **{**options, "seed": 5})
+    assert not np.array_equal(other.losses, fits[0].losses)
+    # The recorded validation loss is minus the held-out IWAE_5 bound (its own fixed draws).
+    fit = fits[0]
+    n_val = fit.info["n_validation"]
+    rows = torch.randperm(len(X), generator=torch.Generator().manual_seed(4))[:n_val]
+    enc = fit._encode(X)
+    with seeded(5), torch.no_grad():
+        val = -float(fit.model.iwae_rows(enc.x[rows], enc.mask[rows], 5).mean())
+    best = fit.info["validation_losses"][fit.info["best_epoch"] - 1]
+    assert val == pytest.approx(best, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"objective": "mle"}, "objective must be one of"),
+        ({"objective": "iwae", "elbo": "trace"}, "elbo='trace' applies to objective='elbo'"),
+        ({"objective": "iwae", "num_particles": 0}, "num_particles"),
+    ],
+)
+def test_bad_objective_options_raise_value_errors(options, message):
+    with pytest.raises(ValueError, match=message):
+        ppgen.fit(ppgen.VAE(2, (8,)), _wine(), **options)
