@@ -351,10 +351,12 @@ class Imputer:
     ----------
     model : {"gmm", "ppca", "vae"} or GenerativeModel, default "gmm"
         ``"gmm"`` is :class:`ppgen.GaussianMixture`, ``"ppca"`` is :class:`ppgen.PPCA`,
-        ``"vae"`` is :class:`ppgen.VAE` (fitted by minibatch SVI of its networks; its tables
-        are MIWAE draws given the fitted networks, so they carry the uncertainty of the missing
-        values but not that of the networks), built with ``**model_options``; or an unfitted
-        model instance (then ``model_options`` must be empty).
+        ``"vae"`` is :class:`ppgen.VAE` (fitted by minibatch SVI of its networks on MIWAE's
+        importance-weighted bound, ``objective="iwae"`` with ``num_particles=20`` unless
+        ``fit_options`` say otherwise; its tables are MIWAE draws given the fitted networks, so
+        they carry the uncertainty of the missing values but not that of the networks), built
+        with ``**model_options``; or an unfitted model instance (then ``model_options`` must
+        be empty).
     n_imputations : int, default 20
         Number ``m`` of completed tables. With ``n_imputations=1`` :meth:`transform` returns one
         table of the input's type, so the imputer drops into a scikit-learn ``Pipeline``.
@@ -565,6 +567,10 @@ class Imputer:
         amortized = self.model == "vae" or getattr(self.model, "amortized", False)
         if self.method == "svi" and not amortized:
             options.setdefault("guide", "mvn")
+        if self.model == "vae" and options.setdefault("objective", "iwae") == "iwae":
+            # MIWAE's objective imputes better than the ELBO: on breast_cancer with 20% MCAR,
+            # held-out RMSE 0.48-0.52 against 0.51-0.56 over three seeds (tests/models/test_vae.py).
+            options.setdefault("num_particles", 20)
         kinds = {k: v for k, v in (self.kinds or {}).items() if k in modelled} or None
         spec = self._build_model(len(modelled))  # fit() copies it: reusable for the refits
         self.fit_ = fit(

@@ -296,7 +296,10 @@ class AmortizedModel(GenerativeModel):
     6. Optionally ``elbo_rows(self, x, mask, kl_weight=1.0) -> (n,)``: the one-particle ELBO of
        each row computed without Pyro's tracing, equal to ``Trace_ELBO``'s (same draws, same
        order), with the latent terms ``log p(z) - log q(z)`` multiplied by ``kl_weight``;
-       training uses it when present because tracing costs time per step. And
+       training uses it when present because tracing costs time per step. Likewise
+       ``particle_log_weights(self, x, mask, k, kl_weight=1.0) -> (k, n)``, the log weights of
+       ``k`` particles per row with the traced guide's draws (this class's default traces the
+       programs), on which :meth:`iwae_rows` and the IWAE training objective are built. And
        ``posterior(x, mask, params)`` in closed form.
 
     KL warm-up needs nothing more: with ``Trace_ELBO`` the trainer scales every unobserved

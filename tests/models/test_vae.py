@@ -411,3 +411,59 @@ def test_flow_guide_elbo_equals_pyro_and_fits():
     bound = ppgen.evaluate.iwae(fit, frame, k=50)
     assert np.isfinite(bound.mean)
     assert fit.transform(frame).shape == (len(frame), 2)
+
+
+# -- the importance-weighted objective (MIWAE training) --------------------------------------------
+def test_iwae_training_beats_elbo_training_on_breast_cancer_held_out():
+    """20% MCAR on breast_cancer; the same VAE fitted on 455 rows with the ELBO and with the
+    IWAE objective (K = 20, MIWAE's training), scored on the 114 held-out rows.
+
+    Measured (seed 0): held-out IWAE_1000 15.72 -> 16.67 nats/row; RMSE of the mean of 20 MIWAE
+    draws (standardized scale) on the held-out rows' missing entries 0.506 -> 0.482, on the
+    training rows' 0.493 -> 0.465. Seeds 1 and 2: held-out IWAE 10.36 -> 12.79 and 14.27 ->
+    14.71, held-out RMSE 0.564 -> 0.516 and 0.516 -> 0.498. About 30 s on one thread.
+    """
+    bc = ppgen.datasets.load("breast_cancer", label=False)
+    missing = np.random.default_rng(0).random(bc.shape) < 0.2
+    X = bc.mask(missing)
+    sd = bc.std(ddof=0).to_numpy()
+    perm = np.random.default_rng(1).permutation(len(bc))
+    test, train = np.sort(perm[:114]), np.sort(perm[114:])
+
+    def rmse(fit: ppgen.Fit, rows: np.ndarray) -> float:
+        tables = fit.impute(X.iloc[rows], 20, seed=0)
+        pooled = np.mean([t.to_numpy() for t in tables], axis=0)
+        error = (pooled - bc.to_numpy()[rows]) / sd
+        return float(np.sqrt((error[missing[rows]] ** 2).mean()))
+
+    held_out, errors = {}, {}
+    for objective, k in (("elbo", 1), ("iwae", 20)):
+        vae = ppgen.VAE(8, (128,), activation="tanh")
+        fit = ppgen.fit(
+            vae, X.iloc[train], seed=0, max_epochs=500, patience=50, batch_size=64,
+            objective=objective, num_particles=k,
+        )  # fmt: skip
+        held_out[objective] = ppgen.evaluate.iwae(fit, X.iloc[test], k=1000, seed=0).per_row
+        errors[objective] = (rmse(fit, test), rmse(fit, train))
+    gain = held_out["iwae"] - held_out["elbo"]
+    assert held_out["elbo"].mean() == pytest.approx(15.72, abs=0.1)
+    assert gain.mean() == pytest.approx(0.94, abs=0.1)
+    # Paired over the held-out rows, the gain is several standard errors from zero.
+    assert gain.mean() > 3 * gain.std(ddof=1) / np.sqrt(len(gain))
+    assert errors["elbo"] == pytest.approx((0.506, 0.493), abs=0.01)
+    assert errors["iwae"] == pytest.approx((0.482, 0.465), abs=0.01)
+    assert errors["iwae"][0] < errors["elbo"][0] and errors["iwae"][1] < errors["elbo"][1]
+
+
+def test_imputer_trains_its_vae_on_the_iwae_bound():
+    X = _standardized_wine()[:80].copy()
+    X[np.random.default_rng(0).random(X.shape) < 0.1] = np.nan
+    options = {"max_epochs": 3, "validation": 0}
+    imputer = ppgen.Imputer(model="vae", n_imputations=1, seed=0, fit_options=options)
+    info = imputer.fit(X).fit_.info
+    assert (info["objective"], info["num_particles"]) == ("iwae", 20)
+    elbo = ppgen.Imputer(
+        model="vae", n_imputations=1, seed=0, fit_options={**options, "objective": "elbo"}
+    )
+    info = elbo.fit(X).fit_.info
+    assert (info["objective"], info["num_particles"]) == ("elbo", 1)
