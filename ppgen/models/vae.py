@@ -40,7 +40,9 @@ class VAE(AmortizedModel):
 
     Training on tables with missing values maximizes the ELBO of the observed entries; the
     encoder's input is the zero-filled row with its mask, so it learns q(z | x_obs) (MIWAE,
-    Mattei & Frellsen 2019). The networks are point estimates (maximum ELBO).
+    Mattei & Frellsen 2019). The networks are point estimates (maximum ELBO, or with
+    ``ppgen.fit(..., objective="iwae", num_particles=K)`` maximum importance-weighted bound,
+    MIWAE's own training, which imputes better).
 
     Parameters
     ----------
