@@ -100,6 +100,22 @@ def _med(values):
     return statistics.median(values) if values else None
 
 
+def _ppgen_row(label, setting, runs, reached, hl_time):
+    """Summary row of ppgen runs given as (wall, cpu, total log-lik, iterations, ...) tuples."""
+    med = _med([r[0] for r in runs])
+    return {
+        "dataset": label,
+        "method": "ppgen EM",
+        "setting": setting,
+        "median_time_s": med,
+        "ratio": None if med is None else med / hl_time,
+        "median_cpu_s": _med([r[1] for r in runs]),
+        "median_total_loglik": _nats(_med([r[2] for r in runs])),
+        "reached": f"{reached}/{len(SEEDS)}",
+        "median_iterations": _med([r[3] for r in runs]),
+    }
+
+
 # -- one data set ---------------------------------------------------------------------------------
 def run_dataset(label, seqs, pp_data, make_hl, make_pp, *, repeats, budget, log):
     """hmmlearn default fits, ppgen EM rows, forward-algorithm timings for one data set."""
@@ -194,20 +210,8 @@ def run_dataset(label, seqs, pp_data, make_hl, make_pp, *, repeats, budget, log)
         )
         log(f"  ppgen EM tol={TOL:g} seed {seed}: {runs[-1]}")
     done = [pp[s] for s in SEEDS if pp[s][0] is not None]
-    med = _med([r[0] for r in done])
-    rows.append(
-        {
-            "dataset": label,
-            "method": "ppgen EM",
-            "setting": f"n_init=1, tol={TOL:g}",
-            "median_time_s": med,
-            "ratio": None if med is None else med / hl_time,
-            "median_cpu_s": _med([r[1] for r in done]),
-            "median_total_loglik": _nats(_med([r[2] for r in done])),
-            "reached": f"{sum(pp[s][4] for s in SEEDS)}/{len(SEEDS)}",
-            "median_iterations": _med([r[3] for r in done]),
-        }
-    )
+    reached = sum(pp[s][4] for s in SEEDS)
+    rows.append(_ppgen_row(label, f"n_init=1, tol={TOL:g}", done, reached, hl_time))
 
     # oracle: fewest max_steps reaching the target. The tol run's objective trajectory (log joint
     # on the standardized scale) guides the guess; each guess is then fitted, timed and scored.
@@ -255,20 +259,8 @@ def run_dataset(label, seqs, pp_data, make_hl, make_pp, *, repeats, budget, log)
         )
         log(f"  ppgen EM oracle seed {seed}: {runs[-1]}")
     hits = [o for o in oracle if o]
-    med = _med([o[0] for o in hits])
-    rows.append(
-        {
-            "dataset": label,
-            "method": "ppgen EM",
-            "setting": "oracle stop (fewest max_steps; not usable)",
-            "median_time_s": med,
-            "ratio": None if med is None else med / hl_time,
-            "median_cpu_s": _med([o[1] for o in hits]),
-            "median_total_loglik": _nats(_med([o[2] for o in hits])),
-            "reached": f"{len(hits)}/{len(SEEDS)}",
-            "median_iterations": _med([o[3] for o in hits]),
-        }
-    )
+    setting = "oracle stop (fewest max_steps; not usable)"
+    rows.append(_ppgen_row(label, setting, hits, len(hits), hl_time))
 
     # (b) one forward-algorithm evaluation of all sequences, fitted models of seed 0
     hl_model = hl[SEEDS[0]]["model"]
