@@ -35,14 +35,12 @@ pin_threads(1)
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
 
 import ppgen  # noqa: E402
+from ppgen.testing.amortized import LEVELS, dequantized_digits, refit_guide  # noqa: E402
 
 SEED = 0  # the data: dequantization noise and split
 SEEDS = (0, 1, 2)  # each deep model is trained from these seeds
-LEVELS = 17  # pixel counts 0..16
 N_LATENT, HIDDEN = 8, (128, 128)
 PPCA_GRID = (8, 16, 32, 48, 63)
 FASHION_DIRS = (Path("/usr/share/dataset-fashion-mnist"), Path("/usr/share/fashion-mnist"))
@@ -50,11 +48,7 @@ FASHION_DIRS = (Path("/usr/share/dataset-fashion-mnist"), Path("/usr/share/fashi
 
 def digits(seed: int = SEED) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
     """Dequantized digits on [0, 1]^64, split 75/25 stratified by label."""
-    frame = ppgen.datasets.load("digits")
-    label = frame.pop("target")
-    u = np.random.default_rng(seed).uniform(size=frame.shape)
-    y = (frame.astype("float64") + u) / LEVELS
-    return train_test_split(y, label, test_size=0.25, stratify=label, random_state=seed)
+    return dequantized_digits(seed)
 
 
 def bits_per_pixel(nll: float, d: int = 64) -> float:
@@ -93,46 +87,12 @@ def matched_hvae(vae_params: int, schema: ppgen.Schema) -> ppgen.HierarchicalVAE
 
 
 def refit_encoder(trained: Trained, guide: str, train: pd.DataFrame, epochs: int) -> Trained:
-    """Train a guide of kind ``guide`` for a fitted VAE's decoder, which is kept fixed.
-
-    The encoder starts from the fitted one (and the flow at the identity, so the flow guide
-    starts exactly where the Gaussian guide is); only the encoder (and flow) are trained, by
-    Adam (lr 1e-3) on the one-particle ELBO of the training rows, ``epochs`` passes of
-    minibatches of 128. Both guides get the same seed, minibatches and steps, so that their
-    difference is the family's. (ppgen.fit builds its networks afresh, so this loop is
-    written here, on the model's own ``elbo_rows``.)
-    """
-    fit, seed = trained.fit, trained.seed
+    """:func:`ppgen.testing.amortized.refit_guide`, timed (ppgen.fit builds its networks
+    afresh, so a guide for a frozen decoder is trained by that helper)."""
     t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    model = ppgen.VAE(N_LATENT, HIDDEN, guide=guide).build(fit.schema).to(fit.dtype)
-    model.load_state_dict(fit.model.state_dict(), strict=False)  # the flow stays at identity
-    for p in [*model.decoder.parameters(), *model.heads.parameters()]:
-        p.requires_grad_(False)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=1e-3)
-    enc = fit.schema.encode(train, dtype=fit.dtype)
-    generator = torch.Generator().manual_seed(seed)
-    losses = []
-    for _ in range(epochs):
-        for rows in torch.randperm(len(train), generator=generator).split(128):
-            opt.zero_grad()
-            loss = -model.elbo_rows(enc.x[rows], enc.mask[rows]).mean()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-    model.eval()
-    refit = ppgen.Fit(
-        model=model,
-        schema=fit.schema,
-        method="svi",
-        params={},
-        losses=np.asarray(losses),
-        seed=seed,
-        info={"n_epochs": epochs},
-    )
+    refit = refit_guide(trained.fit, guide, train, epochs)
     name = f"VAE's decoder fixed, {guide} guide refitted"
-    return Trained(name, refit, time.perf_counter() - t0, seed)
+    return Trained(name, refit, time.perf_counter() - t0, trained.seed)
 
 
 def _run_row(trained: Trained, test: pd.DataFrame, k: int, particles: int) -> dict[str, Any]:
