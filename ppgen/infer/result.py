@@ -87,8 +87,21 @@ class Fit:
     def dtype(self) -> torch.dtype:
         return self._reference_tensor().dtype
 
-    def _encode(self, data: Any) -> Encoded:
+    @property
+    def kind(self) -> str:
+        """What the fit holds: ``"point"`` (MAP, EM), ``"draws"`` (independent posterior draws,
+        SVI), ``"mcmc"`` (chains, NUTS) or ``"networks"`` (trained networks of a deep model).
+        Generic code reads this instead of comparing method names."""
+        if getattr(self.model, "amortized", False):
+            return "networks"
+        return {"map": "point", "em": "point", "svi": "draws", "nuts": "mcmc"}[self.method]
+
+    def encode(self, data: Any) -> Encoded:
+        """``data`` encoded by the fit's schema on the fit's device and dtype."""
         return self.schema.encode(data, device=self.device, dtype=self.dtype)
+
+    # Internal callers used the private name before it was public.
+    _encode = encode
 
     def _draws(self) -> list[Params]:
         """Posterior draws flattened over chains, or the point estimate alone."""

@@ -217,7 +217,8 @@ class SequenceFit(Fit):
             return split_sequences(data, id_column=fmt.id_column, time_column=fmt.time_column)
         return split_sequences(data)
 
-    def _encode(self, data: Any) -> EncodedSequences:
+    def encode(self, data: Any) -> EncodedSequences:
+        """Sequences encoded by the fit's schema (``None``: the training data)."""
         if data is None:
             if self.train is None:
                 raise ValueError(
@@ -227,6 +228,8 @@ class SequenceFit(Fit):
         return encode_sequences(
             self.schema, self._split(data), device=self.device, dtype=self.dtype
         )
+
+    _encode = encode
 
     def _jacobian(self, enc: EncodedSequences) -> torch.Tensor:
         jac = self.schema.log_abs_det_jacobian(enc.mask, dtype=enc.x.dtype)  # (S, T)

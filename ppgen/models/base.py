@@ -59,6 +59,17 @@ class GenerativeModel(PyroModule):
         self.dim = len(schema)
         return self
 
+    def label(self) -> str:
+        """A short human label, e.g. ``GaussianMixture(3, full)``: the first constructor
+        arguments of :meth:`config` that differ from nothing. Used by the CLI, plots and reprs;
+        override for a better one."""
+        config = self.config()
+        shown = [str(v) for v in list(config.values())[: self.label_arguments]]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    #: How many leading :meth:`config` values :meth:`label` shows.
+    label_arguments: ClassVar[int] = 1
+
     def _check_built(self) -> int:
         if self.dim is None:
             raise RuntimeError(f"{type(self).__name__} has not been built; fit it with ppgen.fit")
