@@ -59,6 +59,16 @@ class GenerativeModel(PyroModule):
         self.dim = len(schema)
         return self
 
+    @classmethod
+    def implements(cls, hook: str) -> bool:
+        """Whether this model class provides ``hook`` (overrides the base's declaration, or has
+        it at all). Generic code asks this instead of ``hasattr``, because the base class
+        declares every hook with a ``NotImplementedError`` default."""
+        own = getattr(cls, hook, None)
+        if own is None:
+            return False
+        return own is not getattr(GenerativeModel, hook, None)
+
     def label(self) -> str:
         """A short human label, e.g. ``GaussianMixture(3, full)``: the first constructor
         arguments of :meth:`config` that differ from nothing. Used by the CLI, plots and reprs;
