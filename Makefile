@@ -16,11 +16,9 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	# A bare `torch` requirement pulls a multi-GB CUDA build; without a GPU take the CPU wheel first.
-	# No version is pinned: pip keeps whatever torch is already installed.
-	@if $(PY) -c "import torch" 2>/dev/null; then echo "torch already installed"; \
-	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then $(PIP) install torch; \
-	else $(PIP) install --retries 1 --timeout 15 --index-url https://download.pytorch.org/whl/cpu torch; fi
+	# A bare `torch` requirement pulls a multi-GB CUDA build: tools/install_torch.py picks a CPU
+	# build where no GPU is present (local wheels first), keeping any torch already installed.
+	$(PY) tools/install_torch.py
 	$(PIP) install --quiet -e ".[dev,bench]"
 	touch $(STAMP)
 
@@ -34,8 +32,8 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check ppgen tests benchmarks tutorials
-	$(VENV)/bin/ruff format --check ppgen tests benchmarks tutorials
+	$(VENV)/bin/ruff check ppgen tests benchmarks tutorials tools
+	$(VENV)/bin/ruff format --check ppgen tests benchmarks tutorials tools
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix ppgen tests benchmarks tutorials
