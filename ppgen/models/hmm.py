@@ -660,6 +660,33 @@ class HMM(GenerativeModel):
         )
         return out
 
+    def em_step(self, x, mask, params, lengths=None) -> tuple[Params, torch.Tensor]:
+        """One Baum-Welch iteration: :meth:`m_step` after :meth:`posteriors` at ``params``, and
+        the log joint at ``params`` (which the forward pass computes anyway)."""
+        post = self.posteriors(x, mask, params, lengths)
+        log_joint = post["log_lik"].sum() + self.log_prior(params)
+        return self.m_step(x, mask, post, params, lengths), log_joint
+
+    def em_restarts(self, x, mask, params, lengths=None) -> list[Params]:
+        """With few sequences the initial distribution ends in a corner (EM's update is the mean
+        of the first steps' posteriors) that the starts decide: start from every corner."""
+        K = self.n_states
+        if self.initial != "learned" or x.shape[0] >= 2 * K:
+            return []
+        starts = []
+        for k in range(K):
+            start = dict(params)
+            start["initial"] = torch.full_like(start["initial"], 0.02 / K)
+            start["initial"][k] += 0.98
+            starts.append(start)
+        return starts
+
+    def fit_defaults(self, method: str) -> dict[str, Any]:
+        """Likelihood surfaces of HMMs have many local optima (geyser has several): MAP restarts
+        8 times and EM 4 (k-means starts with different seeds and jitter), the best kept; EM's
+        ``tol`` is in nats per observed time step."""
+        return {"map": {"n_init": 8}, "em": {"n_init": 4, "tol": 1e-8}}.get(method, {})
+
     def init_params(
         self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator
     ) -> Params:
