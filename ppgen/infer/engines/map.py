@@ -86,7 +86,7 @@ class MAP(Engine):
 
     def accepts(self, model: GenerativeModel | type[GenerativeModel]) -> bool:
         cls = model if isinstance(model, type) else type(model)
-        return not cls.amortized and bool(cls.global_sites)
+        return not cls.amortized
 
     def run(self, problem: Problem, options: MapOptions) -> EngineResult:
         with param_store_scope():

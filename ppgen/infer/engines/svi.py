@@ -65,7 +65,7 @@ class SVI(Engine):
 
     def accepts(self, model: GenerativeModel | type[GenerativeModel]) -> bool:
         cls = model if isinstance(model, type) else type(model)
-        return not cls.amortized and bool(cls.global_sites)
+        return not cls.amortized
 
     def run(self, problem: Problem, options: SviOptions) -> EngineResult:
         model, x, mask = problem.model, problem.x, problem.mask
