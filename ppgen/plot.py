@@ -40,6 +40,7 @@ __all__ = [
     "transitions",
 ]
 
+
 def _axes(ax: Axes | None) -> Axes:
     if ax is not None:
         return ax

@@ -237,9 +237,7 @@ def resolve(method: str | None, model: GenerativeModel) -> Engine:
     return engine
 
 
-def parse_options(
-    engine: Engine, options: Mapping[str, Any], *, also: tuple[str, ...] = ()
-) -> Any:
+def parse_options(engine: Engine, options: Mapping[str, Any], *, also: tuple[str, ...] = ()) -> Any:
     """``options`` as the engine's frozen ``Options``.
 
     Raises

@@ -76,8 +76,9 @@ def fit(
     progress : bool or None
         Show a progress bar; by default only when stderr is a terminal.
     **options
-        Method options, each engine's ``Options`` (e.g. :class:`ppgen.infer.engines.map.MapOptions`):
-        ``max_steps``, ``tol``, ``lr``, ``optimizer``, ``n_init`` (restarts, best kept),
+        Method options, fields of each engine's ``Options`` (e.g.
+        :class:`ppgen.infer.engines.map.MapOptions`): ``max_steps``, ``tol``, ``lr``,
+        ``optimizer``, ``n_init`` (restarts, best kept),
         ``init_values`` (starting values of global sites), ``subsample_size``,
         ``num_particles``, ``num_draws`` (SVI posterior draws), ``num_samples``,
         ``warmup_steps``, ``num_chains``, ``target_accept_prob``; and the layout's
@@ -119,5 +120,3 @@ def fit(
             raise
     result = layout.postprocess(built, engine, result)
     return layout.result(built, schema, engine, result, seed=seed, enc=enc)
-
-

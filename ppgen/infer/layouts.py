@@ -125,9 +125,7 @@ def _relabel_draws(model: GenerativeModel, samples: Params) -> Params:
     for i in range(n):
         draw = {k: v[i] for k, v in flat.items()}
         draws.append(model.relabel(draw, model.ordering(draw)))
-    return {
-        k: torch.stack([d[k] for d in draws]).reshape(shape + flat[k].shape[1:]) for k in flat
-    }
+    return {k: torch.stack([d[k] for d in draws]).reshape(shape + flat[k].shape[1:]) for k in flat}
 
 
 class Rows(Layout):
@@ -206,5 +204,3 @@ def get_layout(name: str) -> Layout:
         module, _, attr = _LAYOUTS[name].partition(":")
         _LOADED[name] = getattr(importlib.import_module(module), attr)()
     return _LOADED[name]
-
-

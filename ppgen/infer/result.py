@@ -495,7 +495,11 @@ class Fit:
 
     @classmethod
     def from_state(
-        cls, config: dict[str, Any], tensors: dict[str, Any], *, model: GenerativeModel,
+        cls,
+        config: dict[str, Any],
+        tensors: dict[str, Any],
+        *,
+        model: GenerativeModel,
         schema: Schema,
     ) -> Fit:
         """The fit :meth:`to_state` describes (config parsed), given its model rebuilt with its

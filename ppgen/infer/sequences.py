@@ -15,22 +15,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyro
 import torch
 
-from ppgen._utils import progress_bar, seeded
-from ppgen.data.schema import Encoded, Schema
+from ppgen._utils import seeded
+from ppgen.data.schema import Encoded
 from ppgen.data.sequences import (
     EncodedSequences,
     SequenceFormat,
     decode_sequences,
     encode_sequences,
-    infer_sequence_schema,
     per_row,
     split_sequences,
 )
 from ppgen.infer.result import Fit
-from ppgen.models.base import GenerativeModel, Params
+from ppgen.models.base import Params
 
 __all__ = ["Forecast", "SequenceFit"]
 

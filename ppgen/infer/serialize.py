@@ -43,5 +43,3 @@ def load(path: str, *, device: str | torch.device | None = None) -> Fit:
     model.load_state_dict(tensors["module"])
     cls = SequenceFit if "sequences" in config else Fit
     return cls.from_state(config, tensors, model=model, schema=schema)
-
-

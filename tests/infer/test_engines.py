@@ -146,7 +146,7 @@ def test_a_method_the_model_cannot_take_lists_those_it_can():
         ppgen.fit(ppgen.VAE(2), _TINY, method="em")
 
 
-# -- toy models: every path calls model.fitted and attaches the fit to NonFiniteLossError -----------
+# -- toy models: every path calls model.fitted and attaches the fit to NonFiniteLossError -----
 class Toy(GenerativeModel):
     """x ~ Normal(mu, 1), mu ~ Normal(0, 10); the log joint is -inf when mu < ``nan_below``."""
 

@@ -7,11 +7,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pyro
+import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 from pyro.infer.autoguide import AutoDelta, AutoGuideList, AutoMultivariateNormal, AutoNormal
 from pyro.infer.autoguide.initialization import init_to_value
-import torch
 
 from ppgen.guides.flows import FlowGuide
 from ppgen.infer.engine import Problem

@@ -173,7 +173,8 @@ class MinibatchSVI(Engine):
         # Its own generator: the split and minibatch order do not depend on the global RNG.
         generator = torch.Generator().manual_seed(int(seed))
         order = torch.randperm(n, generator=generator)
-        n_val = 0 if options.validation == 0 else min(n - 1, max(1, round(float(options.validation) * n)))
+        validation = float(options.validation)
+        n_val = 0 if validation == 0 else min(n - 1, max(1, round(validation * n)))
         val_rows, train_rows = order[:n_val].to(x.device), order[n_val:].to(x.device)
         trainer = _Trainer(model, elbo, int(options.num_particles), options.objective)
         try:

@@ -87,7 +87,9 @@ class SVI(Engine):
                     clip_norm=options.clip_norm,
                 )
             except NonFiniteLossError as exc:
-                exc.result = EngineResult(params=_median(exc.guide, model, x, mask), losses=exc.losses)
+                exc.result = EngineResult(
+                    params=_median(exc.guide, model, x, mask), losses=exc.losses
+                )
                 raise
             with torch.no_grad():
                 traces = [
@@ -109,6 +111,4 @@ class SVI(Engine):
 
 def _median(guide: Any, model: GenerativeModel, x: torch.Tensor, mask: torch.Tensor):
     with torch.no_grad():
-        return {
-            k: v.detach() for k, v in guide.median(x, mask).items() if k in model.global_sites
-        }
+        return {k: v.detach() for k, v in guide.median(x, mask).items() if k in model.global_sites}
