@@ -41,6 +41,7 @@ __all__ = [
     "check_positive_int",
     "engines_for",
     "get",
+    "model_class",
     "names",
     "parse_options",
     "register",
@@ -146,7 +147,8 @@ def check_positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
-def _model_class(model: GenerativeModel | type[GenerativeModel]) -> type[GenerativeModel]:
+def model_class(model: GenerativeModel | type[GenerativeModel]) -> type[GenerativeModel]:
+    """The class of ``model``, or ``model`` itself when it is a class (for ``accepts``)."""
     return model if isinstance(model, type) else type(model)
 
 

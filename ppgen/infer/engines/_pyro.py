@@ -4,6 +4,7 @@ fit, the guide over the global sites and one optimization run."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pyro
@@ -14,11 +15,46 @@ from pyro.infer.autoguide import AutoDelta, AutoGuideList, AutoMultivariateNorma
 from pyro.infer.autoguide.initialization import init_to_value
 
 from ppgen.guides.flows import FlowGuide
-from ppgen.infer.engine import Problem
+from ppgen.infer.engine import Engine, Problem, check_positive_int, model_class
 from ppgen.infer.optim import optimize
 from ppgen.models.base import GenerativeModel, Params
 
-__all__ = ["initial_values", "make_guide", "optimize_once", "program"]
+__all__ = [
+    "OPTIMIZER_OPTIONS",
+    "ElboOptions",
+    "PyroEngine",
+    "initial_values",
+    "make_guide",
+    "optimize_once",
+    "program",
+]
+
+
+@dataclass(frozen=True)
+class ElboOptions:
+    """The options MAP and SVI share: the ELBO's particles and minibatches, the optimizer's
+    learning rate, patience and gradient clipping (see :func:`~ppgen.infer.optim.optimize`)."""
+
+    lr: float | None = None
+    patience: int = 100
+    clip_norm: float | None = 10.0
+    num_particles: int = 1
+    subsample_size: int | None = None
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.num_particles, "num_particles")
+
+
+#: The options of :func:`~ppgen.infer.optim.optimize` that MAP and SVI pass on.
+OPTIMIZER_OPTIONS = ("optimizer", "max_steps", "tol", "lr", "patience", "clip_norm")
+
+
+class PyroEngine(Engine):
+    """An engine over the model's Pyro program and its global sites (MAP, SVI, NUTS): it
+    accepts every model that is not amortized."""
+
+    def accepts(self, model: GenerativeModel | type[GenerativeModel]) -> bool:
+        return not model_class(model).amortized
 
 
 def _generator(seed: int) -> torch.Generator:

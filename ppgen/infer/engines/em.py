@@ -12,7 +12,7 @@ import pyro
 import torch
 
 from ppgen._utils import progress_bar
-from ppgen.infer.engine import Engine, EngineResult, Problem, check_positive_int
+from ppgen.infer.engine import Engine, EngineResult, Problem, check_positive_int, model_class
 from ppgen.infer.engines._pyro import initial_values
 from ppgen.models.base import GenerativeModel, Params
 
@@ -59,7 +59,7 @@ class EM(Engine):
     Options = EmOptions
 
     def accepts(self, model: GenerativeModel | type[GenerativeModel]) -> bool:
-        cls = model if isinstance(model, type) else type(model)
+        cls = model_class(model)
         return not cls.amortized and cls.implements("em_step")
 
     def run(self, problem: Problem, options: EmOptions) -> EngineResult:

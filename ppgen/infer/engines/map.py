@@ -10,16 +10,21 @@ import numpy as np
 import pyro
 import torch
 
-from ppgen.infer.engine import Engine, EngineResult, Problem, check_positive_int
-from ppgen.infer.engines._pyro import initial_values, optimize_once, param_store_scope
+from ppgen.infer.engine import EngineResult, Problem, check_positive_int
+from ppgen.infer.engines._pyro import (
+    ElboOptions,
+    PyroEngine,
+    initial_values,
+    optimize_once,
+    param_store_scope,
+)
 from ppgen.infer.optim import NonFiniteLossError
-from ppgen.models.base import GenerativeModel
 
 __all__ = ["MAP"]
 
 
 @dataclass(frozen=True)
-class MapOptions:
+class MapOptions(ElboOptions):
     """Options of ``method="map"``.
 
     Attributes
@@ -47,15 +52,10 @@ class MapOptions:
     optimizer: str | None = None
     max_steps: int | None = None
     tol: float | None = None
-    lr: float | None = None
-    patience: int = 100
-    clip_norm: float | None = 10.0
-    num_particles: int = 1
-    subsample_size: int | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_positive_int(self.n_init, "n_init")
-        check_positive_int(self.num_particles, "num_particles")
         if self.max_steps is not None:
             check_positive_int(self.max_steps, "max_steps")
 
@@ -75,7 +75,7 @@ class MapOptions:
         }
 
 
-class MAP(Engine):
+class MAP(PyroEngine):
     """Posterior mode of the global sites: a delta guide fitted by L-BFGS (or Adam), local latents
     summed out (enumeration) or integrated out (the model's ``collapsed`` program)."""
 
@@ -83,10 +83,6 @@ class MAP(Engine):
     kind: ClassVar[str] = "point"
     loss_label: ClassVar[str] = "negative log joint (nats)"
     Options = MapOptions
-
-    def accepts(self, model: GenerativeModel | type[GenerativeModel]) -> bool:
-        cls = model if isinstance(model, type) else type(model)
-        return not cls.amortized
 
     def run(self, problem: Problem, options: MapOptions) -> EngineResult:
         with param_store_scope():

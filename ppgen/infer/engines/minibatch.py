@@ -15,7 +15,7 @@ from pyro.infer import Trace_ELBO
 from pyro.poutine.messenger import Messenger
 
 from ppgen._utils import progress_bar
-from ppgen.infer.engine import Engine, EngineResult, Problem, check_positive_int
+from ppgen.infer.engine import Engine, EngineResult, Problem, check_positive_int, model_class
 from ppgen.infer.optim import NonFiniteLossError
 from ppgen.models.base import GenerativeModel
 
@@ -156,7 +156,7 @@ class MinibatchSVI(Engine):
     Options = MinibatchOptions
 
     def accepts(self, model: GenerativeModel | type[GenerativeModel]) -> bool:
-        cls = model if isinstance(model, type) else type(model)
+        cls = model_class(model)
         return bool(cls.amortized)
 
     def run(self, problem: Problem, options: MinibatchOptions) -> EngineResult:

@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ppgen.infer.engine import Engine, EngineResult, Problem, check_positive_int
-from ppgen.infer.engines._pyro import param_store_scope, program
+from ppgen.infer.engine import EngineResult, Problem, check_positive_int
+from ppgen.infer.engines._pyro import PyroEngine, param_store_scope, program
 from ppgen.infer.engines.map import MAP, MapOptions
 from ppgen.infer.mcmc import run_nuts
-from ppgen.models.base import GenerativeModel, Params
+from ppgen.models.base import Params
 
 __all__ = ["NUTS"]
 
@@ -48,16 +48,13 @@ class NutsOptions:
             )
 
 
-class NUTS(Engine):
+class NUTS(PyroEngine):
     """Pyro's NUTS over the global sites (local latents summed or integrated out as in MAP)."""
 
     name: ClassVar[str] = "nuts"
     kind: ClassVar[str] = "mcmc"
     loss_label: ClassVar[str] = "negative log joint of the MAP start (nats)"
     Options = NutsOptions
-
-    def accepts(self, model: GenerativeModel | type[GenerativeModel]) -> bool:
-        return MAP().accepts(model)
 
     def run(self, problem: Problem, options: NutsOptions) -> EngineResult:
         model = problem.model

@@ -10,8 +10,15 @@ import numpy as np
 import torch
 from pyro import poutine
 
-from ppgen.infer.engine import Engine, EngineResult, Problem, check_positive_int
-from ppgen.infer.engines._pyro import initial_values, optimize_once, param_store_scope
+from ppgen.infer.engine import EngineResult, Problem, check_positive_int
+from ppgen.infer.engines._pyro import (
+    OPTIMIZER_OPTIONS,
+    ElboOptions,
+    PyroEngine,
+    initial_values,
+    optimize_once,
+    param_store_scope,
+)
 from ppgen.infer.optim import NonFiniteLossError
 from ppgen.models.base import GenerativeModel
 
@@ -19,7 +26,7 @@ __all__ = ["SVI"]
 
 
 @dataclass(frozen=True)
-class SviOptions:
+class SviOptions(ElboOptions):
     """Options of ``method="svi"`` for models with global sites.
 
     Attributes
@@ -43,29 +50,20 @@ class SviOptions:
     optimizer: str = "adam"
     max_steps: int = 3000
     tol: float = 1e-5
-    lr: float | None = None
-    patience: int = 100
-    clip_norm: float | None = 10.0
-    num_particles: int = 1
-    subsample_size: int | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_positive_int(self.num_draws, "num_draws")
         check_positive_int(self.max_steps, "max_steps")
-        check_positive_int(self.num_particles, "num_particles")
 
 
-class SVI(Engine):
+class SVI(PyroEngine):
     """Stochastic variational inference of the global sites (local latents as in MAP)."""
 
     name: ClassVar[str] = "svi"
     kind: ClassVar[str] = "draws"
     loss_label: ClassVar[str] = "negative ELBO (nats)"
     Options = SviOptions
-
-    def accepts(self, model: GenerativeModel | type[GenerativeModel]) -> bool:
-        cls = model if isinstance(model, type) else type(model)
-        return not cls.amortized
 
     def run(self, problem: Problem, options: SviOptions) -> EngineResult:
         model, x, mask = problem.model, problem.x, problem.mask
@@ -79,12 +77,7 @@ class SVI(Engine):
                     num_particles=options.num_particles,
                     subsample_size=options.subsample_size,
                     desc="svi",
-                    optimizer=options.optimizer,
-                    max_steps=options.max_steps,
-                    tol=options.tol,
-                    lr=options.lr,
-                    patience=options.patience,
-                    clip_norm=options.clip_norm,
+                    **{name: getattr(options, name) for name in OPTIMIZER_OPTIONS},
                 )
             except NonFiniteLossError as exc:
                 exc.result = EngineResult(
