@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import torch
@@ -162,11 +163,16 @@ class GenerativeModel(PyroModule):
         raise NotImplementedError
 
     def em_restarts(
-        self, x: torch.Tensor, mask: torch.Tensor | None, params: Params, **data: Any
-    ) -> list[Params]:
-        """Further EM starting points, tried by the EM engine after its ``n_init`` restarts
-        given the best estimate so far (``params``); none by default."""
-        return []
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        best: Callable[[], Params],
+        **data: Any,
+    ) -> Iterable[Params]:
+        """Further EM starting points, tried by the EM engine after its ``n_init`` restarts.
+        Iterated lazily: ``best()`` is the best estimate so far when each start is made (a
+        generator sees the improvements of the starts before it). None by default."""
+        return ()
 
     def ordering(self, params: Params) -> torch.Tensor | None:
         """The permutation that puts the labels of ``params`` in canonical order (or None):

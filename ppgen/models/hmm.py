@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pyro
@@ -667,19 +668,18 @@ class HMM(GenerativeModel):
         log_joint = post["log_lik"].sum() + self.log_prior(params)
         return self.m_step(x, mask, post, params, lengths), log_joint
 
-    def em_restarts(self, x, mask, params, lengths=None) -> list[Params]:
+    def em_restarts(self, x, mask, best, lengths=None) -> Iterator[Params]:
         """With few sequences the initial distribution ends in a corner (EM's update is the mean
-        of the first steps' posteriors) that the starts decide: start from every corner."""
+        of the first steps' posteriors) that the starts decide: start from every corner, each
+        time of the best estimate so far (``best()``)."""
         K = self.n_states
         if self.initial != "learned" or x.shape[0] >= 2 * K:
-            return []
-        starts = []
+            return
         for k in range(K):
-            start = dict(params)
+            start = dict(best())
             start["initial"] = torch.full_like(start["initial"], 0.02 / K)
             start["initial"][k] += 0.98
-            starts.append(start)
-        return starts
+            yield start
 
     def fit_defaults(self, method: str) -> dict[str, Any]:
         """Likelihood surfaces of HMMs have many local optima (geyser has several): MAP restarts

@@ -182,9 +182,10 @@ class Toy(GenerativeModel):
         log_joint = dist.Normal(params["mu"], 1.0).log_prob(obs).sum() + self.log_prior(params)
         return {"mu": obs.sum() / (len(obs) + 1 / 100)}, log_joint
 
-    def em_restarts(self, x, mask, params, **data):
-        type(self).calls.append(("restarts", float(params["mu"])))
-        return [{"mu": params["mu"] + 40}]
+    def em_restarts(self, x, mask, best, **data):
+        for shift in (40.0, -40.0):
+            type(self).calls.append(("restart", float(best()["mu"])))
+            yield {"mu": best()["mu"] + shift}
 
     def fitted(self, params):
         type(self).calls.append(("fitted", {k: float(v) for k, v in params.items()}))
@@ -216,7 +217,9 @@ def test_every_path_calls_fitted_with_the_estimate(cls, method):
         values = _data(False)
         expected = values.sum() / (len(values) + 1 / 100)
         assert float(fit.params["mu"]) == pytest.approx(expected, abs=1e-12)
-        assert cls.calls[0] == ("restarts", pytest.approx(expected, abs=1e-12))
+        # Each further start is made from the best estimate so far (the first one, twice).
+        restarts = [c for c in cls.calls if c[0] == "restart"]
+        assert restarts == [("restart", pytest.approx(expected, abs=1e-12))] * 2
 
 
 @pytest.mark.parametrize("cls", [Toy, SequenceToy])

@@ -71,9 +71,10 @@ class EM(Engine):
             params, objective = self._iterate(problem, init, options, desc)
             if best is None or objective[-1] > best[1][-1]:
                 best = (params, objective)
-        extra = model.em_restarts(problem.x, problem.mask, best[0], **problem.data)
+        # The model's own starts, each made from the best estimate so far.
+        extra = model.em_restarts(problem.x, problem.mask, lambda: best[0], **problem.data)
         for k, start in enumerate(extra):
-            params, objective = self._iterate(problem, start, options, f"em {k + 1}/{len(extra)}")
+            params, objective = self._iterate(problem, start, options, f"em start {k + 1}")
             if objective[-1] > best[1][-1]:
                 best = (params, objective)
         losses = -np.asarray(best[1])
