@@ -32,6 +32,14 @@ class GenerativeModel(PyroModule):
 
     Missing entries (``mask`` False) are masked inside the likelihood, never filled in.
     Priors are stated on the encoded scale: continuous columns standardized by the data layer.
+
+    This class declares every hook generic code calls. Required: :meth:`config`, :meth:`build`,
+    :meth:`model`, :meth:`init_params`, :meth:`sample`, :meth:`n_parameters` (and
+    :meth:`log_prob` where the likelihood is tractable). Optional hooks raise
+    ``NotImplementedError`` here; generic code asks ``type(model).implements(name)`` before
+    calling them, and an engine's ``accepts`` reads them (implementing :meth:`em_step` makes
+    ``method="em"`` available). How :func:`ppgen.fit` treats the model: :attr:`layout`,
+    :attr:`default_method`, :meth:`fit_defaults`, :attr:`sequential`, :attr:`amortized`.
     """
 
     #: Names of the global latent sample sites, in the order :meth:`summary` reports them.
