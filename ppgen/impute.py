@@ -515,14 +515,14 @@ class Imputer:
         """
         import warnings
 
-        from ppgen.infer import fit
+        from ppgen.infer import engine, fit
 
         m = self.n_imputations
         if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
             raise ValueError(f"n_imputations must be a positive integer, got {m!r}")
         if self.proper not in (None, "bootstrap"):
             raise ValueError(f"proper must be None or 'bootstrap', got {self.proper!r}")
-        if self.proper == "bootstrap" and self.method not in ("map", "em"):
+        if self.proper == "bootstrap" and engine.get(self.method).kind != "point":
             raise ValueError(
                 f"proper='bootstrap' refits point estimates (method='map' or 'em'); "
                 f"method={self.method!r} already draws parameters from its posterior"
@@ -564,15 +564,15 @@ class Imputer:
         }
         options = dict(self.fit_options or {})
         # Amortized models (VAE) train their networks and have no guide over global sites.
-        amortized = self.model == "vae" or getattr(self.model, "amortized", False)
-        if self.method == "svi" and not amortized:
+        spec = self._build_model(len(modelled))  # fit() copies it: reusable for the refits
+        if engine.resolve(self.method, spec).kind == "draws":
+            # A full-rank Gaussian over the global sites (the default guide is mean-field).
             options.setdefault("guide", "mvn")
         if self.model == "vae" and options.setdefault("objective", "iwae") == "iwae":
             # MIWAE's objective imputes better than the ELBO: on breast_cancer with 20% MCAR,
             # held-out RMSE 0.48-0.52 against 0.51-0.56 over three seeds (tests/models/test_vae.py).
             options.setdefault("num_particles", 20)
         kinds = {k: v for k, v in (self.kinds or {}).items() if k in modelled} or None
-        spec = self._build_model(len(modelled))  # fit() copies it: reusable for the refits
         self.fit_ = fit(
             spec,
             frame[modelled],

@@ -40,13 +40,6 @@ __all__ = [
     "transitions",
 ]
 
-_LOSS_LABELS = {
-    "map": "negative log joint (nats)",
-    "em": "negative log joint (nats)",
-    "svi": "negative ELBO (nats)",
-    "nuts": "negative log joint of the MAP start (nats)",
-}
-
 
 def _axes(ax: Axes | None) -> Axes:
     if ax is not None:
@@ -126,7 +119,8 @@ def losses(fit: Fit, ax: Axes | None = None, *, log: bool = False) -> Axes:
         raise ValueError("the fit has no loss trace to plot")
     ax = _axes(ax)
     steps = np.arange(1, values.size + 1)
-    label = _LOSS_LABELS.get(fit.method, "loss (nats)")
+    engine = fit.engine
+    label = engine.loss_label
     if log:
         excess = values - values.min()
         keep = excess > 0
@@ -138,7 +132,7 @@ def losses(fit: Fit, ax: Axes | None = None, *, log: bool = False) -> Axes:
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("EM iteration" if fit.method == "em" else "optimization step")
+    ax.set_xlabel(engine.step_label)
     ax.set_ylabel(label)
     ax.set_title(f"{type(fit.model).__name__}, method={fit.method!r}")
     return ax
@@ -221,7 +215,7 @@ def clusters(
     if not n_std > 0:
         raise ValueError(f"n_std must be positive, got {n_std!r}")
     name = type(fit.model).__name__
-    if not hasattr(fit.model, "predict_proba"):
+    if not type(fit.model).implements("predict_proba"):
         raise ValueError(
             f"{name} has no cluster memberships to plot; clusters() needs a mixture model "
             "such as GaussianMixture"
@@ -310,7 +304,7 @@ def latent(fit: Fit, data: Any, color: str | None = None, ax: Axes | None = None
         ``data`` (the message names it).
     """
     name = type(fit.model).__name__
-    if not hasattr(fit.model, "posterior"):
+    if not type(fit.model).implements("posterior"):
         raise ValueError(
             f"{name} has no continuous latent variables to plot; "
             "latent() needs a model such as PPCA"
@@ -359,7 +353,7 @@ def latent(fit: Fit, data: Any, color: str | None = None, ax: Axes | None = None
 
 def _require_hmm(fit: Fit, what: str) -> None:
     model = fit.model
-    if not getattr(model, "sequential", False) or not hasattr(model, "viterbi"):
+    if not model.sequential or not type(model).implements("viterbi"):
         raise ValueError(
             f"{what}() needs a fitted hidden Markov model (ppgen.HMM); "
             f"got a fit of {type(model).__name__}"

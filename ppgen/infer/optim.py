@@ -14,7 +14,13 @@ __all__ = ["NonFiniteLossError", "optimize"]
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss or its gradient became NaN or infinite; parameters hold their last good values."""
+    """The loss or its gradient became NaN or infinite; parameters hold their last good values.
+
+    Raised by :func:`ppgen.fit`, its ``fit`` attribute is the :class:`~ppgen.Fit` of those
+    values and the losses of the complete steps (when the engine could keep them).
+    """
+
+    fit = None
 
 
 def _collect_params(loss_fn: Callable[[], torch.Tensor]) -> list[torch.Tensor]:
@@ -57,6 +63,9 @@ def optimize(
             raise ValueError(
                 f"optimizer must be 'adam', 'clipped_adam' or 'lbfgs', got {optimizer!r}"
             )
+    except NonFiniteLossError as exc:
+        exc.losses = np.asarray(losses)  # the complete steps, for the fit of the last good values
+        raise
     finally:
         bar.close()
     return np.asarray(losses)

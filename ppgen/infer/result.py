@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -13,11 +14,14 @@ import torch
 from ppgen import _arviz
 from ppgen._utils import seeded
 from ppgen.data.schema import Encoded, Schema
+from ppgen.infer.engine import Engine, get
 from ppgen.models.base import GenerativeModel, Params
 
-__all__ = ["Fit"]
+__all__ = ["FORMAT", "VERSION", "Fit"]
 
-POINT_METHODS = ("map", "em")
+#: The saved-file format (:meth:`Fit.to_state`, :mod:`ppgen.infer.serialize`).
+FORMAT = "ppgen-fit"
+VERSION = 1
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -35,7 +39,8 @@ class Fit:
     schema : Schema
         How the data were encoded; every method takes data in the same form.
     method : str
-        ``"map"``, ``"em"``, ``"svi"`` or ``"nuts"``.
+        ``"map"``, ``"em"``, ``"svi"`` or ``"nuts"`` (or another registered engine's name);
+        :attr:`kind` says what that means.
     params : dict of Tensor
         Point estimate of the global sites on the encoded scale: the MAP/EM estimate, the
         guide's median for SVI, the posterior mean for NUTS.
@@ -88,13 +93,18 @@ class Fit:
         return self._reference_tensor().dtype
 
     @property
+    def engine(self) -> Engine:
+        """The engine that fitted this (from the registry by :attr:`method` and the model)."""
+        return get(self.method, self.model)
+
+    @property
     def kind(self) -> str:
         """What the fit holds: ``"point"`` (MAP, EM), ``"draws"`` (independent posterior draws,
         SVI), ``"mcmc"`` (chains, NUTS) or ``"networks"`` (trained networks of a deep model).
-        Generic code reads this instead of comparing method names."""
-        if getattr(self.model, "amortized", False):
-            return "networks"
-        return {"map": "point", "em": "point", "svi": "draws", "nuts": "mcmc"}[self.method]
+        Generic code reads this instead of comparing method names; it is the engine's
+        :attr:`~ppgen.infer.engine.Engine.kind` (so saved fits, which store the method, have it
+        too)."""
+        return self.engine.kind
 
     def encode(self, data: Any) -> Encoded:
         """``data`` encoded by the fit's schema on the fit's device and dtype."""
@@ -144,9 +154,10 @@ class Fit:
         return float(np.mean(self.log_prob(data)))
 
     def _require_point(self, what: str) -> None:
-        if self.method not in POINT_METHODS:
+        if self.kind != "point":
             raise ValueError(
-                f"{what} is defined for point estimates (method 'map' or 'em'), not {self.method!r}"
+                f"{what} is defined for point estimates (method 'map' or 'em'), not "
+                f"{self.method!r} (a {self.kind!r} fit)"
             )
 
     def bic(self, data: Any) -> float:
@@ -162,9 +173,9 @@ class Fit:
 
     # -- structure ------------------------------------------------------------------------------
     def _model_method(self, name: str, data: Any) -> np.ndarray:
-        fn = getattr(self.model, name, None)
-        if fn is None:
+        if not type(self.model).implements(name):
             raise AttributeError(f"{type(self.model).__name__} has no {name}")
+        fn = getattr(self.model, name)
         enc = self._encode(data)
         with torch.no_grad():
             return _numpy(fn(enc.x, enc.mask, dict(self.params)))
@@ -180,7 +191,7 @@ class Fit:
     def transform(self, data: Any) -> np.ndarray:
         """Posterior mean of each row's latent variables, shape (n, q) (PPCA; for VAEs the
         mean of the guide q(z | x_obs))."""
-        if not hasattr(self.model, "posterior"):
+        if not type(self.model).implements("posterior"):
             raise AttributeError(
                 f"{type(self.model).__name__} has no latent posterior to transform to"
             )
@@ -190,7 +201,7 @@ class Fit:
         return _numpy(mean)
 
     def _require_amortized(self, what: str) -> None:
-        if not getattr(self.model, "amortized", False):
+        if not self.model.amortized:
             raise ValueError(
                 f"{what} is defined for amortized deep models (ppgen.VAE and friends), "
                 f"not for {type(self.model).__name__}"
@@ -322,8 +333,7 @@ class Fit:
             ``n_imputations`` tables of the fitted data's type (DataFrames keep the input's index,
             the schema's columns and dtypes). Observed entries are copied from ``data`` unchanged.
         """
-        impute_fn = getattr(self.model, "impute", None)
-        if impute_fn is None:
+        if not type(self.model).implements("impute"):
             raise AttributeError(f"{type(self.model).__name__} has no impute")
         m = int(n_imputations)
         if m < 1 or m != n_imputations:
@@ -334,7 +344,7 @@ class Fit:
         out = []
         with seeded(seed, self.device), torch.no_grad():
             for j in picks:
-                x = impute_fn(enc.x, enc.mask, draws[int(j)])
+                x = self.model.impute(enc.x, enc.mask, draws[int(j)])
                 completed = self.schema.decode(x, index=enc.index)
                 out.append(self._restore_observed(data, completed, enc))
         return out
@@ -399,7 +409,7 @@ class Fit:
         if self.samples is None:
             return pd.DataFrame({"estimate": pd.Series(estimates)})
         # SVI draws are independent: MCMC diagnostics (R-hat, ESS) would be meaningless.
-        table = _arviz.summary(draws, diagnostics=self.method == "nuts")
+        table = _arviz.summary(draws, diagnostics=self.kind == "mcmc")
         return table.rename(index=labels)
 
     def to_arviz(self, data: Any = None, *, posterior_predictive: bool = True):
@@ -449,8 +459,60 @@ class Fit:
         chains = 1 if self.samples is None else next(iter(self.samples.values())).shape[0]
         return {"x": _numpy(reps).reshape((chains, -1) + tuple(enc.x.shape))}
 
+    # -- persistence ----------------------------------------------------------------------------
     def save(self, path: str) -> None:
-        """Save to ``path``: tensors and a JSON config, loadable without executing code."""
-        from ppgen.io import save
+        """Save to ``path``: tensors and a JSON config, loadable without executing code
+        (:func:`ppgen.load`)."""
+        torch.save(self.to_state(), path)
 
-        save(self, path)
+    def _state_config(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "model": type(self.model).__name__,
+            "model_config": self.model.config(),
+            "schema": self.schema.to_dict(),
+            "method": self.method,
+            "seed": self.seed,
+            "info": {k: v for k, v in self.info.items() if isinstance(v, (int, float, str, bool))},
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
+
+    def to_state(self) -> dict[str, Any]:
+        """The saved form: ``{"config": JSON text, "tensors": nested dicts of CPU tensors}``,
+        what :meth:`save` writes with ``torch.save`` (format :data:`FORMAT`, version
+        :data:`VERSION`)."""
+        tensors: dict[str, Any] = {
+            "params": {k: v.detach().cpu() for k, v in self.params.items()},
+            "module": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "losses": torch.tensor(np.array(self.losses)),
+        }
+        if self.samples is not None:
+            tensors["samples"] = {k: v.detach().cpu() for k, v in self.samples.items()}
+        if self.divergent is not None:
+            tensors["divergent"] = torch.as_tensor(self.divergent)
+        return {"config": json.dumps(self._state_config()), "tensors": tensors}
+
+    @classmethod
+    def from_state(
+        cls,
+        config: dict[str, Any],
+        tensors: dict[str, Any],
+        *,
+        model: GenerativeModel,
+        schema: Schema,
+    ) -> Fit:
+        """The fit :meth:`to_state` describes (config parsed), given its model rebuilt with its
+        weights loaded and its schema (:func:`ppgen.infer.serialize.load` does both)."""
+        divergent = tensors.get("divergent")
+        return cls(
+            model=model,
+            schema=schema,
+            method=config["method"],
+            params=tensors["params"],
+            losses=tensors["losses"].numpy().astype(float),
+            seed=config["seed"],
+            samples=tensors.get("samples"),
+            divergent=None if divergent is None else divergent.numpy().astype(bool),
+            info=config["info"],
+        )

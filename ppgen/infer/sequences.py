@@ -1,175 +1,40 @@
-"""Fitting sequence models (HMM) and their result, :class:`SequenceFit`.
+"""The result of fitting a sequence model (HMM), :class:`SequenceFit`.
 
-:func:`ppgen.fit` dispatches here when the model is sequential (``model.sequential``). The data
-are split into sequences, encoded and padded to ``x`` (S, T, p) with ``mask`` (S, T, p); MAP,
-SVI and NUTS then run through :mod:`ppgen.infer.fit`'s machinery unchanged (the model's Pyro
-program takes the padded tensors), and ``method="em"`` runs Baum-Welch on the same objective.
+:func:`ppgen.fit` fits sequential models through the ``"sequences"`` layout
+(:class:`ppgen.infer.layouts.Sequences`): the data are split into sequences, encoded and padded
+to ``x`` (S, T, p) with ``mask`` (S, T, p); MAP, SVI and NUTS run on the model's Pyro program of
+the padded tensors, and ``method="em"`` is Baum-Welch (the model's ``em_step``). ``"map"``
+defaults to ``n_init=8`` restarts and ``"em"`` to 4 (``HMM.fit_defaults``).
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyro
 import torch
 
-from ppgen._utils import progress_bar, seeded
-from ppgen.data.schema import Encoded, Schema
+from ppgen._utils import seeded
+from ppgen.data.schema import Encoded
 from ppgen.data.sequences import (
     EncodedSequences,
     SequenceFormat,
     decode_sequences,
     encode_sequences,
-    infer_sequence_schema,
     per_row,
     split_sequences,
 )
 from ppgen.infer.result import Fit
-from ppgen.models.base import GenerativeModel, Params
+from ppgen.models.base import Params
 
-__all__ = ["Forecast", "SequenceFit", "fit_sequences"]
+__all__ = ["Forecast", "SequenceFit"]
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
-
-
-def _column_names(split) -> tuple[str, ...]:
-    first = split.tables[0]
-    if isinstance(first, pd.DataFrame):
-        return tuple(first.columns)
-    return tuple(f"x{j}" for j in range(first.shape[1] if first.ndim == 2 else 0))
-
-
-def fit_sequences(
-    model: GenerativeModel,
-    data: Any,
-    *,
-    method: str = "map",
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
-    kinds: dict[str, str] | None = None,
-    standardize: bool = True,
-    schema: Schema | None = None,
-    progress: bool | None = None,
-    id_column: str | None = None,
-    time_column: str | None = None,
-    **options: Any,
-) -> SequenceFit:
-    """Fit a sequence model; :func:`ppgen.fit` documents the arguments.
-
-    Sequence-specific arguments: ``id_column`` and ``time_column`` (one DataFrame holding all
-    sequences; see :mod:`ppgen.data.sequences`). ``method="map"`` defaults to ``n_init=8``
-    restarts and ``"em"`` to 4 (k-means starts with different seeds and jitter), the best
-    kept; ``"em"`` is Baum-Welch (``max_steps``, ``tol`` in nats per observed step).
-    """
-    from ppgen.infer.fit import METHODS, _fit_map, _fit_nuts, _fit_svi
-
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    split = split_sequences(data, id_column=id_column, time_column=time_column)
-    if schema is None:
-        forced = model.forced_kinds(_column_names(split))
-        forced.update(kinds or {})
-        schema = infer_sequence_schema(split, kinds=forced or None, standardize=standardize)
-    enc = encode_sequences(schema, split, device=device, dtype=dtype)
-    x, mask = enc.x, enc.mask
-    model = copy.deepcopy(model).build(schema).to(device=x.device, dtype=x.dtype)
-    if method in ("map", "em"):
-        # Likelihood surfaces of HMMs have many local optima (geyser has several).
-        options.setdefault("n_init", 8 if method == "map" else 4)
-    with pyro.get_param_store().scope(), seeded(seed, x.device):
-        if method == "em":
-            params, losses, extra = _fit_baum_welch(
-                model, x, mask, enc.lengths, seed=seed, progress=progress, **options
-            )
-        else:
-            runner = {"map": _fit_map, "svi": _fit_svi, "nuts": _fit_nuts}[method]
-            params, losses, extra = runner(model, x, mask, seed=seed, progress=progress, **options)
-    params = {k: v.detach() for k, v in params.items()}
-    params, extra = _order_states(model, params, extra, method)
-    return SequenceFit(
-        model=model,
-        schema=schema,
-        method=method,
-        params=params,
-        losses=np.asarray(losses, dtype=float),
-        seed=seed,
-        train=enc,
-        sequence_format=enc.fmt,
-        **extra,
-    )
-
-
-def _fit_baum_welch(
-    model, x, mask, lengths, *, seed, progress, n_init=1, init_values=None, max_steps=1000, tol=1e-8
-):
-    from ppgen.infer.fit import _initial_values
-
-    n_steps = int(lengths.sum())
-
-    def run(params: Params, desc: str) -> tuple[Params, list[float]]:
-        objective: list[float] = []
-        bar = progress_bar(max_steps, desc, progress)
-        # The M-step's values are valid by construction: argument checks would only cost time.
-        with torch.no_grad(), pyro.validation_enabled(False):
-            for _ in range(int(max_steps)):
-                post = model.posteriors(x, mask, params, lengths)
-                objective.append(float(post["log_lik"].sum() + model.log_prior(params)))
-                bar.update()
-                if len(objective) > 1 and objective[-1] - objective[-2] <= tol * n_steps:
-                    break
-                params = model.m_step(x, mask, post, params, lengths)
-        bar.close()
-        return params, objective
-
-    best = None
-    for restart in range(int(n_init)):
-        init = _initial_values(model, x, mask, seed + restart, init_values)
-        params, objective = run(init, f"em {restart + 1}/{n_init}")
-        if best is None or objective[-1] > best[1][-1]:
-            best = (params, objective)
-    if model.initial == "learned" and x.shape[0] < 2 * model.n_states:
-        # With few sequences the initial distribution ends in a corner (EM's update is the mean
-        # of the first steps' posteriors) that the starts decide: try every corner.
-        K = model.n_states
-        for k in range(K):
-            start = dict(best[0])
-            start["initial"] = torch.full_like(start["initial"], 0.02 / K)
-            start["initial"][k] += 0.98
-            params, objective = run(start, f"em corner {k + 1}/{K}")
-            if objective[-1] > best[1][-1]:
-                best = (params, objective)
-    losses = -np.asarray(best[1])
-    return best[0], losses, {"info": {"n_init": n_init, "n_steps": len(losses)}}
-
-
-def _order_states(model, params, extra, method):
-    """Relabel the states of the estimate and of every draw by ``model.order_by``."""
-    perm = model.ordering(params)
-    if perm is None:
-        return params, extra
-    params = model.relabel(params, perm)
-    samples = extra.get("samples")
-    if samples is not None:
-        shape = next(iter(samples.values())).shape[:2]
-        flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
-        n = next(iter(flat.values())).shape[0]
-        draws = []
-        for i in range(n):
-            draw = {k: v[i] for k, v in flat.items()}
-            draws.append(model.relabel(draw, model.ordering(draw)))
-        samples = {k: torch.stack([d[k] for d in draws]).reshape(shape + flat[k].shape[1:])
-                   for k in flat}  # fmt: skip
-        extra = dict(extra, samples=samples)
-        if method == "nuts":
-            params = {k: v.mean((0, 1)) for k, v in samples.items()}
-    return params, extra
 
 
 @dataclass(frozen=True)
@@ -205,6 +70,16 @@ class SequenceFit(Fit):
     """
 
     sequence_format: SequenceFormat = field(default_factory=SequenceFormat)
+
+    # -- persistence ----------------------------------------------------------------------------
+    def _state_config(self) -> dict[str, Any]:
+        return {**super()._state_config(), "sequences": self.sequence_format.to_dict()}
+
+    @classmethod
+    def from_state(cls, config, tensors, *, model, schema) -> SequenceFit:
+        fit = super().from_state(config, tensors, model=model, schema=schema)
+        fmt = SequenceFormat(**config["sequences"])
+        return dataclasses.replace(fit, sequence_format=fmt)
 
     # -- data ---------------------------------------------------------------------------------
     def _posterior_predictive(self, enc: Any) -> None:

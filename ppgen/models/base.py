@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import torch
@@ -31,6 +32,14 @@ class GenerativeModel(PyroModule):
 
     Missing entries (``mask`` False) are masked inside the likelihood, never filled in.
     Priors are stated on the encoded scale: continuous columns standardized by the data layer.
+
+    This class declares every hook generic code calls. Required: :meth:`config`, :meth:`build`,
+    :meth:`model`, :meth:`init_params`, :meth:`sample`, :meth:`n_parameters` (and
+    :meth:`log_prob` where the likelihood is tractable). Optional hooks raise
+    ``NotImplementedError`` here; generic code asks ``type(model).implements(name)`` before
+    calling them, and an engine's ``accepts`` reads them (implementing :meth:`em_step` makes
+    ``method="em"`` available). How :func:`ppgen.fit` treats the model: :attr:`layout`,
+    :attr:`default_method`, :meth:`fit_defaults`, :attr:`sequential`, :attr:`amortized`.
     """
 
     #: Names of the global latent sample sites, in the order :meth:`summary` reports them.
@@ -43,6 +52,36 @@ class GenerativeModel(PyroModule):
     max_plate_nesting: ClassVar[int] = 1
     #: Whether the model has discrete sites to sum out (fitted with TraceEnum_ELBO).
     enumerated: ClassVar[bool] = False
+    #: Whether rows are sequences (HMM): :func:`ppgen.fit` then uses the ``"sequences"`` layout
+    #: and returns a :class:`~ppgen.infer.sequences.SequenceFit`; evaluate, plot and the CLI
+    #: read it too.
+    sequential: ClassVar[bool] = False
+    #: Whether the model is a deep model whose networks are trained (VAE): it has no global
+    #: sites, and ``method="svi"`` trains the networks by minibatch SVI.
+    amortized: ClassVar[bool] = False
+
+    # -- how ppgen.fit treats the model (read by ppgen.infer) ----------------------------------
+    @property
+    def default_method(self) -> str:
+        """The method :func:`ppgen.fit` uses when none is given (set it as a class attribute to
+        change it): ``"svi"`` for amortized models, else ``"map"``."""
+        return "svi" if self.amortized else "map"
+
+    @property
+    def layout(self) -> str:
+        """The data layout :func:`ppgen.fit` encodes with, a name registered in
+        :mod:`ppgen.infer.layouts`: ``"sequences"`` for sequential models, else ``"rows"``."""
+        return "sequences" if self.sequential else "rows"
+
+    def fit_defaults(self, method: str) -> dict[str, Any]:
+        """Option defaults of ``method`` for this model, applied by :func:`ppgen.fit` under the
+        user's options (e.g. more restarts where the likelihood has many optima)."""
+        return {}
+
+    def forced_kinds(self, names: tuple[str, ...]) -> dict[str, str]:
+        """Column kinds the model imposes on a table with these columns, used by the sequences
+        layout's schema inference; none by default."""
+        return {}
 
     def __init__(self) -> None:
         super().__init__()
@@ -114,6 +153,95 @@ class GenerativeModel(PyroModule):
 
     def sample(self, n: int, params: Params) -> torch.Tensor:
         """Draw ``n`` rows on the encoded scale (uses torch's global RNG; seed it first)."""
+        raise NotImplementedError
+
+    def log_prior(self, params: Params) -> torch.Tensor:
+        """Log prior density of the global parameter values (the MAP objective's prior term);
+        models with closed-form EM monitor it in :meth:`em_step`."""
+        raise NotImplementedError
+
+    # -- optional hooks: generic code asks ``type(model).implements(name)`` first --------------
+    def em_step(
+        self, x: torch.Tensor, mask: torch.Tensor | None, params: Params, **data: Any
+    ) -> tuple[Params, torch.Tensor]:
+        """One EM iteration from ``params``: the updated parameters and the MAP objective (log
+        joint) at ``params``. Called by the EM engine (:mod:`ppgen.infer.engines.em`), which
+        accepts exactly the models implementing it; ``data`` holds the layout's further
+        arguments (``lengths`` for sequences)."""
+        raise NotImplementedError
+
+    def em_restarts(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        best: Callable[[], Params],
+        **data: Any,
+    ) -> Iterable[Params]:
+        """Further EM starting points, tried by the EM engine after its ``n_init`` restarts.
+        Iterated lazily: ``best()`` is the best estimate so far when each start is made (a
+        generator sees the improvements of the starts before it). None by default."""
+        return ()
+
+    def ordering(self, params: Params) -> torch.Tensor | None:
+        """The permutation that puts the labels of ``params`` in canonical order (or None):
+        layouts relabel the estimate and every draw with :meth:`relabel` (label switching)."""
+        raise NotImplementedError
+
+    def relabel(self, params: Params, perm: torch.Tensor) -> Params:
+        """``params`` with labels permuted: new label ``i`` is old label ``perm[i]``."""
+        raise NotImplementedError
+
+    def predict_proba(
+        self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
+    ) -> torch.Tensor:
+        """Membership probabilities per row and component (mixtures); ``Fit.predict_proba``."""
+        raise NotImplementedError
+
+    def posterior(
+        self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and covariance (or scale) of each row's continuous latents given its observed
+        entries; ``Fit.transform``, ``Fit.reconstruct``, ``ppgen.plot.latent``."""
+        raise NotImplementedError
+
+    def impute(self, x: torch.Tensor, mask: torch.Tensor | None, params: Params) -> torch.Tensor:
+        """``x`` with its missing entries drawn from their conditional given the observed
+        ones (encoded scale); ``Fit.impute`` and :mod:`ppgen.impute`."""
+        raise NotImplementedError
+
+    def decode_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """Decoder outputs for latent values ``z`` (amortized models); ``Fit.decode``."""
+        raise NotImplementedError
+
+    def interpolate(
+        self, x: torch.Tensor, mask: torch.Tensor | None, params: Params, n: int
+    ) -> torch.Tensor:
+        """``n`` rows decoded along the latent segment between two rows (amortized models);
+        ``Fit.interpolate``."""
+        raise NotImplementedError
+
+    def elbo_rows(
+        self, x: torch.Tensor, mask: torch.Tensor | None, kl_weight: float = 1.0
+    ) -> torch.Tensor:
+        """One-particle ELBO of each row without tracing the Pyro programs (amortized models);
+        the minibatch engine's ``elbo="direct"``."""
+        raise NotImplementedError
+
+    def iwae_rows(
+        self, x: torch.Tensor, mask: torch.Tensor | None, k: int, kl_weight: float = 1.0
+    ) -> torch.Tensor:
+        """Importance-weighted bound of each row with ``k`` particles (amortized models); the
+        minibatch engine's ``objective="iwae"``."""
+        raise NotImplementedError
+
+    def viterbi(self, x, mask, params, lengths=None) -> torch.Tensor:
+        """Most probable state path of each sequence (sequential models); ``SequenceFit.predict``
+        and ``ppgen.plot.states``."""
+        raise NotImplementedError
+
+    def smooth(self, x, mask, params, lengths=None) -> torch.Tensor:
+        """Smoothed state probabilities per step (sequential models);
+        ``SequenceFit.predict_proba``."""
         raise NotImplementedError
 
     def n_parameters(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pyro
@@ -659,6 +660,32 @@ class HMM(GenerativeModel):
             )
         )
         return out
+
+    def em_step(self, x, mask, params, lengths=None) -> tuple[Params, torch.Tensor]:
+        """One Baum-Welch iteration: :meth:`m_step` after :meth:`posteriors` at ``params``, and
+        the log joint at ``params`` (which the forward pass computes anyway)."""
+        post = self.posteriors(x, mask, params, lengths)
+        log_joint = post["log_lik"].sum() + self.log_prior(params)
+        return self.m_step(x, mask, post, params, lengths), log_joint
+
+    def em_restarts(self, x, mask, best, lengths=None) -> Iterator[Params]:
+        """With few sequences the initial distribution ends in a corner (EM's update is the mean
+        of the first steps' posteriors) that the starts decide: start from every corner, each
+        time of the best estimate so far (``best()``)."""
+        K = self.n_states
+        if self.initial != "learned" or x.shape[0] >= 2 * K:
+            return
+        for k in range(K):
+            start = dict(best())
+            start["initial"] = torch.full_like(start["initial"], 0.02 / K)
+            start["initial"][k] += 0.98
+            yield start
+
+    def fit_defaults(self, method: str) -> dict[str, Any]:
+        """Likelihood surfaces of HMMs have many local optima (geyser has several): MAP restarts
+        8 times and EM 4 (k-means starts with different seeds and jitter), the best kept; EM's
+        ``tol`` is in nats per observed time step."""
+        return {"map": {"n_init": 8}, "em": {"n_init": 4, "tol": 1e-8}}.get(method, {})
 
     def init_params(
         self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator

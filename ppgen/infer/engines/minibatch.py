@@ -1,0 +1,377 @@
+"""Minibatch SVI of the networks of amortized models (VAE, hierarchical VAE), early stopping on
+held-out rows; ``method="svi"`` for models with ``amortized = True``."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pyro
+import torch
+from pyro.infer import Trace_ELBO
+from pyro.poutine.messenger import Messenger
+
+from ppgen._utils import progress_bar
+from ppgen.infer.engine import Engine, EngineResult, Problem, check_positive_int, model_class
+from ppgen.infer.optim import NonFiniteLossError
+from ppgen.models.base import GenerativeModel
+
+__all__ = ["ELBOS", "OBJECTIVES", "MinibatchSVI"]
+
+#: How the training loss is computed (see :class:`MinibatchOptions`).
+ELBOS = ("auto", "direct", "trace")
+#: What the training loss is (see :class:`MinibatchOptions`).
+OBJECTIVES = ("elbo", "iwae")
+
+
+class _ScaleLatents(Messenger):
+    """Multiply the log density of every unobserved sample site by ``weight``.
+
+    Applied to both the model and the guide, it turns Trace_ELBO's
+    ``log p(x|z) + log p(z) - log q(z)`` into ``log p(x|z) + weight (log p(z) - log q(z))``:
+    the KL term annealed, and nothing else touched (the observed site ``"x"`` keeps weight 1).
+    """
+
+    def __init__(self, weight: float) -> None:
+        super().__init__()
+        self.weight = float(weight)
+
+    def _process_message(self, msg: dict) -> None:
+        if msg["type"] == "sample" and not msg["is_observed"]:
+            msg["scale"] = msg["scale"] * self.weight
+
+
+@dataclass(frozen=True)
+class MinibatchOptions:
+    """Options of ``method="svi"`` for amortized models (see :class:`MinibatchSVI`).
+
+    Attributes
+    ----------
+    batch_size : int
+        Rows per Adam step (all rows when the table is smaller).
+    max_epochs : int
+        Passes over the training rows at most.
+    lr : float
+        Adam's learning rate.
+    validation : float
+        Fraction of rows held out for early stopping (0 for none: every epoch runs and the final
+        weights are kept). At least one row is held out when positive.
+    patience : int
+        Epochs without a better validation ELBO before stopping.
+    kl_warmup : int
+        Epochs of linear KL annealing: the latent terms ``log p(z) - log q(z|x)`` of the ELBO
+        are weighted by ``min(1, epoch / kl_warmup)`` (epoch counted from 1) in the training
+        loss. The recorded training losses are that weighted loss (so they can rise as the
+        weight grows); the validation ELBO is always the full ELBO. With ``objective="iwae"``
+        the weight multiplies the latent terms inside every log importance weight,
+        ``log w_j = log p(x|z_j) + beta (log p(z_j) - log q(z_j|x))``, and the validation bound
+        is always unweighted.
+    num_particles : int
+        Draws of the latents per row in each step: averaged in the ELBO objective, the K
+        importance samples of the IWAE objective.
+    clip_norm : float, optional
+        Clip the gradient's norm at this value.
+    elbo : {"auto", "direct", "trace"}
+        How the loss is computed. ``"trace"``: Pyro's ``Trace_ELBO`` on the model and guide
+        (Pyro's argument validation off); ``"direct"``: the model's own ``elbo_rows``, the same
+        estimator with the same draws without tracing the Pyro programs at every step (the
+        tests check that both train identically); ``"auto"``: ``"direct"`` when the model has
+        ``elbo_rows``, else ``"trace"``. ``JitTrace_ELBO`` is not offered: it compiles the
+        parameters of Pyro's param store, and the networks here are module parameters.
+        With ``objective="iwae"`` the loss is the model's ``iwae_rows`` (direct where the model
+        provides direct log weights, as VAE and HierarchicalVAE do); ``elbo="trace"`` is then
+        refused.
+    objective : {"elbo", "iwae"}
+        The training objective per row. ``"elbo"``: the evidence lower bound, averaged over
+        ``num_particles`` draws. ``"iwae"``: the importance-weighted bound of the observed
+        entries, ``logsumexp_j log w_j - log K`` over ``K = num_particles`` reparameterized
+        guide draws (Burda et al. 2016; with missing entries this is MIWAE's objective, Mattei
+        & Frellsen 2019), a tighter bound on ``log p(x_obs)`` for K > 1 that fits the decoder
+        closer to maximum likelihood and trains the guide as a proposal for importance
+        sampling, which is what MIWAE imputation and ``ppgen.evaluate.iwae`` use. K = 1 is the
+        ELBO objective exactly. Early stopping then watches the held-out IWAE bound with the
+        same K (8-particle ELBO for ``"elbo"``).
+    """
+
+    batch_size: int = 128
+    max_epochs: int = 200
+    lr: float = 1e-3
+    validation: float = 0.1
+    patience: int = 20
+    kl_warmup: int = 0
+    num_particles: int = 1
+    clip_norm: float | None = None
+    elbo: str = "auto"
+    objective: str = "elbo"
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_epochs", "patience", "num_particles"):
+            check_positive_int(getattr(self, name), name)
+        kl_warmup = self.kl_warmup
+        if isinstance(kl_warmup, bool) or int(kl_warmup) != kl_warmup or kl_warmup < 0:
+            raise ValueError(f"kl_warmup must be a non-negative integer, got {kl_warmup!r}")
+        if not 0 <= float(self.validation) < 1:
+            raise ValueError(f"validation must be a fraction in [0, 1), got {self.validation!r}")
+        if not (float(self.lr) > 0 and math.isfinite(float(self.lr))):
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if self.elbo not in ELBOS:
+            raise ValueError(f"elbo must be one of {ELBOS}, got {self.elbo!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.objective == "iwae" and self.elbo == "trace":
+            raise ValueError(
+                "elbo='trace' applies to objective='elbo'; the IWAE objective is the model's "
+                "iwae_rows (use elbo='auto')"
+            )
+
+
+class MinibatchSVI(Engine):
+    """Minibatch SVI of an amortized model's networks, with early stopping.
+
+    Each epoch shuffles the training rows (seeded) into minibatches of ``batch_size`` and takes
+    one Adam step per minibatch on the negative training objective per row (the ELBO, or the
+    importance-weighted bound with ``objective="iwae"``). After each epoch the same objective
+    of the held-out rows is computed with common random numbers (the same draws every epoch, so
+    that epochs compare without Monte-Carlo noise); training stops when it has not improved for
+    ``patience`` epochs, and the weights of the best epoch are kept. Network initialization
+    (the model is built under the fit's seed), the validation split, minibatch order and the
+    draws all follow from the seed: two fits with the same seed on CPU are identical.
+
+    The result's ``params`` is empty (the networks are the model's weights, ``fit.model``);
+    ``losses`` is the mean negative training objective per row of each epoch (nats, encoded
+    scale); ``info`` holds ``validation_losses`` (per epoch, the same objective),
+    ``best_epoch``, ``n_epochs``, ``stopped_early``, ``objective`` and ``num_particles``. A
+    NaN or infinite loss or gradient stops training before the optimizer moves and raises
+    :class:`~ppgen.NonFiniteLossError`, whose ``fit`` holds the last good weights (not
+    necessarily the best validation epoch's) and the losses of the complete epochs.
+    """
+
+    name: ClassVar[str] = "svi"
+    kind: ClassVar[str] = "networks"
+    loss_label: ClassVar[str] = "negative ELBO (nats)"
+    step_label: ClassVar[str] = "epoch"
+    Options = MinibatchOptions
+
+    def accepts(self, model: GenerativeModel | type[GenerativeModel]) -> bool:
+        cls = model_class(model)
+        return bool(cls.amortized)
+
+    def run(self, problem: Problem, options: MinibatchOptions) -> EngineResult:
+        model, x, mask, seed = problem.model, problem.x, problem.mask, problem.seed
+        cls = type(model)
+        elbo = options.elbo
+        if elbo == "direct" and not cls.implements("elbo_rows"):
+            raise ValueError(f"{cls.__name__} has no elbo_rows; use elbo='trace'")
+        if options.objective == "iwae" and not cls.implements("iwae_rows"):
+            raise ValueError(f"{cls.__name__} has no iwae_rows; use objective='elbo'")
+        if elbo == "auto":
+            elbo = "direct" if cls.implements("elbo_rows") else "trace"
+        n = x.shape[0]
+        # Its own generator: the split and minibatch order do not depend on the global RNG.
+        generator = torch.Generator().manual_seed(int(seed))
+        order = torch.randperm(n, generator=generator)
+        validation = float(options.validation)
+        n_val = 0 if validation == 0 else min(n - 1, max(1, round(validation * n)))
+        val_rows, train_rows = order[:n_val].to(x.device), order[n_val:].to(x.device)
+        trainer = _Trainer(model, elbo, int(options.num_particles), options.objective)
+        try:
+            losses, val_losses, best_epoch, stopped = trainer.run(
+                x,
+                mask,
+                train_rows,
+                val_rows,
+                generator=generator,
+                batch_size=int(options.batch_size),
+                max_epochs=int(options.max_epochs),
+                lr=float(options.lr),
+                patience=int(options.patience),
+                kl_warmup=int(options.kl_warmup),
+                clip_norm=options.clip_norm,
+                seed=seed,
+                progress=problem.progress,
+            )
+        except NonFiniteLossError as exc:
+            # Hours of training are not thrown away: the weights before the bad step.
+            model.eval()
+            exc.result = EngineResult(
+                params={},
+                losses=np.asarray(trainer.losses, dtype=float),
+                info={"n_epochs": len(trainer.losses), "stopped": "non-finite loss"},
+            )
+            raise
+        model.eval()
+        info = {
+            "n_epochs": len(losses),
+            "best_epoch": best_epoch,
+            "stopped_early": stopped,
+            "validation_losses": val_losses,
+            "n_validation": n_val,
+            "batch_size": int(options.batch_size),
+            "lr": float(options.lr),
+            "kl_warmup": int(options.kl_warmup),
+            "elbo": elbo,
+            "objective": options.objective,
+            "num_particles": int(options.num_particles),
+        }
+        return EngineResult(params={}, losses=np.asarray(losses, dtype=float), info=info)
+
+
+class _Trainer:
+    """The loss of a minibatch, one way or another (see ``elbo`` in :class:`MinibatchOptions`)."""
+
+    def __init__(self, model: Any, elbo: str, num_particles: int, objective: str = "elbo") -> None:
+        self.model, self.kind, self.num_particles = model, elbo, num_particles
+        self.objective = objective
+        if elbo == "trace" and objective == "elbo":
+            # vectorize_particles: one pass over all particles (a plate at dim -2).
+            self.pyro_elbo = Trace_ELBO(
+                num_particles=num_particles,
+                vectorize_particles=num_particles > 1,
+                max_plate_nesting=model.max_plate_nesting,
+            )
+
+    def loss(self, x: torch.Tensor, mask: torch.Tensor, kl_weight: float) -> torch.Tensor:
+        """Negative training objective per row of the minibatch (mean over its rows)."""
+        model, n = self.model, x.shape[0]
+        if self.objective == "iwae":
+            return -model.iwae_rows(x, mask, self.num_particles, kl_weight).mean()
+        if self.kind == "direct":
+            if self.num_particles > 1:
+                xs = x.expand(self.num_particles, *x.shape).reshape(-1, x.shape[-1])
+                ms = mask.expand(self.num_particles, *mask.shape).reshape(-1, mask.shape[-1])
+                return -model.elbo_rows(xs, ms, kl_weight).mean()
+            return -model.elbo_rows(x, mask, kl_weight).mean()
+        model_fn, guide_fn = model.model, model.guide
+        if kl_weight != 1.0:
+            model_fn = _ScaleLatents(kl_weight)(model_fn)
+            guide_fn = _ScaleLatents(kl_weight)(guide_fn)
+        return self.pyro_elbo.differentiable_loss(model_fn, guide_fn, x, mask) / n
+
+    def step(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        opt: torch.optim.Optimizer,
+        params: list[torch.Tensor],
+        kl_weight: float = 1.0,
+        clip_norm: float | None = None,
+    ) -> tuple[float, str | None]:
+        """One Adam step on a minibatch: its loss and None, or (without stepping) the loss and
+        ``"loss"`` or ``"gradient"``, whichever is not finite."""
+        opt.zero_grad(set_to_none=True)
+        loss = self.loss(x, mask, kl_weight)
+        loss.backward()
+        loss = loss.detach()
+        grads = [p.grad for p in params if p.grad is not None]
+        # One reduction and one host sync per step: the gradient's norm is finite iff every
+        # entry is, and the loss is needed on the host anyway.
+        norm = torch.nn.utils.get_total_norm(grads) if grads else loss.new_zeros(())
+        loss_value, norm_value = torch.stack([loss.to(norm), norm]).tolist()
+        if not math.isfinite(loss_value):
+            return loss_value, "loss"
+        if not math.isfinite(norm_value):
+            return loss_value, "gradient"
+        if clip_norm is not None:
+            torch.nn.utils.clip_grads_with_norm_(params, clip_norm, norm)
+        opt.step()
+        return loss_value, None
+
+    @torch.no_grad()
+    def validation_loss(self, x: torch.Tensor, mask: torch.Tensor, seed: int) -> float:
+        """Negative objective per row of the held-out rows, with the same draws at every call:
+        the IWAE bound with the training K, or the ELBO with 8 particles."""
+        devices = [x.device] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), pyro.validation_enabled(False):
+            torch.manual_seed(int(seed) + 1)
+            if self.objective == "iwae":
+                return float(-self.model.iwae_rows(x, mask, self.num_particles).mean())
+            particles = 8
+            if type(self.model).implements("elbo_rows"):
+                xs = x.expand(particles, *x.shape).reshape(-1, x.shape[-1])
+                ms = mask.expand(particles, *mask.shape).reshape(-1, mask.shape[-1])
+                return float(-self.model.elbo_rows(xs, ms).mean())
+            log_w, _, _ = self.model.log_weights(x, mask, particles)
+            return float(-log_w.mean())
+
+    def run(
+        self,
+        x,
+        mask,
+        train_rows,
+        val_rows,
+        *,
+        generator,
+        batch_size,
+        max_epochs,
+        lr,
+        patience,
+        kl_warmup,
+        clip_norm,
+        seed,
+        progress,
+    ):
+        model = self.model
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError(f"{type(model).__name__} has no parameters to train")
+        opt = torch.optim.Adam(params, lr=lr)
+        n_train = len(train_rows)
+        size = min(batch_size, n_train)
+        xv, mv = x[val_rows], mask[val_rows]
+        losses: list[float] = []
+        self.losses = losses  # complete epochs so far, also when training stops on an error
+        val_losses: list[float] = []
+        best, best_epoch, best_state, stopped = math.inf, 0, None, False
+        bar = progress_bar(max_epochs, "svi", progress)
+        step = 0
+        try:
+            # Pyro's argument checks cost time every step and the networks' outputs are valid
+            # by construction (softplus scales, logits); the data were checked when encoded.
+            with pyro.validation_enabled(False):
+                for epoch in range(1, max_epochs + 1):
+                    kl_weight = min(1.0, epoch / kl_warmup) if kl_warmup else 1.0
+                    perm = train_rows[torch.randperm(n_train, generator=generator).to(x.device)]
+                    total = 0.0
+                    for start in range(0, n_train, size):
+                        rows = perm[start : start + size]
+                        loss, bad = self.step(
+                            x[rows], mask[rows], opt, params, kl_weight, clip_norm
+                        )
+                        if bad:
+                            _raise_non_finite(bad, step, epoch)
+                        total += loss * len(rows)
+                        step += 1
+                    # Under warm-up this is the KL-weighted loss; validation is unweighted.
+                    losses.append(total / n_train)
+                    bar.update()
+                    if len(val_rows):
+                        val = self.validation_loss(xv, mv, seed)
+                        val_losses.append(val)
+                        bar.set_postfix(loss=f"{losses[-1]:.4g}", val=f"{val:.4g}", refresh=False)
+                        # During warm-up the objective is still changing: do not stop then.
+                        if val < best:
+                            best, best_epoch = val, epoch
+                            best_state = copy.deepcopy(model.state_dict())
+                        elif epoch - best_epoch >= patience and epoch > kl_warmup:
+                            stopped = True
+                            break
+                    else:
+                        bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
+        finally:
+            bar.close()
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        else:
+            best_epoch = len(losses)
+        return losses, val_losses, best_epoch, stopped
+
+
+def _raise_non_finite(what: str, step: int, epoch: int) -> None:
+    raise NonFiniteLossError(
+        f"the {what} became non-finite at step {step} (epoch {epoch}); training stopped before "
+        "the optimizer moved, so the weights keep their last good values. Try a smaller "
+        "learning rate (lr=...), clip_norm=..., standardized data, or a different seed."
+    )
