@@ -18,7 +18,6 @@ from ppgen import _arviz
 
 __all__ = ["ConvergenceWarning", "diagnostics", "loo", "waic"]
 
-MCMC_METHODS = ("nuts",)
 #: Largest acceptable rank-normalized split R-hat (Vehtari et al. 2021).
 RHAT_MAX = 1.01
 #: Smallest acceptable bulk and tail effective sample size, over all chains (Vehtari et al. 2021).
@@ -60,7 +59,7 @@ def diagnostics(fit: Any) -> pd.DataFrame:
     Rank-normalization, folding, and localization: an improved R-hat for assessing convergence
     of MCMC. *Bayesian Analysis* 16(2), 667-718.
     """
-    if fit.method not in MCMC_METHODS or fit.samples is None:
+    if fit.kind != "mcmc" or fit.samples is None:
         raise ValueError(
             f"diagnostics are for MCMC fits (method 'nuts'); this fit used method={fit.method!r}, "
             "whose estimates are not Markov chains, so R-hat and effective sample size do not "
