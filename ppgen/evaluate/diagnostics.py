@@ -28,6 +28,15 @@ PARETO_K_MAX = 0.7
 WAIC_VAR_MAX = 0.4
 
 
+#: What a fit of each kind holds, for the error messages.
+_HOLDS = {
+    "point": "a point estimate",
+    "draws": "independent draws from a fitted guide",
+    "mcmc": "no draws",
+    "networks": "trained networks",
+}
+
+
 class ConvergenceWarning(UserWarning):
     """The MCMC draws (or the PSIS/WAIC approximations) should not be trusted as they are."""
 
@@ -61,9 +70,9 @@ def diagnostics(fit: Any) -> pd.DataFrame:
     """
     if fit.kind != "mcmc" or fit.samples is None:
         raise ValueError(
-            f"diagnostics are for MCMC fits (method 'nuts'); this fit used method={fit.method!r}, "
-            "whose estimates are not Markov chains, so R-hat and effective sample size do not "
-            "apply"
+            f"diagnostics are for MCMC fits (method 'nuts'); this fit (method={fit.method!r}) "
+            f"holds {_HOLDS[fit.kind]}, not Markov chains, so R-hat and effective sample size "
+            "do not apply"
         )
     posterior = {k: v.detach().cpu().numpy() for k, v in fit.samples.items()}
     chains, draws = next(iter(posterior.values())).shape[:2]
@@ -132,6 +141,12 @@ def _warn_ess(table: pd.DataFrame, total: int) -> None:
 
 # -- predictive accuracy --------------------------------------------------------------------------
 def _posterior_idata(fit: Any, data: Any, what: str) -> Any:
+    if fit.kind == "networks":
+        raise ValueError(
+            f"{what} needs posterior draws of global parameters; {type(fit.model).__name__} has "
+            "none (its networks are point estimates): compare deep models with "
+            "ppgen.evaluate.iwae or ais on held-out rows"
+        )
     if fit.samples is None:
         raise ValueError(
             f"{what} needs posterior draws (method 'nuts' or 'svi'); a {fit.method!r} fit is a "
