@@ -55,17 +55,8 @@ from pyro.poutine.util import site_is_subsample
 from torch.distributions import biject_to
 
 from ppgen._utils import progress_bar, seeded
-from ppgen.evaluate.estimate import (
-    EXACT_GUIDE,
-    NO_LOCAL_LATENTS,
-    Estimate,
-    check_count,
-    encode_rows,
-    equal_weights,
-    exact_per_row,
-    frozen,
-    make_estimate,
-)
+from ppgen.evaluate import estimate
+from ppgen.evaluate.estimate import Estimate, frozen
 from ppgen.infer import hmc
 from ppgen.models.weights import sum_site_rows
 
@@ -214,15 +205,10 @@ def ais(
     >>> res = ppgen.evaluate.ais.ais(fit, X, n_steps=1000, seed=0)  # doctest: +SKIP
     >>> res.mean, res.mc_se, res.acceptance                          # doctest: +SKIP
     """
-    n_steps = check_count(n_steps, "n_steps")
-    n_chains = check_count(n_chains, "n_chains")
-    n_leapfrog = check_count(n_leapfrog, "n_leapfrog")
-    if init not in ("prior", "guide"):
-        raise ValueError(f"init must be 'prior' or 'guide', got {init!r}")
-    spec, n_steps = _spec(schedule, n_steps)
-    n_tune = _default_tune(n_steps) if n_tune is None else check_count(n_tune, "n_tune")
-    enc = encode_rows(fit, data)
-    run = _Run(fit, init, n_chains, n_leapfrog, n_tune, seed, progress)
+    run, spec, n_steps = _setup(
+        fit, n_steps, n_chains, schedule, init, n_leapfrog, n_tune, seed, progress
+    )
+    enc = estimate.encode_rows(fit, data)
     with run.scope():
         return run.forward(enc.x, enc.mask, spec, n_steps)
 
@@ -260,22 +246,17 @@ def bdmc(
         log-likelihood when the model has one, and the simulated rows.
     """
     if getattr(fit.model, "sequential", False):
-        encode_rows(fit, None)  # raises the same clear error as ais() for sequence models
-    n_rows = check_count(n_rows, "n_rows")
-    n_steps = check_count(n_steps, "n_steps")
-    n_chains = check_count(n_chains, "n_chains")
-    n_leapfrog = check_count(n_leapfrog, "n_leapfrog")
-    if init not in ("prior", "guide"):
-        raise ValueError(f"init must be 'prior' or 'guide', got {init!r}")
-    spec, n_steps = _spec(schedule, n_steps)
-    n_tune = _default_tune(n_steps) if n_tune is None else check_count(n_tune, "n_tune")
-    run = _Run(fit, init, n_chains, n_leapfrog, n_tune, seed, progress)
+        estimate.encode_rows(fit, None)  # raises the same clear error as ais() for sequence models
+    n_rows = estimate.check_count(n_rows, "n_rows")
+    run, spec, n_steps = _setup(
+        fit, n_steps, n_chains, schedule, init, n_leapfrog, n_tune, seed, progress
+    )
     with run.scope():  # one random stream: the simulation, the forward and the reverse pass
         x, latents = run.simulate(n_rows)
         mask = torch.ones_like(x, dtype=torch.bool)
         lower = run.forward(x, mask, spec, n_steps)
         upper = run.reverse(x, mask, spec, n_steps, latents)
-    exact = exact_per_row(fit, x, mask)
+    exact = estimate.exact_per_row(fit, x, mask)
     return BDMCResult(
         lower=lower,
         upper=upper,
@@ -294,7 +275,7 @@ def schedule(kind: str, n_steps: int, *, delta: float = 4.0, start: float = 1e-4
       which is near-optimal when the likelihood dominates the prior (Gaussian posteriors).
     * ``"linear"``: ``t / T``.
     """
-    n_steps = check_count(n_steps, "n_steps")
+    n_steps = estimate.check_count(n_steps, "n_steps")
     t = np.linspace(0.0, 1.0, n_steps + 1)
     if kind == "sigmoid":
         s = 1.0 / (1.0 + np.exp(-delta * (2.0 * t - 1.0)))
@@ -314,6 +295,19 @@ def schedule(kind: str, n_steps: int, *, delta: float = 4.0, start: float = 1e-4
 
 
 # -- internals ------------------------------------------------------------------------------------
+def _setup(fit, n_steps, n_chains, schedule, init, n_leapfrog, n_tune, seed, progress):
+    """The options of :func:`ais` and :func:`bdmc` checked: the run, the schedule spec and T."""
+    check_count = estimate.check_count
+    n_steps = check_count(n_steps, "n_steps")
+    n_chains = check_count(n_chains, "n_chains")
+    n_leapfrog = check_count(n_leapfrog, "n_leapfrog")
+    if init not in ("prior", "guide"):
+        raise ValueError(f"init must be 'prior' or 'guide', got {init!r}")
+    spec, n_steps = _spec(schedule, n_steps)
+    n_tune = _default_tune(n_steps) if n_tune is None else check_count(n_tune, "n_tune")
+    return _Run(fit, init, n_chains, n_leapfrog, n_tune, seed, progress), spec, n_steps
+
+
 def _default_tune(n_steps: int) -> int:
     return max(64, n_steps // 10)
 
@@ -625,12 +619,12 @@ class _Run:
         return betas, log_anchors, torch.stack(out)
 
     def _exact(self, x, mask, T) -> AISResult:
-        per_row = exact_per_row(self.fit, x, mask)
+        per_row = estimate.exact_per_row(self.fit, x, mask)
         if per_row is None:
             raise ValueError(
                 f"{type(self.model).__name__} has no continuous local latents and no log_prob"
             )
-        est = make_estimate(per_row, np.zeros(len(per_row)), NO_LOCAL_LATENTS)
+        est = estimate.make_estimate(per_row, np.zeros(len(per_row)), estimate.NO_LOCAL_LATENTS)
         return AISResult(
             per_row=est.per_row,
             mean=est.mean,
@@ -659,8 +653,8 @@ class _Run:
             mc_var = (C * w).var(0, unbiased=True).cpu().numpy() / C
         else:
             mc_var = np.full(lw.shape[1], math.nan)
-        note = EXACT_GUIDE if equal_weights(lw.cpu().numpy(), log_w.dtype) else ""
-        est = make_estimate(per_row, mc_var, note)
+        note = estimate.EXACT_GUIDE if estimate.equal_weights(lw.cpu().numpy(), log_w.dtype) else ""
+        est = estimate.make_estimate(per_row, mc_var, note)
         return AISResult(
             per_row=est.per_row,
             mean=est.mean,

@@ -382,8 +382,8 @@ class AmortizedModel(GenerativeModel):
     def log_weights(
         self, x: torch.Tensor, mask: torch.Tensor | None, k: int
     ) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """Importance weights of ``k`` guide particles per row, traced (the draws of
-        :func:`ppgen.models.weights.traced_log_weights`).
+        """Importance weights of ``k`` guide particles per row, traced
+        (:func:`ppgen.models.weights.trace_particles` and :func:`~ppgen.models.weights.weigh`).
 
         Returns
         -------
@@ -395,7 +395,8 @@ class AmortizedModel(GenerativeModel):
             The guide's latent values, ``(k, n, ...)``.
         """
         n = x.shape[0]
-        log_w, guide_trace, model_trace = weights.traced_log_weights(self, x, mask, k)
+        guide_trace, model_trace = traces = weights.trace_particles(self, x, mask, k)
+        log_w = weights.weigh(self, x, k, traces)
         latents = {
             name: site["value"]
             for name, site in guide_trace.nodes.items()
@@ -409,14 +410,15 @@ class AmortizedModel(GenerativeModel):
     ) -> torch.Tensor:
         """Importance-weighted bound of each row's observed entries, ``(n,)`` (Burda et al. 2016).
 
-        :func:`ppgen.models.weights.iwae_rows`: ``logsumexp_j log w_j - log k`` over the ``k``
-        particles of the model's ``particle_log_weights`` hook (or the traced fallback), so
+        ``logsumexp_j log w_j - log k`` over the ``k`` particles of
+        :func:`ppgen.models.weights.particle_log_weights` (the model's hook), so
         ``kl_weight`` scales the latent terms inside every log weight. Its expectation is a
         lower bound on ``log p(x_obs)`` that tightens as ``k`` grows; ``k=1`` is the
         one-particle ELBO. The per-row estimator that MIWAE trains on (Mattei & Frellsen 2019)
         and that :func:`ppgen.evaluate.iwae` reports (there on the data's original scale).
         """
-        return weights.iwae_rows(self, x, mask, k, kl_weight=kl_weight)
+        log_w = weights.particle_log_weights(self, x, mask, k, kl_weight=kl_weight)
+        return log_w.logsumexp(0) - math.log(k)
 
     # -- what Fit uses -----------------------------------------------------------------------------
     def sample(self, n: int, params: Params) -> torch.Tensor:

@@ -14,8 +14,8 @@ A model may provide a faster hook with the same draws and terms, declared by nam
 ``particle_log_weights(x, mask, k, kl_weight=1.0) -> (k, n)`` at the model's own module
 parameters (the deep models compute it without Pyro's tracing). :func:`particle_log_weights`
 calls the hook when ``type(model).implements("particle_log_weights")`` and no global parameters
-are given, and otherwise the generic fallback :func:`traced_log_weights`, which traces the
-guide inside a particle plate and replays the model on its draws.
+are given, and otherwise the generic fallback: :func:`trace_particles` traces the guide inside a
+particle plate and replays the model on its draws, :func:`weigh` sums the traced log densities.
 
 This module sits in the models layer (it needs nothing above it) so that the models' own
 methods (the amortized models' ``iwae_rows``, ``log_weights`` for MIWAE imputation), the
@@ -24,7 +24,6 @@ amortized trainer, :class:`ppgen.Fit` and :mod:`ppgen.evaluate` all share it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -35,11 +34,11 @@ from pyro.poutine.util import site_is_subsample
 
 __all__ = [
     "is_sample",
-    "iwae_rows",
     "particle_log_weights",
     "site_rows",
     "sum_site_rows",
-    "traced_log_weights",
+    "trace_particles",
+    "weigh",
 ]
 
 
@@ -98,25 +97,19 @@ def _local(model: Any) -> Callable[[str, dict], bool]:
     return lambda name, site: name not in global_sites and not site_is_subsample(site)
 
 
-def traced_log_weights(
+def trace_particles(
     model: Any,
     x: torch.Tensor,
     mask: torch.Tensor | None,
     k: int,
-    *,
     params: Mapping[str, torch.Tensor] | None = None,
-    kl_weight: float = 1.0,
-) -> tuple[torch.Tensor, Any, Any] | None:
-    """Log weights ``(k, n)`` by tracing the Pyro programs; the generic fallback.
+) -> tuple[Any, Any] | None:
+    """The guide traced with ``k`` particles per row and the model replayed on its draws.
 
-    The guide runs inside a ``"particles"`` plate left of the model's plates; the model (its
-    global sites conditioned on ``params``) is replayed on the guide's draws.
-
-    Returns
-    -------
-    (log_w, guide_trace, model_trace) or None
-        None when the guide samples no local latent (discrete latents summed out exactly, as in
-        GaussianMixture: there is nothing to weigh).
+    The guide runs inside a ``"particles"`` plate left of the model's plates; the model's
+    global sites are conditioned on ``params``. Returns ``(guide_trace, model_trace)``, or None
+    when the guide samples no local latent (discrete latents summed out exactly, as in
+    GaussianMixture: there is nothing to weigh).
 
     Raises
     ------
@@ -124,7 +117,6 @@ def traced_log_weights(
         When the model has both enumerated discrete and continuous local latents, or a local
         latent the guide does not sample.
     """
-    n = x.shape[0]
     particle_dim = -(model.max_plate_nesting + 1)
     program = model.model if not params else poutine.condition(model.model, data=dict(params))
     with pyro.plate("particles", k, dim=particle_dim):
@@ -145,6 +137,17 @@ def traced_log_weights(
                     f"latent site {name!r} is not in the guide; importance weights need a guide "
                     "for every local latent"
                 )
+    return guide_trace, model_trace
+
+
+def weigh(
+    model: Any, x: torch.Tensor, k: int, traces: tuple[Any, Any], kl_weight: float = 1.0
+) -> torch.Tensor:
+    """Log weights ``(k, n)`` of the particles of :func:`trace_particles` on the rows ``x``:
+    the model's local sites minus the guide's, in trace order, the latent terms times
+    ``kl_weight``."""
+    guide_trace, model_trace = traces
+    n, particle_dim, local = x.shape[0], -(model.max_plate_nesting + 1), _local(model)
     model_trace.compute_log_prob(site_filter=local)
     guide_trace.compute_log_prob(site_filter=local)
 
@@ -153,8 +156,7 @@ def traced_log_weights(
 
     log_w = x.new_zeros(k, n)
     log_w = log_w + sum_site_rows(model_trace, local, particle_dim, k, n, latent_weight)
-    log_w = log_w - sum_site_rows(guide_trace, local, particle_dim, k, n, latent_weight)
-    return log_w, guide_trace, model_trace
+    return log_w - sum_site_rows(guide_trace, local, particle_dim, k, n, latent_weight)
 
 
 def particle_log_weights(
@@ -169,35 +171,11 @@ def particle_log_weights(
     """Log importance weights of ``k`` guide particles per row, ``(k, n)``.
 
     The model's ``particle_log_weights`` hook when it implements one (and ``params`` is empty:
-    the hook evaluates the model at its own module parameters), else
-    :func:`traced_log_weights`. Differentiable in the model's parameters when the guide's draws
-    are reparameterized. None when the guide samples no local latent.
+    the hook evaluates the model at its own module parameters), else the traced fallback
+    (:func:`trace_particles` then :func:`weigh`). Differentiable in the model's parameters when
+    the guide's draws are reparameterized. None when the guide samples no local latent.
     """
     if not params and type(model).implements("particle_log_weights"):
         return model.particle_log_weights(x, mask, k, kl_weight)
-    traced = traced_log_weights(model, x, mask, k, params=params, kl_weight=kl_weight)
-    return None if traced is None else traced[0]
-
-
-def iwae_rows(
-    model: Any,
-    x: torch.Tensor,
-    mask: torch.Tensor | None,
-    k: int,
-    *,
-    params: Mapping[str, torch.Tensor] | None = None,
-    kl_weight: float = 1.0,
-) -> torch.Tensor:
-    """Importance-weighted bound of each row, ``logsumexp_j log w_ij - log k``, shape ``(n,)``
-    (Burda, Grosse & Salakhutdinov 2016), on the encoded scale.
-
-    ``k=1`` is the one-particle ELBO. Raises ``ValueError`` when the model has no local latent
-    to weigh (its likelihood is exact: use ``log_prob``).
-    """
-    log_w = particle_log_weights(model, x, mask, k, params=params, kl_weight=kl_weight)
-    if log_w is None:
-        raise ValueError(
-            f"{type(model).__name__} has no continuous local latents to weigh: its likelihood "
-            "is exact (use log_prob)"
-        )
-    return log_w.logsumexp(0) - math.log(k)
+    traces = trace_particles(model, x, mask, k, params)
+    return None if traces is None else weigh(model, x, k, traces, kl_weight)
