@@ -12,13 +12,13 @@ from the base ``b`` (the prior ``p(z)``, or the model's guide ``q(z | x_i)``) to
 
 and ``log (1/C) sum_c w_c`` is an unbiased estimate of ``p(x_i)`` on the log scale, hence a
 stochastic lower bound of ``log p(x_i)``. Transitions are Hamiltonian Monte Carlo (leapfrog,
-unit mass, step size jittered by +-50% per transition) on an unconstrained parametrization of
-the latents. A separate, short annealing pass tunes a step size per row at a few points of the
-path (towards 80% mean acceptance) and, for the default ``"adaptive"`` schedule, measures how
-fast the path moves; both are then frozen, so that every transition of the main pass leaves its
-intermediate distribution exactly invariant and the weights stay valid. Rows and chains form one
-batch (chains along a plate left of the data plate): every step is a handful of tensor
-operations on the data's device.
+unit mass, step size jittered by +-50% per transition; :func:`ppgen.infer.hmc.transition`) on an
+unconstrained parametrization of the latents. A separate, short annealing pass tunes a step
+size per row at a few points of the path (towards 80% mean acceptance) and, for the default
+``"adaptive"`` schedule, measures how fast the path moves; both are then frozen, so that every
+transition of the main pass leaves its intermediate distribution exactly invariant and the
+weights stay valid. Rows and chains form one batch (chains along a plate left of the data
+plate): every step is a handful of tensor operations on the data's device.
 
 Choices, measured on PPCA (latent dim 10, data dim 50, noise 0.1; benchmarks/ais_accuracy.py):
 the adaptive schedule (equal steps of thermodynamic length) beats the sigmoid one severalfold
@@ -55,13 +55,10 @@ from pyro.poutine.util import site_is_subsample
 from torch.distributions import biject_to
 
 from ppgen._utils import progress_bar, seeded
-from ppgen.evaluate.bounds import (  # shared with elbo/iwae: result type, per-row log densities
-    Estimate,
-    _check_count,
-    _encode_rows,
-    _estimate,
-    _per_row,
-)
+from ppgen.evaluate import estimate
+from ppgen.evaluate.estimate import Estimate, frozen
+from ppgen.infer import hmc
+from ppgen.models.weights import sum_site_rows
 
 __all__ = ["AISResult", "BDMCResult", "ais", "bdmc", "schedule"]
 
@@ -74,7 +71,7 @@ DEFAULT_LEAPFROG = 10
 _MAX_ELEMENTS = 2**22
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # Estimate's repr: the fields and the note
 class AISResult(Estimate):
     """AIS estimate of each row's log-likelihood (nats, data's original scale).
 
@@ -97,8 +94,9 @@ class AISResult(Estimate):
     n_steps, n_chains : int
         Annealing steps and chains per row.
     exact : bool
-        True when the model has no continuous local latent: ``per_row`` is then the exact
-        log-likelihood (``mc_se = 0``).
+        True when the model has no continuous local latent, or every chain of a row carries the
+        same weight (the base is the exact posterior: ``init="guide"`` with an exact guide):
+        ``per_row`` is then the exact log-likelihood (``mc_se = 0``); ``note`` says which.
     """
 
     per_row_mc_se: np.ndarray = field(repr=False)
@@ -107,7 +105,6 @@ class AISResult(Estimate):
     step_size: np.ndarray = field(repr=False)
     n_steps: int
     n_chains: int
-    exact: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,15 +205,10 @@ def ais(
     >>> res = ppgen.evaluate.ais.ais(fit, X, n_steps=1000, seed=0)  # doctest: +SKIP
     >>> res.mean, res.mc_se, res.acceptance                          # doctest: +SKIP
     """
-    n_steps = _check_count(n_steps, "n_steps")
-    n_chains = _check_count(n_chains, "n_chains")
-    n_leapfrog = _check_count(n_leapfrog, "n_leapfrog")
-    if init not in ("prior", "guide"):
-        raise ValueError(f"init must be 'prior' or 'guide', got {init!r}")
-    spec, n_steps = _spec(schedule, n_steps)
-    n_tune = _default_tune(n_steps) if n_tune is None else _check_count(n_tune, "n_tune")
-    enc = _encode_rows(fit, data)
-    run = _Run(fit, init, n_chains, n_leapfrog, n_tune, seed, progress)
+    run, spec, n_steps = _setup(
+        fit, n_steps, n_chains, schedule, init, n_leapfrog, n_tune, seed, progress
+    )
+    enc = estimate.encode_rows(fit, data)
     with run.scope():
         return run.forward(enc.x, enc.mask, spec, n_steps)
 
@@ -254,22 +246,17 @@ def bdmc(
         log-likelihood when the model has one, and the simulated rows.
     """
     if getattr(fit.model, "sequential", False):
-        _encode_rows(fit, None)  # raises the same clear error as ais() for sequence models
-    n_rows = _check_count(n_rows, "n_rows")
-    n_steps = _check_count(n_steps, "n_steps")
-    n_chains = _check_count(n_chains, "n_chains")
-    n_leapfrog = _check_count(n_leapfrog, "n_leapfrog")
-    if init not in ("prior", "guide"):
-        raise ValueError(f"init must be 'prior' or 'guide', got {init!r}")
-    spec, n_steps = _spec(schedule, n_steps)
-    n_tune = _default_tune(n_steps) if n_tune is None else _check_count(n_tune, "n_tune")
-    run = _Run(fit, init, n_chains, n_leapfrog, n_tune, seed, progress)
+        estimate.encode_rows(fit, None)  # raises the same clear error as ais() for sequence models
+    n_rows = estimate.check_count(n_rows, "n_rows")
+    run, spec, n_steps = _setup(
+        fit, n_steps, n_chains, schedule, init, n_leapfrog, n_tune, seed, progress
+    )
     with run.scope():  # one random stream: the simulation, the forward and the reverse pass
         x, latents = run.simulate(n_rows)
         mask = torch.ones_like(x, dtype=torch.bool)
         lower = run.forward(x, mask, spec, n_steps)
         upper = run.reverse(x, mask, spec, n_steps, latents)
-    exact = _exact_per_row(fit, x, mask)
+    exact = estimate.exact_per_row(fit, x, mask)
     return BDMCResult(
         lower=lower,
         upper=upper,
@@ -288,7 +275,7 @@ def schedule(kind: str, n_steps: int, *, delta: float = 4.0, start: float = 1e-4
       which is near-optimal when the likelihood dominates the prior (Gaussian posteriors).
     * ``"linear"``: ``t / T``.
     """
-    n_steps = _check_count(n_steps, "n_steps")
+    n_steps = estimate.check_count(n_steps, "n_steps")
     t = np.linspace(0.0, 1.0, n_steps + 1)
     if kind == "sigmoid":
         s = 1.0 / (1.0 + np.exp(-delta * (2.0 * t - 1.0)))
@@ -308,6 +295,19 @@ def schedule(kind: str, n_steps: int, *, delta: float = 4.0, start: float = 1e-4
 
 
 # -- internals ------------------------------------------------------------------------------------
+def _setup(fit, n_steps, n_chains, schedule, init, n_leapfrog, n_tune, seed, progress):
+    """The options of :func:`ais` and :func:`bdmc` checked: the run, the schedule spec and T."""
+    check_count = estimate.check_count
+    n_steps = check_count(n_steps, "n_steps")
+    n_chains = check_count(n_chains, "n_chains")
+    n_leapfrog = check_count(n_leapfrog, "n_leapfrog")
+    if init not in ("prior", "guide"):
+        raise ValueError(f"init must be 'prior' or 'guide', got {init!r}")
+    spec, n_steps = _spec(schedule, n_steps)
+    n_tune = _default_tune(n_steps) if n_tune is None else check_count(n_tune, "n_tune")
+    return _Run(fit, init, n_chains, n_leapfrog, n_tune, seed, progress), spec, n_steps
+
+
 def _default_tune(n_steps: int) -> int:
     return max(64, n_steps // 10)
 
@@ -323,17 +323,6 @@ def _spec(kind: str | np.ndarray, n_steps: int) -> tuple[str | np.ndarray, int]:
     if not ok or np.any(np.diff(betas) < 0):
         raise ValueError("a schedule array must increase from 0 to 1 (T + 1 values)")
     return betas, len(betas) - 1
-
-
-def _exact_per_row(fit: Any, x: torch.Tensor, mask: torch.Tensor) -> np.ndarray | None:
-    """Exact log-likelihood per row on the original scale, or None without a closed form."""
-    try:
-        with torch.no_grad():
-            lp = fit.model.log_prob(x, mask, dict(fit.params))
-    except NotImplementedError:
-        return None
-    jac = fit.schema.log_abs_det_jacobian(mask, dtype=torch.float64)
-    return (lp.double() + jac).cpu().numpy()
 
 
 @dataclass
@@ -392,7 +381,7 @@ class _Run:
         if not continuous:
             return None
         if discrete:
-            raise NotImplementedError(
+            raise ValueError(
                 f"{type(self.model).__name__} has both discrete local latents {discrete} and "
                 f"continuous ones {sorted(continuous)}; ais does not sum out the discrete ones yet"
             )
@@ -442,23 +431,20 @@ class _Run:
                 guide = poutine.condition(self.model.guide, data=values)
                 guide_trace = poutine.trace(guide).get_trace(x, mask)
         trace.compute_log_prob(site_filter=self._local)
-        log_prior, log_lik = 0.0, 0.0
         latent = {s.name for s in self.sites}
-        for name, site in trace.nodes.items():
-            if not self._local(name, site):
-                continue
-            lp = _per_row(site, name, self.pdim, C, n)
-            if name in latent:
-                log_prior = log_prior + lp
-            else:
-                log_lik = log_lik + lp
+
+        def is_latent(name: str, site: dict) -> bool:
+            return self._local(name, site) and name in latent
+
+        def is_observed(name: str, site: dict) -> bool:
+            return self._local(name, site) and name not in latent
+
+        log_prior = sum_site_rows(trace, is_latent, self.pdim, C, n)
+        log_lik = sum_site_rows(trace, is_observed, self.pdim, C, n)
         if self.init == "prior":
             return log_prior + log_jac, log_lik
         guide_trace.compute_log_prob(site_filter=self._local)
-        log_q = 0.0
-        for name, site in guide_trace.nodes.items():
-            if self._local(name, site) and name in latent:
-                log_q = log_q + _per_row(site, name, self.pdim, C, n)
+        log_q = sum_site_rows(guide_trace, is_latent, self.pdim, C, n)
         return log_q + log_jac, log_prior + log_lik - log_q
 
     def _guide_draw(self, x, mask) -> dict[str, torch.Tensor]:
@@ -479,8 +465,10 @@ class _Run:
 
     def simulate(self, n: int) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
         """Rows (n, d) from the model at ``fit.params`` and their local latents (Pyro program)."""
-        like = next(iter(self.params.values()))
-        dummy = like.new_zeros(n, self.model._check_built())
+        # Amortized models hold no global parameters: the fit knows the dtype and device.
+        dummy = torch.zeros(
+            n, self.model._check_built(), dtype=self.fit.dtype, device=self.fit.device
+        )
         program = poutine.condition(poutine.uncondition(self.model.model), data=self.params)
         with torch.no_grad():
             trace = poutine.trace(program).get_trace(dummy, None)
@@ -577,49 +565,15 @@ class _Run:
         with torch.no_grad():
             return self._guide_draw(x, mask) if self.init == "guide" else self._prior_draw(x, mask)
 
-    def _evaluate(self, u, x, mask, beta=None):
-        """State at ``u``: (u, log base, log-likelihood ratio, gradients).
+    def _evaluate(self, u, x, mask) -> hmc.HMCState:
+        """State at ``u`` (:func:`ppgen.infer.hmc.evaluate`): log base, log-likelihood ratio and
+        both gradients, to be recombined at the next beta."""
+        return hmc.evaluate(u, lambda v: self._densities(v, x, mask))
 
-        With ``beta`` the gradient of ``f_beta`` alone (one backward pass, inside a leapfrog
-        trajectory); without, the gradients of both terms, to be recombined at the next beta.
-        """
-        with torch.enable_grad():
-            u = u.detach().requires_grad_(True)
-            base, ll = self._densities(u, x, mask)
-            if beta is None:
-                g_base, g_ll = _two_grads(base, ll, u)
-            else:
-                (g_base,) = torch.autograd.grad((base + beta * ll).sum(), u)
-                g_ll = None
-        return (u.detach(), base.detach(), ll.detach(), g_base, g_ll)
-
-    def _hmc(self, state, beta, log_eps, x, mask, jitter=0.5):
+    def _hmc(self, state, beta, log_eps, x, mask):
         """One HMC transition targeting f_beta, per-row step sizes ``exp(log_eps)`` (n,)."""
-        u0, base0, ll0, gb0, gl0 = state
-        jit = 1.0 + jitter * (2.0 * torch.rand(self.C, 1, 1, dtype=u0.dtype, device=u0.device) - 1)
-        eps = log_eps.exp().reshape(1, -1, 1) * jit
-        p = torch.randn_like(u0)
-        h0 = -(base0 + beta * ll0) + 0.5 * (p * p).sum(-1)
-        u, gb, gl = u0, gb0, gl0
-        p = p + 0.5 * eps * (gb + beta * gl)
-        for step in range(self.L):
-            u = u + eps * p
-            last = step == self.L - 1
-            u, base, ll, gb, gl = self._evaluate(u, x, mask, beta=None if last else beta)
-            g = gb + beta * gl if last else gb
-            p = p + (0.5 * eps if last else eps) * g
-        h1 = -(base + beta * ll) + 0.5 * (p * p).sum(-1)
-        log_acc = torch.nan_to_num(h0 - h1, nan=-math.inf).clamp(max=0.0)
-        accept = torch.rand_like(log_acc).log() < log_acc
-        a3 = accept.unsqueeze(-1)
-        new = (
-            torch.where(a3, u, u0),
-            torch.where(accept, base, base0),
-            torch.where(accept, ll, ll0),
-            torch.where(a3, gb, gb0),
-            torch.where(a3, gl, gl0),
-        )
-        return new, log_acc.exp()
+        densities = lambda v: self._densities(v, x, mask)  # noqa: E731
+        return hmc.transition(state, densities, beta, log_eps, self.L)
 
     def _tune(self, x, mask, spec, T, bar):
         """Step sizes (and, for ``"adaptive"``, the schedule) from a separate annealing pass.
@@ -665,24 +619,25 @@ class _Run:
         return betas, log_anchors, torch.stack(out)
 
     def _exact(self, x, mask, T) -> AISResult:
-        per_row = _exact_per_row(self.fit, x, mask)
+        per_row = estimate.exact_per_row(self.fit, x, mask)
         if per_row is None:
-            raise NotImplementedError(
+            raise ValueError(
                 f"{type(self.model).__name__} has no continuous local latents and no log_prob"
             )
-        est = _estimate(per_row, np.zeros(len(per_row)))
+        est = estimate.make_estimate(per_row, np.zeros(len(per_row)), estimate.NO_LOCAL_LATENTS)
         return AISResult(
             per_row=est.per_row,
             mean=est.mean,
             se=est.se,
             mc_se=0.0,
-            per_row_mc_se=_frozen(np.zeros(len(per_row))),
-            ess=_frozen(np.full(len(per_row), float(self.C))),
+            per_row_mc_se=frozen(np.zeros(len(per_row))),
+            ess=frozen(np.full(len(per_row), float(self.C))),
             acceptance=math.nan,
-            step_size=_frozen(np.full(len(per_row), math.nan)),
+            step_size=frozen(np.full(len(per_row), math.nan)),
             n_steps=T,
             n_chains=self.C,
             exact=True,
+            note=est.note,
         )
 
     def _result(self, log_w, x, mask, acceptance, step, T, reverse) -> AISResult:
@@ -698,26 +653,22 @@ class _Run:
             mc_var = (C * w).var(0, unbiased=True).cpu().numpy() / C
         else:
             mc_var = np.full(lw.shape[1], math.nan)
-        est = _estimate(per_row, mc_var)
+        note = estimate.EXACT_GUIDE if estimate.equal_weights(lw.cpu().numpy(), log_w.dtype) else ""
+        est = estimate.make_estimate(per_row, mc_var, note)
         return AISResult(
             per_row=est.per_row,
             mean=est.mean,
             se=est.se,
             mc_se=est.mc_se,
-            per_row_mc_se=_frozen(np.sqrt(mc_var)),
-            ess=_frozen(ess),
+            per_row_mc_se=frozen(np.sqrt(mc_var)),
+            ess=frozen(ess),
             acceptance=float(acceptance),
-            step_size=_frozen(step),
+            step_size=frozen(step),
             n_steps=T,
             n_chains=C,
+            exact=est.exact,
+            note=note,
         )
-
-
-def _two_grads(base: torch.Tensor, ll: torch.Tensor, u: torch.Tensor):
-    g_base = torch.autograd.grad(base.sum(), u, retain_graph=True, allow_unused=True)[0]
-    g_ll = torch.autograd.grad(ll.sum(), u, allow_unused=True)[0]
-    zero = torch.zeros_like(u)
-    return (zero if g_base is None else g_base), (zero if g_ll is None else g_ll)
 
 
 def _thermodynamic(anchors: np.ndarray, spread: np.ndarray, T: int) -> np.ndarray:
@@ -752,9 +703,3 @@ def _interp(t: torch.Tensor, knots: torch.Tensor, values: torch.Tensor) -> torch
     lo, hi = knots[idx - 1], knots[idx]
     frac = ((t - lo) / (hi - lo)).clamp(0.0, 1.0).unsqueeze(-1)
     return values[idx - 1] * (1 - frac) + values[idx] * frac
-
-
-def _frozen(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a, dtype=float)
-    a.setflags(write=False)
-    return a

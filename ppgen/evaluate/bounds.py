@@ -17,58 +17,25 @@ in expectation, with IWAE non-decreasing in k (Burda, Grosse & Salakhutdinov 201
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pyro
 import torch
-from pyro import poutine
-from pyro.poutine.util import site_is_subsample
 
-from ppgen._utils import seeded
-from ppgen.data.schema import Encoded
+from ppgen.evaluate.estimate import (
+    EXACT_GUIDE,
+    NO_LOCAL_LATENTS,
+    Estimate,
+    check_count,
+    encode_rows,
+    equal_weights,
+    exact_per_row,
+    jacobian,
+    make_estimate,
+)
+from ppgen.infer.weights import importance_log_weights, iwae_rows
 
 __all__ = ["Estimate", "elbo", "iwae"]
-
-#: Upper bound on particles x rows x columns held at once; rows are processed in chunks.
-_MAX_ELEMENTS = 2**21
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A Monte-Carlo estimate of a per-row quantity (nats), on the data's original scale.
-
-    Attributes
-    ----------
-    per_row : ndarray
-        The estimate for each row, shape (n,).
-    mean : float
-        Mean over rows: the number to compare models by (like :meth:`ppgen.Fit.score`).
-    se : float
-        Standard error of ``mean`` over rows (sampling variability of the data).
-    mc_se : float
-        Monte-Carlo standard error of ``mean`` (variability of the particles); 0 when the
-        estimate is exact, NaN when it cannot be estimated (a single particle).
-    """
-
-    per_row: np.ndarray = field(repr=False)
-    mean: float
-    se: float
-    mc_se: float
-
-    def __float__(self) -> float:
-        return float(self.mean)
-
-
-def _estimate(per_row: np.ndarray, mc_var_per_row: np.ndarray) -> Estimate:
-    per_row = np.asarray(per_row, dtype=float)
-    per_row.setflags(write=False)
-    n = len(per_row)
-    se = float(np.std(per_row, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-    mc_se = float(math.sqrt(np.sum(mc_var_per_row)) / n)
-    return Estimate(per_row=per_row, mean=float(np.mean(per_row)), se=se, mc_se=mc_se)
 
 
 def elbo(
@@ -105,13 +72,13 @@ def elbo(
     ``fit.params``, which is :meth:`ppgen.Fit.log_prob` for MAP and EM fits, with ``mc_se = 0``.
     The gap to the exact log-likelihood is the KL divergence from the guide to the posterior.
     """
-    enc = _encode_rows(fit, data)
-    log_w = _log_weights(fit, enc, _check_count(num_particles, "num_particles"), seed, batch_size)
+    enc = encode_rows(fit, data)
+    log_w = _log_weights(fit, enc, check_count(num_particles, "num_particles"), seed, batch_size)
     if log_w is None:
         return _exact(fit, enc)
     per_row, k = log_w.mean(0), log_w.shape[0]
     mc_var = log_w.var(0, ddof=1) / k if k > 1 else np.full(log_w.shape[1], math.nan)
-    return _estimate(per_row + _jacobian(fit, enc), mc_var)
+    return make_estimate(per_row + jacobian(fit, enc.mask), mc_var, _note(fit, log_w))
 
 
 def iwae(
@@ -151,136 +118,38 @@ def iwae(
     ----------
     Burda, Y., Grosse, R. & Salakhutdinov, R. (2016). Importance weighted autoencoders. *ICLR*.
     """
-    enc = _encode_rows(fit, data)
-    log_w = _log_weights(fit, enc, _check_count(k, "k"), seed, batch_size)
+    enc = encode_rows(fit, data)
+    log_w = _log_weights(fit, enc, check_count(k, "k"), seed, batch_size)
     if log_w is None:
         return _exact(fit, enc)
     kk = log_w.shape[0]
-    lw = torch.from_numpy(log_w)
-    per_row = (lw.logsumexp(0) - math.log(kk)).numpy()
     if kk > 1:
-        rel = (kk * lw.softmax(0)).numpy()  # w_ij / mean_j w_ij
+        rel = (kk * torch.from_numpy(log_w).softmax(0)).numpy()  # w_ij / mean_j w_ij
         mc_var = rel.var(0, ddof=1) / kk
     else:
         mc_var = np.full(log_w.shape[1], math.nan)
-    return _estimate(per_row + _jacobian(fit, enc), mc_var)
+    return make_estimate(iwae_rows(log_w) + jacobian(fit, enc.mask), mc_var, _note(fit, log_w))
 
 
 # -- internals ------------------------------------------------------------------------------------
-def _encode_rows(fit: Any, data: Any) -> Encoded:
-    """Encode ``data`` for a model of independent rows; sequence models are refused."""
-    if getattr(fit.model, "sequential", False):
-        raise ValueError(
-            f"{type(fit.model).__name__} scores whole sequences and its likelihood is exact: "
-            "use fit.log_prob; per-row bounds and AIS are for models of independent rows"
-        )
-    return fit._encode(data)
-
-
-def _check_count(value: int, name: str) -> int:
-    if isinstance(value, bool) or int(value) != value or int(value) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _jacobian(fit: Any, enc: Encoded) -> np.ndarray:
-    return fit.schema.log_abs_det_jacobian(enc.mask).cpu().numpy()
-
-
-def _exact(fit: Any, enc: Encoded) -> Estimate:
-    with torch.no_grad():
-        lp = fit.model.log_prob(enc.x, enc.mask, dict(fit.params))
-    per_row = lp.double().cpu().numpy() + _jacobian(fit, enc)
-    return _estimate(per_row, np.zeros(len(per_row)))
-
-
 def _log_weights(
-    fit: Any, enc: Encoded, k: int, seed: int, batch_size: int | None
+    fit: Any, enc: Any, k: int, seed: int, batch_size: int | None
 ) -> np.ndarray | None:
     """Log importance weights, shape (k, n), on the encoded scale; None without local latents."""
-    x, mask = enc.x, enc.mask
-    model = fit.model
-    n, d = x.shape
-    particle_dim = -(model.max_plate_nesting + 1)
-    conditioned = poutine.condition(model.model, data=dict(fit.params))
-    if batch_size is None:
-        chunk = max(1, _MAX_ELEMENTS // (k * max(d, 1)))
-    else:
-        chunk = _check_count(batch_size, "batch_size")
-    out = []
-    # A private param store: PyroModule parameters must not be read from, or leak into, the
-    # caller's global store (another fit may hold parameters of the same name).
-    with pyro.get_param_store().scope(), seeded(seed, x.device), torch.no_grad():
-        for start in range(0, n, chunk):
-            xb, mb = x[start : start + chunk], mask[start : start + chunk]
-            lw = _chunk_log_weights(model, conditioned, xb, mb, k, particle_dim)
-            if lw is None:
-                if start == 0:
-                    return None
-                raise RuntimeError("the guide sampled local latents for some rows only")
-            out.append(lw)
-    return torch.cat(out, dim=-1).double().cpu().numpy()
+    return importance_log_weights(
+        fit.model, enc.x, enc.mask, k, params=fit.params, seed=seed, batch_size=batch_size
+    )
 
 
-def _chunk_log_weights(
-    model: Any,
-    model_fn: Callable,
-    x: torch.Tensor,
-    mask: torch.Tensor,
-    k: int,
-    particle_dim: int,
-) -> torch.Tensor | None:
-    n, global_sites = x.shape[0], model.global_sites
-    with pyro.plate("particles", k, dim=particle_dim):
-        guide_trace = poutine.trace(model.guide).get_trace(x, mask)
-        if not any(_is_sample(s) for s in guide_trace.nodes.values()):
-            return None
-        if model.enumerated:
-            raise NotImplementedError(
-                f"{type(model).__name__} has both enumerated discrete and continuous local "
-                "latents; ppgen.evaluate.elbo/iwae do not sum out the discrete ones yet"
-            )
-        replayed = poutine.replay(model_fn, trace=guide_trace)
-        model_trace = poutine.trace(replayed).get_trace(x, mask)
-
-    def local(name: str, site: dict) -> bool:
-        return name not in global_sites and not site_is_subsample(site)
-
-    model_trace.compute_log_prob(site_filter=local)
-    guide_trace.compute_log_prob(site_filter=local)
-    log_w = x.new_zeros(k, n)
-    for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
-        for name, site in trace.nodes.items():
-            if not _is_sample(site) or name in global_sites:
-                continue
-            if trace is model_trace and not site["is_observed"] and name not in guide_trace:
-                raise NotImplementedError(
-                    f"latent site {name!r} is not in the guide; elbo/iwae need a guide for every "
-                    "local latent"
-                )
-            log_w = log_w + sign * _per_row(site, name, particle_dim, k, n)
-    return log_w
+def _note(fit: Any, log_w: np.ndarray) -> str:
+    """Why the estimate is exact ("" when it is not)."""
+    return EXACT_GUIDE if equal_weights(log_w, fit.dtype) else ""
 
 
-def _is_sample(site: dict) -> bool:
-    return site["type"] == "sample" and not site_is_subsample(site)
-
-
-def _per_row(site: dict, name: str, particle_dim: int, k: int, n: int) -> torch.Tensor:
-    """A site's log density summed to one value per (particle, row): shape (k, n)."""
-    lp = site["log_prob"]
-    nd = -particle_dim
-    if lp.dim() > nd:
-        raise ValueError(f"site {name!r} has more batch dimensions than its plates")
-    lp = lp.reshape((1,) * (nd - lp.dim()) + tuple(lp.shape))
-    data_dims = [f.dim for f in site["cond_indep_stack"] if f.name == "data"]
-    if not data_dims:
+def _exact(fit: Any, enc: Any) -> Estimate:
+    per_row = exact_per_row(fit, enc.x, enc.mask)
+    if per_row is None:
         raise ValueError(
-            f"site {name!r} is neither global nor inside the 'data' plate; it cannot be "
-            "attributed to rows"
+            f"{type(fit.model).__name__} has no continuous local latents and no log_prob"
         )
-    row_axis = nd + data_dims[0]
-    others = [a for a in range(1, nd) if a != row_axis]
-    if others:
-        lp = lp.sum(others, keepdim=True)
-    return lp.reshape(lp.shape[0], lp.shape[row_axis]).expand(k, n)
+    return make_estimate(per_row, np.zeros(len(per_row)), NO_LOCAL_LATENTS)

@@ -18,7 +18,6 @@ from ppgen import _arviz
 
 __all__ = ["ConvergenceWarning", "diagnostics", "loo", "waic"]
 
-MCMC_METHODS = ("nuts",)
 #: Largest acceptable rank-normalized split R-hat (Vehtari et al. 2021).
 RHAT_MAX = 1.01
 #: Smallest acceptable bulk and tail effective sample size, over all chains (Vehtari et al. 2021).
@@ -27,6 +26,15 @@ ESS_MIN = 400
 PARETO_K_MAX = 0.7
 #: Posterior variance of a row's log-likelihood above which WAIC is unreliable (ArviZ's rule).
 WAIC_VAR_MAX = 0.4
+
+
+#: What a fit of each kind holds, for the error messages.
+_HOLDS = {
+    "point": "a point estimate",
+    "draws": "independent draws from a fitted guide",
+    "mcmc": "no draws",
+    "networks": "trained networks",
+}
 
 
 class ConvergenceWarning(UserWarning):
@@ -60,11 +68,11 @@ def diagnostics(fit: Any) -> pd.DataFrame:
     Rank-normalization, folding, and localization: an improved R-hat for assessing convergence
     of MCMC. *Bayesian Analysis* 16(2), 667-718.
     """
-    if fit.method not in MCMC_METHODS or fit.samples is None:
+    if fit.kind != "mcmc" or fit.samples is None:
         raise ValueError(
-            f"diagnostics are for MCMC fits (method 'nuts'); this fit used method={fit.method!r}, "
-            "whose estimates are not Markov chains, so R-hat and effective sample size do not "
-            "apply"
+            f"diagnostics are for MCMC fits (method 'nuts'); this fit (method={fit.method!r}) "
+            f"holds {_HOLDS[fit.kind]}, not Markov chains, so R-hat and effective sample size "
+            "do not apply"
         )
     posterior = {k: v.detach().cpu().numpy() for k, v in fit.samples.items()}
     chains, draws = next(iter(posterior.values())).shape[:2]
@@ -133,6 +141,12 @@ def _warn_ess(table: pd.DataFrame, total: int) -> None:
 
 # -- predictive accuracy --------------------------------------------------------------------------
 def _posterior_idata(fit: Any, data: Any, what: str) -> Any:
+    if fit.kind == "networks":
+        raise ValueError(
+            f"{what} needs posterior draws of global parameters; {type(fit.model).__name__} has "
+            "none (its networks are point estimates): compare deep models with "
+            "ppgen.evaluate.iwae or ais on held-out rows"
+        )
     if fit.samples is None:
         raise ValueError(
             f"{what} needs posterior draws (method 'nuts' or 'svi'); a {fit.method!r} fit is a "

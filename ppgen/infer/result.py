@@ -280,9 +280,9 @@ class Fit:
         ndarray, shape (n,)
         """
         self._require_amortized("anomaly_score")
-        from ppgen.evaluate.bounds import iwae
+        from ppgen.infer.weights import iwae_data_rows  # the rows ppgen.evaluate.iwae reports
 
-        return -iwae(self, data, k=k, seed=seed, batch_size=batch_size).per_row
+        return -iwae_data_rows(self, data, k=k, seed=seed, batch_size=batch_size)
 
     # -- simulation -----------------------------------------------------------------------------
     def sample(self, n: int, *, seed: int = 0) -> Any:

@@ -21,11 +21,11 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.poutine.util import site_is_subsample
 from torch import nn
 from torch.distributions import constraints
 
 from ppgen.data.schema import Schema
+from ppgen.models import weights
 from ppgen.models.base import GenerativeModel, Params
 
 __all__ = ["AmortizedModel", "Heads", "HeadsDistribution"]
@@ -298,8 +298,9 @@ class AmortizedModel(GenerativeModel):
        order), with the latent terms ``log p(z) - log q(z)`` multiplied by ``kl_weight``;
        training uses it when present because tracing costs time per step. Likewise
        ``particle_log_weights(self, x, mask, k, kl_weight=1.0) -> (k, n)``, the log weights of
-       ``k`` particles per row with the traced guide's draws (this class's default traces the
-       programs), on which :meth:`iwae_rows` and the IWAE training objective are built. And
+       ``k`` particles per row with the traced guide's draws: the hook of
+       :mod:`ppgen.models.weights`, on which :meth:`iwae_rows`, the IWAE training objective
+       and :mod:`ppgen.evaluate` are built (without it, they trace the programs). And
        ``posterior(x, mask, params)`` in closed form.
 
     KL warm-up needs nothing more: with ``Trace_ELBO`` the trainer scales every unobserved
@@ -377,44 +378,12 @@ class AmortizedModel(GenerativeModel):
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    # -- traces ------------------------------------------------------------------------------------
-    def _particle_traces(self, x: torch.Tensor, mask: torch.Tensor | None, k: int):
-        """Guide and replayed model traces with ``k`` particles per row (particles at dim -2)."""
-        with pyro.plate("particles", k, dim=-2):
-            guide_trace = poutine.trace(self.guide).get_trace(x, mask)
-            model_trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(
-                x, mask
-            )
-        return guide_trace, model_trace
-
-    @staticmethod
-    def _site_rows(site: dict, k: int, n: int) -> torch.Tensor:
-        lp = site["fn"].log_prob(site["value"])
-        return lp.reshape((1,) * (2 - lp.dim()) + tuple(lp.shape)).expand(k, n)
-
-    def _weigh(
-        self, guide_trace: Any, model_trace: Any, k: int, n: int, kl_weight: float = 1.0
-    ) -> tuple[torch.Tensor, dict]:
-        """Log weights ``(k, n)`` of traced particles, the latent terms times ``kl_weight``, and
-        the guide's latent values."""
-        log_w = model_trace.nodes["x"]["fn"].out.new_zeros(k, n)
-        latents = {}
-        for site in model_trace.nodes.values():
-            if site["type"] != "sample" or site_is_subsample(site):
-                continue
-            lp = self._site_rows(site, k, n)
-            log_w = log_w + (lp if site["is_observed"] else kl_weight * lp)
-        for name, site in guide_trace.nodes.items():
-            if site["type"] != "sample" or site_is_subsample(site):
-                continue
-            log_w = log_w - kl_weight * self._site_rows(site, k, n)
-            latents[name] = site["value"]
-        return log_w, latents
-
+    # -- importance weights (ppgen.models.weights) ------------------------------------------------
     def log_weights(
         self, x: torch.Tensor, mask: torch.Tensor | None, k: int
     ) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """Importance weights of ``k`` guide particles per row.
+        """Importance weights of ``k`` guide particles per row, traced
+        (:func:`ppgen.models.weights.trace_particles` and :func:`~ppgen.models.weights.weigh`).
 
         Returns
         -------
@@ -426,24 +395,15 @@ class AmortizedModel(GenerativeModel):
             The guide's latent values, ``(k, n, ...)``.
         """
         n = x.shape[0]
-        guide_trace, model_trace = self._particle_traces(x, mask, k)
-        log_w, latents = self._weigh(guide_trace, model_trace, k, n)
+        guide_trace, model_trace = traces = weights.trace_particles(self, x, mask, k)
+        log_w = weights.weigh(self, x, k, traces)
+        latents = {
+            name: site["value"]
+            for name, site in guide_trace.nodes.items()
+            if weights.is_sample(site)
+        }
         out = model_trace.nodes["x"]["fn"].out.expand(k, n, -1)
         return log_w, out, latents
-
-    def particle_log_weights(
-        self, x: torch.Tensor, mask: torch.Tensor | None, k: int, kl_weight: float = 1.0
-    ) -> torch.Tensor:
-        """Log importance weights of ``k`` reparameterized guide particles per row, ``(k, n)``.
-
-        ``log p(x_obs | z_j) + kl_weight * (log p(z_j) - log q(z_j | x_obs))`` with
-        ``z_j ~ q(z | x_obs)``; differentiable in the networks' weights (the guide's draws are
-        reparameterized), so it can be trained on. With ``kl_weight=1`` these are the weights of
-        :meth:`log_weights`, from the same draws. This default traces the Pyro programs;
-        subclasses override it with the same draws computed directly, which is faster.
-        """
-        guide_trace, model_trace = self._particle_traces(x, mask, k)
-        return self._weigh(guide_trace, model_trace, k, x.shape[0], kl_weight)[0]
 
     def iwae_rows(
         self, x: torch.Tensor, mask: torch.Tensor | None, k: int, kl_weight: float = 1.0
@@ -451,13 +411,13 @@ class AmortizedModel(GenerativeModel):
         """Importance-weighted bound of each row's observed entries, ``(n,)`` (Burda et al. 2016).
 
         ``logsumexp_j log w_j - log k`` over the ``k`` particles of
-        :meth:`particle_log_weights` (so ``kl_weight`` scales the latent terms inside every log
-        weight). Its expectation is a lower bound on ``log p(x_obs)`` that tightens as ``k``
-        grows; ``k=1`` is the one-particle ELBO. The per-row estimator that MIWAE trains on
-        (Mattei & Frellsen 2019) and that :func:`ppgen.evaluate.iwae` reports (there on the
-        data's original scale).
+        :func:`ppgen.models.weights.particle_log_weights` (the model's hook), so
+        ``kl_weight`` scales the latent terms inside every log weight. Its expectation is a
+        lower bound on ``log p(x_obs)`` that tightens as ``k`` grows; ``k=1`` is the
+        one-particle ELBO. The per-row estimator that MIWAE trains on (Mattei & Frellsen 2019)
+        and that :func:`ppgen.evaluate.iwae` reports (there on the data's original scale).
         """
-        log_w = self.particle_log_weights(x, mask, k, kl_weight)
+        log_w = weights.particle_log_weights(self, x, mask, k, kl_weight=kl_weight)
         return log_w.logsumexp(0) - math.log(k)
 
     # -- what Fit uses -----------------------------------------------------------------------------
