@@ -212,5 +212,7 @@ def check_options(args: argparse.Namespace, models: Mapping[str, CliModel]) -> C
     for dest, (flag, _) in OPTIONS.items():
         if getattr(args, dest, None) is not None and dest not in chosen.options:
             takers = [name for name, m in models.items() if dest in m.options]
-            raise ValueError(f"{flag} applies to --model {', '.join(takers)} only")
+            raise ValueError(
+                f"{flag} applies to --model {', '.join(takers)} only, not {args.model}"
+            )
     return chosen

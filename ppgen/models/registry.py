@@ -97,10 +97,16 @@ def register_model(name: str, target: str, *, alias: str | None = None) -> None:
     module, sep, attribute = target.partition(":")
     if not sep or not module or not attribute:
         raise ValueError(f"target must be 'module:Class', got {target!r}")
-    for key in (name, alias):
-        if key is not None and (key in MODELS._aliases or key in MODELS._targets):
-            if MODELS._targets.get(MODELS._aliases.get(key, key)) != target:
-                raise ValueError(f"model name {key!r} is already registered")
+    # Registering the same thing twice is harmless (a re-imported module); anything else that
+    # reuses a name would change what saved files or commands mean.
+    taken = [
+        name in MODELS._aliases or MODELS._targets.get(name, target) != target,
+        alias is not None
+        and (alias in MODELS._targets or MODELS._aliases.get(alias, name) != name),
+    ]
+    for key, clash in zip((name, alias), taken, strict=True):
+        if clash:
+            raise ValueError(f"model name {key!r} is already registered")
     MODELS._targets[name] = target
     MODELS._loaded.pop(name, None)
     if alias is not None:
