@@ -1,12 +1,12 @@
 """The ``ppgen`` command: fit, score, sample, evaluate and impute from CSV files, and a demo.
 
 Run ``ppgen --help`` or ``ppgen <command> --help``. One module per subcommand (:mod:`.fit`,
-:mod:`.score`, :mod:`.sample`, :mod:`.evaluate`, :mod:`.impute`, :mod:`.demo`), each with an
-``add_parser`` and a ``run``; shared helpers in :mod:`._common`, the models the command line
-builds in :mod:`._models`. Torch, pandas and Matplotlib are imported inside the commands, so
-argument errors, ``--help`` and ``--version`` import none of them.
+:mod:`.score`, :mod:`.sample`, :mod:`.evaluate`, :mod:`.impute`, :mod:`.demo`), each with
+``HELP``, ``DESCRIPTION``, ``EXAMPLES``, ``add_arguments(parser)`` and ``run(args)``; shared
+helpers in :mod:`._common`, the models the command line builds in :mod:`._models`. Torch, pandas
+and Matplotlib are imported inside the commands, so argument errors, ``--help`` and
+``--version`` import none of them.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -15,7 +15,14 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from ppgen.cli import demo, evaluate, fit, impute, sample, score
-from ppgen.cli._common import FORMATTER, USER_ERRORS, Parser, error_message, positive_int
+from ppgen.cli._common import (
+    FORMATTER,
+    USER_ERRORS,
+    Parser,
+    add_command,
+    error_message,
+    positive_int,
+)
 from ppgen.cli.demo import _adjusted_rand_index  # noqa: F401 (tests import it from here)
 
 __all__ = ["build_parser", "main"]
@@ -69,7 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
-        command.add_parser(commands, [common])
+        name = command.__name__.rpartition(".")[2]
+        parser_ = add_command(
+            commands,
+            [common],
+            name,
+            command.HELP,
+            command.DESCRIPTION,
+            command.EXAMPLES,
+            command.run,
+        )
+        command.add_arguments(parser_)
     return parser
 
 

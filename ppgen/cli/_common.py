@@ -86,6 +86,28 @@ def parse_kinds(items: Sequence[str]) -> dict[str, str]:
     return kinds
 
 
+def add_command(
+    commands: Any,
+    parents: list[argparse.ArgumentParser],
+    name: str,
+    help: str,
+    description: str,
+    epilog: str,
+    run: Any,
+) -> argparse.ArgumentParser:
+    """A subcommand's parser, with the common options, examples below the options and ``run``."""
+    parser = commands.add_parser(
+        name,
+        parents=parents,
+        help=help,
+        description=description,
+        epilog=epilog,
+        formatter_class=FORMATTER,
+    )
+    parser.set_defaults(run=run)
+    return parser
+
+
 def add_seed(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ppgen.cli._common import FORMATTER, add_quiet, format_table, nats, progress
+from ppgen.cli._common import add_quiet, format_table, nats, progress
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,15 +27,13 @@ the wine clusters against the cultivars, and writes plots and the faithful fit t
 """
 
 
-def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "demo",
-        parents=parents,
-        help="fit the bundled real data sets and draw plots",
-        description="A tour on bundled real data: Old Faithful and the wine cultivars.",
-        epilog=EXAMPLES,
-        formatter_class=FORMATTER,
-    )
+#: One line in ``ppgen --help``, and the top of ``ppgen demo --help``.
+HELP = "fit the bundled real data sets and draw plots"
+DESCRIPTION = "A tour on bundled real data: Old Faithful and the wine cultivars."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's arguments (``ppgen demo --help``)."""
     parser.add_argument(
         "--output",
         default="out/demo",
@@ -43,7 +41,6 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="directory for the plots and the saved fit (default: out/demo)",
     )
     add_quiet(parser, "no progress bars")
-    parser.set_defaults(run=run)
 
 
 def _adjusted_rand_index(a: Sequence, b: Sequence) -> float:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from ppgen.cli._common import (
-    FORMATTER,
     add_quiet,
     add_seed,
     format_table,
@@ -33,15 +31,13 @@ Monte-Carlo estimators, the Monte-Carlo standard error.
 """
 
 
-def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "evaluate",
-        parents=parents,
-        help="likelihood bounds and estimates (ELBO, IWAE, AIS) of a CSV file under a saved fit",
-        description="Estimate the log-likelihood of a CSV file's rows under a saved fit.",
-        epilog=EXAMPLES,
-        formatter_class=FORMATTER,
-    )
+#: One line in ``ppgen --help``, and the top of ``ppgen evaluate --help``.
+HELP = "likelihood bounds and estimates (ELBO, IWAE, AIS) of a CSV file under a saved fit"
+DESCRIPTION = "Estimate the log-likelihood of a CSV file's rows under a saved fit."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's arguments (``ppgen evaluate --help``)."""
     parser.add_argument("model", help="a fit saved by 'ppgen fit'")
     parser.add_argument("data", help="CSV file with the fitted columns")
     parser.add_argument(
@@ -61,7 +57,6 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     add_seed(parser)
     add_quiet(parser)
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ppgen.cli._common import (
-    FORMATTER,
     add_kind,
     add_quiet,
     add_seed,
@@ -56,15 +55,13 @@ counts time steps.
 RESTARTABLE = ("map", "em")
 
 
-def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "fit",
-        parents=parents,
-        help="fit a model to a CSV file and save it",
-        description="Fit a model to the columns of a CSV file, save it and report its fit.",
-        epilog=EXAMPLES,
-        formatter_class=FORMATTER,
-    )
+#: One line in ``ppgen --help``, and the top of ``ppgen fit --help``.
+HELP = "fit a model to a CSV file and save it"
+DESCRIPTION = "Fit a model to the columns of a CSV file, save it and report its fit."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's arguments (``ppgen fit --help``)."""
     parser.add_argument("data", help="CSV file with a header row; every column is modelled")
     parser.add_argument(
         "--model",
@@ -117,7 +114,6 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         metavar="MODEL",
         help="where to save the fit, e.g. model.ppgen",
     )
-    parser.set_defaults(run=run)
 
 
 def _sequence_options(

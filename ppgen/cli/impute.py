@@ -6,10 +6,8 @@ import argparse
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
 
 from ppgen.cli._common import (
-    FORMATTER,
     add_kind,
     add_quiet,
     add_seed,
@@ -42,15 +40,13 @@ IMPUTE_MODELS = {
 }
 
 
-def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "impute",
-        parents=parents,
-        help="multiple imputation of the missing values of a CSV file",
-        description="Fill the missing values of a CSV file m times with draws from a model.",
-        epilog=EXAMPLES,
-        formatter_class=FORMATTER,
-    )
+#: One line in ``ppgen --help``, and the top of ``ppgen impute --help``.
+HELP = "multiple imputation of the missing values of a CSV file"
+DESCRIPTION = "Fill the missing values of a CSV file m times with draws from a model."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's arguments (``ppgen impute --help``)."""
     parser.add_argument("data", help="CSV file with a header row; empty cells are missing")
     parser.add_argument(
         "--model",
@@ -95,7 +91,6 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "-o", "--output", required=True, metavar="CSV", help="where to write, e.g. imputed.csv"
     )
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

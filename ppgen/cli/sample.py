@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from ppgen.cli._common import (
-    FORMATTER,
     add_seed,
     check_writable,
     is_sequential,
@@ -30,15 +28,13 @@ when the model was fitted on one sequence).
 DEFAULT_LENGTH = 100
 
 
-def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "sample",
-        parents=parents,
-        help="draw new rows from a saved fit",
-        description="Draw new rows from a saved fit, with the fitted column names and types.",
-        epilog=EXAMPLES,
-        formatter_class=FORMATTER,
-    )
+#: One line in ``ppgen --help``, and the top of ``ppgen sample --help``.
+HELP = "draw new rows from a saved fit"
+DESCRIPTION = "Draw new rows from a saved fit, with the fitted column names and types."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's arguments (``ppgen sample --help``)."""
     parser.add_argument("model", help="a fit saved by 'ppgen fit'")
     parser.add_argument(
         "-n",
@@ -61,7 +57,6 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         metavar="CSV",
         help="CSV file to write (default: standard output)",
     )
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

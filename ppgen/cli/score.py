@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ppgen.cli._common import (
-    FORMATTER,
     check_writable,
     format_table,
     has_exact_likelihood,
@@ -34,15 +33,13 @@ no exact likelihood: 'ppgen evaluate' estimates it.
 """
 
 
-def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "score",
-        parents=parents,
-        help="log-likelihood of a CSV file under a saved fit",
-        description="Mean and total log-likelihood of the rows of a CSV file under a saved fit.",
-        epilog=EXAMPLES,
-        formatter_class=FORMATTER,
-    )
+#: One line in ``ppgen --help``, and the top of ``ppgen score --help``.
+HELP = "log-likelihood of a CSV file under a saved fit"
+DESCRIPTION = "Mean and total log-likelihood of the rows of a CSV file under a saved fit."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's arguments (``ppgen score --help``)."""
     parser.add_argument("model", help="a fit saved by 'ppgen fit'")
     parser.add_argument("data", help="CSV file with the fitted columns")
     parser.add_argument(
@@ -52,7 +49,6 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="also write each row's log-likelihood (and component) to this file; for an hmm "
         "fit, each sequence's (id, steps, log_prob)",
     )
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
