@@ -7,6 +7,7 @@ helpers in :mod:`._common`, the models the command line builds in :mod:`._models
 and Matplotlib are imported inside the commands, so argument errors, ``--help`` and
 ``--version`` import none of them.
 """
+
 from __future__ import annotations
 
 import argparse
