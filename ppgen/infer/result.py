@@ -464,5 +464,5 @@ class Fit:
         parts += [f"{len(self.schema)} columns", f"{len(self.losses)} steps"]
         if self.samples:
             chains, draws = next(iter(self.samples.values())).shape[:2]
-            parts.append(f"{chains} x {draws} draws")
+            parts.append(f"{chains} x {draws} draws" if self.kind == "mcmc" else f"{draws} draws")
         return f"{type(self).__name__}({', '.join(parts)})"
