@@ -4,12 +4,28 @@ Every model is a Pyro model/guide pair, fitted by :func:`fit` (MAP, EM, SVI or N
 exact likelihoods where they exist.
 """
 
-from ppgen import datasets, evaluate, guides, plot
-from ppgen.data import Schema
-from ppgen.impute import Imputer, pool, pool_fit
-from ppgen.infer import Fit, NonFiniteLossError, fit
-from ppgen.io import load
-from ppgen.models import HMM, PPCA, VAE, GaussianMixture, GenerativeModel, HierarchicalVAE
+# The public names are imported on first use (PEP 562): ``import ppgen`` and the ``ppgen``
+# command's --help load no torch, and ``from ppgen import fit`` works as before.
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ppgen import datasets, evaluate, guides, plot
+    from ppgen.data import Schema
+    from ppgen.impute import Imputer, pool, pool_fit
+    from ppgen.infer import Fit, NonFiniteLossError, fit
+    from ppgen.io import load
+    from ppgen.models import (
+        HMM,
+        PPCA,
+        VAE,
+        GaussianMixture,
+        GenerativeModel,
+        HierarchicalVAE,
+    )
 
 __version__ = "0.1.0"
 
@@ -33,3 +49,36 @@ __all__ = [
     "pool_fit",
     "plot",
 ]
+
+#: Where each public name lives; modules (``datasets`` ...) are submodules of ppgen.
+_LAZY = {
+    **dict.fromkeys(("datasets", "evaluate", "guides", "plot"), None),
+    "Schema": "ppgen.data",
+    "Imputer": "ppgen.impute",
+    "pool": "ppgen.impute",
+    "pool_fit": "ppgen.impute",
+    "Fit": "ppgen.infer",
+    "NonFiniteLossError": "ppgen.infer",
+    "fit": "ppgen.infer",
+    "load": "ppgen.io",
+    **dict.fromkeys(
+        ("HMM", "PPCA", "VAE", "GaussianMixture", "GenerativeModel", "HierarchicalVAE"),
+        "ppgen.models",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _LAZY[name]
+    if module is None:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

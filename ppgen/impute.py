@@ -334,8 +334,14 @@ def _extract(result: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
 
 # -- the Imputer --------------------------------------------------------------------------------
 
-#: Model names accepted by :class:`Imputer`, and the default number of components of each.
-_MODEL_NAMES = ("gmm", "ppca", "vae")
+#: Model names accepted by :class:`Imputer` (short names in ppgen.models.MODELS), and the
+#: default options of each beyond the model's own: a function of the number of columns.
+_MODEL_DEFAULTS: dict[str, Callable[[int], dict[str, Any]]] = {
+    "gmm": lambda d: {"n_components": 2},
+    "ppca": lambda d: {"n_components": max(1, min(2, d - 1))},
+    "vae": lambda d: {},
+}
+_MODEL_NAMES = tuple(_MODEL_DEFAULTS)
 _FORMATS = ("wide", "long")
 
 
@@ -477,7 +483,7 @@ class Imputer:
 
     # -- fitting --------------------------------------------------------------------------------
     def _build_model(self, n_columns: int) -> Any:
-        from ppgen.models import PPCA, VAE, GaussianMixture, GenerativeModel
+        from ppgen.models import MODELS, GenerativeModel
 
         if isinstance(self.model, GenerativeModel):
             if self.model_options:
@@ -490,14 +496,8 @@ class Imputer:
             raise ValueError(
                 f"model must be one of {_MODEL_NAMES} or a GenerativeModel, got {self.model!r}"
             )
-        options = dict(self.model_options)
-        if self.model == "gmm":
-            options.setdefault("n_components", 2)
-            return GaussianMixture(**options)
-        if self.model == "vae":
-            return VAE(**options)
-        options.setdefault("n_components", max(1, min(2, n_columns - 1)))
-        return PPCA(**options)
+        options = {**_MODEL_DEFAULTS[self.model](n_columns), **self.model_options}
+        return MODELS.lookup(self.model)(**options)
 
     def fit(self, X: Any, y: Any = None) -> Imputer:
         """Fit the model to ``X`` (missing entries as NaN); ``y`` is ignored.
@@ -572,6 +572,7 @@ class Imputer:
             # MIWAE's objective imputes better than the ELBO: on breast_cancer with 20% MCAR,
             # held-out RMSE 0.48-0.52 against 0.51-0.56 over three seeds (tests/models/test_vae.py).
             options.setdefault("num_particles", 20)
+        progress = options.pop("progress", False)  # quiet unless asked (the CLI asks)
         kinds = {k: v for k, v in (self.kinds or {}).items() if k in modelled} or None
         self.fit_ = fit(
             spec,
@@ -579,7 +580,7 @@ class Imputer:
             method=self.method,
             seed=int(self.seed),
             kinds=kinds,
-            progress=False,
+            progress=progress,
             **options,
         )
         self.bootstrap_fits_ = []

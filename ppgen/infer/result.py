@@ -516,3 +516,15 @@ class Fit:
             divergent=None if divergent is None else divergent.numpy().astype(bool),
             info=config["info"],
         )
+
+    def __repr__(self) -> str:
+        # The dataclass repr printed every tensor and the model's networks (16,768 characters for
+        # a VAE); one line says what the fit is.
+        parts = [f"{self.model.label()} by {self.method}"]
+        if self.train is not None:
+            parts.append(f"{len(self.train.x)} rows")
+        parts += [f"{len(self.schema)} columns", f"{len(self.losses)} steps"]
+        if self.samples:
+            chains, draws = next(iter(self.samples.values())).shape[:2]
+            parts.append(f"{chains} x {draws} draws" if self.kind == "mcmc" else f"{draws} draws")
+        return f"{type(self).__name__}({', '.join(parts)})"

@@ -58,7 +58,7 @@ class Forecast:
     samples: pd.DataFrame
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class SequenceFit(Fit):
     """A fitted sequence model (:class:`ppgen.HMM`): a :class:`Fit` whose rows are sequences.
 

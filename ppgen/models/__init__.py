@@ -1,16 +1,33 @@
-"""Generative models, each a Pyro model/guide pair (see :class:`GenerativeModel`)."""
+"""Generative models, each a Pyro model/guide pair (see :class:`GenerativeModel`).
 
-from ppgen.models.amortized import AmortizedModel
-from ppgen.models.base import GenerativeModel
-from ppgen.models.gmm import GaussianMixture
-from ppgen.models.hmm import HMM
-from ppgen.models.hvae import HierarchicalVAE
-from ppgen.models.ppca import PPCA
-from ppgen.models.vae import VAE
+The classes are imported on first use (PEP 562), so ``from ppgen.models import MODELS`` loads no
+torch; :data:`MODELS` is the one registry of model names.
+"""
 
-#: Every model class by name, for loading saved fits without unpickling.
-MODELS: dict[str, type[GenerativeModel]] = {
-    cls.__name__: cls for cls in (GaussianMixture, HMM, HierarchicalVAE, PPCA, VAE)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ppgen.models.registry import MODELS, register_model, unregister_model
+
+if TYPE_CHECKING:
+    from ppgen.models.amortized import AmortizedModel
+    from ppgen.models.base import GenerativeModel
+    from ppgen.models.gmm import GaussianMixture
+    from ppgen.models.hmm import HMM
+    from ppgen.models.hvae import HierarchicalVAE
+    from ppgen.models.ppca import PPCA
+    from ppgen.models.vae import VAE
+
+_LAZY = {
+    "AmortizedModel": "ppgen.models.amortized",
+    "GaussianMixture": "ppgen.models.gmm",
+    "GenerativeModel": "ppgen.models.base",
+    "HMM": "ppgen.models.hmm",
+    "HierarchicalVAE": "ppgen.models.hvae",
+    "PPCA": "ppgen.models.ppca",
+    "VAE": "ppgen.models.vae",
 }
 
 __all__ = [
@@ -22,4 +39,18 @@ __all__ = [
     "GaussianMixture",
     "GenerativeModel",
     "HierarchicalVAE",
+    "register_model",
+    "unregister_model",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
@@ -118,6 +119,34 @@ class GenerativeModel(PyroModule):
 
     #: How many leading :meth:`config` values :meth:`label` shows.
     label_arguments: ClassVar[int] = 1
+
+    def __repr__(self) -> str:
+        # PyroModule's repr is ``GaussianMixture()``: show the constructor arguments that
+        # differ from their defaults (and those without one), as the model would be rebuilt.
+        try:
+            config = self.config()
+        except NotImplementedError:
+            return f"{type(self).__name__}()"
+        defaults = {
+            name: p.default
+            for name, p in inspect.signature(type(self)).parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
+
+        def same(value: Any, default: Any) -> bool:
+            as_list = (list, tuple)
+            if isinstance(value, as_list) and isinstance(default, as_list):
+                return list(value) == list(default)
+            if default is None and isinstance(value, (dict, list)):  # None stands for empty
+                return not value
+            return value is default or (type(value) is type(default) and value == default)
+
+        shown = [
+            f"{name}={value!r}"
+            for name, value in config.items()
+            if name not in defaults or not same(value, defaults[name])
+        ]
+        return f"{type(self).__name__}({', '.join(shown)})"
 
     def _check_built(self) -> int:
         if self.dim is None:

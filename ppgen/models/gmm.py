@@ -129,6 +129,7 @@ class GaussianMixture(GenerativeModel):
     global_sites: ClassVar[tuple[str, ...]] = ("weights", "locs", "precision")
     supported_kinds: ClassVar[tuple[str, ...]] = EMISSIONS["mixed"]
     enumerated: ClassVar[bool] = True
+    label_arguments: ClassVar[int] = 2  # GaussianMixture(3, full)
 
     def __init__(
         self,

@@ -210,6 +210,13 @@ class HMM(GenerativeModel):
             "order_by": self.order_by,
         }
 
+    def label(self) -> str:
+        """``HMM(2, gaussian, full)``; the covariance only where the emissions have one."""
+        shown = [str(self.n_states), self.emission_family]
+        if self.emission_family in ("gaussian", "mixed"):
+            shown.append(self.covariance_type)
+        return f"HMM({', '.join(shown)})"
+
     def forced_kinds(self, names: tuple[str, ...]) -> dict[str, str]:
         """Column kinds the emission family imposes on a table with these columns."""
         kind = _FORCED_KIND[self.emission_family]

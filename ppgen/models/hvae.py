@@ -139,6 +139,10 @@ class HierarchicalVAE(AmortizedModel):
             **self.base_config(),
         }
 
+    def label(self) -> str:
+        """``HierarchicalVAE((16, 8))``: the latent widths, top layer last."""
+        return f"HierarchicalVAE({tuple(self.n_latent)})"
+
     # -- networks ----------------------------------------------------------------------------------
     def _block(self, width_in: int) -> nn.Sequential:
         """A deterministic block: the hidden layers, each followed by the activation."""

@@ -1,0 +1,218 @@
+"""Which models the command line builds, and from which options.
+
+Each command-line model is one :class:`CliModel` declaration: its short name in
+:data:`ppgen.models.MODELS`, the options it takes (and which constructor arguments they set), and
+its default fitting method. Options are declared once in :data:`OPTIONS`; ``ppgen fit`` and
+``ppgen impute`` add those their models use, and an option given to a model that does not take it
+is one error line naming the models that do.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ppgen.cli._common import positive_int, positive_ints
+from ppgen.models import MODELS
+
+if TYPE_CHECKING:
+    from ppgen.models.base import GenerativeModel
+
+EMISSIONS = ("gaussian", "poisson", "negbinomial", "categorical", "mixed")
+
+#: Model options of the command line: argparse destination -> (flag, argparse keywords).
+OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "n_components": (
+        "--n-components",
+        {
+            "type": positive_int,
+            "metavar": "K",
+            "help": "mixture components (gmm) or latent dimensions (ppca); required for them",
+        },
+    ),
+    "covariance_type": (
+        "--covariance-type",
+        {
+            "choices": ("full", "diag"),
+            "help": "gmm, and hmm with gaussian or mixed emissions (default: full)",
+        },
+    ),
+    "n_states": (
+        "--n-states",
+        {"type": positive_int, "metavar": "K", "help": "hmm: hidden states"},
+    ),
+    "emission": (
+        "--emission",
+        {
+            "choices": EMISSIONS,
+            "help": "hmm: emission family of every column; mixed infers each column's kind "
+            "(default: gaussian)",
+        },
+    ),
+    "order_by": (
+        "--order-by",
+        {
+            "metavar": "COLUMN",
+            "help": "hmm: number the states by their mean of this column (label switching)",
+        },
+    ),
+    "n_latent": (
+        "--n-latent",
+        {
+            "type": positive_ints,
+            "metavar": "Q",
+            "help": "vae: latent dimensions (default 8); hvae: widths of the latent layers, "
+            "bottom first, e.g. 16,8 (the default)",
+        },
+    ),
+    "hidden": (
+        "--hidden",
+        {
+            "type": positive_ints,
+            "metavar": "H,H",
+            "help": "vae and hvae: widths of the hidden layers, e.g. 128,128",
+        },
+    ),
+}
+
+
+def _hmm_method(args: argparse.Namespace) -> str:
+    # The negative binomial dispersion has no closed-form M-step.
+    return "map" if args.emission == "negbinomial" else "em"
+
+
+def _check_hmm(args: argparse.Namespace) -> None:
+    emission = args.emission or "gaussian"
+    if args.covariance_type is not None and emission not in ("gaussian", "mixed"):
+        raise ValueError(
+            f"--covariance-type applies to gaussian and mixed emissions, not {emission}"
+        )
+
+
+def _one_latent(options: dict[str, Any]) -> dict[str, Any]:
+    if "n_latent" in options:
+        (width, *more) = options["n_latent"]
+        if more:
+            raise ValueError("--n-latent of --model vae is one number; hvae takes several")
+        options["n_latent"] = width
+    return options
+
+
+@dataclass(frozen=True)
+class CliModel:
+    """How the command line builds one model.
+
+    Attributes
+    ----------
+    name : str
+        Short name, an alias in :data:`ppgen.models.MODELS`.
+    help : str
+        One phrase for ``--model``'s help.
+    options : tuple of str
+        Destinations in :data:`OPTIONS` the model takes; each sets the constructor argument of
+        the same name.
+    required : tuple of str
+        Options the command line insists on (the constructor's required arguments).
+    default_method : str or callable
+        Fitting method when ``--method`` is not given (a function of the parsed arguments).
+    check : callable, optional
+        Further checks of the parsed arguments, raising ``ValueError``.
+    convert : callable, optional
+        Adjusts the constructor arguments (e.g. one latent width for the VAE).
+    sequences : bool
+        Whether the model takes sequences (``--sequence-col``, ``--time-col``).
+    """
+
+    name: str
+    help: str
+    options: tuple[str, ...]
+    required: tuple[str, ...] = ()
+    default_method: str | Callable[[argparse.Namespace], str] = "map"
+    check: Callable[[argparse.Namespace], None] | None = None
+    convert: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    sequences: bool = False
+
+    def method(self, args: argparse.Namespace) -> str:
+        """The fitting method: ``--method`` or this model's default."""
+        if getattr(args, "method", None):
+            return args.method
+        default = self.default_method
+        return default if isinstance(default, str) else default(args)
+
+    def build(self, args: argparse.Namespace) -> GenerativeModel:
+        """The model named by ``--model`` with the options given (which are checked)."""
+        options = self.arguments(args)
+        try:
+            return MODELS.lookup(self.name)(**options)
+        except TypeError as exc:  # a constructor argument of the wrong type
+            raise ValueError(f"--model {self.name}: {exc}") from None
+
+    def arguments(self, args: argparse.Namespace) -> dict[str, Any]:
+        """Constructor arguments from the parsed options, after checking them."""
+        for dest in self.required:
+            if getattr(args, dest) is None:
+                raise ValueError(f"--model {self.name} needs {OPTIONS[dest][0]}")
+        if self.check is not None:
+            self.check(args)
+        options = {d: getattr(args, d) for d in self.options if getattr(args, d) is not None}
+        return self.convert(options) if self.convert is not None else options
+
+
+#: The models ``ppgen fit`` builds, by short name.
+FIT_MODELS: dict[str, CliModel] = {
+    m.name: m
+    for m in (
+        CliModel(
+            "gmm",
+            "Gaussian mixture",
+            ("n_components", "covariance_type"),
+            required=("n_components",),
+            default_method="em",
+        ),
+        CliModel("ppca", "probabilistic PCA", ("n_components",), required=("n_components",)),
+        CliModel(
+            "hmm",
+            "hidden Markov model",
+            ("n_states", "emission", "covariance_type", "order_by"),
+            required=("n_states",),
+            default_method=_hmm_method,
+            check=_check_hmm,
+            sequences=True,
+        ),
+        CliModel(
+            "vae",
+            "variational autoencoder",
+            ("n_latent", "hidden"),
+            default_method="svi",
+            convert=_one_latent,
+        ),
+        CliModel("hvae", "hierarchical (ladder) VAE", ("n_latent", "hidden"), default_method="svi"),
+    )
+}
+
+
+def add_model_options(
+    parser: argparse.ArgumentParser,
+    models: Mapping[str, CliModel],
+    help: Mapping[str, str] | None = None,
+) -> None:
+    """Add the options ``models`` take to ``parser`` (each once; ``help`` overrides texts)."""
+    used = {dest for model in models.values() for dest in model.options}
+    for dest, (flag, kwargs) in OPTIONS.items():
+        if dest in used:
+            kwargs = {**kwargs, "help": (help or {}).get(dest, kwargs["help"])}
+            parser.add_argument(flag, dest=dest, default=None, **kwargs)
+
+
+def check_options(args: argparse.Namespace, models: Mapping[str, CliModel]) -> CliModel:
+    """The declaration of ``--model``, after rejecting options it does not take."""
+    chosen = models[args.model]
+    for dest, (flag, _) in OPTIONS.items():
+        if getattr(args, dest, None) is not None and dest not in chosen.options:
+            takers = [name for name, m in models.items() if dest in m.options]
+            raise ValueError(
+                f"{flag} applies to --model {', '.join(takers)} only, not {args.model}"
+            )
+    return chosen
