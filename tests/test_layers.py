@@ -5,9 +5,11 @@ function-level import that closes a cycle only hides the knot until the day some
 the top of the file. ``from x import y`` counts as importing ``x.y`` when ``x.y`` is a module and
 ``x`` otherwise; relative imports are resolved. Lazy registries that name their targets as
 strings (``"ppgen.models.gmm:GaussianMixture"``, ``importlib.import_module("ppgen.models.vae")``)
-count as imports too, since they load the module the moment the name is looked up. Imports under
-``if TYPE_CHECKING:`` never run: they count for the layer rule (a lower layer must not even
-*name* a higher one's types) but not for cycles (annotations between siblings are fine).
+count for the layer rule (a lower layer must not even *name* a higher one's modules) but not for
+cycles: a registry listing its built-in entries by name while each entry imports the registry's
+protocol is the intended shape, and nothing runs at import time. Imports under
+``if TYPE_CHECKING:`` never run either: layer rule yes, cycles no (annotations between siblings
+are fine).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class Edge:
     source: str
     target: str
     line: int
-    type_only: bool  # under `if TYPE_CHECKING:`; never executed
+    how: str  # "import" (runs), "type" (under `if TYPE_CHECKING:`), "lazy" (a string target)
 
     def where(self) -> str:
         return f"{self.source} -> {self.target} (line {self.line})"
@@ -102,25 +104,25 @@ def _imports(module: str, path: Path) -> list[Edge]:
         and isinstance(node.body[0].value, ast.Constant)
     }
 
-    def add(target: str | None, node: ast.AST, type_only: bool) -> None:
+    def add(target: str | None, node: ast.AST, how: str) -> None:
         if target is not None and target != module:
-            edges.append(Edge(module, target, node.lineno, type_only))
+            edges.append(Edge(module, target, node.lineno, how))
 
-    def external(name: str, node: ast.AST, type_only: bool) -> None:
+    def external(name: str, node: ast.AST, how: str) -> None:
         if name.split(".")[0] in ("tests", "conftest"):
-            edges.append(Edge(module, name, node.lineno, type_only))
+            edges.append(Edge(module, name, node.lineno, how))
 
-    def visit(node: ast.AST, type_only: bool) -> None:
+    def visit(node: ast.AST, how: str) -> None:
         if isinstance(node, ast.If) and _is_type_checking(node.test):
             for child in node.body:
-                visit(child, True)
+                visit(child, "type")
             for child in node.orelse:
-                visit(child, type_only)
+                visit(child, how)
             return
         if isinstance(node, ast.Import):
             for alias in node.names:
-                external(alias.name, node, type_only)
-                add(_resolve(alias.name), node, type_only)
+                external(alias.name, node, how)
+                add(_resolve(alias.name), node, how)
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative: from the module's package, up level - 1 packages
                 package = module.split(".") if is_package else module.split(".")[:-1]
@@ -128,10 +130,10 @@ def _imports(module: str, path: Path) -> list[Edge]:
                 base = ".".join(package + ([node.module] if node.module else []))
             else:
                 base = node.module or ""
-            external(base, node, type_only)
+            external(base, node, how)
             for alias in node.names:
                 submodule = f"{base}.{alias.name}"
-                add(_resolve(submodule if submodule in MODULES else base), node, type_only)
+                add(_resolve(submodule if submodule in MODULES else base), node, how)
         elif (
             isinstance(node, ast.Constant)
             and isinstance(node.value, str)
@@ -140,11 +142,11 @@ def _imports(module: str, path: Path) -> list[Edge]:
         ):
             target = node.value.partition(":")[0]
             if target in MODULES:  # "ppgen.schema", a format tag, names no module
-                add(target, node, type_only)
+                add(target, node, "type" if how == "type" else "lazy")
         for child in ast.iter_child_nodes(node):
-            visit(child, type_only)
+            visit(child, how)
 
-    visit(tree, False)
+    visit(tree, "import")
     return edges
 
 
@@ -252,17 +254,17 @@ def lazy():
 '''
     path = tmp_path / "sequences.py"
     path.write_text(source)
-    edges = {(e.target, e.type_only) for e in _imports("ppgen.infer.sequences", path)}
+    edges = {(e.target, e.how) for e in _imports("ppgen.infer.sequences", path)}
     assert edges == {
-        ("ppgen.models.gmm", False),
-        ("ppgen.infer", False),
-        ("ppgen.infer.fit", False),
-        ("ppgen.data.schema", False),
-        ("ppgen.infer.amortized", False),
-        ("ppgen.evaluate.bounds", False),
-        ("ppgen.io", True),
-        ("ppgen.plot", False),
-        ("ppgen.models.ppca", False),
+        ("ppgen.models.gmm", "import"),
+        ("ppgen.infer", "import"),
+        ("ppgen.infer.fit", "import"),
+        ("ppgen.data.schema", "import"),
+        ("ppgen.infer.amortized", "import"),
+        ("ppgen.evaluate.bounds", "import"),
+        ("ppgen.io", "type"),
+        ("ppgen.plot", "import"),
+        ("ppgen.models.ppca", "lazy"),
     }
     assert find_cycles({"a": ["b"], "b": ["c"], "c": ["a", "d"], "d": []}) == [["a", "b", "c", "a"]]
 
@@ -276,7 +278,7 @@ def test_every_module_has_a_layer():
 
 def test_no_import_cycles():
     graph = {
-        m: sorted({e.target for e in edges if not e.type_only and e.target in MODULES})
+        m: sorted({e.target for e in edges if e.how == "import" and e.target in MODULES})
         for m, edges in GRAPH.items()
     }
     cycles = find_cycles(graph)
