@@ -292,7 +292,10 @@ def test_no_import_cycles():
             + f" -> {cycle[-1]}"
         )
 
-    assert not cycles, "import cycles in ppgen:\n" + "\n".join(describe(c) for c in cycles)
+    assert not cycles, (
+        "import cycles in ppgen (each 'module (line N)' imports the next at line N):\n"
+        + "\n".join(describe(c) for c in cycles)
+    )
 
 
 def test_layers_import_only_downward():
