@@ -170,7 +170,7 @@ def check_writable(path: str) -> None:
 
 def is_sequential(fit: Fit) -> bool:
     """Whether the fit's rows are sequences (HMM): scores per step and per sequence."""
-    return bool(getattr(type(fit.model), "sequential", False))
+    return bool(type(fit.model).sequential)
 
 
 def has_exact_likelihood(fit: Fit) -> bool:

@@ -245,7 +245,7 @@ def bdmc(
         Both bounds (each an :class:`AISResult`), their gap in nats per row, the exact mean
         log-likelihood when the model has one, and the simulated rows.
     """
-    if getattr(fit.model, "sequential", False):
+    if fit.model.sequential:
         estimate.encode_rows(fit, None)  # raises the same clear error as ais() for sequence models
     n_rows = estimate.check_count(n_rows, "n_rows")
     run, spec, n_steps = _setup(

@@ -112,7 +112,7 @@ def frozen(a: Any) -> np.ndarray:
 
 def encode_rows(fit: Any, data: Any) -> Encoded:
     """Encode ``data`` for a model of independent rows; sequence models are refused."""
-    if getattr(fit.model, "sequential", False):
+    if fit.model.sequential:
         raise ValueError(
             f"{type(fit.model).__name__} scores whole sequences and its likelihood is exact: "
             "use fit.log_prob; per-row bounds and AIS are for models of independent rows"

@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-import ppgen
+from ppgen.data.datasets import load
+from ppgen.infer.result import Fit
+from ppgen.models.vae import VAE
 
 #: Pixel counts of scikit-learn's digits run over 0..16.
 LEVELS = 17
@@ -18,14 +20,14 @@ def dequantized_digits(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.Se
     label (train, test, train labels, test labels)."""
     from sklearn.model_selection import train_test_split
 
-    frame = ppgen.datasets.load("digits")
+    frame = load("digits")
     label = frame.pop("target")
     u = np.random.default_rng(seed).uniform(size=frame.shape)
     y = (frame.astype("float64") + u) / LEVELS
     return train_test_split(y, label, test_size=0.25, stratify=label, random_state=seed)
 
 
-def refit_guide(fit: ppgen.Fit, guide: str, train: pd.DataFrame, epochs: int) -> ppgen.Fit:
+def refit_guide(fit: Fit, guide: str, train: pd.DataFrame, epochs: int) -> Fit:
     """A fitted VAE's decoder kept fixed, and a guide of kind ``guide`` trained for it.
 
     The encoder starts from the fitted one (a flow starts at the identity, so the flow guide
@@ -36,7 +38,7 @@ def refit_guide(fit: ppgen.Fit, guide: str, train: pd.DataFrame, epochs: int) ->
     old = fit.model
     torch.manual_seed(fit.seed)
     config = {**old.config(), "guide": guide, "flow_options": None}
-    model = ppgen.VAE(**config).build(fit.schema).to(fit.dtype)
+    model = VAE(**config).build(fit.schema).to(fit.dtype)
     model.load_state_dict(old.state_dict(), strict=False)  # the flow stays at the identity
     for p in [*model.decoder.parameters(), *model.heads.parameters()]:
         p.requires_grad_(False)
@@ -52,7 +54,7 @@ def refit_guide(fit: ppgen.Fit, guide: str, train: pd.DataFrame, epochs: int) ->
             opt.step()
             losses.append(loss.item())
     model.eval()
-    return ppgen.Fit(
+    return Fit(
         model=model,
         schema=fit.schema,
         method="svi",
