@@ -1265,9 +1265,7 @@ def _numeric(name: str, series: pd.Series, missing: np.ndarray, kind: str) -> np
         observed = values[~missing]
         negative = observed[observed < 0]
         if negative.size:
-            raise ValueError(
-                f"{kind} column {name!r} holds negative values (e.g. {negative[0]:g})"
-            )
+            raise ValueError(f"{kind} column {name!r} holds negative values (e.g. {negative[0]:g})")
         fractional = observed[observed != np.floor(observed)]
         if fractional.size:
             raise ValueError(
