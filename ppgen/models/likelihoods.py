@@ -587,7 +587,8 @@ class Emission:
     family : {"gaussian", "poisson", "negbinomial", "categorical", "mixed"}
         ``"mixed"`` gives continuous columns a Normal block, counts a Poisson
         (``count_family="negbinomial"`` for over-dispersion), binary columns a Bernoulli,
-        binomial columns a Binomial and categorical columns a Categorical; the other families require their column kinds.
+        binomial columns a Binomial and categorical columns a Categorical; the other families
+        require their column kinds.
     covariance_type : {"full", "diag"}
         Of the continuous block.
     """
