@@ -1125,7 +1125,7 @@ def _read_text(name: str, series: pd.Series, missing: np.ndarray) -> pd.Series |
             f"column {name!r} holds numbers stored as text; it is read as numbers "
             f"(declare kinds={{{name!r}: 'categorical'}} to keep them as labels)",
             UserWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
         values = np.full(len(series), np.nan)
         values[~missing] = numbers.to_numpy(dtype=np.float64)

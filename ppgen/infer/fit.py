@@ -99,7 +99,9 @@ def fit(
         return fit_amortized(model, data, **common, **options)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    schema = schema or Schema.infer(data, kinds=kinds, standardize=standardize)
+    schema = schema or Schema.infer(
+        data, kinds=kinds, standardize=standardize, supported=model.supported_kinds
+    )
     enc = schema.encode(data, device=device, dtype=dtype)
     x, mask = enc.x, enc.mask
     model = copy.deepcopy(model).build(schema).to(device=x.device, dtype=x.dtype)
