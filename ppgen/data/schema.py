@@ -605,9 +605,11 @@ class Schema:
                 if c.kind in _NUMERIC_KINDS:
                     values = _numeric(c.name, series, series.isna().to_numpy(), c.kind)
                     described = f"{np.nanmin(values):g} to {np.nanmax(values):g}"
-            elif c.kind in _NUMERIC_KINDS and c.support != (-math.inf, math.inf):
+            elif c.kind in ("count", "binomial"):
+                described = "0, 1, 2, ..." if c.kind == "count" else f"0 to {c.size}"
+            elif c.transform is not None:
                 low, high = c.support
-                described = f"support [{low:g}, {high:g}]"
+                described = f"({low:g}, {high:g})"
             rows.append(
                 {
                     "column": c.name,
@@ -620,8 +622,13 @@ class Schema:
         return pd.DataFrame(rows, columns=["column", "kind", "range or levels", "missing", "note"])
 
     def __str__(self) -> str:
-        frame = self.summary().drop(columns="missing")
-        return f"Schema ({len(self)} columns)\n" + frame.to_string(index=False)
+        frame = self.summary().drop(columns="missing").astype(str)
+        widths = [max(len(h), *(len(v) for v in frame[h])) for h in frame.columns]
+        lines = [
+            "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+            for row in [list(frame.columns), *frame.itertuples(index=False)]
+        ]
+        return "\n".join([f"Schema ({len(self)} columns)", *lines])
 
     def support_warnings(
         self,
