@@ -1258,9 +1258,10 @@ def _numeric(name: str, series: pd.Series, missing: np.ndarray, kind: str) -> np
         coerced = pd.to_numeric(series.astype(object), errors="coerce")
         bad = coerced.isna().to_numpy() & ~missing
         if bad.any():
-            example = series[bad].iloc[0]
+            example, row = series[bad].iloc[0], series.index[bad][0]
             raise ValueError(
-                f"column {name!r} is {kind} but holds non-numeric values (e.g. {example!r})"
+                f"column {name!r} is {kind} but holds non-numeric values (e.g. {example!r} "
+                f"in row {row!r}; {int(bad.sum())} in all)"
             )
         values = coerced.to_numpy(dtype=np.float64, na_value=np.nan)
     else:

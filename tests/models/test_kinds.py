@@ -192,3 +192,29 @@ def test_digits_binomial_pixels_sample_inside_0_16() -> None:
     fit = ppgen.fit(ppgen.GaussianMixture(5), pixels, kinds=kinds, method="em", seed=0)
     drawn = fit.sample(1000, seed=0)
     assert drawn.min().min() >= 0 and drawn.max().max() <= 16
+
+
+def test_ppca_and_hmm_take_the_new_kinds(rng) -> None:
+    """Positive columns work in every continuous model: PPCA's exact marginal is the log-normal
+    one (Jacobian included); the HMM's mixed emission scores and samples a binomial column."""
+    z = rng.normal(size=(200, 1))
+    logs = z @ np.array([[0.8, 0.5, -0.4]]) + 0.3 * rng.normal(size=(200, 3))
+    df = pd.DataFrame(np.exp(logs + 2.0), columns=["a", "b", "c"])
+    kinds = dict.fromkeys(df.columns, "positive")
+    fit = ppgen.fit(ppgen.PPCA(1), df, kinds=kinds, method="em", seed=0)
+    s = fit.schema.columns
+    scale = np.array([c.scale for c in s])
+    loc = np.array([c.loc for c in s])
+    W, noise = fit.params["W"].numpy(), fit.params["noise"].item()
+    cov = (W @ W.T + noise * np.eye(3)) * np.outer(scale, scale)
+    mean = loc + fit.params["loc"].numpy() * scale
+    expected = stats.multivariate_normal(mean, cov).logpdf(np.log(df)) - np.log(df).sum(axis=1)
+    np.testing.assert_allclose(fit.log_prob(df), expected, rtol=0, atol=1e-8)
+    assert (fit.sample(500, seed=0) > 0).all().all()
+
+    series = pd.DataFrame({"hits": rng.binomial(10, np.repeat([0.2, 0.8, 0.3], 40))})
+    hmm = ppgen.fit(
+        ppgen.HMM(2, emission="mixed"), series, kinds={"hits": "binomial:10"}, method="em", seed=0
+    )
+    assert hmm.params["success"].shape == (2, 1)
+    assert np.isfinite(hmm.score(series))
