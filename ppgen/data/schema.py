@@ -622,7 +622,27 @@ class Schema:
         return pd.DataFrame(rows, columns=["column", "kind", "range or levels", "missing", "note"])
 
     def __str__(self) -> str:
-        frame = self.summary().drop(columns="missing").astype(str)
+        return self.format()
+
+    def format(self, data: pd.DataFrame | np.ndarray | torch.Tensor | None = None) -> str:
+        """:meth:`summary` as a readable table (``str(schema)`` is ``schema.format()``).
+
+        Parameters
+        ----------
+        data : table, optional
+            The table the schema was inferred from: adds observed ranges and the missing
+            share of every column (what ``ppgen fit`` and ``ppgen impute`` print).
+
+        Returns
+        -------
+        str
+        """
+        frame = self.summary(data)
+        if data is None:
+            frame = frame.drop(columns="missing")
+        else:
+            frame["missing"] = [f"{v:.0%}" if v > 0 else "" for v in frame["missing"]]
+        frame = frame.astype(str)
         widths = [max(len(h), *(len(v) for v in frame[h])) for h in frame.columns]
         lines = [
             "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()

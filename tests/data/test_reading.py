@@ -189,6 +189,8 @@ def test_summary_and_str_show_what_was_inferred() -> None:
     text = str(schema)
     assert text.startswith("Schema (8 columns)")
     assert "ordinal" in text and "positive" in text
+    full = schema.format(penguins)
+    assert "missing" in full.splitlines()[1] and "3%" in full  # sex: 11 of 344 missing
 
 
 def test_support_warnings_suggest_kinds_that_keep_the_support() -> None:
