@@ -18,6 +18,7 @@ CRC Press.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -387,7 +388,23 @@ class Imputer:
     kinds : dict of str to str, optional
         Override inferred column kinds (see :meth:`ppgen.Schema.infer`), e.g.
         ``{"Month": "continuous"}`` for an integer column a Gaussian model should treat as
-        continuous; its dtype is still restored in the output.
+        continuous; its dtype is still restored in the output. Kinds that keep the support
+        (``"positive"``, ``"bounded:0:100"``, ``"binomial:16"``, ``"ordinal"``) change the model
+        itself (see :mod:`ppgen.data`).
+    support : {"truncate", "pmm", None}, default "truncate"
+        How imputations keep a column's support. A column modelled as continuous whose
+        observed values are all >= 0 has support ``[0, inf)`` (declared positive, bounded,
+        count and binomial columns keep theirs by their model). ``"truncate"`` draws such a
+        column's missing entries from the model's conditional distribution truncated to the
+        support, by rejection: a row whose draw leaves the support is drawn again, under the
+        same parameter draw, until it is inside (an exact draw from the truncated conditional
+        of the row's missing block -- not clipping, not the observed min-max; after 200 rounds
+        the few remaining cells take the nearest observed value, with a warning). ``"pmm"``:
+        predictive mean matching in its draw-matching form -- every imputed value of a
+        continuous column is replaced by one of the 5 observed values closest to it, picked at
+        random (imputations are always observed values, as with mice's default). ``None``: the
+        model's draws as they are, as :meth:`ppgen.Fit.impute` gives them. Every table keeps its
+        own parameter draw, so the imputation stays proper.
     fit_options : dict, optional
         Further options of :func:`ppgen.fit` (``max_steps``, ``num_samples``, ``guide``, ...).
     **model_options
@@ -405,6 +422,8 @@ class Imputer:
     constant_ : dict
         Columns left out of the model because they have a single distinct observed value, and
         that value (see Notes).
+    support_ : dict
+        Column name -> ``(low, high)``: the support that ``support="truncate"`` keeps.
 
     Notes
     -----
@@ -436,6 +455,7 @@ class Imputer:
         kinds: dict[str, str] | None = None,
         fit_options: dict[str, Any] | None = None,
         proper: str | None = None,
+        support: str | None = "truncate",
         **model_options: Any,
     ) -> None:
         self.model = model
@@ -443,6 +463,7 @@ class Imputer:
         self.seed = seed
         self.method = method
         self.proper = proper
+        self.support = support
         self.kinds = kinds
         self.fit_options = fit_options
         self.model_options = dict(model_options)
@@ -458,13 +479,17 @@ class Imputer:
             "kinds": self.kinds,
             "fit_options": self.fit_options,
             "proper": self.proper,
+            "support": self.support,
         }
         params.update(self.model_options)
         return params
 
     def set_params(self, **params: Any) -> Imputer:
         """Set parameters (model options included); returns ``self``."""
-        fixed = ("model", "n_imputations", "seed", "method", "kinds", "fit_options", "proper")
+        fixed = (
+            "model", "n_imputations", "seed", "method", "kinds", "fit_options", "proper",
+            "support",
+        )  # fmt: skip
         for name, value in params.items():
             if name in fixed:
                 setattr(self, name, value)
@@ -522,6 +547,8 @@ class Imputer:
             raise ValueError(f"n_imputations must be a positive integer, got {m!r}")
         if self.proper not in (None, "bootstrap"):
             raise ValueError(f"proper must be None or 'bootstrap', got {self.proper!r}")
+        if self.support not in _SUPPORTS:
+            raise ValueError(f"support must be one of {_SUPPORTS}, got {self.support!r}")
         if self.proper == "bootstrap" and engine.get(self.method).kind != "point":
             raise ValueError(
                 f"proper='bootstrap' refits point estimates (method='map' or 'em'); "
@@ -583,6 +610,7 @@ class Imputer:
             progress=progress,
             **options,
         )
+        self.support_, self.donors_ = _supports(self.fit_.schema, frame[modelled])
         self.bootstrap_fits_ = []
         if self.proper == "bootstrap":
             table = frame[modelled].reset_index(drop=True)
@@ -633,13 +661,13 @@ class Imputer:
         m = int(self.n_imputations)
         seed = int(self.seed if seed is None else seed)
         modelled = frame[self.modelled_]
-        if modelled.isna().to_numpy().any() and self.bootstrap_fits_:
+        if modelled.isna().to_numpy().any():
             plain = _plain_floats(modelled)
-            completed = [
-                f.impute(plain, 1, seed=seed + j)[0] for j, f in enumerate(self.bootstrap_fits_)
-            ]
-        elif modelled.isna().to_numpy().any():
-            completed = self.fit_.impute(_plain_floats(modelled), m, seed=seed)
+            completed = self._draw(plain, seed)
+            if self.support == "truncate":
+                completed = self._truncate(plain, completed, seed)
+            elif self.support == "pmm":
+                completed = self._match(plain, completed, seed, list(self.donors_))
         else:
             completed = [modelled] * m
         tables = [self._assemble(frame, part) for part in completed]
@@ -654,6 +682,100 @@ class Imputer:
             return pd.concat(parts, ignore_index=True)
         tables = [_as_input_type(t, kind, X) for t in tables]
         return tables[0] if m == 1 else tables
+
+    def _draw(self, plain: pd.DataFrame, seed: int) -> list[pd.DataFrame]:
+        """The m tables drawn by the model, table j under parameter draw (or refit) j."""
+        if self.bootstrap_fits_:
+            return [
+                f.impute(plain, 1, seed=seed + j)[0] for j, f in enumerate(self.bootstrap_fits_)
+            ]
+        return self.fit_.impute(plain, int(self.n_imputations), seed=seed)
+
+    def _truncate(
+        self, plain: pd.DataFrame, completed: list[pd.DataFrame], seed: int
+    ) -> list[pd.DataFrame]:
+        """Redraw, under the same parameter draw, every row whose draw leaves the support."""
+        names = [n for n in self.support_ if plain[n].isna().any()]
+        if not names:
+            return completed
+        missing = plain[names].isna().to_numpy()
+        low = np.array([self.support_[n][0] for n in names])
+        high = np.array([self.support_[n][1] for n in names])
+        tables = [t.reset_index(drop=True).copy() for t in completed]
+
+        def outside(table: pd.DataFrame) -> np.ndarray:
+            values = table[names].to_numpy(dtype=np.float64)
+            return (missing & ((values < low) | (values > high))).any(axis=1)
+
+        bad = [outside(t) for t in tables]
+        for attempt in range(1, _MAX_ROUNDS + 1):
+            rows = np.flatnonzero(np.any(bad, axis=0))
+            if not len(rows):
+                break
+            redrawn = self._draw(plain.iloc[rows], seed + 7919 * attempt)
+            for j, table in enumerate(tables):
+                take = bad[j][rows]
+                if not take.any():
+                    continue
+                fresh = redrawn[j].reset_index(drop=True)
+                for name in table.columns:
+                    column = table[name].copy()
+                    column.iloc[rows[take]] = fresh[name].iloc[np.flatnonzero(take)].to_numpy()
+                    table[name] = column
+                bad[j] = outside(table)
+        left = [
+            n for n in names if any(_outside_column(t, plain, n, self.support_) for t in tables)
+        ]
+        if left:
+            import warnings
+
+            warnings.warn(
+                f"imputations of {', '.join(map(repr, left))} stayed outside their support "
+                f"after {_MAX_ROUNDS} draws for some rows (the model puts little mass there); "
+                "those cells take the nearest observed value",
+                UserWarning,
+                stacklevel=3,
+            )
+            tables = self._match(plain, tables, seed, left, nearest=True)
+        return [t.set_axis(c.index) for t, c in zip(tables, completed, strict=True)]
+
+    def _match(
+        self,
+        plain: pd.DataFrame,
+        completed: list[pd.DataFrame],
+        seed: int,
+        names: list[str],
+        nearest: bool = False,
+    ) -> list[pd.DataFrame]:
+        """Replace imputed values by observed donors: one of the k closest, picked at random
+        (``nearest``: only out-of-support cells, by the closest donor inside the support)."""
+        out = []
+        for j, table in enumerate(completed):
+            rng = np.random.default_rng([int(seed), j, 0x9E3779B9])
+            table = table.copy()
+            for name in names:
+                donors = self.donors_[name]
+                miss = plain[name].isna().to_numpy()
+                values = table[name].to_numpy(dtype=np.float64).copy()
+                if nearest:
+                    low, high = self.support_[name]
+                    miss = miss & ((values < low) | (values > high))
+                if not miss.any():
+                    continue
+                wanted = values[miss]
+                k = 1 if nearest else min(_PMM_DONORS, len(donors))
+                # The k donors closest to each draw: a window of the sorted donors.
+                at = np.searchsorted(donors, wanted)
+                start = np.clip(at - k, 0, len(donors) - k)
+                window = start[:, None] + np.arange(2 * k)[None, :]
+                window = np.clip(window, 0, len(donors) - 1)
+                distance = np.abs(donors[window] - wanted[:, None])
+                closest = np.take_along_axis(window, np.argsort(distance, axis=1)[:, :k], axis=1)
+                pick = closest[np.arange(len(wanted)), rng.integers(0, k, len(wanted))]
+                values[miss] = donors[pick]
+                table[name] = pd.Series(values, index=table.index).astype(table[name].dtype)
+            out.append(table)
+        return out
 
     def fit_transform(self, X: Any, y: Any = None, **kwargs: Any) -> Any:
         """``fit(X)`` then ``transform(X, **kwargs)``."""
@@ -693,6 +815,35 @@ class Imputer:
                 filled = part[name].set_axis(frame.index)
             out[name] = _restore_dtype(filled, original.dtype)
         return out
+
+
+_SUPPORTS = ("truncate", "pmm", None)
+#: Rounds of redrawing before ``support="truncate"`` gives up on a cell.
+_MAX_ROUNDS = 200
+#: Donors per imputed value in predictive mean matching (mice's default).
+_PMM_DONORS = 5
+
+
+def _supports(schema: Any, frame: pd.DataFrame) -> tuple[dict, dict]:
+    """Support ``[0, inf)`` of continuous columns observed >= 0, and every continuous column's
+    sorted observed values (the donors of predictive mean matching)."""
+    support, donors = {}, {}
+    for column in schema.columns:
+        if column.kind != "continuous" or column.transform is not None:
+            continue  # other kinds keep their support by their model and decoding
+        observed = pd.to_numeric(frame[column.name], errors="coerce").dropna()
+        values = np.sort(observed.to_numpy(dtype=np.float64))
+        donors[column.name] = values
+        if values[0] >= 0:
+            support[column.name] = (0.0, math.inf)
+    return support, donors
+
+
+def _outside_column(table: pd.DataFrame, plain: pd.DataFrame, name: str, support: dict) -> bool:
+    """Whether an imputed entry of column ``name`` lies outside its support."""
+    low, high = support[name]
+    values = table[name].to_numpy(dtype=np.float64)
+    return bool((plain[name].isna().to_numpy() & ((values < low) | (values > high))).any())
 
 
 def _as_frame(X: Any) -> tuple[pd.DataFrame, str]:

@@ -1,18 +1,20 @@
 """Column schema: map a mixed-type table to a float tensor and back.
 
 A :class:`Schema` records, for every column of a table, its statistical kind
-(continuous, count, binary or categorical), its original dtype, its category
-labels and its standardization. Models work on the encoded tensor; the schema
-turns their output (imputed values, samples) back into the user's table with
-the user's dtypes and labels.
+(continuous, count, binomial, binary or categorical; see :mod:`ppgen.data` for
+the rule that reads a column and the kinds that keep a column's support), its
+original dtype, its category labels and its standardization. Models work on the
+encoded tensor; the schema turns their output (imputed values, samples) back
+into the user's table with the user's dtypes and labels.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,10 +23,14 @@ import torch
 
 __all__ = ["KINDS", "Column", "Encoded", "Schema"]
 
-KINDS = ("continuous", "count", "binary", "categorical")
+KINDS = ("continuous", "count", "binary", "categorical", "binomial")
+#: What ``kinds=`` accepts besides :data:`KINDS`: kinds that keep a column's support, stored
+#: as a continuous column on a transformed scale or as an ordered categorical column.
+DECLARED_KINDS = ("positive", "bounded:LOW:HIGH", "proportion", "binomial:SIZE", "ordinal")
 INPUT_TYPES = ("dataframe", "ndarray", "tensor")
+TRANSFORMS = ("log", "logit")
 
-_NUMERIC_KINDS = ("continuous", "count")
+_NUMERIC_KINDS = ("continuous", "count", "binomial")
 _LABEL_KINDS = ("binary", "categorical")
 _FORMAT = "ppgen.schema"
 _VERSION = 1
@@ -51,7 +57,20 @@ class Column:
         Standardization of a continuous column: the encoded value is
         ``(value - loc) / scale``. ``0`` and ``1`` for other kinds.
     ordered : bool
-        Whether an original pandas categorical was ordered.
+        Whether the levels are ordered (an ordered pandas categorical, or a
+        column declared or read as ``"ordinal"``).
+    transform : {None, "log", "logit"}
+        Of a continuous column that keeps its support: ``"log"`` for a
+        positive column (log-normal), ``"logit"`` for one bounded by ``low``
+        and ``high`` (logit-normal). ``loc`` and ``scale`` standardize the
+        transformed values.
+    low, high : float or None
+        Bounds of a ``"logit"`` column.
+    size : int or None
+        Number of trials of a binomial column (values ``0..size``).
+    note : str
+        How the kind was read (shown by :meth:`Schema.summary`); not compared
+        and not saved.
     """
 
     name: str
@@ -61,6 +80,11 @@ class Column:
     loc: float = 0.0
     scale: float = 1.0
     ordered: bool = False
+    transform: str | None = None
+    low: float | None = None
+    high: float | None = None
+    size: int | None = None
+    note: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -78,6 +102,29 @@ class Column:
                 )
         elif self.categories is not None:
             raise ValueError(f"column {self.name!r}: a {self.kind} column has no categories")
+        if self.transform is not None:
+            if self.kind != "continuous" or self.transform not in TRANSFORMS:
+                raise ValueError(
+                    f"column {self.name!r}: transform must be one of {TRANSFORMS} on a "
+                    f"continuous column; got {self.transform!r} on a {self.kind} column"
+                )
+        if self.transform == "logit":
+            if self.low is None or self.high is None or not self.low < self.high:
+                raise ValueError(
+                    f"column {self.name!r}: a bounded column needs low < high; "
+                    f"got low={self.low}, high={self.high}"
+                )
+        elif self.low is not None or self.high is not None:
+            raise ValueError(f"column {self.name!r}: only a bounded (logit) column has bounds")
+        if self.kind == "binomial":
+            if self.size is None or int(self.size) != self.size or self.size < 1:
+                raise ValueError(
+                    f"column {self.name!r}: a binomial column needs a positive integer size; "
+                    f"got {self.size!r}"
+                )
+            object.__setattr__(self, "size", int(self.size))
+        elif self.size is not None:
+            raise ValueError(f"column {self.name!r}: only a binomial column has a size")
         if not (math.isfinite(self.loc) and math.isfinite(self.scale) and self.scale > 0):
             raise ValueError(
                 f"column {self.name!r}: loc must be finite and scale finite and positive; "
@@ -88,6 +135,33 @@ class Column:
     def n_categories(self) -> int:
         """Number of categories (0 for continuous and count columns)."""
         return 0 if self.categories is None else len(self.categories)
+
+    @property
+    def label(self) -> str:
+        """The kind as a statistician reads it: ``"positive"``, ``"bounded [0, 1]"``,
+        ``"binomial(16)"``, ``"ordinal"`` or the :attr:`kind` itself."""
+        if self.transform == "log":
+            return "positive"
+        if self.transform == "logit":
+            return f"bounded [{self.low:g}, {self.high:g}]"
+        if self.kind == "binomial":
+            return f"binomial({self.size})"
+        if self.kind == "categorical" and self.ordered:
+            return "ordinal"
+        return self.kind
+
+    @property
+    def support(self) -> tuple[float, float]:
+        """Bounds of the column's values on the original scale (numeric kinds)."""
+        if self.transform == "log":
+            return (0.0, math.inf)
+        if self.transform == "logit":
+            return (float(self.low), float(self.high))
+        if self.kind == "count":
+            return (0.0, math.inf)
+        if self.kind == "binomial":
+            return (0.0, float(self.size))
+        return (-math.inf, math.inf)
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,6 +247,7 @@ class Schema:
         data: pd.DataFrame | np.ndarray | torch.Tensor,
         kinds: dict[str, str] | None = None,
         standardize: bool = True,
+        supported: Sequence[str] | None = None,
     ) -> Schema:
         """Infer a schema from a table.
 
@@ -183,11 +258,19 @@ class Schema:
             ``"x1"``, ... and are continuous unless overridden.
         kinds : dict of str to str, optional
             Override the inferred kind of some columns, e.g.
-            ``{"year": "categorical"}``.
+            ``{"year": "categorical"}``: one of :data:`KINDS` or of
+            :data:`DECLARED_KINDS` (``"positive"``, ``"bounded:0:100"``,
+            ``"proportion"``, ``"binomial"``, ``"binomial:16"``,
+            ``"ordinal"``; see :mod:`ppgen.data`).
         standardize : bool, default True
             Centre and scale continuous columns to mean 0 and standard
             deviation 1 (population sd, ``ddof=0``) over their observed
-            values. A constant column keeps ``scale=1``.
+            (transformed) values. A constant column keeps ``scale=1``.
+        supported : sequence of str, optional
+            The kinds the model to be fitted handles (its
+            ``supported_kinds``). When they hold ``"continuous"`` but not the
+            kind a numeric column would get (e.g. PPCA and integer items),
+            the column is read as continuous, with a note (rule 2).
 
         Returns
         -------
@@ -200,15 +283,20 @@ class Schema:
             ``kinds``, an all-missing column, infinite values, non-numeric
             values in a continuous or count column, negative or non-integer
             values in a count column, more than two values in a binary column,
-            or an unsupported dtype (e.g. datetime).
+            an unsupported dtype (e.g. datetime), a text column that holds
+            numbers except for a few values (naming them and their rows), or
+            a text column with nearly one level per row (an identifier or
+            free text).
+
+        Warns
+        -----
+        UserWarning
+            When a text column holding only numbers is read as numbers, and
+            when a categorical column has many levels for its rows.
 
         Notes
         -----
-        DataFrame kinds are inferred from dtypes: bool is binary;
-        category, object and string are categorical (pandas categories in
-        their order, otherwise sorted unique values); integers are binary if
-        all values are 0 or 1, count if all are non-negative, continuous
-        otherwise; floats are continuous.
+        The rule that reads each column is documented in :mod:`ppgen.data`.
         """
         table = _as_table(data)
         _check_not_empty(table)
@@ -221,6 +309,7 @@ class Schema:
                 overrides.get(name),
                 standardize,
                 from_array=table.input_type != "dataframe",
+                supported=None if supported is None else tuple(supported),
             )
             for name, series, dtype in zip(table.names, table.series, table.dtypes, strict=True)
         )
@@ -419,7 +508,11 @@ class Schema:
         return self._decode_array(decoded, x)
 
     def log_abs_det_jacobian(
-        self, mask: torch.Tensor, *, dtype: torch.dtype | None = None
+        self,
+        mask: torch.Tensor,
+        *,
+        dtype: torch.dtype | None = None,
+        x: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Log-Jacobian of the map from the original to the encoded scale.
 
@@ -430,13 +523,19 @@ class Schema:
         dtype : torch.dtype, optional
             Floating dtype of the result; default float64, the precision of
             the stored scales (pass ``dtype=x.dtype`` to match float32 work).
+        x : torch.Tensor, optional
+            ``(..., p)`` encoded values (e.g. ``Encoded.x``). Needed when a
+            column keeps its support (positive or bounded): its Jacobian
+            depends on the value.
 
         Returns
         -------
         torch.Tensor
             ``(...,)``: minus the sum over observed continuous columns of
-            ``log(scale)``. Add it to a log density of the encoded values to
-            get the log density of the original values.
+            ``log(scale)``, plus for a positive column ``-log(y)`` and for a
+            column bounded by ``(a, b)`` ``log(b - a) - log(y - a) -
+            log(b - y)``. Add it to a log density of the encoded values to
+            get the log density of the original values ``y``.
         """
         mask = torch.as_tensor(mask)
         if mask.ndim == 0 or mask.shape[-1] != len(self):
@@ -449,7 +548,158 @@ class Schema:
             dtype=dtype or torch.float64,
             device=mask.device,
         )
-        return -(mask.to(log_scale.dtype) * log_scale).sum(-1)
+        out = -(mask.to(log_scale.dtype) * log_scale).sum(-1)
+        transformed = [j for j, c in enumerate(self.columns) if c.transform is not None]
+        if not transformed:
+            return out
+        if x is None:
+            names = _join([repr(self.names[j]) for j in transformed])
+            raise ValueError(
+                f"the Jacobian of positive or bounded columns ({names}) depends on their "
+                "values: pass x=Encoded.x"
+            )
+        x = torch.as_tensor(x).to(device=mask.device, dtype=log_scale.dtype)
+        for j in transformed:
+            c = self.columns[j]
+            u = x[..., j] * c.scale + c.loc  # the transformed value: log y or logit
+            if c.transform == "log":
+                term = -u  # d log(y) / dy = 1 / y
+            else:
+                # d logit(p) / dy = 1 / (p (1 - p) (b - a)), p = sigmoid(u)
+                sp = torch.nn.functional.softplus
+                term = sp(u) + sp(-u) - math.log(c.high - c.low)
+            out = out + torch.where(mask[..., j], term, term.new_zeros(()))
+        return out
+
+    # -- what was inferred --------------------------------------------------
+
+    def summary(self, data: pd.DataFrame | np.ndarray | torch.Tensor | None = None) -> pd.DataFrame:
+        """What was inferred, one row per column.
+
+        Parameters
+        ----------
+        data : table, optional
+            The table the schema was inferred from: adds the observed range
+            of numeric columns and each column's missing share.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``column``, ``kind`` (as :attr:`Column.label`: positive,
+            bounded [a, b], binomial(n), ordinal, ...), ``range or levels``,
+            ``missing`` (share of missing entries, NaN without ``data``) and
+            ``note`` (how the kind was read).
+        """
+        table = None if data is None else self._conform(_as_table(data))
+        rows = []
+        for j, c in enumerate(self.columns):
+            missing = float("nan")
+            described = ""
+            if c.categories is not None:
+                shown = ", ".join(map(str, c.categories[:6]))
+                more = f", ... ({c.n_categories} levels)" if c.n_categories > 6 else ""
+                described = shown + more
+            if table is not None:
+                series = table.series[j]
+                missing = float(series.isna().mean())
+                if c.kind in _NUMERIC_KINDS:
+                    values = _numeric(c.name, series, series.isna().to_numpy(), c.kind)
+                    described = f"{np.nanmin(values):g} to {np.nanmax(values):g}"
+            elif c.kind in ("count", "binomial"):
+                described = "0, 1, 2, ..." if c.kind == "count" else f"0 to {c.size}"
+            elif c.transform is not None:
+                low, high = c.support
+                described = f"({low:g}, {high:g})"
+            rows.append(
+                {
+                    "column": c.name,
+                    "kind": c.label,
+                    "range or levels": described,
+                    "missing": missing,
+                    "note": c.note,
+                }
+            )
+        return pd.DataFrame(rows, columns=["column", "kind", "range or levels", "missing", "note"])
+
+    def __str__(self) -> str:
+        return self.format()
+
+    def format(self, data: pd.DataFrame | np.ndarray | torch.Tensor | None = None) -> str:
+        """:meth:`summary` as a readable table (``str(schema)`` is ``schema.format()``).
+
+        Parameters
+        ----------
+        data : table, optional
+            The table the schema was inferred from: adds observed ranges and the missing
+            share of every column (what ``ppgen fit`` and ``ppgen impute`` print).
+
+        Returns
+        -------
+        str
+        """
+        frame = self.summary(data)
+        if data is None:
+            frame = frame.drop(columns="missing")
+        else:
+            frame["missing"] = [f"{v:.0%}" if v > 0 else "" for v in frame["missing"]]
+        frame = frame.astype(str)
+        widths = [max(len(h), *(len(v) for v in frame[h])) for h in frame.columns]
+        lines = [
+            "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+            for row in [list(frame.columns), *frame.itertuples(index=False)]
+        ]
+        return "\n".join([f"Schema ({len(self)} columns)", *lines])
+
+    def support_warnings(
+        self,
+        samples: pd.DataFrame | np.ndarray | torch.Tensor,
+        data: pd.DataFrame | np.ndarray | torch.Tensor,
+        threshold: float = 0.01,
+    ) -> list[str]:
+        """Suggest a kind that keeps the support where a fitted model leaks out of it.
+
+        A continuous column whose observed values are all positive (or all in
+        ``[0, 1]``) but whose model ``samples`` fall outside ``(0, inf)`` (or
+        ``[0, 1]``) more than ``threshold`` of the time gets a suggestion to
+        declare it ``"positive"`` (or ``"proportion"``).
+
+        Parameters
+        ----------
+        samples : table
+            Decoded draws from the fitted model, e.g. ``fit.sample(4000, seed=0)``.
+        data : table
+            The table the model was fitted to.
+        threshold : float, default 0.01
+            Largest share of mass outside the support that passes silently.
+
+        Returns
+        -------
+        list of str
+            One message per column, empty when every column keeps its support.
+        """
+        seen = self._conform(_as_table(data))
+        drawn = self._conform(_as_table(samples))
+        out = []
+        for j, c in enumerate(self.columns):
+            if c.kind != "continuous" or c.transform is not None:
+                continue
+            observed = _numeric(c.name, seen.series[j], seen.series[j].isna().to_numpy(), c.kind)
+            observed = observed[~np.isnan(observed)]
+            draws = drawn.series[j].to_numpy(dtype=np.float64, na_value=np.nan)
+            if observed.min() >= 0 and observed.max() <= 1:
+                outside, support, kind = (draws < 0) | (draws > 1), "[0, 1]", "proportion"
+            elif observed.min() > 0:
+                outside, support, kind = draws <= 0, "(0, inf)", "positive"
+            else:
+                continue
+            share = float(np.mean(outside))
+            if share > threshold:
+                out.append(
+                    f"column {c.name!r}: every observed value is in {support} but "
+                    f"{share:.1%} of the model's draws fall outside; consider "
+                    f"kinds={{{c.name!r}: {kind!r}}}"
+                )
+        return out
 
     # -- serialisation ------------------------------------------------------
 
@@ -502,6 +752,10 @@ class Schema:
                     loc=float(c["loc"]),
                     scale=float(c["scale"]),
                     ordered=bool(c["ordered"]),
+                    transform=c.get("transform"),
+                    low=None if c.get("low") is None else float(c["low"]),
+                    high=None if c.get("high") is None else float(c["high"]),
+                    size=c.get("size"),
                 )
                 for c in d["columns"]
             )
@@ -694,17 +948,57 @@ def _check_kinds(kinds: Iterable[str]) -> None:
         raise ValueError(f"unknown kind {unknown[0]!r}; expected one of {KINDS}")
 
 
-def _check_overrides(kinds: dict[str, str] | None, names: tuple[str, ...]) -> dict[str, str]:
+def _check_overrides(
+    kinds: dict[str, str] | None, names: tuple[str, ...]
+) -> dict[str, dict[str, Any]]:
+    """Parsed ``kinds=`` entries: column name -> :func:`_parse_kind` result."""
     kinds = dict(kinds or {})
+    parsed = {}
     for name, kind in kinds.items():
         if name not in names:
             raise ValueError(
                 f"kinds names column {name!r}, which is not in the table "
                 f"(columns: {_join([repr(n) for n in names])})"
             )
-        if kind not in KINDS:
-            raise ValueError(f"unknown kind {kind!r} for column {name!r}; expected one of {KINDS}")
-    return kinds
+        parsed[name] = _parse_kind(name, kind)
+    return parsed
+
+
+def _parse_kind(name: str, spec: Any) -> dict[str, Any]:
+    """``"positive"``, ``"bounded:0:1"``, ``"binomial:16"``, ... as Column fields."""
+    expected = f"expected one of {KINDS} or {DECLARED_KINDS}"
+    if not isinstance(spec, str):
+        raise ValueError(f"unknown kind {spec!r} for column {name!r}; {expected}")
+    head, *args = spec.strip().split(":")
+    try:
+        numbers = [float(a) for a in args]
+    except ValueError:
+        raise ValueError(
+            f"kind {spec!r} for column {name!r}: the arguments after ':' must be numbers"
+        ) from None
+    if head == "positive" and not args:
+        return {"kind": "continuous", "transform": "log"}
+    if head == "proportion" and not args:
+        return {"kind": "continuous", "transform": "logit", "low": 0.0, "high": 1.0}
+    if head == "bounded":
+        if len(numbers) != 2 or not numbers[0] < numbers[1] or not all(map(math.isfinite, numbers)):
+            raise ValueError(
+                f"kind {spec!r} for column {name!r}: declare finite bounds low < high, "
+                "e.g. 'bounded:0:100' (or 'proportion' for 0 to 1)"
+            )
+        return {"kind": "continuous", "transform": "logit", "low": numbers[0], "high": numbers[1]}
+    if head == "binomial" and len(args) <= 1:
+        if numbers and (numbers[0] != int(numbers[0]) or numbers[0] < 1):
+            raise ValueError(
+                f"kind {spec!r} for column {name!r}: the size must be a positive integer, "
+                "e.g. 'binomial:16'"
+            )
+        return {"kind": "binomial", "size": int(numbers[0]) if numbers else None}
+    if head == "ordinal" and not args:
+        return {"kind": "categorical", "ordered": True}
+    if head in KINDS and not args:
+        return {"kind": head}
+    raise ValueError(f"unknown kind {spec!r} for column {name!r}; {expected}")
 
 
 def _family(dtype: Any) -> str:
@@ -727,13 +1021,34 @@ def _family(dtype: Any) -> str:
 # -- per-column inference, encoding and decoding ----------------------------
 
 
+#: Rule 3: an integer column is a count when its largest value is at least this many times its
+#: smallest (it starts at or near 0 relative to its spread: min <= range / 2).
+COUNT_RATIO = 3.0
+#: Rule 4: an integer column whose smallest value exceeds this many ranges is ordinal (years)
+#: when it has at most ``ORDINAL_LEVELS`` distinct values, continuous otherwise.
+ORDINAL_RANGES = 10.0
+ORDINAL_LEVELS = 20
+#: A text column is refused as an identifier or free text when it has more distinct values than
+#: this share of its observed rows (and at least ``_MIN_ROWS_ID`` rows).
+IDENTIFIER_SHARE = 0.9
+_MIN_ROWS_ID = 20
+#: A text column that is numeric for at least this share of its observed values and text for the
+#: rest is a misread numeric column: refused, naming the text values and rows.
+NUMERIC_SHARE = 0.8
+#: A categorical column warns with at least this many levels and fewer than
+#: ``ROWS_PER_LEVEL`` observed rows per level.
+MANY_LEVELS = 10
+ROWS_PER_LEVEL = 5
+
+
 def _infer_column(
     name: str,
     series: pd.Series,
     dtype: str,
-    kind: str | None,
+    declared: dict[str, Any] | None,
     standardize: bool,
     from_array: bool,
+    supported: tuple[str, ...] | None = None,
 ) -> Column:
     family = _family(series.dtype)
     if family == "other":
@@ -744,39 +1059,193 @@ def _infer_column(
     missing = series.isna().to_numpy()
     if missing.all():
         raise ValueError(f"column {name!r} is entirely missing")
-    if kind is None:
-        kind = "continuous" if from_array else _default_kind(series, family)
+    note = ""
+    if declared is not None:
+        spec = dict(declared)
+        note = "declared"
+    elif from_array:
+        spec = {"kind": "continuous"}
+    else:
+        if family == "text":
+            converted = _read_text(name, series, missing)
+            if converted is not None:
+                series, family = converted, _family(converted.dtype)
+                note = "numbers stored as text, read as numbers"
+        spec, rule = _default_kind(series, family)
+        note = "; ".join(n for n in (note, rule) if n)
+        if (
+            supported is not None
+            and "continuous" in supported
+            and spec["kind"] not in supported
+            and family in ("int", "float")
+        ):
+            spec = {"kind": "continuous"}
+            note = "; ".join(
+                n for n in (note, "read as continuous: the model handles continuous columns")
+                if n
+            )  # fmt: skip
+    kind = spec["kind"]
     if kind in _NUMERIC_KINDS:
         values = _numeric(name, series, missing, kind)
+        observed = values[~missing]
         loc, scale = 0.0, 1.0
+        if kind == "binomial":
+            largest = int(observed.max())
+            if spec.get("size") is None:
+                spec["size"] = max(largest, 1)
+                note = "; ".join(n for n in (note, f"size {spec['size']} from the data's max") if n)
+            _check_range(name, observed, 0, spec["size"], f"binomial(size={spec['size']})")
+        transform = spec.get("transform")
+        if transform is not None:
+            observed = _forward(name, observed, transform, spec.get("low"), spec.get("high"))
         if kind == "continuous" and standardize:
-            observed = values[~missing]
             loc = float(observed.mean())
             scale = float(observed.std())
             # A constant column cannot be scaled; leaving it unscaled keeps it usable.
             scale = scale if scale > 0 else 1.0
-        return Column(name, kind, dtype, loc=loc, scale=scale)
+        return Column(
+            name,
+            kind,
+            dtype,
+            loc=loc,
+            scale=scale,
+            transform=transform,
+            low=spec.get("low"),
+            high=spec.get("high"),
+            size=spec.get("size"),
+            note=note,
+        )
     categories = _categories(name, series, family)
     if kind == "binary" and len(categories) > 2:
         raise ValueError(
             f"column {name!r} cannot be binary: it has {len(categories)} distinct values "
             f"({_join([repr(c) for c in categories[:5]])}{', ...' if len(categories) > 5 else ''})"
         )
-    ordered = isinstance(series.dtype, pd.CategoricalDtype) and bool(series.dtype.ordered)
-    return Column(name, kind, dtype, categories=categories, ordered=ordered)
+    ordered = spec.get("ordered", False) or (
+        isinstance(series.dtype, pd.CategoricalDtype) and bool(series.dtype.ordered)
+    )
+    n_observed = int((~missing).sum())
+    if len(categories) >= MANY_LEVELS and n_observed < ROWS_PER_LEVEL * len(categories):
+        warnings.warn(
+            f"column {name!r} has {len(categories)} levels for {n_observed} observed rows "
+            f"(fewer than {ROWS_PER_LEVEL} rows per level): its probabilities are poorly "
+            "determined; merge rare levels or drop the column",
+            UserWarning,
+            stacklevel=4,
+        )
+    return Column(name, kind, dtype, categories=categories, ordered=ordered, note=note)
 
 
-def _default_kind(series: pd.Series, family: str) -> str:
+def _read_text(name: str, series: pd.Series, missing: np.ndarray) -> pd.Series | None:
+    """A text column as numbers when every value is one (warning), or ``None`` if it is text.
+
+    Raises when the column is numeric except for a few values (a typo), naming them and their
+    rows, and when it has nearly one level per row (an identifier or free text).
+    """
+    observed = series[~missing]
+    stripped = observed.astype(str).str.strip()
+    numbers = pd.to_numeric(stripped, errors="coerce")
+    bad = numbers.isna().to_numpy()
+    n = len(observed)
+    if not bad.any():
+        warnings.warn(
+            f"column {name!r} holds numbers stored as text; it is read as numbers "
+            f"(declare kinds={{{name!r}: 'categorical'}} to keep them as labels)",
+            UserWarning,
+            stacklevel=5,
+        )
+        values = np.full(len(series), np.nan)
+        values[~missing] = numbers.to_numpy(dtype=np.float64)
+        whole = values[~missing]
+        if (whole == np.floor(whole)).all():
+            return pd.Series(pd.array(values, dtype="Int64"), index=series.index)
+        return pd.Series(values, index=series.index)
+    if n - bad.sum() >= NUMERIC_SHARE * n:
+        rows = observed.index[bad]
+        texts = observed[bad]
+        shown = ", ".join(f"{v!r} (row {r!r})" for r, v in list(zip(rows, texts, strict=True))[:5])
+        more = f" and {bad.sum() - 5} more" if bad.sum() > 5 else ""
+        raise ValueError(
+            f"column {name!r} holds numbers except for {int(bad.sum())} non-numeric "
+            f"value{'s' if bad.sum() > 1 else ''}: {shown}{more}. Fix or blank them (e.g. "
+            f"pd.to_numeric(df[{name!r}], errors='coerce') or read_csv's na_values), or "
+            f"declare kinds={{{name!r}: 'categorical'}} if the column holds labels"
+        )
+    levels = observed.nunique()
+    if n >= _MIN_ROWS_ID and levels > IDENTIFIER_SHARE * n:
+        raise ValueError(
+            f"column {name!r} looks like an identifier or free text: {levels} distinct values "
+            f"in {n} observed rows; drop it (df.drop(columns=[{name!r}])), or declare "
+            f"kinds={{{name!r}: 'categorical'}} to model it anyway"
+        )
+    return None
+
+
+def _default_kind(series: pd.Series, family: str) -> tuple[dict[str, Any], str]:
+    """The written rule (rules 3-5 of :mod:`ppgen.data`): kind fields and a note."""
     if family == "bool":
-        return "binary"
+        return {"kind": "binary"}, ""
     if family in ("category", "text"):
-        return "categorical"
+        return {"kind": "categorical"}, ""
     if family == "float":
-        return "continuous"
+        return {"kind": "continuous"}, ""
     observed = series.dropna().to_numpy(dtype=np.int64)
     if np.isin(observed, (0, 1)).all():
-        return "binary"
-    return "count" if (observed >= 0).all() else "continuous"
+        return {"kind": "binary"}, ""
+    low, high = int(observed.min()), int(observed.max())
+    if low < 0:
+        return {"kind": "continuous"}, ""
+    if high >= COUNT_RATIO * low:
+        return {"kind": "count"}, ""
+    far = f"integers {low}-{high}, far from 0 for their spread"
+    if low > ORDINAL_RANGES * (high - low):
+        if len(np.unique(observed)) <= ORDINAL_LEVELS:
+            return {"kind": "categorical", "ordered": True}, f"{far}: ordinal levels, not counts"
+        return {"kind": "continuous"}, f"{far}, many levels: continuous, not counts"
+    return {"kind": "continuous"}, f"integers {low}-{high}, away from 0: continuous"
+
+
+def _forward(
+    name: str, values: np.ndarray, transform: str, low: float | None, high: float | None
+) -> np.ndarray:
+    """log (positive) or logit of the position in (low, high) (bounded); NaN stays NaN."""
+    seen = values[~np.isnan(values)]
+    if transform == "log":
+        _check_open(name, seen, 0.0, math.inf, "positive (log-normal)")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(values)
+    _check_open(name, seen, low, high, f"bounded ({low:g}, {high:g}) (logit-normal)")
+    p = (values - low) / (high - low)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(p) - np.log1p(-p)
+
+
+def _backward(column: Column, values: np.ndarray) -> np.ndarray:
+    if column.transform == "log":
+        return np.exp(values)
+    if column.transform == "logit":
+        return column.low + (column.high - column.low) / (1.0 + np.exp(-values))
+    return values
+
+
+def _check_open(name: str, values: np.ndarray, low: float, high: float, what: str) -> None:
+    outside = (values <= low) | (values >= high)
+    if outside.any():
+        raise ValueError(
+            f"column {name!r} is {what} but holds {int(outside.sum())} value"
+            f"{'s' if outside.sum() > 1 else ''} outside ({low:g}, {high:g}) "
+            f"(e.g. {values[outside][0]:g}); a transformed column needs values strictly "
+            "inside its support: widen the bounds, or use 'continuous' or 'binomial'"
+        )
+
+
+def _check_range(name: str, values: np.ndarray, low: float, high: float, what: str) -> None:
+    outside = (values < low) | (values > high)
+    if outside.any():
+        raise ValueError(
+            f"column {name!r} is {what} but holds values outside [{low:g}, {high:g}] "
+            f"(e.g. {values[outside][0]:g})"
+        )
 
 
 def _categories(name: str, series: pd.Series, family: str) -> tuple:
@@ -809,9 +1278,10 @@ def _numeric(name: str, series: pd.Series, missing: np.ndarray, kind: str) -> np
         coerced = pd.to_numeric(series.astype(object), errors="coerce")
         bad = coerced.isna().to_numpy() & ~missing
         if bad.any():
-            example = series[bad].iloc[0]
+            example, row = series[bad].iloc[0], series.index[bad][0]
             raise ValueError(
-                f"column {name!r} is {kind} but holds non-numeric values (e.g. {example!r})"
+                f"column {name!r} is {kind} but holds non-numeric values (e.g. {example!r} "
+                f"in row {row!r}; {int(bad.sum())} in all)"
             )
         values = coerced.to_numpy(dtype=np.float64, na_value=np.nan)
     else:
@@ -819,15 +1289,15 @@ def _numeric(name: str, series: pd.Series, missing: np.ndarray, kind: str) -> np
             f"column {name!r} has unsupported dtype {series.dtype} for a {kind} column"
         )
     _check_finite(name, values)
-    if kind == "count":
+    if kind in ("count", "binomial"):
         observed = values[~missing]
         negative = observed[observed < 0]
         if negative.size:
-            raise ValueError(f"count column {name!r} holds negative values (e.g. {negative[0]:g})")
+            raise ValueError(f"{kind} column {name!r} holds negative values (e.g. {negative[0]:g})")
         fractional = observed[observed != np.floor(observed)]
         if fractional.size:
             raise ValueError(
-                f"count column {name!r} holds non-integer values (e.g. {fractional[0]:g})"
+                f"{kind} column {name!r} holds non-integer values (e.g. {fractional[0]:g})"
             )
     return values
 
@@ -845,6 +1315,12 @@ def _encode_column(column: Column, series: pd.Series) -> tuple[np.ndarray, np.nd
     missing = series.isna().to_numpy()
     if column.kind in _NUMERIC_KINDS:
         values = _numeric(column.name, series, missing, column.kind)
+        if column.kind == "binomial":
+            _check_range(
+                column.name, values[~missing], 0, column.size, f"binomial(size={column.size})"
+            )
+        if column.transform is not None:
+            values = _forward(column.name, values, column.transform, column.low, column.high)
         values = (values - column.loc) / column.scale
     else:
         codes = pd.Index(column.categories).get_indexer(series)
@@ -865,10 +1341,12 @@ def _decode_values(column: Column, values: np.ndarray) -> np.ndarray:
     if not np.isfinite(values).all():
         raise ValueError(f"cannot decode column {column.name!r}: it holds non-finite values")
     if column.kind == "continuous":
-        return values * column.scale + column.loc
+        return _backward(column, values * column.scale + column.loc)
     rounded = np.rint(values)
     if column.kind == "count":
         return np.clip(rounded, 0, None)
+    if column.kind == "binomial":
+        return np.clip(rounded, 0, column.size)
     return np.clip(rounded, 0, column.n_categories - 1).astype(np.int64)
 
 
@@ -882,7 +1360,7 @@ def _to_series(column: Column, values: np.ndarray) -> pd.Series:
         labels[:] = column.categories
         return pd.Series(labels[values]).astype(column.dtype)
     family = _family(_pandas_dtype(column.dtype))
-    keep = family == "float" or (column.kind == "count" and family == "int")
+    keep = family == "float" or (column.kind in ("count", "binomial") and family == "int")
     fallback = "float64" if column.kind == "continuous" else "int64"
     return pd.Series(values).astype(column.dtype if keep else fallback)
 
@@ -926,4 +1404,8 @@ def _column_to_dict(column: Column) -> dict[str, Any]:
         "loc": float(column.loc),
         "scale": float(column.scale),
         "ordered": bool(column.ordered),
+        # Only kinds that keep the support add keys: older files and schemas stay identical.
+        **({"transform": column.transform} if column.transform is not None else {}),
+        **({"low": column.low, "high": column.high} if column.low is not None else {}),
+        **({"size": column.size} if column.size is not None else {}),
     }

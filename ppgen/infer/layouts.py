@@ -132,7 +132,11 @@ class Rows(Layout):
     """A table: DataFrame, ndarray or Tensor, one observation per row."""
 
     def encode(self, model, data, *, schema, kinds, standardize, device, dtype, **options):
-        schema = schema or Schema.infer(data, kinds=kinds, standardize=standardize)
+        # The model's kinds take part in reading columns (rule 2 of ppgen.data: a model of
+        # continuous columns only reads numeric columns as continuous).
+        schema = schema or Schema.infer(
+            data, kinds=kinds, standardize=standardize, supported=model.supported_kinds
+        )
         return schema, schema.encode(data, device=device, dtype=dtype)
 
 

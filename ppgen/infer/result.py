@@ -129,7 +129,7 @@ class Fit:
             raise ValueError(
                 "pass the data: this fit was loaded from disk without its training data"
             )
-        jac = self.schema.log_abs_det_jacobian(enc.mask)
+        jac = self.schema.log_abs_det_jacobian(enc.mask, x=enc.x)
         with torch.no_grad():
             rows = [self.model.log_prob(enc.x, enc.mask, p) + jac for p in self._draws()]
         out = _numpy(torch.stack(rows))

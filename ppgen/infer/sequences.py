@@ -107,7 +107,7 @@ class SequenceFit(Fit):
     _encode = encode
 
     def _jacobian(self, enc: EncodedSequences) -> torch.Tensor:
-        jac = self.schema.log_abs_det_jacobian(enc.mask, dtype=enc.x.dtype)  # (S, T)
+        jac = self.schema.log_abs_det_jacobian(enc.mask, dtype=enc.x.dtype, x=enc.x)  # (S, T)
         return jac.sum(-1)
 
     # -- likelihood -------------------------------------------------------------------------------

@@ -545,6 +545,9 @@ class GaussianMixture(GenerativeModel):
         binary = schema.positions("binary")
         if binary:
             coords["probs"] = (comps, tuple(schema.names[j] for j in binary))
+        binomial = schema.positions("binomial")
+        if binomial:
+            coords["success"] = (comps, tuple(schema.names[j] for j in binomial))
         for j in schema.positions("categorical"):
             column = schema.columns[j]
             coords[f"probs[{column.name}]"] = (comps, tuple(column.categories))

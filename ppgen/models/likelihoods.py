@@ -18,8 +18,16 @@ count           Poisson(rates[k])                            ``rates`` Gamma(a, 
 count (negbin)  NegBinomial(mean rates[k], concentration)    ``rates``; ``concentration``
                                                              Gamma(2, 0.1)
 binary          Bernoulli(probs[k])                          ``probs`` Beta(c, c)
+binomial        Binomial(size, success[k])                   ``success`` Beta(c, c)
 categorical     Categorical(probs[name][k]) per column       ``probs[name]`` Dirichlet(c 1_C)
 ==============  ===========================================  =================================
+
+Columns that keep their support on a transformed scale -- positive (log-normal) and bounded
+(logit-normal) -- are continuous columns to the likelihoods: the Normal block models their
+standardized log or logit, and :meth:`ppgen.data.Schema.log_abs_det_jacobian` adds the
+Jacobian that makes the density one of the original values. Ordinal columns are categorical
+columns with ordered levels: within a latent class, the unrestricted Categorical is the
+saturated model of an ordered item (as in latent class analysis, e.g. poLCA).
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from ppgen.models.distributions import (
 __all__ = [
     "EMISSIONS",
     "Bernoulli",
+    "Binomial",
     "Categorical",
     "ColumnLikelihood",
     "Emission",
@@ -58,7 +67,7 @@ EMISSIONS: dict[str, tuple[str, ...]] = {
     "poisson": ("count",),
     "negbinomial": ("count",),
     "categorical": ("binary", "categorical"),
-    "mixed": ("continuous", "count", "binary", "categorical"),
+    "mixed": ("continuous", "count", "binary", "categorical", "binomial"),
 }
 
 
@@ -475,6 +484,54 @@ class Bernoulli(ColumnLikelihood):
         return self.n_states * len(self.positions)
 
 
+class Binomial(ColumnLikelihood):
+    """Bounded integers ``0..size`` (pixels 0-16, Likert items coded 0..m):
+    ``Binomial(size_j, success[k, j])``, ``success`` ~ Beta(c, c); ``size_j`` from the schema."""
+
+    kind = "binomial"
+
+    def __init__(self, schema, positions, n_states, concentration=1.5) -> None:
+        super().__init__(schema, positions, n_states)
+        self.concentration = float(concentration)
+        self.sizes = tuple(float(schema.columns[j].size) for j in self.positions)
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return ("success",)
+
+    def _size(self, like: torch.Tensor) -> torch.Tensor:
+        return like.new_tensor(self.sizes)
+
+    def priors(self, like):
+        c = like.new_full((self.n_states, len(self.positions)), self.concentration)
+        return {"success": dist.Beta(c, c).to_event(2)}
+
+    def log_prob(self, x, mask, params):
+        xs, ms = self._cols(x).unsqueeze(-2), self._cols(mask).unsqueeze(-2)
+        p = params["success"]
+        # Masked entries may hold anything: score a valid value there and drop it.
+        xs = torch.where(ms, xs, xs.new_zeros(()))
+        lp = dist.Binomial(self._size(p), probs=p, validate_args=False).log_prob(xs)
+        return torch.where(ms, lp, lp.new_zeros(())).sum(-1)
+
+    def m_step(self, x, mask, resp, params):
+        obs = self._cols(mask).to(x.dtype)
+        n_kc, s_kc = resp.mT @ obs, resp.mT @ (self._cols(x) * obs)
+        a = self.concentration - 1
+        p = (s_kc + a) / (n_kc * self._size(x) + 2 * a)
+        return {"success": p.clamp(1e-12, 1 - 1e-12)}
+
+    def sample(self, states, params):
+        p = params["success"][states]
+        return dist.Binomial(self._size(p), probs=p).sample()
+
+    def mean(self, params):
+        return params["success"] * self._size(params["success"])
+
+    def n_parameters(self) -> int:
+        return self.n_states * len(self.positions)
+
+
 class Categorical(ColumnLikelihood):
     """Categorical columns, one site ``probs[name]`` (K, C) ~ Dirichlet(c 1_C) per column."""
 
@@ -529,8 +586,9 @@ class Emission:
     n_states : int
     family : {"gaussian", "poisson", "negbinomial", "categorical", "mixed"}
         ``"mixed"`` gives continuous columns a Normal block, counts a Poisson
-        (``count_family="negbinomial"`` for over-dispersion), binary columns a Bernoulli and
-        categorical columns a Categorical; the other families require their column kinds.
+        (``count_family="negbinomial"`` for over-dispersion), binary columns a Bernoulli,
+        binomial columns a Binomial and categorical columns a Categorical; the other families
+        require their column kinds.
     covariance_type : {"full", "diag"}
         Of the continuous block.
     """
@@ -574,6 +632,8 @@ class Emission:
             self.parts.append(Bernoulli(schema, pos("binary"), n_states, concentration))
         if pos("categorical"):
             self.parts.append(Categorical(schema, pos("categorical"), n_states, concentration))
+        if pos("binomial"):
+            self.parts.append(Binomial(schema, pos("binomial"), n_states, concentration))
 
     @property
     def sites(self) -> tuple[str, ...]:
@@ -623,7 +683,8 @@ class Emission:
         return out
 
     def means(self, params: Params) -> torch.Tensor:
-        """Per-class mean of every numeric (continuous, count, binary) column, (K, p); NaN else."""
+        """Per-class mean of every numeric (continuous, count, binary, binomial) column, (K, p);
+        NaN else."""
         ref = next(iter(params.values()))
         out = ref.new_full((self.n_states, len(self.schema)), float("nan"))
         for part in self.parts:

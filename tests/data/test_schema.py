@@ -86,8 +86,9 @@ def test_round_trip_penguins(penguins: pd.DataFrame) -> None:
         "continuous",
         "continuous",
         "categorical",
-        "count",
+        "categorical",  # year 2007-2009: ordinal by rule 4 (issue 12), no longer a count
     )
+    assert schema.columns[7].label == "ordinal"
     assert schema.columns[0].categories == ("Adelie", "Chinstrap", "Gentoo")
     assert_same_frame(round_trip(schema, df), df)
 
@@ -162,7 +163,8 @@ def test_decode_rejects_non_finite_and_wrong_shape() -> None:
         (pd.Series([0, 2, 5]), "count", None),
         (pd.Series([-1, 2, 5]), "continuous", None),
         (pd.Series([0, 1, None], dtype="Int64"), "binary", (0, 1)),
-        (pd.Series([3, None, 7], dtype="Int64"), "count", None),
+        # max >= 3 min: a count by rule 3 (3 and 7 would be "away from 0": continuous).
+        (pd.Series([2, None, 7], dtype="Int64"), "count", None),
         (pd.Series([True, False]), "binary", (False, True)),
         (pd.Series([True, None], dtype="boolean"), "binary", (False, True)),
         (
@@ -319,7 +321,7 @@ def test_penguins_missing_values(penguins: pd.DataFrame) -> None:
         (pd.DataFrame({"w": [1.0, -np.inf]}), {"w": "categorical"}, "w", "infinite"),
         (pd.DataFrame({"a": [1.0, 2.0], "gone": [np.nan, None]}), None, "gone", "missing"),
         (pd.DataFrame({"a": pd.Series([], dtype=float)}), None, "a", "0 rows"),
-        (pd.DataFrame({"a": [1.0]}), {"a": "ordinal"}, "a", "unknown kind"),
+        (pd.DataFrame({"a": [1.0]}), {"a": "nominal"}, "a", "unknown kind"),
         (pd.DataFrame({"a": [1.0]}), {"nope": "count"}, "nope", "not in the table"),
         (pd.DataFrame({"n": [-1.0, 2.0]}), {"n": "count"}, "n", "negative"),
         (pd.DataFrame({"n": [1.5, 2.0]}), {"n": "count"}, "n", "non-integer"),
@@ -457,8 +459,8 @@ def test_require_lists_all_offenders(penguins: pd.DataFrame) -> None:
         schema.require("continuous", "count", model="FactorAnalysis")
     message = str(info.value)
     assert message.startswith("FactorAnalysis handles continuous and count columns only;")
-    assert "columns 'species', 'island' and 'sex' are categorical" in message
-    assert "'year'" not in message
+    # year is ordinal (categorical) by rule 4 since issue 12.
+    assert "columns 'species', 'island', 'sex' and 'year' are categorical" in message
     with pytest.raises(ValueError, match="unknown kind"):
         schema.require("real", model="X")
 
@@ -474,7 +476,7 @@ def test_counts_and_positions() -> None:
     )
     assert schema.positions("binary") == (4, 5)
     assert schema.n_categories == (0, 0, 0, 0, 2, 2, 3, 3, 3, 2)
-    assert set(schema.kinds) == set(KINDS)
+    assert set(schema.kinds) == set(KINDS) - {"binomial"}  # binomial is only declared
 
 
 # -- arrays and tensors -------------------------------------------------------------
