@@ -56,7 +56,7 @@ from torch.distributions import biject_to
 
 from ppgen._utils import progress_bar, seeded
 from ppgen.evaluate import estimate
-from ppgen.evaluate.estimate import Estimate, frozen
+from ppgen.evaluate.estimate import Estimate, frozen, jacobian
 from ppgen.infer import hmc
 from ppgen.models.weights import sum_site_rows
 
@@ -643,7 +643,7 @@ class _Run:
     def _result(self, log_w, x, mask, acceptance, step, T, reverse) -> AISResult:
         C = log_w.shape[0]
         lw = log_w.double()
-        jac = self.fit.schema.log_abs_det_jacobian(mask, dtype=torch.float64).to(lw.device)
+        jac = torch.from_numpy(jacobian(self.fit, x, mask)).to(lw.device)
         lse = lw.logsumexp(0) - math.log(C)
         # Reverse weights estimate 1 / p(x): minus the log of their mean bounds log p(x) above.
         per_row = ((-lse if reverse else lse) + jac).cpu().numpy()

@@ -78,7 +78,7 @@ def elbo(
         return _exact(fit, enc)
     per_row, k = log_w.mean(0), log_w.shape[0]
     mc_var = log_w.var(0, ddof=1) / k if k > 1 else np.full(log_w.shape[1], math.nan)
-    return make_estimate(per_row + jacobian(fit, enc.mask), mc_var, _note(fit, log_w))
+    return make_estimate(per_row + jacobian(fit, enc.x, enc.mask), mc_var, _note(fit, log_w))
 
 
 def iwae(
@@ -128,7 +128,9 @@ def iwae(
         mc_var = rel.var(0, ddof=1) / kk
     else:
         mc_var = np.full(log_w.shape[1], math.nan)
-    return make_estimate(iwae_rows(log_w) + jacobian(fit, enc.mask), mc_var, _note(fit, log_w))
+    return make_estimate(
+        iwae_rows(log_w) + jacobian(fit, enc.x, enc.mask), mc_var, _note(fit, log_w)
+    )
 
 
 # -- internals ------------------------------------------------------------------------------------

@@ -120,10 +120,11 @@ def encode_rows(fit: Any, data: Any) -> Encoded:
     return fit.encode(data)
 
 
-def jacobian(fit: Any, mask: torch.Tensor) -> np.ndarray:
-    """The standardization's log-Jacobian of each row (float64): add it to an encoded-scale
-    log density to get the density on the data's original scale."""
-    return fit.schema.log_abs_det_jacobian(mask, dtype=torch.float64).cpu().numpy()
+def jacobian(fit: Any, x: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """The encoding's log-Jacobian of each row (float64; standardization, and the log or logit
+    of positive and bounded columns, which depends on ``x``): add it to an encoded-scale log
+    density to get the density on the data's original scale."""
+    return fit.schema.log_abs_det_jacobian(mask, dtype=torch.float64, x=x).cpu().numpy()
 
 
 def exact_per_row(fit: Any, x: torch.Tensor, mask: torch.Tensor) -> np.ndarray | None:
@@ -134,7 +135,7 @@ def exact_per_row(fit: Any, x: torch.Tensor, mask: torch.Tensor) -> np.ndarray |
             lp = fit.model.log_prob(x, mask, dict(fit.params))
     except NotImplementedError:
         return None
-    return lp.double().cpu().numpy() + jacobian(fit, mask)
+    return lp.double().cpu().numpy() + jacobian(fit, x, mask)
 
 
 def equal_weights(log_w: np.ndarray, dtype: torch.dtype) -> bool:

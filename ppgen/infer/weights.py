@@ -110,4 +110,4 @@ def iwae_data_rows(
             f"{type(fit.model).__name__} has no continuous local latents to weigh: its "
             "likelihood is exact (use fit.log_prob)"
         )
-    return iwae_rows(log_w) + fit.schema.log_abs_det_jacobian(enc.mask).cpu().numpy()
+    return iwae_rows(log_w) + fit.schema.log_abs_det_jacobian(enc.mask, x=enc.x).cpu().numpy()

@@ -178,3 +178,15 @@ def test_layers_and_no_private_imports_across_evaluate_modules():
                 private = [n for n in names if n.startswith("_")]
                 assert not private, (path, module, private)
         assert "_encode(" not in path.read_text(), path
+
+
+def test_bounds_and_ais_include_the_jacobian_of_positive_columns() -> None:
+    # A log-normal column's Jacobian depends on its values: the bounds must pass them on.
+    faithful = ppgen.datasets.load("faithful")
+    fit = ppgen.fit(ppgen.PPCA(1), faithful, kinds={"waiting": "positive"})
+    exact = fit.log_prob(faithful)
+    np.testing.assert_allclose(ppgen.evaluate.elbo(fit, faithful).per_row, exact, atol=1e-8)
+    np.testing.assert_allclose(ppgen.evaluate.iwae(fit, faithful, k=5).per_row, exact, atol=1e-8)
+    rows = faithful[:20]
+    ais = ppgen.evaluate.ais(fit, rows, n_steps=300, seed=0)
+    assert abs(np.mean(ais.per_row - fit.log_prob(rows))) < 0.1
