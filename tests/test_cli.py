@@ -68,6 +68,8 @@ def test_fit_reports_the_library_score(faithful_csv, fitted):
     assert _number(rf"^AIC\s+{NUMBER}", out) == pytest.approx(fit.aic(df), abs=1e-3)
     assert re.search(r"^data\s+.*272 rows, 2 columns \(eruptions, waiting\)", out, re.MULTILINE)
     assert re.search(r"^weights\[0\]\s+0\.\d+", out, re.MULTILINE)  # the summary table
+    assert out.startswith("Schema (2 columns)")  # what was inferred, before the numbers
+    assert re.search(r"^waiting\s+continuous\s+43 to 96", out, re.MULTILINE)
 
 
 def test_score_matches_in_process_fit(faithful_csv, fitted, tmp_path):
@@ -237,3 +239,5 @@ def test_evaluate_prints_bounds_next_to_the_exact_likelihood(method, tmp_path, c
     assert estimate == pytest.approx(exact, abs=1e-4 if method != "ais" else 0.1)
     bits = _number(rf"^exact(?:\s+\S+){{3}}\s+{NUMBER}", out)
     assert bits == pytest.approx(-exact / (13 * np.log(2)), abs=1e-3)
+    if method != "ais":  # the bounds' zero Monte-Carlo error is explained
+        assert "note: exact: the guide is the model's exact posterior" in out

@@ -90,3 +90,24 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
     assert "--covariance-type applies to --model gmm only" in capsys.readouterr().err
     assert _run(empty, "-m", "0", "-o", "o.csv") == 2
     assert "positive integer" in capsys.readouterr().err
+
+
+def test_imputations_keep_the_support_and_print_the_schema(data_csv, tmp_path, capsys):
+    # airquality's Ozone and Solar.R are never negative: the default (--support truncate)
+    # keeps every imputation >= 0; --support none gives the model's draws, some negative.
+    data = pd.read_csv(data_csv)
+    kinds = ["--kind", "Month=continuous", "--kind", "Day=continuous"]
+    negatives = {}
+    for support in ("truncate", "none"):
+        out = tmp_path / f"{support}.csv"
+        args = ["-m", 5, "--method", "em", "--support", support, *kinds, "-o", out]
+        assert _run(data_csv, "--model", "gmm", "--n-components", 1, *args) == 0
+        report = capsys.readouterr().out
+        assert report.startswith("Schema (6 columns)")
+        assert "Ozone" in report.splitlines()[2]  # one row per column, the first is Ozone
+        long = pd.read_csv(out)
+        imputed = long[long[".imp"] > 0]
+        negatives[support] = int((imputed[["Ozone", "Solar.R"]] < 0).to_numpy().sum())
+    assert negatives["truncate"] == 0
+    assert negatives["none"] > 0
+    assert data["Ozone"].min() >= 0

@@ -204,6 +204,16 @@ def nats(value: float) -> str:
     return f"{value:.8f}"
 
 
+def print_support_warnings(fit: Fit, frame: pd.DataFrame) -> None:
+    """Suggest a kind that keeps the support where the fitted model puts more than 1% of its
+    mass outside a column's observed support (negative draws of a positive measurement)."""
+    if is_sequential(fit):  # samples are sequences; the rule is about rows
+        return
+    samples = fit.sample(4000, seed=0)
+    for line in fit.schema.support_warnings(samples, frame[list(fit.schema.names)]):
+        print(f"note: {line}")
+
+
 def print_summary(fit: Fit) -> None:
     """The first rows of ``fit.summary()``, for models with global parameters."""
     if fit.kind == "networks":  # a deep model's parameters are network weights

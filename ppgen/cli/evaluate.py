@@ -112,4 +112,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.model}: {fit.model.label()} by {fit.method}; {args.data}: {len(frame)} rows")
     header = ("estimator", "nats/row", "se", "mc se", "bits/dim")
     print(format_table(rows, header=header))
+    if estimate.exact and estimate.note:
+        print(f"note: {estimate.note}")
     return 0

@@ -19,6 +19,7 @@ from ppgen.cli._common import (
     parse_kinds,
     positive_int,
     print_summary,
+    print_support_warnings,
     progress,
     read_csv,
 )
@@ -170,8 +171,10 @@ def run(args: argparse.Namespace) -> int:
     )
     elapsed = time.perf_counter() - start
     fit.save(args.output)
+    print(fit.schema.format(frame[list(fit.schema.names)]) + "\n")
     print(format_table(_report(args, fit, frame, method, elapsed)))
     print_summary(fit)
+    print_support_warnings(fit, frame)
     return 0
 
 

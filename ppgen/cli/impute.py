@@ -86,6 +86,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="long (default): one file with .imp and .id columns, .imp 0 the data as read; "
         "wide: m files OUTPUT_1.csv ... OUTPUT_m.csv",
     )
+    parser.add_argument(
+        "--support",
+        choices=("truncate", "pmm", "none"),
+        default="truncate",
+        help="truncate (default): a column observed >= 0 (or with declared bounds) gets draws "
+        "from its conditional truncated to that support; pmm: predictive mean matching to "
+        "observed donors; none: the model's draws as they are",
+    )
     add_kind(parser, "override a column's inferred kind, e.g. Month=continuous (repeatable)")
     add_quiet(parser)
     parser.add_argument(
@@ -115,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         method=args.method,
         kinds=kinds or None,
+        support=None if args.support == "none" else args.support,
         fit_options={"progress": progress(args.quiet)},
         **options,
     )
@@ -149,5 +158,6 @@ def run(args: argparse.Namespace) -> int:
     rows += [("written", path) for path in written[:3]]
     if len(written) > 3:
         rows.append(("", f"... {written[-1]} ({len(written)} files)"))
+    print(imputer.fit_.schema.format(frame[list(imputer.fit_.schema.names)]) + "\n")
     print(format_table(rows))
     return 0
