@@ -27,6 +27,9 @@ __all__ = ["GaussianMixture"]
 #: rows is empty: its weight is floored there and its other parameters are kept.
 _EMPTY = 1e-10
 
+#: Starts are screened on at most this many rows (see GaussianMixture.init_params).
+SCREEN_ROWS = 5_000
+
 
 def _check_estimator(prior: str | None, reg_covar: float, n_init: int, init_steps: int) -> None:
     """The shared estimator options of the mixture and sequence models (ValueError naming one)."""
@@ -583,17 +586,24 @@ class GaussianMixture(GenerativeModel):
 
         Maximum likelihood (``prior=None``): the best of ``n_init`` starts
         (:meth:`init_candidates`) after ``init_steps`` EM iterations each, by log-likelihood;
-        starts that fail (non-finite) are dropped. Posterior mode (``prior="default"``): one
-        k-means start, as :meth:`init_candidates` with ``n=1``.
+        starts that fail (non-finite) are dropped. On more than :data:`SCREEN_ROWS` rows the
+        starts are screened on a random subsample of that many (the EM driver then finishes
+        the best on all rows), so screening costs no more than a few full iterations.
+        Posterior mode (``prior="default"``), or a model without closed-form EM: one k-means
+        start, :meth:`init_candidates` with ``n=1``.
         """
-        if not self.ml or self.n_init <= 1:
+        if not self.ml or self.n_init <= 1 or not self.emission.has_m_step:
             return self.init_candidates(x, mask, generator, 1)[0]
         best, best_value = None, -math.inf
+        xs, ms = x, mask
+        if x.shape[0] > SCREEN_ROWS:
+            rows = torch.randperm(x.shape[0], generator=generator)[:SCREEN_ROWS].to(x.device)
+            xs, ms = x[rows], mask[rows]
         with torch.no_grad():
             for params in self.init_candidates(x, mask, generator, self.n_init):
                 value = -math.inf
                 for _ in range(self.init_steps):
-                    new, objective = self.em_step(x, mask, params)
+                    new, objective = self.em_step(xs, ms, params)
                     value = float(objective)
                     if not math.isfinite(value):
                         break
