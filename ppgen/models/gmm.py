@@ -29,6 +29,8 @@ _EMPTY = 1e-10
 
 #: Starts are screened on at most this many rows (see GaussianMixture.init_params).
 SCREEN_ROWS = 5_000
+#: A start whose relative gain per iteration falls below this has converged while screened.
+_SCREEN_TOL = 1e-8
 
 
 def _check_estimator(prior: str | None, reg_covar: float, n_init: int, init_steps: int) -> None:
@@ -160,7 +162,8 @@ class GaussianMixture(GenerativeModel):
     n_init : int
         Number of k-means++ starts :meth:`init_params` screens (maximum likelihood only).
     init_steps : int
-        EM iterations run from each start before the best is kept.
+        Most EM iterations run from each start (fewer once it converges) before the best is
+        kept.
 
     References
     ----------
@@ -186,7 +189,7 @@ class GaussianMixture(GenerativeModel):
         prior: str | None = None,
         reg_covar: float = 1e-6,
         n_init: int = 10,
-        init_steps: int = 20,
+        init_steps: int = 100,
     ) -> None:
         super().__init__()
         if int(n_components) < 1:
@@ -585,7 +588,8 @@ class GaussianMixture(GenerativeModel):
         """Starting values of the global sites.
 
         Maximum likelihood (``prior=None``): the best of ``n_init`` starts
-        (:meth:`init_candidates`) after ``init_steps`` EM iterations each, by log-likelihood;
+        (:meth:`init_candidates`) after at most ``init_steps`` EM iterations each (a start stops
+        earlier once its relative gain per iteration is below 1e-8), by log-likelihood;
         starts that fail (non-finite) are dropped. On more than :data:`SCREEN_ROWS` rows the
         starts are screened on a random subsample of that many (the EM driver then finishes
         the best on all rows), so screening costs no more than a few full iterations.
@@ -604,10 +608,12 @@ class GaussianMixture(GenerativeModel):
                 value = -math.inf
                 for _ in range(self.init_steps):
                     new, objective = self.em_step(xs, ms, params)
-                    value = float(objective)
+                    gain, value = float(objective) - value, float(objective)
                     if not math.isfinite(value):
                         break
                     params = new
+                    if gain <= _SCREEN_TOL * abs(value):  # this start has converged
+                        break
                 if math.isfinite(value) and value > best_value:
                     best, best_value = params, value
         if best is None:  # every start failed: the first one, unrefined

@@ -138,7 +138,7 @@ def sklearn_gmm(x: np.ndarray, K: int, covariance_type: str) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gm = GaussianMixture(
-            K, covariance_type=covariance_type, n_init=10, tol=1e-8, max_iter=3000, random_state=0
+            K, covariance_type=covariance_type, n_init=10, tol=1e-6, max_iter=3000, random_state=0
         ).fit(x)
     return float(gm.score(x) * len(x))
 
@@ -201,7 +201,7 @@ def hmmlearn_best(sequences: list[pd.DataFrame], K: int, family: str, **options:
             model = hmm.PoissonHMM(K, **options)
         else:
             model = hmm.CategoricalHMM(K, **options)
-        model.set_params(random_state=seed, n_iter=2000, tol=1e-9)
+        model.set_params(random_state=seed, n_iter=1000, tol=1e-6)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model.fit(X.astype(int) if family != "gaussian" else X, lengths)
