@@ -19,7 +19,7 @@ from ppgen.models.distributions import (
     WishartPrecision,
     condition_on_precision,
 )
-from ppgen.models.likelihoods import EMISSIONS, Emission, gaussian_m_step
+from ppgen.models.likelihoods import EMISSIONS, Emission, check_estimator, gaussian_m_step
 
 __all__ = ["GaussianMixture"]
 
@@ -34,11 +34,8 @@ _SCREEN_TOL = 1e-8
 
 
 def _check_estimator(prior: str | None, reg_covar: float, n_init: int, init_steps: int) -> None:
-    """The shared estimator options of the mixture and sequence models (ValueError naming one)."""
-    if prior not in (None, "default"):
-        raise ValueError(f"prior must be None (maximum likelihood) or 'default', got {prior!r}")
-    if not reg_covar >= 0:
-        raise ValueError(f"reg_covar must be non-negative, got {reg_covar!r}")
+    """The estimator options of the mixture (ValueError naming one)."""
+    check_estimator(prior, reg_covar)
     if int(n_init) != n_init or int(n_init) < 1:
         raise ValueError(f"n_init must be a positive integer, got {n_init!r}")
     if int(init_steps) != init_steps or int(init_steps) < 0:

@@ -13,7 +13,7 @@ from pyro.ops.indexing import Vindex
 
 from ppgen.data.schema import Schema
 from ppgen.models.base import GenerativeModel, Params
-from ppgen.models.likelihoods import EMISSIONS, Emission
+from ppgen.models.likelihoods import EMISSIONS, Emission, check_estimator
 
 __all__ = ["HMM", "stationary_distribution"]
 
@@ -171,10 +171,7 @@ class HMM(GenerativeModel):
         reg_covar: float = 1e-6,
     ) -> None:
         super().__init__()
-        if prior not in (None, "default"):
-            raise ValueError(f"prior must be None (maximum likelihood) or 'default', got {prior!r}")
-        if not reg_covar >= 0:
-            raise ValueError(f"reg_covar must be non-negative, got {reg_covar!r}")
+        check_estimator(prior, reg_covar)
         self.prior = prior
         self.reg_covar = float(reg_covar)
         if int(n_states) != n_states or int(n_states) < 1:

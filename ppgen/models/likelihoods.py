@@ -46,6 +46,7 @@ __all__ = [
     "NegativeBinomial",
     "Normal",
     "Poisson",
+    "check_estimator",
     "condition_on_precision",
     "gaussian_m_step",
 ]
@@ -60,6 +61,15 @@ EMISSIONS: dict[str, tuple[str, ...]] = {
     "categorical": ("binary", "categorical"),
     "mixed": ("continuous", "count", "binary", "categorical"),
 }
+
+
+def check_estimator(prior: str | None, reg_covar: float = 0.0) -> None:
+    """The estimator options shared by the models with closed-form EM (ValueError naming
+    the option): ``prior`` None (maximum likelihood) or "default", ``reg_covar`` >= 0."""
+    if prior not in (None, "default"):
+        raise ValueError(f"prior must be None (maximum likelihood) or 'default', got {prior!r}")
+    if not reg_covar >= 0:
+        raise ValueError(f"reg_covar must be non-negative, got {reg_covar!r}")
 
 
 def gaussian_m_step(

@@ -14,6 +14,7 @@ from torch.distributions import constraints
 from ppgen.data.schema import Schema
 from ppgen.models.base import GenerativeModel, Params
 from ppgen.models.distributions import MaskedMultivariateNormal
+from ppgen.models.likelihoods import check_estimator
 
 __all__ = ["PPCA"]
 
@@ -93,8 +94,7 @@ class PPCA(GenerativeModel):
         standardize: bool = False,
     ) -> None:
         super().__init__()
-        if prior not in (None, "default"):
-            raise ValueError(f"prior must be None (maximum likelihood) or 'default', got {prior!r}")
+        check_estimator(prior)
         self.prior = prior
         self.standardize = bool(standardize)
         #: The data's root mean column variance: the unit of the priors (see the class doc).
