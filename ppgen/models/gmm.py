@@ -614,8 +614,32 @@ class GaussianMixture(GenerativeModel):
                 if math.isfinite(value) and value > best_value:
                     best, best_value = params, value
         if best is None:  # every start failed: the first one, unrefined
-            best = self.init_candidates(x, mask, generator, 1)[0]
-        return best
+            return self.init_candidates(x, mask, generator, 1)[0]
+        return self._proper(x, mask, best)
+
+    def _proper(self, x: torch.Tensor, mask: torch.Tensor, params: Params) -> Params:
+        """The Gaussian block of ``params`` re-estimated from its memberships by the prior's
+        M-step: the same basin of attraction, but covariances at least ``covariance_prior /
+        (n_k + 1)``. A screened maximum-likelihood start may hold a component on a few
+        collinear rows (precision ~ 1 / reg_covar), from which L-BFGS (``method="map"``)
+        would step out of the precisions' support; EM (``prior=None``) simply returns to the
+        likelihood's optimum."""
+        if not self.continuous:
+            return params
+        with torch.no_grad():
+            log_resp = self.component_log_prob(x, mask, params)
+            resp = log_resp.softmax(-1)
+            mc = self._cont(mask)
+            block = gaussian_m_step(
+                self._cont(x),
+                mc,
+                resp,
+                None,
+                covariance_type=self.covariance_type,
+                loc_scale=self.loc_scale,
+                covariance_prior=self.covariance_prior,
+            )
+        return {**params, **block}
 
     def init_candidates(
         self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator, n: int
