@@ -467,7 +467,9 @@ class GaussianMixture(GenerativeModel):
         params: Params | None = None,
         conditional: GaussianConditional | None = None,
     ) -> Params:
-        """Maximize the expected log joint given memberships ``resp`` (n, K).
+        """Maximize the expected log joint given memberships ``resp`` (n, K): the expected
+        log-likelihood under maximum likelihood (``prior=None``: no prior terms, the
+        ``reg_covar`` ridge, floored weights, components that lost every row kept).
 
         One conditional-maximization cycle (ECM): weights, then means given the current
         precisions (when ``params`` is given; else the weighted averages), then precisions;
