@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: Fewest steps a sequence may have.
-MIN_LENGTH = 2
+MIN_LENGTH = 1
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import pyro
@@ -18,9 +19,27 @@ from ppgen.models.distributions import (
     WishartPrecision,
     condition_on_precision,
 )
-from ppgen.models.likelihoods import EMISSIONS, Emission, gaussian_m_step
+from ppgen.models.likelihoods import EMISSIONS, Emission, check_estimator, gaussian_m_step
 
 __all__ = ["GaussianMixture"]
+
+#: Under maximum likelihood, a component whose expected count is at most this fraction of the
+#: rows is empty: its weight is floored there and its other parameters are kept.
+_EMPTY = 1e-10
+
+#: Starts are screened on at most this many rows (see GaussianMixture.init_params).
+SCREEN_ROWS = 5_000
+#: A start whose relative gain per iteration falls below this has converged while screened.
+_SCREEN_TOL = 1e-8
+
+
+def _check_estimator(prior: str | None, reg_covar: float, n_init: int, init_steps: int) -> None:
+    """The estimator options of the mixture (ValueError naming one)."""
+    check_estimator(prior, reg_covar)
+    if int(n_init) != n_init or int(n_init) < 1:
+        raise ValueError(f"n_init must be a positive integer, got {n_init!r}")
+    if int(init_steps) != init_steps or int(init_steps) < 0:
+        raise ValueError(f"init_steps must be a non-negative integer, got {init_steps!r}")
 
 
 class _MixedRow(dist.TorchDistribution):
@@ -94,10 +113,24 @@ class GaussianMixture(GenerativeModel):
     own; the other kinds reuse :class:`~ppgen.models.likelihoods.Emission` (without its
     continuous part) for priors, log-likelihoods, closed-form M-steps and draws.
 
+    *Estimator.* With ``prior=None`` (the default) the closed-form EM (``method="em"``) gives the
+    **maximum-likelihood** estimate, as scikit-learn's ``GaussianMixture`` and mclust do: no
+    prior term in any M-step; covariances get scikit-learn's ridge ``reg_covar`` (1e-6, in the
+    data's units of variance: ``reg_covar / scale_j^2`` on column j's standardized scale) on the
+    diagonal so that a component on duplicated rows stays non-singular; a component that loses
+    every row keeps its parameters with a floored weight. Its objective (:meth:`log_joint`) is
+    the log-likelihood. Starts: :meth:`init_params` draws ``n_init`` k-means++ starts
+    (:meth:`init_candidates`), runs ``init_steps`` EM iterations from each and returns the best.
+    With ``prior="default"`` EM gives the posterior mode under the priors above, from one
+    k-means start (the estimator of earlier versions). The Pyro programs (``method="map"``,
+    ``"svi"``, ``"nuts"``) always carry the priors.
+
     The priors are weak and stated on the encoded scale (continuous columns standardized, counts
-    as counts, labels as codes). The Wishart/Gamma prior keeps every MAP covariance at least
-    ``covariance_prior / (n_k + 1)`` per column, so MAP never collapses a component onto a
-    single point; its pull on the log-likelihood is second order in 1/n_k. The Beta/Dirichlet
+    as counts, labels as codes), so they do not depend on the data's units. The Wishart/Gamma
+    prior keeps every MAP covariance at least ``covariance_prior / (n_k + 1)`` per column (in
+    units of the column's variance), so MAP never collapses a component onto a single point;
+    its pull on the log-likelihood vanishes as n_k grows but is not negligible for a component
+    that is narrow compared with the whole column (well-separated clusters). The Beta/Dirichlet
     concentration 1.5 keeps MAP probabilities off 0 and 1. Missing entries are dropped from each
     row's likelihood (exact marginal of the observed ones).
 
@@ -118,6 +151,16 @@ class GaussianMixture(GenerativeModel):
         M-step, so fit it with ``method="map"``.
     concentration : float
         Beta/Dirichlet concentration of binary and categorical probabilities.
+    prior : {None, "default"}
+        What closed-form EM maximizes: the likelihood (None) or the posterior under the priors
+        above ("default").
+    reg_covar : float
+        Ridge added to the diagonal of maximum-likelihood covariances, in the data's units.
+    n_init : int
+        Number of k-means++ starts :meth:`init_params` screens (maximum likelihood only).
+    init_steps : int
+        Most EM iterations run from each start (fewer once it converges) before the best is
+        kept.
 
     References
     ----------
@@ -141,6 +184,10 @@ class GaussianMixture(GenerativeModel):
         covariance_prior: float = 0.1,
         count_family: str = "poisson",
         concentration: float = 1.5,
+        prior: str | None = None,
+        reg_covar: float = 1e-6,
+        n_init: int = 10,
+        init_steps: int = 100,
     ) -> None:
         super().__init__()
         if int(n_components) < 1:
@@ -159,6 +206,11 @@ class GaussianMixture(GenerativeModel):
         ):
             if not value > 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
+        _check_estimator(prior, reg_covar, n_init, init_steps)
+        self.prior = prior
+        self.reg_covar = float(reg_covar)
+        self.n_init = int(n_init)
+        self.init_steps = int(init_steps)
         self.n_components = int(n_components)
         self.covariance_type = covariance_type
         self.weight_concentration = float(weight_concentration)
@@ -176,7 +228,16 @@ class GaussianMixture(GenerativeModel):
             "covariance_prior": self.covariance_prior,
             "count_family": self.count_family,
             "concentration": self.concentration,
+            "prior": self.prior,
+            "reg_covar": self.reg_covar,
+            "n_init": self.n_init,
+            "init_steps": self.init_steps,
         }
+
+    @property
+    def ml(self) -> bool:
+        """Whether closed-form EM gives maximum likelihood (``prior=None``)."""
+        return self.prior is None
 
     def build(self, schema: Schema) -> GaussianMixture:
         super().build(schema)
@@ -190,6 +251,8 @@ class GaussianMixture(GenerativeModel):
             self.covariance_type,
             count_family=self.count_family,
             concentration=self.concentration,
+            ml=self.ml,
+            reg_covar=self.reg_covar,
         )
         # The continuous block is handled below (the classical GMM); Emission keeps the others.
         emission.parts = [part for part in emission.parts if part.kind != "continuous"]
@@ -385,11 +448,16 @@ class GaussianMixture(GenerativeModel):
         return out
 
     def log_prior(self, params: Params) -> torch.Tensor:
+        """Log density of the prior that EM's estimate maximizes: 0 (flat) for maximum
+        likelihood (``prior=None``), else the priors of :meth:`priors`."""
+        if self.ml:
+            return params["weights"].new_zeros(())
         priors = self.priors(params["weights"])
         return sum(priors[name].log_prob(params[name]).sum() for name in self.global_sites)
 
     def log_joint(self, x: torch.Tensor, mask: torch.Tensor | None, params: Params) -> torch.Tensor:
-        """log p(x, params) with assignments summed out: the MAP objective."""
+        """EM's objective: log p(x | params) + :meth:`log_prior` with the assignments summed
+        out, the log-likelihood under maximum likelihood and log p(x, params) under the prior."""
         return self.log_prob(x, mask, params).sum() + self.log_prior(params)
 
     def m_step(
@@ -400,7 +468,9 @@ class GaussianMixture(GenerativeModel):
         params: Params | None = None,
         conditional: GaussianConditional | None = None,
     ) -> Params:
-        """Maximize the expected log joint given memberships ``resp`` (n, K).
+        """Maximize the expected log joint given memberships ``resp`` (n, K): the expected
+        log-likelihood under maximum likelihood (``prior=None``: no prior terms, the
+        ``reg_covar`` ridge, floored weights, components that lost every row kept).
 
         One conditional-maximization cycle (ECM): weights, then means given the current
         precisions (when ``params`` is given; else the weighted averages), then precisions;
@@ -419,17 +489,32 @@ class GaussianMixture(GenerativeModel):
                 "GaussianMixture(count_family='negbinomial') has no closed-form M-step "
                 "(negative binomial dispersion); use method='map'"
             )
-        alpha = self.weight_concentration
         n_k = resp.sum(0)
-        weights = (n_k + alpha - 1).clamp_min(0)
-        weights = weights / weights.sum()
-        out = {"weights": weights}
+        out = {"weights": self._weights(n_k)}
         if self.continuous:
             mc = None if mask is None else self._cont(mask)
             out.update(self._gaussian_m_step(self._cont(x), mc, resp, params, conditional))
         if self.emission.parts:
             out.update(self.emission.m_step(x, self._full_mask(x, mask), resp, params))
+        if self.ml and params is not None:
+            # A component that lost every row keeps its parameters (its weight is floored): the
+            # M-step has nothing to estimate them from.
+            empty = n_k <= _EMPTY * x.shape[0]
+            if bool(empty.any()):
+                for name, value in out.items():
+                    if name != "weights" and name in params:
+                        keep = empty.reshape((-1,) + (1,) * (value.dim() - 1))
+                        out[name] = torch.where(keep, params[name], value)
         return out
+
+    def _weights(self, n_k: torch.Tensor) -> torch.Tensor:
+        """Mixing weights from expected counts: proportions floored at a tiny positive value
+        (maximum likelihood), or the Dirichlet posterior mode."""
+        if self.ml:
+            floored = n_k.clamp_min(_EMPTY * n_k.sum())
+            return floored / floored.sum()
+        weights = (n_k + self.weight_concentration - 1).clamp_min(0)
+        return weights / weights.sum()
 
     def em_step(
         self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
@@ -466,7 +551,15 @@ class GaussianMixture(GenerativeModel):
             loc_scale=self.loc_scale,
             covariance_prior=self.covariance_prior,
             conditional=conditional,
+            ridge=self._ridge(x),
         )
+
+    def _ridge(self, like: torch.Tensor) -> torch.Tensor | None:
+        """``reg_covar`` on the encoded scale, (d,), under maximum likelihood; else None."""
+        if not self.ml:
+            return None
+        cols = [self.schema.columns[j] for j in self.continuous]
+        return self.reg_covar / like.new_tensor([c.scale for c in cols]) ** 2
 
     def _kmeans_features(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Rows as k-means sees them: zero-filled encoded values for a continuous table; else
@@ -492,21 +585,102 @@ class GaussianMixture(GenerativeModel):
     def init_params(
         self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator
     ) -> Params:
-        """k-means++ seeding and Lloyd iterations on the zero-filled data (continuous columns,
-        with counts on the log scale and categories one-hot for a mixed table), then one
-        M-step (partially observed rows of a full covariance conditioned on the diagonal fit)."""
+        """Starting values of the global sites.
+
+        Maximum likelihood (``prior=None``): the best of ``n_init`` starts
+        (:meth:`init_candidates`) after at most ``init_steps`` EM iterations each (a start stops
+        earlier once its relative gain per iteration is below 1e-8), by log-likelihood;
+        starts that fail (non-finite) are dropped. On more than :data:`SCREEN_ROWS` rows the
+        starts are screened on a random subsample of that many (the EM driver then finishes
+        the best on all rows), so screening costs no more than a few full iterations.
+        Posterior mode (``prior="default"``), or a model without closed-form EM: one k-means
+        start, :meth:`init_candidates` with ``n=1``.
+        """
+        if not self.ml or self.n_init <= 1 or not self.emission.has_m_step:
+            return self.init_candidates(x, mask, generator, 1)[0]
+        best, best_value = None, -math.inf
+        xs, ms = x, mask
+        if x.shape[0] > SCREEN_ROWS:
+            rows = torch.randperm(x.shape[0], generator=generator)[:SCREEN_ROWS].to(x.device)
+            xs, ms = x[rows], mask[rows]
+        with torch.no_grad():
+            for params in self.init_candidates(x, mask, generator, self.n_init):
+                value = -math.inf
+                for _ in range(self.init_steps):
+                    new, objective = self.em_step(xs, ms, params)
+                    gain, value = float(objective) - value, float(objective)
+                    if not math.isfinite(value):
+                        break
+                    params = new
+                    if gain <= _SCREEN_TOL * abs(value):  # this start has converged
+                        break
+                if math.isfinite(value) and value > best_value:
+                    best, best_value = params, value
+        if best is None:  # every start failed: the first one, unrefined
+            return self.init_candidates(x, mask, generator, 1)[0]
+        return self._proper(x, mask, best)
+
+    def _proper(self, x: torch.Tensor, mask: torch.Tensor, params: Params) -> Params:
+        """The Gaussian block of ``params`` re-estimated from its memberships by the prior's
+        M-step: the same basin of attraction, but covariances at least ``covariance_prior /
+        (n_k + 1)``. A screened maximum-likelihood start may hold a component on a few
+        collinear rows (precision ~ 1 / reg_covar), from which L-BFGS (``method="map"``)
+        would step out of the precisions' support; EM (``prior=None``) simply returns to the
+        likelihood's optimum."""
+        if not self.continuous:
+            return params
+        with torch.no_grad():
+            log_resp = self.component_log_prob(x, mask, params)
+            resp = log_resp.softmax(-1)
+            mc = self._cont(mask)
+            block = gaussian_m_step(
+                self._cont(x),
+                mc,
+                resp,
+                None,
+                covariance_type=self.covariance_type,
+                loc_scale=self.loc_scale,
+                covariance_prior=self.covariance_prior,
+            )
+        return {**params, **block}
+
+    def init_candidates(
+        self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator, n: int
+    ) -> list[Params]:
+        """``n`` starting points, each from k-means++ seeding and Lloyd iterations on the
+        zero-filled data (continuous columns, with counts on the log scale and categories
+        one-hot for a mixed table) followed by one M-step (partially observed rows of a full
+        covariance conditioned on the diagonal fit). Clusters k-means leaves empty (more
+        components than distinct rows) get a random row and the whole data's spread, with a
+        floored weight, so that every start is finite."""
         from ppgen.models._kmeans import kmeans
 
-        labels = kmeans(self._kmeans_features(x, mask), self.n_components, generator=generator)
-        resp = torch.nn.functional.one_hot(labels, self.n_components).to(x.dtype)
+        feats = self._kmeans_features(x, mask)
+        return [self._start(x, mask, kmeans(feats, self.n_components, generator=generator),
+                            generator) for _ in range(int(n))]  # fmt: skip
+
+    def _start(
+        self, x: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+    ) -> Params:
+        """One M-step from hard k-means ``labels``; empty clusters re-seeded (see
+        :meth:`init_candidates`)."""
+        K = self.n_components
+        resp = torch.nn.functional.one_hot(labels, K).to(x.dtype)
         params: Params = {}
+        n_k = resp.sum(0)
+        empty = n_k == 0
+        if self.ml and bool(empty.any()):
+            # Soft memberships: every row counts a little in every cluster, so an emptied one
+            # starts at (nearly) the whole data's mean and spread, centred on a random row.
+            picks = torch.randint(x.shape[0], (int(empty.sum()),), generator=generator)
+            resp = resp.clone()
+            resp[picks.to(x.device), empty.nonzero().squeeze(-1)] = 1.0
+            resp = 0.99 * resp + 0.01 / K
         if self.continuous:
             params.update(self._gaussian_m_step(self._cont(x), self._cont(mask), resp, None))
         if self.emission.parts:
             params.update(self.emission.init_step(x, mask, resp))
-        n_k = resp.sum(0)
-        weights = (n_k + self.weight_concentration - 1).clamp_min(0)
-        return {"weights": weights / weights.sum(), **params}
+        return {"weights": self._weights(resp.sum(0)), **params}
 
     def sample(self, n: int, params: Params) -> torch.Tensor:
         k = dist.Categorical(params["weights"]).sample((n,))

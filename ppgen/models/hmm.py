@@ -14,7 +14,7 @@ from pyro.ops.indexing import Vindex
 
 from ppgen.data.schema import Schema
 from ppgen.models.base import GenerativeModel, Params
-from ppgen.models.likelihoods import EMISSIONS, Emission
+from ppgen.models.likelihoods import EMISSIONS, Emission, check_estimator
 
 __all__ = ["HMM", "stationary_distribution"]
 
@@ -117,6 +117,15 @@ class HMM(GenerativeModel):
         Count likelihood used by ``emission="mixed"``.
     order_by : str or None
         Column whose per-state mean orders the states (see label switching).
+    prior : {None, "default"}
+        What Baum-Welch (``method="em"``) maximizes: the likelihood (None, the default, as
+        hmmlearn without priors) or the posterior under the priors above ("default"). Under
+        maximum likelihood the Gaussian covariances get the ridge ``reg_covar`` (in the data's
+        units of variance) on the diagonal. The Pyro programs (``"map"``, ``"svi"``, ``"nuts"``)
+        always carry the priors. Either way a transition row whose state is never left keeps
+        its previous values (a left-to-right start stays left-to-right: zeros are kept).
+    reg_covar : float
+        Ridge of maximum-likelihood covariances, as scikit-learn's and hmmlearn's ``min_covar``.
 
     Examples
     --------
@@ -159,8 +168,13 @@ class HMM(GenerativeModel):
         emission_concentration: float = 1.5,
         count_family: str = "poisson",
         order_by: str | None = None,
+        prior: str | None = None,
+        reg_covar: float = 1e-6,
     ) -> None:
         super().__init__()
+        check_estimator(prior, reg_covar)
+        self.prior = prior
+        self.reg_covar = float(reg_covar)
         if int(n_states) != n_states or int(n_states) < 1:
             raise ValueError(f"n_states must be a positive integer, got {n_states!r}")
         if emission not in EMISSIONS:
@@ -208,6 +222,8 @@ class HMM(GenerativeModel):
             "emission_concentration": self.emission_concentration,
             "count_family": self.count_family,
             "order_by": self.order_by,
+            "prior": self.prior,
+            "reg_covar": self.reg_covar,
         }
 
     def label(self) -> str:
@@ -216,6 +232,11 @@ class HMM(GenerativeModel):
         if self.emission_family in ("gaussian", "mixed"):
             shown.append(self.covariance_type)
         return f"HMM({', '.join(shown)})"
+
+    @property
+    def ml(self) -> bool:
+        """Whether Baum-Welch gives maximum likelihood (``prior=None``)."""
+        return self.prior is None
 
     def forced_kinds(self, names: tuple[str, ...]) -> dict[str, str]:
         """Column kinds the emission family imposes on a table with these columns."""
@@ -237,6 +258,8 @@ class HMM(GenerativeModel):
             loc_scale=self.loc_scale,
             covariance_prior=self.covariance_prior,
             concentration=self.emission_concentration,
+            ml=self.ml,
+            reg_covar=self.reg_covar,
         )
         chain = ("initial", "transition") if self.initial == "learned" else ("transition",)
         self.global_sites = chain + self.emission.sites
@@ -268,7 +291,11 @@ class HMM(GenerativeModel):
         return {k: priors[k] for k in self.global_sites}
 
     def log_prior(self, params: Params) -> torch.Tensor:
+        """Log density of the prior Baum-Welch's estimate maximizes: 0 (flat) under maximum
+        likelihood, else the priors of :meth:`priors`."""
         like = params["transition"]
+        if self.ml:
+            return like.new_zeros(())
         # EM evaluates the prior every iteration: build its distributions once per dtype/device.
         cache = self.__dict__.setdefault("_prior_cache", {})
         key = (like.dtype, like.device)
@@ -540,7 +567,8 @@ class HMM(GenerativeModel):
         return self._log_likelihood(*self._recursion_inputs(x, mask, params, lengths))
 
     def log_joint(self, x, mask, params, lengths=None) -> torch.Tensor:
-        """log p(x, params) with the states summed out: the MAP objective."""
+        """Baum-Welch's objective with the states summed out: the log-likelihood plus
+        :meth:`log_prior` (0 under maximum likelihood)."""
         return self.log_prob(x, mask, params, lengths).sum() + self.log_prior(params)
 
     def posteriors(
@@ -634,10 +662,12 @@ class HMM(GenerativeModel):
     ) -> Params:
         """Baum-Welch M-step: maximize the expected log joint given :meth:`posteriors`.
 
-        Chain: ``initial`` and every ``transition`` row are Dirichlet posterior modes of the
-        expected counts; emissions: the closed forms of :mod:`ppgen.models.likelihoods` given the
-        marginals (ECM for Gaussian means). Each is an exact conditional maximizer, so the log
-        joint never decreases.
+        Chain: ``initial`` and every ``transition`` row are the normalized expected counts
+        (maximum likelihood) or Dirichlet posterior modes of them; emissions: the closed forms of
+        :mod:`ppgen.models.likelihoods` given the marginals (ECM for Gaussian means). Each is an
+        exact conditional maximizer, so the objective never decreases. A transition row with no
+        expected count (a state never left) keeps its values from ``params`` (uniform without),
+        so structural zeros survive.
         """
         if self.initial != "learned":
             raise ValueError("method='em' needs initial='learned'; use method='map'")
@@ -649,10 +679,14 @@ class HMM(GenerativeModel):
         mask = torch.ones_like(x, dtype=torch.bool) if mask is None else mask
         present = self._present(x, lengths)
         gamma = post["marginals"] * present.unsqueeze(-1).to(x.dtype)
-        counts0 = gamma[:, 0].sum(0) + self.initial_concentration - 1
-        initial = counts0.clamp_min(0)
-        trans = (post["transitions"] + self.transition_concentration - 1).clamp_min(0)
-        trans = torch.where(trans.sum(-1, keepdim=True) > 0, trans, torch.ones_like(trans))
+        a0 = 0.0 if self.ml else self.initial_concentration - 1
+        a1 = 0.0 if self.ml else self.transition_concentration - 1
+        initial = (gamma[:, 0].sum(0) + a0).clamp_min(0)
+        trans = (post["transitions"] + a1).clamp_min(0)
+        previous = torch.ones_like(trans)
+        if params is not None and "transition" in params:
+            previous = params["transition"]
+        trans = torch.where(trans.sum(-1, keepdim=True) > 0, trans, previous)
         p = x.shape[-1]
         out = {
             "initial": initial / initial.sum(),

@@ -55,6 +55,7 @@ __all__ = [
     "NegativeBinomial",
     "Normal",
     "Poisson",
+    "check_estimator",
     "condition_on_precision",
     "gaussian_m_step",
 ]
@@ -71,6 +72,15 @@ EMISSIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+def check_estimator(prior: str | None, reg_covar: float = 0.0) -> None:
+    """The estimator options shared by the models with closed-form EM (ValueError naming
+    the option): ``prior`` None (maximum likelihood) or "default", ``reg_covar`` >= 0."""
+    if prior not in (None, "default"):
+        raise ValueError(f"prior must be None (maximum likelihood) or 'default', got {prior!r}")
+    if not reg_covar >= 0:
+        raise ValueError(f"reg_covar must be non-negative, got {reg_covar!r}")
+
+
 def gaussian_m_step(
     x: torch.Tensor,
     mask: torch.Tensor | None,
@@ -81,6 +91,7 @@ def gaussian_m_step(
     loc_scale: float,
     covariance_prior: float,
     conditional: GaussianConditional | None = None,
+    ridge: torch.Tensor | None = None,
 ) -> Params:
     """One EM (ECM) update of a Gaussian block's ``locs`` (K, d) and ``precision``.
 
@@ -119,6 +130,11 @@ def gaussian_m_step(
         ``condition_on_precision(x, ~mask, locs[:, None], precision[:, None])`` under
         ``params`` (batch (K, n)), when the E-step already made it for the log-likelihood
         (:meth:`GaussianConditional.log_marginal`): it is then not made again.
+    ridge : Tensor of shape (d,), optional
+        Maximum likelihood instead of the posterior mode: no prior terms (``loc_scale`` and
+        ``covariance_prior`` unused), means the weighted averages and covariances the weighted
+        scatter divided by n_k, plus ``ridge`` on the diagonal (scikit-learn's ``reg_covar``,
+        which keeps a component on duplicated rows non-singular).
 
     Returns
     -------
@@ -137,6 +153,11 @@ def gaussian_m_step(
         obs = x.new_ones(x.shape) if mask is None else mask.to(x.dtype)
         xo = torch.where(obs > 0, x, x.new_zeros(()))
         n_kd, s_kd = resp.mT @ obs, resp.mT @ xo
+        if ridge is not None:
+            n_safe = n_kd.clamp_min(torch.finfo(x.dtype).tiny)
+            locs = s_kd / n_safe
+            sq = resp.mT @ (xo * xo) - 2 * locs * s_kd + n_kd * locs**2
+            return {"locs": locs, "precision": (sq.clamp_min(0) / n_safe + ridge).reciprocal()}
         if params is None:
             locs = s_kd / n_kd.clamp_min(1e-12)
         else:
@@ -161,7 +182,7 @@ def gaussian_m_step(
                 if params is None:
                     start = gaussian_m_step(
                         x, mask, resp, None, covariance_type="diag", loc_scale=loc_scale,
-                        covariance_prior=covariance_prior,
+                        covariance_prior=covariance_prior, ridge=ridge,
                     )  # fmt: skip
                     precision = torch.diag_embed(start["precision"])
                     params = {"locs": start["locs"], "precision": precision}
@@ -177,8 +198,8 @@ def gaussian_m_step(
     n_k = resp.sum(0)
     s_kd = resp.mT @ rows if rows.dim() == 2 else (resp.mT.unsqueeze(-2) @ rows).squeeze(-2)
     eye = torch.eye(d, dtype=x.dtype, device=x.device)
-    if not given:
-        locs = s_kd / n_k.clamp_min(1e-12).unsqueeze(-1)
+    if ridge is not None or not given:
+        locs = s_kd / n_k.clamp_min(torch.finfo(x.dtype).tiny).unsqueeze(-1)
     else:
         lam = params["precision"]
         lhs = n_k[:, None, None] * lam + prior_prec * eye
@@ -192,7 +213,11 @@ def gaussian_m_step(
     scatter = torch.stack(scatter)
     if cond_cov is not None:
         scatter = scatter + cond_cov
-    cov = (covariance_prior * eye + scatter) / (n_k[:, None, None] + 1.0)
+    if ridge is not None:
+        cov = scatter / n_k.clamp_min(torch.finfo(x.dtype).tiny)[:, None, None]
+        cov = cov + torch.diag_embed(ridge).expand_as(cov)
+    else:
+        cov = (covariance_prior * eye + scatter) / (n_k[:, None, None] + 1.0)
     return {"locs": locs, "precision": torch.cholesky_inverse(torch.linalg.cholesky(cov))}
 
 
@@ -205,6 +230,9 @@ class ColumnLikelihood:
 
     kind: ClassVar[str] = ""
     has_m_step: ClassVar[bool] = True
+    #: Whether :meth:`m_step` gives maximum likelihood (no prior terms) rather than the
+    #: posterior mode under :meth:`priors`; set by :class:`Emission`.
+    ml: bool = False
 
     def __init__(self, schema: Schema, positions: tuple[int, ...], n_states: int) -> None:
         self.schema = schema
@@ -285,6 +313,16 @@ class Normal(ColumnLikelihood):
         self.covariance_type = covariance_type
         self.loc_scale = float(loc_scale)
         self.covariance_prior = float(covariance_prior)
+        self.reg_covar = 1e-6
+
+    def ridge(self, like: torch.Tensor) -> torch.Tensor | None:
+        """The maximum-likelihood M-step's diagonal ridge on the encoded scale, (d,), or None
+        for the posterior mode: ``reg_covar`` is in the data's units of variance, so column j
+        gets ``reg_covar / scale_j^2`` (its standardization scale)."""
+        if not self.ml:
+            return None
+        scale = like.new_tensor([self.schema.columns[j].scale for j in self.positions])
+        return self.reg_covar / scale**2
 
     @property
     def sites(self) -> tuple[str, ...]:
@@ -326,6 +364,7 @@ class Normal(ColumnLikelihood):
             covariance_type=self.covariance_type,
             loc_scale=self.loc_scale,
             covariance_prior=self.covariance_prior,
+            ridge=self.ridge(x),
         )
 
     def sample(self, states, params):
@@ -388,8 +427,18 @@ class Poisson(ColumnLikelihood):
     def m_step(self, x, mask, resp, params):
         obs = self._cols(mask).to(x.dtype)
         n_kc, s_kc = resp.mT @ obs, resp.mT @ (self._cols(x) * obs)
+        tiny = torch.finfo(x.dtype).tiny
+        if self.ml:
+            rates = s_kc / n_kc.clamp_min(tiny)
+            # A class that holds no row keeps its rate (or, at the start, the overall mean).
+            if params is not None and "rates" in params:
+                rates = torch.where(n_kc > tiny, rates, params["rates"])
+            else:
+                overall = s_kc.sum(0) / n_kc.sum(0).clamp_min(tiny)
+                rates = torch.where(n_kc > tiny, rates, overall)
+            return {"rates": rates.clamp_min(tiny)}
         rates = (s_kc + self.rate_shape - 1).clamp_min(0) / (n_kc + self.rate_rate)
-        return {"rates": rates.clamp_min(torch.finfo(x.dtype).tiny)}
+        return {"rates": rates.clamp_min(tiny)}
 
     def sample(self, states, params):
         return dist.Poisson(params["rates"][states]).sample()
@@ -471,8 +520,11 @@ class Bernoulli(ColumnLikelihood):
     def m_step(self, x, mask, resp, params):
         obs = self._cols(mask).to(x.dtype)
         n_kc, s_kc = resp.mT @ obs, resp.mT @ (self._cols(x) * obs)
-        a = self.concentration - 1
-        return {"probs": ((s_kc + a) / (n_kc + 2 * a)).clamp(1e-12, 1 - 1e-12)}
+        a = 0.0 if self.ml else self.concentration - 1
+        n_kc = n_kc + 2 * a
+        probs = (s_kc + a) / n_kc.clamp_min(torch.finfo(x.dtype).tiny)
+        probs = torch.where(n_kc > 0, probs, probs.new_full((), 0.5))
+        return {"probs": probs.clamp(1e-12, 1 - 1e-12)}
 
     def sample(self, states, params):
         return dist.Bernoulli(params["probs"][states]).sample()
@@ -517,7 +569,7 @@ class Binomial(ColumnLikelihood):
     def m_step(self, x, mask, resp, params):
         obs = self._cols(mask).to(x.dtype)
         n_kc, s_kc = resp.mT @ obs, resp.mT @ (self._cols(x) * obs)
-        a = self.concentration - 1
+        a = 0.0 if self.ml else self.concentration - 1
         p = (s_kc + a) / (n_kc * self._size(x) + 2 * a)
         return {"success": p.clamp(1e-12, 1 - 1e-12)}
 
@@ -565,8 +617,11 @@ class Categorical(ColumnLikelihood):
         for site, j, C in zip(self.sites, self.positions, self.n_categories, strict=True):
             onehot = torch.nn.functional.one_hot(x[..., j].long().clamp(0, C - 1), C).to(x.dtype)
             counts = resp.mT @ (onehot * mask[..., j : j + 1].to(x.dtype))  # (K, C)
-            probs = (counts + self.concentration - 1).clamp_min(0)
-            out[site] = (probs / probs.sum(-1, keepdim=True)).clamp_min(1e-12)
+            probs = (counts + (0.0 if self.ml else self.concentration - 1)).clamp_min(0)
+            total = probs.sum(-1, keepdim=True)
+            # A class that holds no row of this column: uniform (nothing to learn from).
+            probs = torch.where(total > 0, probs / total.clamp_min(1e-300), 1.0 / C)
+            out[site] = probs.clamp_min(1e-12)
         return out
 
     def sample(self, states, params):
@@ -591,6 +646,12 @@ class Emission:
         require their column kinds.
     covariance_type : {"full", "diag"}
         Of the continuous block.
+    ml : bool
+        Closed-form M-steps give maximum likelihood (priors ignored; the Gaussian block's
+        covariances get the ridge ``reg_covar``, in the data's units of variance) instead of
+        the posterior mode. :meth:`priors` are the same either way (the Pyro programs use them).
+    reg_covar : float
+        The ridge of the maximum-likelihood covariances, as scikit-learn's.
     """
 
     def __init__(
@@ -606,6 +667,8 @@ class Emission:
         rate_shape: float = 1.0,
         rate_rate: float = 0.01,
         concentration: float = 1.5,
+        ml: bool = False,
+        reg_covar: float = 1e-6,
     ) -> None:
         if family not in EMISSIONS:
             raise ValueError(f"emission must be one of {tuple(EMISSIONS)}, got {family!r}")
@@ -634,6 +697,9 @@ class Emission:
             self.parts.append(Categorical(schema, pos("categorical"), n_states, concentration))
         if pos("binomial"):
             self.parts.append(Binomial(schema, pos("binomial"), n_states, concentration))
+        for part in self.parts:
+            part.ml = bool(ml)
+            part.reg_covar = float(reg_covar)
 
     @property
     def sites(self) -> tuple[str, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import pyro
@@ -13,6 +14,7 @@ from torch.distributions import constraints
 from ppgen.data.schema import Schema
 from ppgen.models.base import GenerativeModel, Params
 from ppgen.models.distributions import MaskedMultivariateNormal
+from ppgen.models.likelihoods import check_estimator
 
 __all__ = ["PPCA"]
 
@@ -32,13 +34,30 @@ class PPCA(GenerativeModel):
     so that, with z integrated out, x[i] ~ N(loc, W W^T + noise I) (:meth:`collapsed`), the
     exact likelihood used for fitting and :meth:`log_prob`. The posterior of z is Gaussian,
     N(M^-1 W^T (x - loc), noise M^-1) with M = W^T W + noise I (:meth:`posterior`; rows with
-    missing entries use the observed rows of W only). The priors are weak and stated on the
-    standardized scale. Missing entries are dropped from the likelihood. :meth:`guide` is that
-    posterior under guide parameters of its own; :func:`ppgen.fit` sets them to the fitted
-    values, so that ELBO and IWAE of a PPCA fit are exact (:meth:`set_exact_guide`).
-    The MAP estimate is reached by L-BFGS (``method="map"``) or by closed-form EM
-    (``method="em"``, :meth:`em_step`), which handles missing entries exactly and is several
-    times faster at ``ppgen.fit``'s default tolerance.
+    missing entries use the observed rows of W only). Missing entries are dropped from the
+    likelihood.
+
+    *Which data.* With ``standardize=False`` (the default) this is Tipping & Bishop's model of
+    the data as given: isotropic noise in the data's units, the model scikit-learn's
+    ``PCA.score`` and R's ``prcomp`` describe (PCA of the covariance matrix). With
+    ``standardize=True`` every column is first scaled to unit variance: the PCA of the
+    correlation matrix. The data layer reads :attr:`standardize` (until it does, pass
+    ``ppgen.fit(..., standardize=False)``).
+
+    *Estimator.* With ``prior=None`` (the default) EM (``method="em"``) gives the
+    maximum-likelihood estimate (for complete data the closed form, eq. 7-8 of the paper, from
+    which :meth:`init_params` starts). With ``prior="default"`` it gives the posterior mode
+    under the priors above. The priors are weak and scale-aware: ``weight_scale`` and
+    ``loc_scale`` are in units of the data's root mean column variance ``u`` and
+    ``noise_prior`` in units of ``u^2`` (``u`` is measured by :meth:`init_params`; 1 on the
+    standardized scale), so they do not depend on the units the data happen to be in. The
+    Pyro programs (``method="map"``, ``"svi"``, ``"nuts"``) always carry the priors.
+
+    :meth:`guide` is that posterior under guide parameters of its own; :func:`ppgen.fit` sets
+    them to the fitted values, so that ELBO and IWAE of a PPCA fit are exact
+    (:meth:`set_exact_guide`). The MAP estimate is reached by L-BFGS (``method="map"``) or by
+    closed-form EM (``method="em"``, :meth:`em_step` with ``prior="default"``), which handles
+    missing entries exactly and is several times faster at ``ppgen.fit``'s default tolerance.
 
     Parameters
     ----------
@@ -48,6 +67,10 @@ class PPCA(GenerativeModel):
         Prior standard deviations of the loadings and of the mean.
     noise_prior : float
         Rate of the inverse-gamma prior on the noise variance; keeps it away from zero.
+    prior : {None, "default"}
+        What EM maximizes: the likelihood (None) or the posterior under the priors ("default").
+    standardize : bool
+        Model the columns scaled to unit variance (correlation matrix) instead of as given.
 
     References
     ----------
@@ -67,8 +90,15 @@ class PPCA(GenerativeModel):
         weight_scale: float = 10.0,
         loc_scale: float = 10.0,
         noise_prior: float = 1e-3,
+        prior: str | None = None,
+        standardize: bool = False,
     ) -> None:
         super().__init__()
+        check_estimator(prior)
+        self.prior = prior
+        self.standardize = bool(standardize)
+        #: The data's root mean column variance: the unit of the priors (see the class doc).
+        self.unit = 1.0
         if int(n_components) < 1:
             raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
         self.n_components = int(n_components)
@@ -82,7 +112,14 @@ class PPCA(GenerativeModel):
             "weight_scale": self.weight_scale,
             "loc_scale": self.loc_scale,
             "noise_prior": self.noise_prior,
+            "prior": self.prior,
+            "standardize": self.standardize,
         }
+
+    @property
+    def ml(self) -> bool:
+        """Whether EM gives maximum likelihood (``prior=None``)."""
+        return self.prior is None
 
     def build(self, schema: Schema) -> PPCA:
         super().build(schema)
@@ -99,10 +136,13 @@ class PPCA(GenerativeModel):
     def priors(self, like: torch.Tensor) -> dict[str, dist.Distribution]:
         d, q = self._check_built(), self.n_components
         zeros = like.new_zeros
+        u = self.unit
         return {
-            "W": dist.Normal(zeros(d, q), self.weight_scale).to_event(2),
-            "loc": dist.Normal(zeros(d), self.loc_scale).to_event(1),
-            "noise": dist.InverseGamma(like.new_tensor(1.0), like.new_tensor(self.noise_prior)),
+            "W": dist.Normal(zeros(d, q), self.weight_scale * u).to_event(2),
+            "loc": dist.Normal(zeros(d), self.loc_scale * u).to_event(1),
+            "noise": dist.InverseGamma(
+                like.new_tensor(1.0), like.new_tensor(self.noise_prior * u**2)
+            ),
         }
 
     def _globals(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -205,13 +245,15 @@ class PPCA(GenerativeModel):
         return torch.where(mask, x, draw)
 
     def log_joint(self, x: torch.Tensor, mask: torch.Tensor | None, params: Params) -> torch.Tensor:
-        """log p(x_observed, params) with z integrated out: the MAP objective."""
+        """EM's objective with z integrated out: the log-likelihood plus :meth:`log_prior`
+        (0 under maximum likelihood)."""
         return self.log_prob(x, mask, params).sum() + self.log_prior(params)
 
     def em_step(
         self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
     ) -> tuple[Params, torch.Tensor]:
-        """One EM iteration for the MAP estimate, missing entries handled exactly.
+        """One EM iteration, missing entries handled exactly: for the maximum-likelihood
+        estimate (``prior=None``; the prior terms below are dropped) or the posterior mode.
 
         E-step: each row's latent posterior given its observed entries, ``z_i ~ N(m_i, S_i)``
         (:meth:`posterior`, observed rows of W only). M-step, one conditional-maximization cycle
@@ -237,14 +279,21 @@ class PPCA(GenerativeModel):
         n, q = m.shape
         # loc_j = sum_{i in O_j} (x_ij - W_j m_i) / (n_j + noise / loc_scale^2)
         n_j = obs.sum(0)
-        loc = ((x0 - m @ W.mT) * obs).sum(0) / (n_j + noise / self.loc_scale**2)
+        u = self.unit
+        # Prior precisions of loc and W relative to the noise (0: maximum likelihood), and the
+        # inverse-gamma prior's (2b, 2(a + 1)) in the noise update.
+        loc_prec, w_prec = (0.0, 0.0) if self.ml else (
+            noise / (self.loc_scale * u) ** 2, noise / (self.weight_scale * u) ** 2
+        )  # fmt: skip
+        two_b, two_a1 = (0.0, 0.0) if self.ml else (2 * self.noise_prior * u**2, 4.0)
+        loc = ((x0 - m @ W.mT) * obs).sum(0) / (n_j + loc_prec).clamp_min(1e-300)
         # sum over the rows where column j is observed of E[z z^T] = m m^T + S: (d, q, q)
         second = (obs.mT @ (m.unsqueeze(-1) * m.unsqueeze(-2) + S).reshape(n, q * q)).reshape(
             -1, q, q
         )
         eye_q = torch.eye(q, dtype=x.dtype, device=x.device)
         rhs = ((x0 - loc) * obs).mT @ m  # (d, q)
-        lhs = second + (noise / self.weight_scale**2) * eye_q
+        lhs = second + w_prec * eye_q
         W = torch.linalg.solve(lhs, rhs.unsqueeze(-1)).squeeze(-1)
         # Expected squared residuals: (x_ij - loc_j - W_j m_i)^2 + W_j S_i W_j^T on observed
         # entries; the second term summed over i is W_j (second_j - sum m m^T) W_j^T.
@@ -254,7 +303,7 @@ class PPCA(GenerativeModel):
         )
         spread = torch.einsum("jq,jqr,jr->", W, cov_sum, W)
         # InverseGamma(1, noise_prior) prior: mode of (a + N/2, b + R/2) is (2b + R) / (N + 4).
-        noise = (2 * self.noise_prior + resid + spread) / (obs.sum() + 4.0)
+        noise = (two_b + resid + spread) / (obs.sum() + two_a1)
         return {"W": W, "loc": loc, "noise": noise}, log_joint
 
     def set_exact_guide(self, params: Params) -> None:
@@ -268,13 +317,24 @@ class PPCA(GenerativeModel):
         self.set_exact_guide(params)
 
     def log_prior(self, params: Params) -> torch.Tensor:
+        """Log density of the prior EM's estimate maximizes: 0 (flat) under maximum
+        likelihood, else the priors of :meth:`priors`."""
+        if self.ml:
+            return params["W"].new_zeros(())
         priors = self.priors(params["W"])
         return sum(priors[name].log_prob(params[name]).sum() for name in self.global_sites)
 
     def init_params(
         self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator
     ) -> Params:
-        """The Tipping-Bishop maximum-likelihood solution on the (zero-filled) data."""
+        """The Tipping-Bishop maximum-likelihood solution on the (zero-filled) data; also
+        measures the priors' unit, the root mean variance of the observed columns."""
+        obs = mask.to(x.dtype)
+        n_j = obs.sum(0).clamp_min(2)
+        mean = (x * obs).sum(0) / n_j
+        var = (((x - mean) * obs) ** 2).sum(0) / (n_j - 1)
+        unit = float(var.mean().sqrt())
+        self.unit = unit if math.isfinite(unit) and unit > 0 else 1.0
         return closed_form_mle(x * mask, self.n_components)
 
     def sample(self, n: int, params: Params) -> torch.Tensor:
@@ -293,7 +353,8 @@ class PPCA(GenerativeModel):
         return {"loadings": (cols, tuple(range(self.n_components))), "mean": (cols,)}
 
     def describe(self, params: Params, schema: Schema) -> Params:
-        """Loadings, mean and noise variance on the standardized scale the model is fitted on."""
+        """Loadings, mean and noise variance on the encoded scale the model is fitted on (the
+        data's units, or the standardized scale when the columns were standardized)."""
         return {"loadings": params["W"], "mean": params["loc"], "noise_variance": params["noise"]}
 
 

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def _built(K, cov_type, x):
-    model = ppgen.GaussianMixture(K, cov_type).build(Schema.infer(x, standardize=False))
+    model = ppgen.GaussianMixture(K, cov_type, prior="default")
+    model = model.build(Schema.infer(x, standardize=False))
     return model.to(dtype=torch.float64)
 
 
@@ -82,7 +83,8 @@ def test_pyro_model_log_joint_equals_closed_form(cov_type, rng):
 @pytest.mark.parametrize("cov_type", ["full", "diag"])
 def test_em_is_monotone_and_stops_at_a_stationary_point_of_the_pyro_objective(cov_type):
     df = ppgen.datasets.load("faithful")
-    fit = ppgen.fit(ppgen.GaussianMixture(3, cov_type), df, method="em", tol=1e-10, max_steps=3000)
+    model = ppgen.GaussianMixture(3, cov_type, prior="default")  # EM of the MAP objective
+    fit = ppgen.fit(model, df, method="em", tol=1e-10, max_steps=3000)
     assert np.all(np.diff(-fit.losses) >= -1e-9 * np.abs(fit.losses[:-1]))
     # At the EM fixed point the Pyro model's log joint has zero gradient (unconstrained space).
     log_joint, gradient = pyro_log_joint_and_gradient(fit)

@@ -128,7 +128,7 @@ def test_em_step_equals_the_separate_e_and_m_steps(rng, K):
     _, xm, obs = _table(rng, n=40, d=5, missing=0.3)
     obs[3] = False
     schema = Schema.infer(xm, standardize=False)
-    model = ppgen.GaussianMixture(K, "full").build(schema)
+    model = ppgen.GaussianMixture(K, "full", prior="default").build(schema)
     a = rng.normal(size=(K, 5, 5))
     precision = np.linalg.inv(a @ a.transpose(0, 2, 1) + np.eye(5))
     params = {
@@ -175,10 +175,8 @@ def test_complete_rows_give_the_complete_data_step_exactly(rng, cov_type):
 @pytest.mark.parametrize("cov_type", ["full", "diag"])
 def test_em_with_missing_entries_is_monotone_and_stationary_for_the_pyro_model(rng, K, cov_type):
     _, xm, _ = _table(rng)
-    fit = ppgen.fit(
-        ppgen.GaussianMixture(K, cov_type), xm, method="em", tol=1e-11, max_steps=5000,
-        progress=False,
-    )  # fmt: skip
+    model = ppgen.GaussianMixture(K, cov_type, prior="default")  # EM of the MAP objective
+    fit = ppgen.fit(model, xm, method="em", tol=1e-11, max_steps=5000, progress=False)
     assert len(fit.losses) > 5  # missing entries: EM takes more than a few steps
     assert np.all(np.diff(-fit.losses) >= -1e-9 * np.abs(fit.losses[:-1]))
     log_joint, gradient = pyro_log_joint_and_gradient(fit)
@@ -189,7 +187,7 @@ def test_em_with_missing_entries_is_monotone_and_stationary_for_the_pyro_model(r
 @pytest.mark.parametrize("cov_type", ["full", "diag"])
 def test_em_fixed_point_equals_the_lbfgs_map_fit(rng, cov_type):
     _, xm, _ = _table(rng)
-    model = ppgen.GaussianMixture(1, cov_type)
+    model = ppgen.GaussianMixture(1, cov_type, prior="default")  # EM and L-BFGS of one objective
     em = ppgen.fit(model, xm, method="em", tol=1e-12, max_steps=5000, progress=False)
     lbfgs = ppgen.fit(model, xm, method="map", max_steps=500, tol=1e-12, progress=False)
     assert em.losses[-1] == pytest.approx(lbfgs.losses[-1], rel=1e-8)

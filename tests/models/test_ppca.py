@@ -61,7 +61,8 @@ def test_log_prob_is_the_gaussian_marginal_of_observed_entries(rng):
 
 def test_elbo_with_the_exact_posterior_guide_equals_the_log_likelihood():
     X = _standardized_wine()
-    fit = ppgen.fit(ppgen.PPCA(2), X, standardize=False)
+    # prior="default": log_prior is the density of the priors the Pyro program conditions on.
+    fit = ppgen.fit(ppgen.PPCA(2, prior="default"), X, standardize=False)
     model, x = fit.model, fit.train.x
     model.set_exact_guide(dict(fit.params))
     conditioned = poutine.condition(model.model, data=dict(fit.params))
@@ -129,7 +130,8 @@ def test_em_reaches_the_closed_form_mle_on_complete_data():
 
 def test_em_with_missing_entries_is_monotone_and_stationary_for_the_pyro_model():
     X = _wine_with_holes()
-    fit = ppgen.fit(ppgen.PPCA(2), X, standardize=False, method="em", tol=1e-10, max_steps=20000)
+    model = ppgen.PPCA(2, prior="default")  # EM of the Pyro program's MAP objective
+    fit = ppgen.fit(model, X, standardize=False, method="em", tol=1e-10, max_steps=20000)
     assert len(fit.losses) > 10
     assert np.all(np.diff(-fit.losses) >= -1e-9 * np.abs(fit.losses[:-1]))
     log_joint, gradient = pyro_log_joint_and_gradient(fit, fit.model.collapsed)
@@ -139,8 +141,9 @@ def test_em_with_missing_entries_is_monotone_and_stationary_for_the_pyro_model()
 
 def test_em_with_missing_entries_reaches_the_lbfgs_map_fit():
     X = _wine_with_holes()
-    em = ppgen.fit(ppgen.PPCA(2), X, standardize=False, method="em", tol=1e-11, max_steps=20000)
-    lbfgs = ppgen.fit(ppgen.PPCA(2), X, standardize=False, method="map", tol=1e-12)
+    model = ppgen.PPCA(2, prior="default")  # EM and L-BFGS of the same MAP objective
+    em = ppgen.fit(model, X, standardize=False, method="em", tol=1e-11, max_steps=20000)
+    lbfgs = ppgen.fit(model, X, standardize=False, method="map", tol=1e-12)
     x, mask = em.train.x, em.train.mask
     assert float(em.model.log_joint(x, mask, em.params)) == pytest.approx(
         float(lbfgs.model.log_joint(x, mask, lbfgs.params)), abs=1e-5
