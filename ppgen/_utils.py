@@ -12,7 +12,12 @@ import pyro
 import torch
 from tqdm import tqdm
 
-__all__ = ["progress_bar", "seeded"]
+__all__ = ["ConvergenceWarning", "progress_bar", "seeded"]
+
+
+class ConvergenceWarning(UserWarning):
+    """A fit stopped at its iteration cap before its convergence rule was met (as
+    scikit-learn's): the estimate may be short of the optimum; raise ``max_steps``."""
 
 
 def progress_bar(total: int, desc: str, progress: bool | None = None) -> tqdm:

@@ -91,8 +91,10 @@ def _column_values(fit: Fit, data: Any, name: str, index: int) -> np.ndarray:
 def losses(fit: Fit, ax: Axes | None = None, *, log: bool = False) -> Axes:
     """Plot the loss of each optimization step of a fit.
 
-    The loss is the negative log joint density (MAP, EM, and the MAP run that starts NUTS) or the
-    negative ELBO (SVI), in nats on the encoded (standardized) scale.
+    The loss is the engine's (its ``loss_label`` labels the axis): the negative log-likelihood
+    (EM of a maximum-likelihood model; the negative log joint with ``prior="default"``), the
+    negative log joint density (MAP, and the MAP run that starts NUTS) or the negative ELBO
+    (SVI), in nats on the encoded (standardized) scale.
 
     Parameters
     ----------

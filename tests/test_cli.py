@@ -117,7 +117,7 @@ def test_demo_writes_its_files(demo):
     out, result, seconds = demo
     assert result.returncode == 0, result.stderr
     assert seconds < 60
-    for name in ("losses.png", "clusters.png", "wine_ppca.png"):
+    for name in ("faithful_em.png", "clusters.png", "wine_ppca.png"):
         data = (out / name).read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000, name
         assert name in result.stdout
@@ -130,11 +130,13 @@ def test_demo_writes_its_files(demo):
 def test_demo_matches_scikit_learn(demo):
     pytest.importorskip("sklearn")
     _, result, _ = demo
-    row = rf"^faithful\s+GaussianMixture\(2, full\)\s+em\s+{NUMBER}\s+{NUMBER}"
-    match = re.search(row, result.stdout, flags=re.MULTILINE)
-    assert match, result.stdout
-    ours, sklearn = map(float, match.groups())
-    assert ours >= sklearn - 0.01
+    # Every default fit reaches scikit-learn's best of 10 restarts (issue 11).
+    for label in (r"GaussianMixture\(2, full\)", r"GaussianMixture\(3, diag\)", r"PPCA\(2\)"):
+        row = rf"^\w+\s+{label}\s+em\s+{NUMBER}\s+{NUMBER}"
+        match = re.search(row, result.stdout, flags=re.MULTILINE)
+        assert match, (label, result.stdout)
+        ours, sklearn = map(float, match.groups())
+        assert ours >= sklearn - 1e-3, (label, ours, sklearn)
 
 
 def test_demo_clusters_recover_cultivars(demo):

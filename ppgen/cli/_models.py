@@ -78,11 +78,6 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def _hmm_method(args: argparse.Namespace) -> str:
-    # The negative binomial dispersion has no closed-form M-step.
-    return "map" if args.emission == "negbinomial" else "em"
-
-
 def _check_hmm(args: argparse.Namespace) -> None:
     emission = args.emission or "gaussian"
     if args.covariance_type is not None and emission not in ("gaussian", "mixed"):
@@ -115,8 +110,6 @@ class CliModel:
         the same name.
     required : tuple of str
         Options the command line insists on (the constructor's required arguments).
-    default_method : str or callable
-        Fitting method when ``--method`` is not given (a function of the parsed arguments).
     check : callable, optional
         Further checks of the parsed arguments, raising ``ValueError``.
     convert : callable, optional
@@ -129,17 +122,9 @@ class CliModel:
     help: str
     options: tuple[str, ...]
     required: tuple[str, ...] = ()
-    default_method: str | Callable[[argparse.Namespace], str] = "map"
     check: Callable[[argparse.Namespace], None] | None = None
     convert: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     sequences: bool = False
-
-    def method(self, args: argparse.Namespace) -> str:
-        """The fitting method: ``--method`` or this model's default."""
-        if getattr(args, "method", None):
-            return args.method
-        default = self.default_method
-        return default if isinstance(default, str) else default(args)
 
     def build(self, args: argparse.Namespace) -> GenerativeModel:
         """The model named by ``--model`` with the options given (which are checked)."""
@@ -169,7 +154,6 @@ FIT_MODELS: dict[str, CliModel] = {
             "Gaussian mixture",
             ("n_components", "covariance_type"),
             required=("n_components",),
-            default_method="em",
         ),
         CliModel("ppca", "probabilistic PCA", ("n_components",), required=("n_components",)),
         CliModel(
@@ -177,7 +161,6 @@ FIT_MODELS: dict[str, CliModel] = {
             "hidden Markov model",
             ("n_states", "emission", "covariance_type", "order_by"),
             required=("n_states",),
-            default_method=_hmm_method,
             check=_check_hmm,
             sequences=True,
         ),
@@ -185,10 +168,9 @@ FIT_MODELS: dict[str, CliModel] = {
             "vae",
             "variational autoencoder",
             ("n_latent", "hidden"),
-            default_method="svi",
             convert=_one_latent,
         ),
-        CliModel("hvae", "hierarchical (ladder) VAE", ("n_latent", "hidden"), default_method="svi"),
+        CliModel("hvae", "hierarchical (ladder) VAE", ("n_latent", "hidden")),
     )
 }
 

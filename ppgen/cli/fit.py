@@ -52,9 +52,6 @@ log-likelihood is reported per time step and per sequence (the states summed out
 counts time steps.
 """
 
-#: Methods whose fit is one point estimate: restarts (--n-init) apply to them only.
-RESTARTABLE = ("map", "em")
-
 
 #: One line in ``ppgen --help``, and the top of ``ppgen fit --help``.
 HELP = "fit a model to a CSV file and save it"
@@ -85,10 +82,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--method",
-        choices=("map", "em", "svi", "nuts"),
         default=None,
-        help="default: em for gmm and hmm (closed form, fastest), map for ppca and for hmm "
-        "with negbinomial emissions, svi (of the networks) for vae and hvae",
+        metavar="METHOD",
+        help="an inference engine: em, map, svi, nuts (default: the model's own, as in "
+        "ppgen.fit: em, maximum likelihood, for gmm, ppca and hmm; map for negbinomial counts; "
+        "svi of the networks for vae and hvae)",
     )
     add_seed(parser)
     add_kind(
@@ -145,11 +143,8 @@ def run(args: argparse.Namespace) -> int:
     import ppgen
 
     spec = check_options(args, FIT_MODELS)
-    method = spec.method(args)
     options: dict[str, Any] = {}
-    if args.n_init is not None:
-        if method not in RESTARTABLE:
-            raise ValueError(f"--n-init applies to --method map or em, not {method}")
+    if args.n_init is not None:  # an engine without restarts names it as an unknown option
         options["n_init"] = args.n_init
     if not spec.sequences:
         _sequence_options(args, None, sequences=False)  # rejects --sequence-col and --time-col
@@ -162,23 +157,23 @@ def run(args: argparse.Namespace) -> int:
     fit = ppgen.fit(
         model,
         frame,
-        method=method,
+        method=args.method,
         seed=args.seed,
         kinds=kinds,
-        standardize=not args.no_standardize,
+        standardize=False if args.no_standardize else None,  # None: the model's own
         progress=progress(args.quiet),
         **options,
     )
     elapsed = time.perf_counter() - start
     fit.save(args.output)
     print(fit.schema.format(frame[list(fit.schema.names)]) + "\n")
-    print(format_table(_report(args, fit, frame, method, elapsed)))
+    print(format_table(_report(args, fit, frame, elapsed)))
     print_summary(fit)
     print_support_warnings(fit, frame)
     return 0
 
 
-def _report(args, fit: Fit, frame: pd.DataFrame, method: str, elapsed: float) -> list[tuple]:
+def _report(args, fit: Fit, frame: pd.DataFrame, elapsed: float) -> list[tuple]:
     """The rows ``ppgen fit`` prints: the data, the model, and the fit's log-likelihood."""
     import numpy as np
 
@@ -188,7 +183,7 @@ def _report(args, fit: Fit, frame: pd.DataFrame, method: str, elapsed: float) ->
     if fit.kind == "mcmc":  # the losses are the MAP start's; say what the chains drew
         chains, draws = next(iter(fit.samples.values())).shape[:2]
         steps = f"{chains} chain{'s' if chains != 1 else ''} x {draws} draws"
-    method_row = ("method", f"{method}, seed {args.seed}, {steps}, {elapsed:.1f} s")
+    method_row = ("method", f"{fit.method}, seed {args.seed}, {steps}, {elapsed:.1f} s")
     if not has_exact_likelihood(fit):
         return [
             ("data", f"{args.data}: {len(frame)} rows, {len(names)} columns ({shown})"),

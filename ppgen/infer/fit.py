@@ -34,7 +34,7 @@ def fit(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     kinds: dict[str, str] | None = None,
-    standardize: bool = True,
+    standardize: bool | None = None,
     schema: Schema | None = None,
     progress: bool | None = None,
     **options: Any,
@@ -52,13 +52,17 @@ def fit(
         models (:class:`ppgen.VAE`) are trained by minibatch SVI with early stopping (method
         ``"svi"`` only; options in :class:`ppgen.infer.engines.minibatch.MinibatchOptions`).
     method : {"map", "em", "svi", "nuts"} or a registered engine, optional
-        Default: the model's ``default_method`` (``"map"``, and ``"svi"`` (the only one) for
-        amortized models such as VAE). The names are :func:`ppgen.infer.engine.names`; those a
-        model accepts, :func:`ppgen.infer.engine.engines_for`.
-        ``"map"``: posterior mode of the global parameters by L-BFGS (or Adam with
-        ``optimizer="adam"``) on the Pyro model, local latents summed or integrated out.
-        ``"em"``: the same MAP objective by closed-form expectation-maximization, for models that
-        provide it (GaussianMixture, PPCA; missing entries exact); fastest on large tables.
+        Default: the model's ``default_method``: ``"em"`` where a closed-form EM exists
+        (GaussianMixture, PPCA, HMM: maximum likelihood, the estimator scikit-learn and hmmlearn
+        report, for their default ``prior=None``), ``"svi"`` (the only one) for amortized models
+        such as VAE, ``"map"`` otherwise. The names are :func:`ppgen.infer.engine.names`; those
+        a model accepts, :func:`ppgen.infer.engine.engines_for`.
+        ``"em"``: closed-form expectation-maximization (missing entries exact) of the
+        log-likelihood, or of the log joint for models built with ``prior="default"``; several
+        starts, run to its fixed point; fastest on large tables.
+        ``"map"``: posterior mode of the global parameters under the model's stated priors, by
+        L-BFGS (or Adam with ``optimizer="adam"``) on the Pyro model, local latents summed or
+        integrated out.
         ``"svi"``: variational posterior of the globals (``guide="normal"`` mean-field,
         ``"mvn"`` full-rank, ``"flow"`` a normalizing flow (or a
         :class:`ppgen.guides.FlowGuide` recipe), or your own guide over the global sites),
@@ -72,7 +76,9 @@ def fit(
         Where and in what precision to compute; by default the data's own (CPU, float64 for
         DataFrames and arrays).
     kinds, standardize, schema
-        Passed to :meth:`Schema.infer`, or a schema to reuse.
+        Passed to :meth:`Schema.infer`, or a schema to reuse. ``standardize=None`` takes the
+        model's own (:attr:`GenerativeModel.standardize`: True, except PPCA, which models the
+        data as given unless built with ``standardize=True``).
     progress : bool or None
         Show a progress bar; by default only when stderr is a terminal.
     **options
@@ -92,6 +98,8 @@ def fit(
         values (when the engine could keep them).
     """
     engine = resolve(method, model)
+    if standardize is None:
+        standardize = model.standardize
     layout = get_layout(model.layout)
     layout_options = {k: options.pop(k) for k in layout.options if k in options}
     parsed = parse_options(

@@ -106,6 +106,15 @@ class Fit:
         too)."""
         return self.engine.kind
 
+    @property
+    def converged(self) -> bool | None:
+        """Whether the engine's convergence rule stopped it before its iteration cap (EM, MAP;
+        deep models: whether validation stopped them early), ``None`` where the engine has no
+        such rule (NUTS, SVI draws) or the file predates the flag. A fit that hit the cap also
+        warned (:class:`ppgen.ConvergenceWarning`)."""
+        value = self.info.get("converged")
+        return None if value is None else bool(value)
+
     def encode(self, data: Any) -> Encoded:
         """``data`` encoded by the fit's schema on the fit's device and dtype."""
         return self.schema.encode(data, device=self.device, dtype=self.dtype)

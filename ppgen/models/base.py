@@ -62,11 +62,19 @@ class GenerativeModel(PyroModule):
     amortized: ClassVar[bool] = False
 
     # -- how ppgen.fit treats the model (read by ppgen.infer) ----------------------------------
+    #: Whether :func:`ppgen.fit` standardizes continuous columns by default (its
+    #: ``standardize=None``); PPCA models the data as given.
+    standardize: bool = True
+
     @property
     def default_method(self) -> str:
-        """The method :func:`ppgen.fit` uses when none is given (set it as a class attribute to
-        change it): ``"svi"`` for amortized models, else ``"map"``."""
-        return "svi" if self.amortized else "map"
+        """The method :func:`ppgen.fit` uses when none is given: ``"svi"`` for amortized models,
+        ``"em"`` for models with a closed-form EM (:meth:`em_step`; maximum likelihood for the
+        default ``prior=None`` of GaussianMixture, PPCA and HMM, as scikit-learn and hmmlearn
+        fit), else ``"map"``. Override where EM does not apply to a configuration."""
+        if self.amortized:
+            return "svi"
+        return "em" if type(self).implements("em_step") else "map"
 
     @property
     def layout(self) -> str:

@@ -516,6 +516,12 @@ class GaussianMixture(GenerativeModel):
         weights = (n_k + self.weight_concentration - 1).clamp_min(0)
         return weights / weights.sum()
 
+    @property
+    def default_method(self) -> str:
+        """``"em"`` (maximum likelihood by default), ``"map"`` with negative binomial counts
+        (their dispersion has no closed-form M-step)."""
+        return "map" if self.count_family == "negbinomial" else "em"
+
     def em_step(
         self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
     ) -> tuple[Params, torch.Tensor]:

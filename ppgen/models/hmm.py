@@ -709,6 +709,13 @@ class HMM(GenerativeModel):
         log_joint = post["log_lik"].sum() + self.log_prior(params)
         return self.m_step(x, mask, post, params, lengths), log_joint
 
+    @property
+    def default_method(self) -> str:
+        """``"em"`` (Baum-Welch, maximum likelihood by default), except where it has no closed
+        form: negative binomial counts and a fixed initial distribution (``"map"``)."""
+        negbinomial = "negbinomial" in (self.emission_family, self.count_family)
+        return "map" if negbinomial or self.initial != "learned" else "em"
+
     def em_restarts(self, x, mask, best, lengths=None) -> Iterator[Params]:
         """With few sequences the initial distribution ends in a corner (EM's update is the mean
         of the first steps' posteriors) that the starts decide: start from every corner, each

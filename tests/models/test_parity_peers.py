@@ -43,15 +43,12 @@ EARTHQUAKES = [
 
 
 def default_fit(model: ppgen.models.base.GenerativeModel, data: Any) -> Any:
-    """The fit a user gets without options: the single place to change when the defaults do.
-
-    Until the EM driver's default stopping rule is a tight relative one (the lead's switch),
-    ``tol`` is passed here; until ``ppgen.fit`` reads ``model.standardize``, PPCA's is passed.
-    """
-    extra: dict[str, Any] = {"tol": 1e-8}
-    if isinstance(model, ppgen.PPCA):
-        extra["standardize"] = model.standardize
-    return ppgen.fit(model, data, method="em", seed=0, progress=False, **extra)
+    """The fit a user gets: ``ppgen.fit(model, data)``, no method, no options (the default
+    method is EM, the default model maximum likelihood); the default fit must say it
+    converged."""
+    fit = ppgen.fit(model, data, progress=False)
+    assert fit.method == "em" and fit.converged, (fit.method, fit.converged)
+    return fit
 
 
 # -- data ------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -10,6 +11,7 @@ import numpy as np
 import pyro
 import torch
 
+from ppgen._utils import ConvergenceWarning
 from ppgen.infer.engine import EngineResult, Problem, check_positive_int
 from ppgen.infer.engines._pyro import (
     ElboOptions,
@@ -115,7 +117,16 @@ class MAP(PyroEngine):
             params = _median(guide, x, mask)
             if best is None or losses[-1] < best[1][-1]:
                 best = (params, losses)
-        info = {"n_init": n_init, "n_steps": len(best[1])}
+        max_steps = options.optimizer_options()["max_steps"]
+        converged = len(best[1]) < max_steps
+        if not converged:
+            warnings.warn(
+                f"the optimizer stopped at max_steps={max_steps} before its tolerance was met; "
+                "raise max_steps",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        info = {"n_init": n_init, "n_steps": len(best[1]), "converged": converged}
         return EngineResult(params=best[0], losses=np.asarray(best[1], dtype=float), info=info)
 
 
