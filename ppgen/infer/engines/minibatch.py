@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -14,7 +15,7 @@ import torch
 from pyro.infer import Trace_ELBO
 from pyro.poutine.messenger import Messenger
 
-from ppgen._utils import progress_bar
+from ppgen._utils import ConvergenceWarning, progress_bar
 from ppgen.infer.engine import Engine, EngineResult, Problem, check_positive_int, model_class
 from ppgen.infer.optim import NonFiniteLossError
 from ppgen.models.base import GenerativeModel
@@ -203,7 +204,17 @@ class MinibatchSVI(Engine):
             )
             raise
         model.eval()
+        if not stopped and n_val > 0:
+            warnings.warn(
+                f"training reached max_epochs={options.max_epochs} before the validation loss "
+                f"stopped improving (best epoch {best_epoch}; early stopping waits "
+                f"{options.patience} epochs without improvement): fit again with a larger "
+                "max_epochs",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         info = {
+            "converged": bool(stopped) if n_val > 0 else None,
             "n_epochs": len(losses),
             "best_epoch": best_epoch,
             "stopped_early": stopped,
