@@ -16,8 +16,9 @@ __all__ = ["ConvergenceWarning", "progress_bar", "seeded"]
 
 
 class ConvergenceWarning(UserWarning):
-    """A fit stopped at its iteration cap before its convergence rule was met (as
-    scikit-learn's): the estimate may be short of the optimum; raise ``max_steps``."""
+    """A result that should not be trusted as it is: a fit stopped at its iteration cap before
+    its convergence rule was met (as scikit-learn's; raise ``max_steps``), or MCMC draws or
+    PSIS/WAIC approximations that failed their diagnostics (``ppgen.evaluate``)."""
 
 
 def progress_bar(total: int, desc: str, progress: bool | None = None) -> tqdm:

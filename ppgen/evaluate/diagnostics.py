@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ppgen import _arviz
+from ppgen._utils import ConvergenceWarning  # one class: fits and MCMC diagnostics warn alike
 
 __all__ = ["ConvergenceWarning", "diagnostics", "loo", "waic"]
 
@@ -35,10 +36,6 @@ _HOLDS = {
     "mcmc": "no draws",
     "networks": "trained networks",
 }
-
-
-class ConvergenceWarning(UserWarning):
-    """The MCMC draws (or the PSIS/WAIC approximations) should not be trusted as they are."""
 
 
 def diagnostics(fit: Any) -> pd.DataFrame:
