@@ -44,7 +44,8 @@ def test_import_ppgen_and_model_names_load_no_torch():
 
 def test_lazy_package_keeps_its_names():
     assert ppgen.__all__ == [
-        "HMM", "PPCA", "VAE", "Fit", "GaussianMixture", "GenerativeModel", "HierarchicalVAE",
+        "HMM", "PPCA", "VAE", "ConvergenceWarning", "Fit", "GaussianMixture", "GenerativeModel",
+        "HierarchicalVAE",
         "Imputer", "NonFiniteLossError", "Schema", "datasets", "evaluate", "fit", "guides",
         "load", "pool", "pool_fit", "plot",
     ]  # fmt: skip

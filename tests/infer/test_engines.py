@@ -87,7 +87,8 @@ def test_a_registered_engine_fits_through_ppgen_fit(dummy, faithful):
 
 def test_the_registry_is_lazy_and_resolves_by_model():
     assert registry.names()[:4] == ("map", "em", "svi", "nuts")
-    assert registry.resolve(None, ppgen.GaussianMixture(2)).name == "map"
+    # Maximum likelihood by EM is the default of models with a closed-form EM (issue 11).
+    assert registry.resolve(None, ppgen.GaussianMixture(2)).name == "em"
     vae, gmm = ppgen.VAE(2), ppgen.GaussianMixture(2)
     assert registry.resolve(None, vae).kind == "networks"
     assert registry.resolve("svi", gmm).kind == "draws"
