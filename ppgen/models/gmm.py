@@ -599,10 +599,11 @@ class GaussianMixture(GenerativeModel):
         starts that fail (non-finite) are dropped. On more than :data:`SCREEN_ROWS` rows the
         starts are screened on a random subsample of that many (the EM driver then finishes
         the best on all rows), so screening costs no more than a few full iterations.
-        Posterior mode (``prior="default"``), or a model without closed-form EM: one k-means
-        start, :meth:`init_candidates` with ``n=1``.
+        Posterior mode (``prior="default"``), one component, or a model without closed-form
+        EM: one k-means start, :meth:`init_candidates` with ``n=1``.
         """
-        if not self.ml or self.n_init <= 1 or not self.emission.has_m_step:
+        one_optimum = self.n_components == 1  # nothing to choose between: no screening
+        if not self.ml or self.n_init <= 1 or one_optimum or not self.emission.has_m_step:
             return self.init_candidates(x, mask, generator, 1)[0]
         best, best_value = None, -math.inf
         xs, ms = x, mask

@@ -69,7 +69,10 @@ def program(model: GenerativeModel) -> Callable:
 def initial_values(problem: Problem, seed: int, init_values: Mapping[str, Any] | None) -> Params:
     """The model's starting values for seed ``seed``, updated by the user's ``init_values``."""
     model, x = problem.model, problem.x
-    values = model.init_params(x, problem.mask, _generator(seed))
+    if init_values and set(model.global_sites) <= set(init_values):
+        values = {}  # a warm start sets every site: skip the model's (screened, costly) starts
+    else:
+        values = model.init_params(x, problem.mask, _generator(seed))
     if init_values:
         unknown = set(init_values) - set(model.global_sites)
         if unknown:
