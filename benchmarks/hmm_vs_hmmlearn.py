@@ -156,6 +156,7 @@ def run_dataset(label, seqs, pp_data, make_hl, make_pp, *, repeats, budget, log)
                 "setting": "default",
                 "seed": seed,
                 "time_s": m["wall"],
+                "cpu_s": m["cpu"],
                 "total_loglik": _nats(total),
                 "target": _nats(total - GAP * n_seq),
                 "iterations": model.monitor_.iter,
@@ -330,7 +331,7 @@ def default_vs_best(label, seqs, pp_data, make_hl, make_pp, *, seeds, repeats, b
     lengths = [len(s) for s in seqs]
     n_obs = int(sum(lengths))
     make_hl(0).fit(X, lengths)  # warm-up, untimed
-    restarts, spent = [], 0.0
+    restarts, spent, spent_cpu = [], 0.0, 0.0
     for r in range(HL_RESTARTS):
         m = measure(lambda r=r: make_hl(r).fit(X, lengths), repeats)
         h = m["result"]
@@ -338,10 +339,12 @@ def default_vs_best(label, seqs, pp_data, make_hl, make_pp, *, seeds, repeats, b
         hist = list(h.monitor_.history)
         monotone = all(b >= a - 1e-6 * abs(a) for a, b in zip(hist, hist[1:], strict=False))
         spent += m["wall"]
+        spent_cpu += m["cpu"]
         restarts.append(
             {
                 "total": total,
                 "cum": spent,
+                "cum_cpu": spent_cpu,
                 "ok": math.isfinite(total) and monotone and h.monitor_.converged,
                 "iter": h.monitor_.iter,
             }
@@ -349,6 +352,7 @@ def default_vs_best(label, seqs, pp_data, make_hl, make_pp, *, seeds, repeats, b
     best = max(r["total"] for r in restarts)
     first = next(i for i, r in enumerate(restarts) if r["total"] >= best - REACH * n_obs)
     needed = restarts[first]["cum"]
+    needed_cpu = restarts[first]["cum_cpu"]
     n_best = sum(r["total"] >= best - REACH * n_obs for r in restarts)
     sane = all(r["ok"] for r in restarts)
     log(
@@ -363,11 +367,13 @@ def default_vs_best(label, seqs, pp_data, make_hl, make_pp, *, seeds, repeats, b
             f"tol={HL_CONVERGED['tol']:g})",
             "seed": "",
             "time_s": needed,
+            "cpu_s": needed_cpu,
             "all_restarts_s": spent,
             "total_loglik": _nats(best),
             "gap_per_obs": None,
             "reached": "",
             "ratio_to_needed": 1.0,
+            "cpu_ratio_to_needed": 1.0,
             "ratio_to_all": None,
             "note": f"time_s: restarts 0..{first} (the first reaching the best); "
             f"{n_best}/{HL_RESTARTS} restarts reach it; median "
@@ -409,10 +415,12 @@ def default_vs_best(label, seqs, pp_data, make_hl, make_pp, *, seeds, repeats, b
                 "setting": "ppgen.fit(HMM(...), data)" + ("" if seed == 0 else f", seed={seed}"),
                 "seed": seed,
                 "time_s": m["wall"],
+                "cpu_s": m["cpu"],
                 "total_loglik": _nats(total),
                 "gap_per_obs": gap,
                 "reached": gap >= -REACH,
                 "ratio_to_needed": m["wall"] / needed,
+                "cpu_ratio_to_needed": m["cpu"] / needed_cpu,
                 "ratio_to_all": m["wall"] / spent,
                 "note": f"{fit.info['n_init']} starts, best ran {fit.info['n_steps']} iterations"
                 + ("; ConvergenceWarning" if warned else ""),
@@ -442,6 +450,7 @@ def default_summary(rows, sizes):
                 "hmmlearn 10 restarts (s)": peer["all_restarts_s"],
                 "ppgen default median (s)": _med([r["time_s"] for r in done]),
                 "ratio_to_needed": ratio,
+                "cpu_ratio_to_needed": _med([r["cpu_ratio_to_needed"] for r in done]),
                 "ratio_to_all": _med([r["ratio_to_all"] for r in done]),
                 "reached (gap >= -1e-4/step)": f"{sum(bool(r['reached']) for r in done)}/{len(pp)}",
                 "worst gap (nats/step)": min((r["gap_per_obs"] for r in done), default=None),
