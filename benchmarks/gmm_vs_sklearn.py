@@ -34,6 +34,7 @@ from _common import (  # noqa: E402
     markdown_table,
     measure,
     pin_threads,
+    time_default_fit,
     with_budget,
     write_csv,
     write_table,
@@ -507,30 +508,23 @@ def default_vs_best(label, x_sk, x_pp, k, *, repeats, budget, log):
         }
     ]
     for seed in SEEDS:
-
-        def call(seed=seed):
-            model = ppgen.GaussianMixture(k, "full")
-            # seed 0 is the literal default call; the other seeds show it is not seed luck
-            return ppgen.fit(model, x_pp) if seed == 0 else ppgen.fit(model, x_pp, seed=seed)
-
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", ppgen.ConvergenceWarning)
-                m = measure(lambda call=call: with_budget(call, budget), repeats)
-        except FitTimeout:
-            rows.append(
-                {
-                    "dataset": label,
-                    "method": "ppgen default",
-                    "seed": seed,
-                    "note": f"abandoned after {budget:g} s",
-                }
-            )
+        m = time_default_fit(
+            ppgen.fit,
+            lambda: ppgen.GaussianMixture(k, "full"),
+            x_pp,
+            seed,
+            repeats,
+            budget,
+            ppgen.ConvergenceWarning,
+        )
+        if m is None:
+            note = f"abandoned after {budget:g} s"
+            rows.append({"dataset": label, "method": "ppgen default", "seed": seed, "note": note})
             continue
         f = m["result"]
         score = float(f.score(x_pp))
         gap = score - best_score
-        warned = any(issubclass(w.category, ppgen.ConvergenceWarning) for w in caught)
+        warned = m["warned"]
         rows.append(
             {
                 "dataset": label,

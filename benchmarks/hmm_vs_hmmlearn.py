@@ -31,6 +31,7 @@ from _common import (  # noqa: E402
     markdown_table,
     measure,
     pin_threads,
+    time_default_fit,
     with_budget,
     write_csv,
     write_table,
@@ -385,31 +386,18 @@ def default_vs_best(label, seqs, pp_data, make_hl, make_pp, *, seeds, repeats, b
     ]
     ppgen.fit(make_pp(), pp_data, max_steps=2)  # warm-up, untimed
     for seed in seeds:
-
-        def call(seed=seed):
-            # seed 0 is the literal default call; the other seeds show it is not seed luck
-            model = make_pp()
-            return ppgen.fit(model, pp_data) if seed == 0 else ppgen.fit(model, pp_data, seed=seed)
-
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", ppgen.ConvergenceWarning)
-                m = measure(lambda call=call: with_budget(call, budget), repeats)
-        except FitTimeout:
-            rows.append(
-                {
-                    "dataset": label,
-                    "method": "ppgen default",
-                    "seed": seed,
-                    "note": f"abandoned after {budget:g} s",
-                }
-            )
+        m = time_default_fit(
+            ppgen.fit, make_pp, pp_data, seed, repeats, budget, ppgen.ConvergenceWarning
+        )
+        if m is None:
+            note = f"abandoned after {budget:g} s"
+            rows.append({"dataset": label, "method": "ppgen default", "seed": seed, "note": note})
             log(f"  {label}: ppgen default seed {seed} abandoned after {budget:g} s")
             continue
         fit = m["result"]
         total = float(fit.log_prob(pp_data).sum())
         gap = (total - best) / n_obs
-        warned = any(issubclass(w.category, ppgen.ConvergenceWarning) for w in caught)
+        warned = m["warned"]
         rows.append(
             {
                 "dataset": label,
