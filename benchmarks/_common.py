@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -260,3 +261,24 @@ def with_budget(fn, seconds):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+def time_default_fit(fit, make_model, data, seed, repeats, budget, warning):
+    """:func:`measure` ``fit(make_model(), data)``, the literal default call, at seed 0, and
+    ``fit(make_model(), data, seed=seed)`` otherwise (the other seeds show the result is not seed
+    luck); None if it ran past ``budget`` seconds. Adds ``"warned"``: whether a ``warning``
+    (e.g. ``ppgen.ConvergenceWarning``) was raised.
+    """
+
+    def call():
+        model = make_model()
+        return fit(model, data) if seed == 0 else fit(model, data, seed=seed)
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", warning)
+            m = measure(lambda: with_budget(call, budget), repeats)
+    except FitTimeout:
+        return None
+    m["warned"] = any(issubclass(w.category, warning) for w in caught)
+    return m
