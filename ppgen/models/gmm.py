@@ -11,6 +11,7 @@ import torch
 from pyro.distributions import constraints
 from pyro.ops.indexing import Vindex
 
+from ppgen._utils import check_int, check_number
 from ppgen.data.schema import Schema
 from ppgen.models.base import GenerativeModel, Params
 from ppgen.models.distributions import (
@@ -36,10 +37,8 @@ _SCREEN_TOL = 1e-8
 def _check_estimator(prior: str | None, reg_covar: float, n_init: int, init_steps: int) -> None:
     """The estimator options of the mixture (ValueError naming one)."""
     check_estimator(prior, reg_covar)
-    if int(n_init) != n_init or int(n_init) < 1:
-        raise ValueError(f"n_init must be a positive integer, got {n_init!r}")
-    if int(init_steps) != init_steps or int(init_steps) < 0:
-        raise ValueError(f"init_steps must be a non-negative integer, got {init_steps!r}")
+    check_int(n_init, "n_init")
+    check_int(init_steps, "init_steps", minimum=0)
 
 
 class _MixedRow(dist.TorchDistribution):
@@ -190,8 +189,7 @@ class GaussianMixture(GenerativeModel):
         init_steps: int = 100,
     ) -> None:
         super().__init__()
-        if int(n_components) < 1:
-            raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+        check_int(n_components, "n_components")
         if covariance_type not in ("full", "diag"):
             raise ValueError(f"covariance_type must be 'full' or 'diag', got {covariance_type!r}")
         if count_family not in ("poisson", "negbinomial"):
@@ -204,8 +202,7 @@ class GaussianMixture(GenerativeModel):
             ("covariance_prior", covariance_prior),
             ("concentration", concentration),
         ):
-            if not value > 0:
-                raise ValueError(f"{name} must be positive, got {value!r}")
+            check_number(value, name)
         _check_estimator(prior, reg_covar, n_init, init_steps)
         self.prior = prior
         self.reg_covar = float(reg_covar)

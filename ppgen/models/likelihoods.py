@@ -37,6 +37,7 @@ from typing import ClassVar
 import pyro.distributions as dist
 import torch
 
+from ppgen._utils import check_number
 from ppgen.data.schema import Schema
 from ppgen.models.distributions import (
     GaussianConditional,
@@ -77,8 +78,7 @@ def check_estimator(prior: str | None, reg_covar: float = 0.0) -> None:
     the option): ``prior`` None (maximum likelihood) or "default", ``reg_covar`` >= 0."""
     if prior not in (None, "default"):
         raise ValueError(f"prior must be None (maximum likelihood) or 'default', got {prior!r}")
-    if not reg_covar >= 0:
-        raise ValueError(f"reg_covar must be non-negative, got {reg_covar!r}")
+    check_number(reg_covar, "reg_covar", positive=False)
 
 
 def gaussian_m_step(
