@@ -20,7 +20,13 @@ from ppgen.models.distributions import (
     WishartPrecision,
     condition_on_precision,
 )
-from ppgen.models.likelihoods import EMISSIONS, Emission, check_estimator, gaussian_m_step
+from ppgen.models.likelihoods import (
+    EMISSIONS,
+    Emission,
+    check_estimator,
+    gaussian_coords,
+    gaussian_m_step,
+)
 
 __all__ = ["GaussianMixture"]
 
@@ -708,26 +714,8 @@ class GaussianMixture(GenerativeModel):
         cols = tuple(schema.names[j] for j in schema.positions("continuous"))
         coords = {"weights": (comps,)}
         if cols:
-            coords.update(
-                {
-                    "means": (comps, cols),
-                    "covariances": (comps, cols, cols),
-                    "variances": (comps, cols),
-                }
-            )
-        counts = tuple(schema.names[j] for j in schema.positions("count"))
-        if counts:
-            coords["rates"] = (comps, counts)
-            coords["concentration"] = (comps, counts)
-        binary = schema.positions("binary")
-        if binary:
-            coords["probs"] = (comps, tuple(schema.names[j] for j in binary))
-        binomial = schema.positions("binomial")
-        if binomial:
-            coords["success"] = (comps, tuple(schema.names[j] for j in binomial))
-        for j in schema.positions("categorical"):
-            column = schema.columns[j]
-            coords[f"probs[{column.name}]"] = (comps, tuple(column.categories))
+            coords.update(gaussian_coords(comps, cols))
+        coords.update(self.emission.describe_coords(comps))
         return coords
 
     def describe(self, params: Params, schema: Schema) -> Params:

@@ -829,6 +829,13 @@ class HMM(GenerativeModel):
         chain = K * (K - 1) + (K - 1 if self.initial == "learned" else 0)
         return chain + self.emission.n_parameters()
 
+    def describe_coords(self, schema: Schema) -> dict[str, tuple[tuple, ...]]:
+        """States by number, columns by name: ``transition[0, 1]``, ``means[1, waiting]``."""
+        states = tuple(range(self.n_states))
+        coords = {"initial": (states,), "transition": (states, states)}
+        coords.update(self.emission.describe_coords(states))
+        return coords
+
     def describe(self, params: Params, schema: Schema) -> Params:
         """Initial and transition probabilities, emission parameters on the data's scale."""
         out = {"initial": self.initial_probs(params), "transition": params["transition"]}
