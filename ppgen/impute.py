@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ppgen._utils import progress_bar
+
 __all__ = ["Imputer", "PooledEstimate", "pool", "pool_fit"]
 
 #: mice's floor on lambda before computing degrees of freedom: keeps them finite when B = 0.
@@ -407,6 +409,8 @@ class Imputer:
         own parameter draw, so the imputation stays proper.
     fit_options : dict, optional
         Further options of :func:`ppgen.fit` (``max_steps``, ``num_samples``, ``guide``, ...).
+        ``progress`` (default None: only when stderr is a terminal, as :func:`ppgen.fit`)
+        shows the fit's bar and, with ``proper="bootstrap"``, one bar over the m refits.
     **model_options
         Options of the model, e.g. ``n_components`` (default 2 for ``"gmm"``, and
         ``min(2, d - 1)`` for ``"ppca"`` on ``d`` columns) or ``covariance_type``.
@@ -599,7 +603,7 @@ class Imputer:
             # MIWAE's objective imputes better than the ELBO: on breast_cancer with 20% MCAR,
             # held-out RMSE 0.48-0.52 against 0.51-0.56 over three seeds (tests/models/test_vae.py).
             options.setdefault("num_particles", 20)
-        progress = options.pop("progress", False)  # quiet unless asked (the CLI asks)
+        progress = options.pop("progress", None)  # as ppgen.fit: a bar on a terminal only
         kinds = {k: v for k, v in (self.kinds or {}).items() if k in modelled} or None
         self.fit_ = fit(
             spec,
@@ -615,6 +619,8 @@ class Imputer:
         if self.proper == "bootstrap":
             table = frame[modelled].reset_index(drop=True)
             rng = np.random.default_rng(int(self.seed))
+            # The refits' own bars stay quiet: one bar over the m refits says how far along.
+            bar = progress_bar(m, "bootstrap refits", progress)
             for j in range(m):
                 rows = rng.integers(0, len(table), size=len(table))
                 self.bootstrap_fits_.append(
@@ -628,6 +634,8 @@ class Imputer:
                         **{**options, "init_values": self.fit_.params},
                     )
                 )
+                bar.update()
+            bar.close()
         return self
 
     # -- imputing -------------------------------------------------------------------------------

@@ -65,6 +65,16 @@ X = faithful.to_numpy()
 display(faithful.describe().T)
 
 # %% [markdown]
+# Before fitting anything, ppgen reads every column and decides its **kind** (continuous, count,
+# binary, categorical, ...), which fixes the likelihood each column gets. `ppgen.fit` does this
+# itself; `ppgen.Schema.infer` shows what it will decide, here with the observed ranges and the
+# share of missing entries (`ppgen fit` prints the same table). Pass `kinds={...}` to `fit` to
+# override a column's kind.
+
+# %%
+print(ppgen.Schema.infer(faithful).format(faithful))
+
+# %% [markdown]
 # ### The model
 #
 # `GaussianMixture(K)` is the finite mixture of McLachlan & Peel (2000). Each row belongs to one

@@ -266,11 +266,37 @@ display(table)
 #
 # ### Samples
 #
-# `fit.sample(n, seed=...)` draws $z$ from the prior and then every pixel from $p(x \mid z)$,
-# including its independent Gaussian noise: these are draws from the density we scored. The
-# noise hides the shapes, so we also decode the same kind of latent draws to their *means*,
-# $f(z)$, with `fit.decode(z)`: what VAE papers usually show.
+# `fit.sample(n, seed=...)` draws $z$ from the prior and then every pixel from
+# $p(x \mid z) = \mathcal N(f(z), \operatorname{diag}(\sigma^2))$: the decoder's mean image
+# $f(z)$ **plus independent Gaussian noise** of scale $\sigma_j$ on each of the 64 pixels. The
+# likelihood is continuous, so to explain dequantized pixels it must give every pixel a noise
+# scale, fitted like any other parameter; the cell below prints it in the pixels' own units,
+# count levels from 0 (blank) to 16 (full ink). Noise of that size, drawn independently for
+# every pixel, is what turns the sample grids into static: it is the model's pixel-level
+# measurement error, not a failure to learn shapes. These noisy images are honest draws from
+# the density we scored; the shapes live in the means, so we also decode the same kind of
+# latent draws to $f(z)$ with `fit.decode(z)`, which is what VAE papers usually show.
+#
+# PPCA's samples are draws from one Gaussian, $\mu + Wz + \sigma\varepsilon$. With $q = 63$
+# its isotropic noise $\sigma$ is the variance left in the last of the 64 directions, so
+# nearly all of a pixel's spread across samples (also printed) comes from $W$: correlated
+# pixels, but around a single mean image, with nothing that makes a stroke a stroke.
 
+# %%
+# The VAE's fitted noise scale of each pixel (its decoder heads hold the log scale on the
+# standardized scale: times the column's standardization scale gives y, times 17 count levels).
+scales = np.array([column.scale for column in vae.schema.columns])
+sigma = vae.model.heads.log_scale.detach().exp().numpy() * scales * LEVELS
+print(
+    f"VAE pixel noise sigma_j: median {np.median(sigma):.2f} count levels "
+    f"(from {sigma.min():.2f} to {sigma.max():.2f}) of the 16 between blank and full ink"
+)
+ppca_spread = ppca[63].sample(5000, seed=1).std().to_numpy() * LEVELS
+ppca_sigma = np.sqrt(ppca[63].summary()["estimate"]["noise_variance"]) * LEVELS
+print(
+    f"PPCA q=63: a pixel's spread across samples, median {np.median(ppca_spread):.2f} levels; "
+    f"its isotropic noise sigma {ppca_sigma:.2f} levels"
+)
 
 # %%
 z_prior = torch.randn(20, 8, generator=torch.Generator().manual_seed(0))
@@ -284,7 +310,8 @@ plt.show()
 # %% [markdown]
 # The Gaussian's samples are smudges: it knows which pixels co-vary, not what a digit is.
 # The VAE's decoder means are recognizable digits of several classes, and its noisy samples
-# are those shapes plus pixel noise. (The ladder VAE's images decode the top layer through the
+# are shapes of that kind with every pixel moved independently by about $\sigma_j$ count
+# levels (printed above): static laid over digits, not a worse model than row 3 shows. (The ladder VAE's images decode the top layer through the
 # *means* of the layer below, so they are smoother than its samples.)
 #
 # ### Reconstructions

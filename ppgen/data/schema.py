@@ -300,6 +300,7 @@ class Schema:
         """
         table = _as_table(data)
         _check_not_empty(table)
+        _check_no_infinity(table)
         overrides = _check_overrides(kinds, table.names)
         columns = tuple(
             _infer_column(
@@ -446,6 +447,7 @@ class Schema:
             non-integer count, third value in a binary column).
         """
         table = self._conform(_as_table(data))
+        _check_no_infinity(table)
         if dtype is not None and not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating dtype; got {dtype}")
         encoded = [_encode_column(c, s) for c, s in zip(self.columns, table.series, strict=True)]
@@ -933,6 +935,28 @@ def _check_not_empty(table: _Table) -> None:
         raise ValueError(
             f"the table has 0 rows (columns {_join([repr(n) for n in table.names])}); "
             "at least one row is needed"
+        )
+
+
+def _check_no_infinity(table: _Table) -> None:
+    """Name every float column holding infinite values, with its rows (labels, the first few):
+    one message for the whole table rather than one fix-and-rerun per column. Text columns
+    read as numbers are checked column by column where they are read."""
+    found = []
+    for name, series in zip(table.names, table.series, strict=True):
+        if not pd.api.types.is_float_dtype(series.dtype):
+            continue
+        infinite = np.isinf(series.to_numpy(dtype=np.float64, na_value=np.nan))
+        if infinite.any():
+            rows = [repr(_scalar(r)) for r in series.index[infinite][:5]]
+            more = f" and {int(infinite.sum()) - 5} more" if infinite.sum() > 5 else ""
+            found.append(
+                f"{name!r} (row{'s' if infinite.sum() > 1 else ''} {', '.join(rows)}{more})"
+            )
+    if found:
+        raise ValueError(
+            f"infinite values in {len(found)} column{'s' if len(found) > 1 else ''}: "
+            f"{_join(found)}; replace them or mark them missing"
         )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ppgen import _arviz
+from ppgen import _arviz  # loo and waic
 from ppgen._utils import ConvergenceWarning  # one class: fits and MCMC diagnostics warn alike
 
 __all__ = ["ConvergenceWarning", "diagnostics", "loo", "waic"]
@@ -43,8 +43,10 @@ def diagnostics(fit: Any) -> pd.DataFrame:
 
     Columns are ArviZ's summary: posterior ``mean``, ``sd``, 94% HDI, Monte-Carlo standard
     errors (``mcse_mean``, ``mcse_sd``), bulk and tail effective sample sizes (``ess_bulk``,
-    ``ess_tail``) and the rank-normalized split ``r_hat`` (Vehtari et al. 2021), for the sampled
-    global sites on the scale the model samples them (``fit.samples``). The number of divergent
+    ``ess_tail``) and the rank-normalized split ``r_hat`` (Vehtari et al. 2021), for the
+    parameters exactly as :meth:`ppgen.Fit.summary` names and reports them: on the data's
+    original scale, labelled by column name (``means[0, waiting]``, not the standardized sampled
+    site ``locs[0, 1]``). The number of divergent
     transitions after warmup is in ``table.attrs["divergences"]`` (also ``"num_chains"`` and
     ``"num_draws"``, draws per chain).
 
@@ -71,9 +73,10 @@ def diagnostics(fit: Any) -> pd.DataFrame:
             f"holds {_HOLDS[fit.kind]}, not Markov chains, so R-hat and effective sample size "
             "do not apply"
         )
-    posterior = {k: v.detach().cpu().numpy() for k, v in fit.samples.items()}
-    chains, draws = next(iter(posterior.values())).shape[:2]
-    table = _arviz.summary(posterior, diagnostics=True)
+    chains, draws = next(iter(fit.samples.values())).shape[:2]
+    # The parameters as the summary names them, on the data's scale (one naming everywhere);
+    # R-hat and ESS are computed on these derived quantities, the ones a reader reports.
+    table = fit.summary()
     divergences = 0 if fit.divergent is None else int(np.asarray(fit.divergent).sum())
     table.attrs.update({"divergences": divergences, "num_chains": chains, "num_draws": draws})
     _warn_rhat(table, chains)

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ppgen._utils import check_positive_int  # re-exported: the engines validate with it
 from ppgen.models.base import GenerativeModel, Params
 
 __all__ = [
@@ -136,15 +137,6 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"<engine {self.name!r} ({type(self).__module__}:{type(self).__qualname__})>"
-
-
-def check_positive_int(value: Any, name: str) -> int:
-    """``value`` as an int, or a ``ValueError`` naming option ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if int(value) != value or int(value) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def model_class(model: GenerativeModel | type[GenerativeModel]) -> type[GenerativeModel]:

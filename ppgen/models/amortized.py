@@ -24,6 +24,7 @@ from pyro import poutine
 from torch import nn
 from torch.distributions import constraints
 
+from ppgen._utils import check_int
 from ppgen.data.schema import Schema
 from ppgen.models import weights
 from ppgen.models.base import GenerativeModel, Params
@@ -326,13 +327,8 @@ class AmortizedModel(GenerativeModel):
         super().__init__()
         if continuous_scale not in SCALES:
             raise ValueError(f"continuous_scale must be one of {SCALES}, got {continuous_scale!r}")
-        k = impute_particles
-        if isinstance(k, bool) or not isinstance(k, (int, float)) or int(k) != k or k < 1:
-            raise ValueError(
-                f"impute_particles must be a positive integer, got {impute_particles!r}"
-            )
         self.continuous_scale = continuous_scale
-        self.impute_particles = int(impute_particles)
+        self.impute_particles = check_int(impute_particles, "impute_particles")
         self.heads: Heads | None = None
 
     def base_config(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import torch
 from pyro.distributions import constraints
 from pyro.ops.indexing import Vindex
 
+from ppgen._utils import check_int, check_number
 from ppgen.data.schema import Schema
 from ppgen.models.base import GenerativeModel, Params
 from ppgen.models.distributions import (
@@ -19,7 +20,13 @@ from ppgen.models.distributions import (
     WishartPrecision,
     condition_on_precision,
 )
-from ppgen.models.likelihoods import EMISSIONS, Emission, check_estimator, gaussian_m_step
+from ppgen.models.likelihoods import (
+    EMISSIONS,
+    Emission,
+    check_estimator,
+    gaussian_coords,
+    gaussian_m_step,
+)
 
 __all__ = ["GaussianMixture"]
 
@@ -36,10 +43,8 @@ _SCREEN_TOL = 1e-8
 def _check_estimator(prior: str | None, reg_covar: float, n_init: int, init_steps: int) -> None:
     """The estimator options of the mixture (ValueError naming one)."""
     check_estimator(prior, reg_covar)
-    if int(n_init) != n_init or int(n_init) < 1:
-        raise ValueError(f"n_init must be a positive integer, got {n_init!r}")
-    if int(init_steps) != init_steps or int(init_steps) < 0:
-        raise ValueError(f"init_steps must be a non-negative integer, got {init_steps!r}")
+    check_int(n_init, "n_init")
+    check_int(init_steps, "init_steps", minimum=0)
 
 
 class _MixedRow(dist.TorchDistribution):
@@ -190,8 +195,7 @@ class GaussianMixture(GenerativeModel):
         init_steps: int = 100,
     ) -> None:
         super().__init__()
-        if int(n_components) < 1:
-            raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+        check_int(n_components, "n_components")
         if covariance_type not in ("full", "diag"):
             raise ValueError(f"covariance_type must be 'full' or 'diag', got {covariance_type!r}")
         if count_family not in ("poisson", "negbinomial"):
@@ -204,8 +208,7 @@ class GaussianMixture(GenerativeModel):
             ("covariance_prior", covariance_prior),
             ("concentration", concentration),
         ):
-            if not value > 0:
-                raise ValueError(f"{name} must be positive, got {value!r}")
+            check_number(value, name)
         _check_estimator(prior, reg_covar, n_init, init_steps)
         self.prior = prior
         self.reg_covar = float(reg_covar)
@@ -712,26 +715,8 @@ class GaussianMixture(GenerativeModel):
         cols = tuple(schema.names[j] for j in schema.positions("continuous"))
         coords = {"weights": (comps,)}
         if cols:
-            coords.update(
-                {
-                    "means": (comps, cols),
-                    "covariances": (comps, cols, cols),
-                    "variances": (comps, cols),
-                }
-            )
-        counts = tuple(schema.names[j] for j in schema.positions("count"))
-        if counts:
-            coords["rates"] = (comps, counts)
-            coords["concentration"] = (comps, counts)
-        binary = schema.positions("binary")
-        if binary:
-            coords["probs"] = (comps, tuple(schema.names[j] for j in binary))
-        binomial = schema.positions("binomial")
-        if binomial:
-            coords["success"] = (comps, tuple(schema.names[j] for j in binomial))
-        for j in schema.positions("categorical"):
-            column = schema.columns[j]
-            coords[f"probs[{column.name}]"] = (comps, tuple(column.categories))
+            coords.update(gaussian_coords(comps, cols))
+        coords.update(self.emission.describe_coords(comps))
         return coords
 
     def describe(self, params: Params, schema: Schema) -> Params:

@@ -12,6 +12,7 @@ import torch
 from pyro.distributions import constraints
 from pyro.ops.indexing import Vindex
 
+from ppgen._utils import check_int, check_number
 from ppgen.data.schema import Schema
 from ppgen.models.base import GenerativeModel, Params
 from ppgen.models.likelihoods import EMISSIONS, Emission, check_estimator
@@ -175,8 +176,7 @@ class HMM(GenerativeModel):
         check_estimator(prior, reg_covar)
         self.prior = prior
         self.reg_covar = float(reg_covar)
-        if int(n_states) != n_states or int(n_states) < 1:
-            raise ValueError(f"n_states must be a positive integer, got {n_states!r}")
+        check_int(n_states, "n_states")
         if emission not in EMISSIONS:
             raise ValueError(f"emission must be one of {tuple(EMISSIONS)}, got {emission!r}")
         if covariance_type not in ("full", "diag"):
@@ -194,8 +194,9 @@ class HMM(GenerativeModel):
             ("covariance_prior", covariance_prior),
             ("emission_concentration", emission_concentration),
         ):
-            if not value > 0:
-                raise ValueError(f"{name} must be positive, got {value!r}")
+            check_number(value, name)
+        if order_by is not None and not isinstance(order_by, str):
+            raise ValueError(f"order_by must be a column name or None, got {order_by!r}")
         self.n_states = int(n_states)
         self.emission_family = emission
         self.covariance_type = covariance_type
@@ -827,6 +828,13 @@ class HMM(GenerativeModel):
         K = self.n_states
         chain = K * (K - 1) + (K - 1 if self.initial == "learned" else 0)
         return chain + self.emission.n_parameters()
+
+    def describe_coords(self, schema: Schema) -> dict[str, tuple[tuple, ...]]:
+        """States by number, columns by name: ``transition[0, 1]``, ``means[1, waiting]``."""
+        states = tuple(range(self.n_states))
+        coords = {"initial": (states,), "transition": (states, states)}
+        coords.update(self.emission.describe_coords(states))
+        return coords
 
     def describe(self, params: Params, schema: Schema) -> Params:
         """Initial and transition probabilities, emission parameters on the data's scale."""

@@ -10,6 +10,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from ppgen._utils import check_ints
 from ppgen.models.amortized import ACTIVATIONS, MIN_SCALE, AmortizedModel, check_architecture, mlp
 from ppgen.models.base import Params
 
@@ -19,13 +20,6 @@ __all__ = ["HierarchicalVAE"]
 FLOW_LAYERS = ("top", "all")
 
 Sampler = Callable[[str, dist.Distribution], torch.Tensor]
-
-
-def _positive_ints(values: Any, name: str) -> tuple[int, ...]:
-    values = tuple(values)
-    if any(isinstance(v, bool) or int(v) != v or int(v) < 1 for v in values):
-        raise ValueError(f"{name} must hold positive integers, got {values!r}")
-    return tuple(int(v) for v in values)
 
 
 class HierarchicalVAE(AmortizedModel):
@@ -112,8 +106,8 @@ class HierarchicalVAE(AmortizedModel):
         impute_particles: int = 100,
     ) -> None:
         super().__init__(continuous_scale=continuous_scale, impute_particles=impute_particles)
-        self.n_latent = _positive_ints(n_latent, "n_latent")
-        self.hidden = _positive_ints(hidden, "hidden")
+        self.n_latent = check_ints(n_latent, "n_latent")
+        self.hidden = check_ints(hidden, "hidden")
         if len(self.n_latent) < 2:
             raise ValueError(f"n_latent needs two layers or more, got {self.n_latent!r}")
         if not self.hidden:

@@ -37,6 +37,7 @@ from typing import ClassVar
 import pyro.distributions as dist
 import torch
 
+from ppgen._utils import check_number
 from ppgen.data.schema import Schema
 from ppgen.models.distributions import (
     GaussianConditional,
@@ -57,6 +58,7 @@ __all__ = [
     "Poisson",
     "check_estimator",
     "condition_on_precision",
+    "gaussian_coords",
     "gaussian_m_step",
 ]
 
@@ -77,8 +79,7 @@ def check_estimator(prior: str | None, reg_covar: float = 0.0) -> None:
     the option): ``prior`` None (maximum likelihood) or "default", ``reg_covar`` >= 0."""
     if prior not in (None, "default"):
         raise ValueError(f"prior must be None (maximum likelihood) or 'default', got {prior!r}")
-    if not reg_covar >= 0:
-        raise ValueError(f"reg_covar must be non-negative, got {reg_covar!r}")
+    check_number(reg_covar, "reg_covar", positive=False)
 
 
 def gaussian_m_step(
@@ -292,6 +293,21 @@ class ColumnLikelihood:
     def describe(self, params: Params) -> Params:
         return {k: params[k] for k in self.sites}
 
+    def describe_coords(self, states: tuple) -> dict[str, tuple[tuple, ...]]:
+        """Labels of the axes of :meth:`describe`'s arrays: ``states`` (the classes), then the
+        columns."""
+        return {k: (states, self.names) for k in self.sites}
+
+
+def gaussian_coords(states: tuple, names: tuple[str, ...]) -> dict[str, tuple[tuple, ...]]:
+    """Axis labels of a Gaussian block's described means, covariances (full) or variances
+    (diag): classes, then column names."""
+    return {
+        "means": (states, names),
+        "covariances": (states, names, names),
+        "variances": (states, names),
+    }
+
 
 class Normal(ColumnLikelihood):
     """Gaussian continuous block, full or diagonal covariance (priors as GaussianMixture's)."""
@@ -398,6 +414,9 @@ class Normal(ColumnLikelihood):
         else:
             out["variances"] = params["precision"].reciprocal() * scale**2
         return out
+
+    def describe_coords(self, states):
+        return gaussian_coords(states, self.names)
 
 
 class Poisson(ColumnLikelihood):
@@ -631,6 +650,12 @@ class Categorical(ColumnLikelihood):
     def n_parameters(self) -> int:
         return self.n_states * sum(C - 1 for C in self.n_categories)
 
+    def describe_coords(self, states):
+        return {
+            site: (states, tuple(self.schema.columns[j].categories))
+            for site, j in zip(self.sites, self.positions, strict=True)
+        }
+
 
 class Emission:
     """The likelihood of a whole encoded row under each of ``n_states`` classes.
@@ -764,6 +789,11 @@ class Emission:
 
     def describe(self, params: Params) -> Params:
         return {k: v for part in self.parts for k, v in part.describe(params).items()}
+
+    def describe_coords(self, states: tuple) -> dict[str, tuple[tuple, ...]]:
+        """Axis labels of :meth:`describe`'s arrays: ``states``, then column names (or a
+        categorical column's labels)."""
+        return {k: v for part in self.parts for k, v in part.describe_coords(states).items()}
 
     def permute(self, params: Params, perm: torch.Tensor) -> Params:
         """Relabel the classes: new class ``i`` is old class ``perm[i]``."""

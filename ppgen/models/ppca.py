@@ -11,6 +11,7 @@ import torch
 from pyro.nn import PyroParam
 from torch.distributions import constraints
 
+from ppgen._utils import check_int, check_number
 from ppgen.data.schema import Schema
 from ppgen.models.base import GenerativeModel, Params
 from ppgen.models.distributions import MaskedMultivariateNormal
@@ -99,12 +100,10 @@ class PPCA(GenerativeModel):
         self.standardize = bool(standardize)
         #: The data's root mean column variance: the unit of the priors (see the class doc).
         self.unit = 1.0
-        if int(n_components) < 1:
-            raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
-        self.n_components = int(n_components)
-        self.weight_scale = float(weight_scale)
-        self.loc_scale = float(loc_scale)
-        self.noise_prior = float(noise_prior)
+        self.n_components = check_int(n_components, "n_components")
+        self.weight_scale = check_number(weight_scale, "weight_scale")
+        self.loc_scale = check_number(loc_scale, "loc_scale")
+        self.noise_prior = check_number(noise_prior, "noise_prior")
 
     def config(self) -> dict[str, Any]:
         return {

@@ -10,6 +10,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from ppgen._utils import check_int, check_ints
 from ppgen.models.amortized import ACTIVATIONS, MIN_SCALE, AmortizedModel, check_architecture, mlp
 from ppgen.models.base import Params
 
@@ -102,14 +103,9 @@ class VAE(AmortizedModel):
         impute_particles: int = 100,
     ) -> None:
         super().__init__(continuous_scale=continuous_scale, impute_particles=impute_particles)
-        if isinstance(n_latent, bool) or int(n_latent) != n_latent or int(n_latent) < 1:
-            raise ValueError(f"n_latent must be a positive integer, got {n_latent!r}")
-        hidden = tuple(hidden)
-        if any(isinstance(h, bool) or int(h) != h or int(h) < 1 for h in hidden):
-            raise ValueError(f"hidden must hold positive integers, got {hidden!r}")
+        self.n_latent = check_int(n_latent, "n_latent")
+        self.hidden = check_ints(hidden, "hidden")
         activation = check_architecture(activation, guide, flow_options)
-        self.n_latent = int(n_latent)
-        self.hidden = tuple(int(h) for h in hidden)
         self.activation = activation
         self.guide_type = guide
         self.flow_options = dict(flow_options or {})

@@ -63,15 +63,22 @@ def test_diagnostics_table_of_a_nuts_fit(nuts_fit):
     table, messages = _diagnose(nuts_fit)
     assert any("ESS) < 400" in m and "impossible" in m for m in messages)
     assert {"r_hat", "ess_bulk", "ess_tail", "mcse_mean", "mean", "sd"} <= set(table.columns)
-    # 2 weights, 2 x 2 means, 2 x 2 precisions.
-    assert len(table) == 10 and "locs[0, 1]" in table.index
+    # 2 weights, 2 x 2 means, 2 x 2 variances, named as the summary names them (issue 13).
+    assert len(table) == 10 and "means[0, waiting]" in table.index
+    assert list(table.index) == list(nuts_fit.summary().index)
     assert table.attrs["divergences"] == int(nuts_fit.divergent.sum())
     assert (table.attrs["num_chains"], table.attrs["num_draws"]) == (2, 100)
     assert table["r_hat"].max() < 1.1
     assert (table["ess_bulk"] > 20).all() and (table["ess_bulk"] < 2000).all()
-    # The posterior means are those of the draws.
+    # The posterior means are those of the draws, on the data's scale (minutes, not z-scores).
     locs = nuts_fit.samples["locs"].mean((0, 1)).numpy()
-    assert table.loc["locs[1, 0]", "mean"] == pytest.approx(locs[1, 0], abs=1e-3)
+    eruptions = nuts_fit.schema.columns[0]
+    expected = locs[1, 0] * eruptions.scale + eruptions.loc
+    assert table.loc["means[1, eruptions]", "mean"] == pytest.approx(expected, rel=1e-6)
+    variances = (1 / nuts_fit.samples["precision"]).mean((0, 1)).numpy()[0, 1]
+    waiting = nuts_fit.schema.columns[1]
+    expected = variances * waiting.scale**2
+    assert table.loc["variances[0, waiting]", "mean"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_well_mixed_draws_raise_no_warning(nuts_fit):
@@ -92,9 +99,10 @@ def test_non_converged_chains_are_flagged(nuts_fit, failure):
         locs[0] = locs[0, :1]  # one chain stuck at its first draw
     samples["locs"] = locs
     table, messages = _diagnose(_fake(nuts_fit, samples))
-    assert table.filter(like="locs", axis=0)["r_hat"].min() > 1.01
+    assert table.filter(like="means", axis=0)["r_hat"].min() > 1.01
     assert table.filter(like="weights", axis=0)["r_hat"].max() <= 1.01
-    assert any(m.startswith("R-hat > 1.01 for 4 of 10 parameters") for m in messages)
+    assert any(m.startswith("R-hat > 1.01 for 4 of 10 parameters (worst") for m in messages)
+    assert any("for means[" in m for m in messages)  # the worst named as the summary names it
 
 
 def test_divergences_are_flagged(nuts_fit):
