@@ -7,6 +7,7 @@ torch; :data:`MODELS` is the one registry of model names.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from ppgen.models.registry import MODELS, register_model, unregister_model
@@ -49,6 +50,9 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value  # later lookups skip this function
         return value
+    # Submodules too (``ppgen.models.hmm``), as an eager package would have them.
+    if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
