@@ -49,6 +49,17 @@ def test_early_stopping_keeps_the_best_validation_weights():
     assert min(val) < val[-1]
 
 
+def test_reaching_the_epoch_cap_warns_and_says_how_to_continue():
+    # Issue 13: training that stops at max_epochs while still improving must not look done.
+    with pytest.warns(ppgen.ConvergenceWarning, match="larger max_epochs"):
+        fit = ppgen.fit(ppgen.VAE(2, (8,)), _wine(), seed=0, max_epochs=3)
+    assert fit.converged is False and not fit.info["stopped_early"]
+    stopped = ppgen.fit(
+        ppgen.VAE(2, (64, 64)), _wine(), seed=0, lr=1e-2, max_epochs=400, patience=10
+    )
+    assert stopped.converged is True
+
+
 def test_without_validation_every_epoch_runs():
     fit = ppgen.fit(ppgen.VAE(2, (8,)), _wine(), validation=0, max_epochs=7, batch_size=50)
     assert fit.info["n_epochs"] == 7 and fit.info["validation_losses"] == []
