@@ -74,6 +74,10 @@ class Problem:
         Everything random follows from it (the global RNGs are already seeded with it).
     progress : bool or None
         Show progress bars.
+    log_jacobian : Tensor or None
+        Per-row log-Jacobian of the encoding (rows layout): added to an encoded-scale log
+        density it gives the density on the data's own scale, so engines can report figures
+        on the scale of ``ppgen.evaluate``.
     """
 
     model: GenerativeModel
@@ -83,6 +87,7 @@ class Problem:
     data: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
     progress: bool | None = None
+    log_jacobian: torch.Tensor | None = None
 
 
 @dataclass

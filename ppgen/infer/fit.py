@@ -117,7 +117,7 @@ def fit(
     )
     with seeded(seed, enc.x.device):
         built = layout.build(model, schema, enc)
-        problem = layout.problem(built, enc, seed=seed, progress=progress)
+        problem = layout.problem(built, schema, enc, seed=seed, progress=progress)
         try:
             result = engine.run(problem, parsed)
         except NonFiniteLossError as exc:

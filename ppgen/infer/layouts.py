@@ -61,10 +61,18 @@ class Layout:
         return copy.deepcopy(model).build(schema).to(device=enc.x.device, dtype=enc.x.dtype)
 
     def problem(
-        self, model: GenerativeModel, enc: Any, *, seed: int, progress: bool | None
+        self,
+        model: GenerativeModel,
+        schema: Schema,
+        enc: Any,
+        *,
+        seed: int,
+        progress: bool | None,
     ) -> Problem:
         """What the engine sees."""
-        return Problem(model, enc.x, enc.mask, int(enc.x.shape[0]), {}, seed, progress)
+        jacobian = schema.log_abs_det_jacobian(enc.mask, dtype=enc.x.dtype, x=enc.x)
+        n = int(enc.x.shape[0])
+        return Problem(model, enc.x, enc.mask, n, {}, seed, progress, log_jacobian=jacobian)
 
     def postprocess(
         self, model: GenerativeModel, engine: Engine, result: EngineResult
@@ -174,7 +182,7 @@ class Sequences(Layout):
             schema = infer_sequence_schema(split, kinds=forced or None, standardize=standardize)
         return schema, encode_sequences(schema, split, device=device, dtype=dtype)
 
-    def problem(self, model, enc, *, seed, progress):
+    def problem(self, model, schema, enc, *, seed, progress):
         # Tolerances are per observed time step.
         data = {"lengths": enc.lengths}
         return Problem(model, enc.x, enc.mask, int(enc.lengths.sum()), data, seed, progress)

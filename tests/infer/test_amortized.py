@@ -60,6 +60,22 @@ def test_reaching_the_epoch_cap_warns_and_says_how_to_continue():
     assert stopped.converged is True
 
 
+def test_validation_curve_is_reported_on_the_scale_of_ppgen_evaluate():
+    # The validation loss is on the encoded (standardized) scale; validation_elbo adds the
+    # encoding's Jacobian, so its best epoch is the ELBO ppgen.evaluate gives those rows.
+    wine = ppgen.datasets.load("wine", label=False)
+    fit = ppgen.fit(ppgen.VAE(2, (16,)), wine, seed=0, max_epochs=40, lr=1e-2)
+    info = fit.info
+    order = torch.randperm(len(wine), generator=torch.Generator().manual_seed(0))
+    held = wine.iloc[order[: info["n_validation"]].numpy()]
+    elbo = ppgen.evaluate.elbo(fit, held, num_particles=200, seed=1)
+    best = info["validation_elbo"][info["best_epoch"] - 1]
+    # The training draws differ from evaluate's: agreement within their Monte-Carlo noise.
+    assert best == pytest.approx(elbo.mean, abs=0.1)
+    loss = info["validation_losses"][info["best_epoch"] - 1]
+    assert abs(best + loss) > 1  # the Jacobian matters: the raw loss is on another scale
+
+
 def test_without_validation_every_epoch_runs():
     fit = ppgen.fit(ppgen.VAE(2, (8,)), _wine(), validation=0, max_epochs=7, batch_size=50)
     assert fit.info["n_epochs"] == 7 and fit.info["validation_losses"] == []

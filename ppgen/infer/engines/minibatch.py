@@ -144,6 +144,8 @@ class MinibatchSVI(Engine):
     The result's ``params`` is empty (the networks are the model's weights, ``fit.model``);
     ``losses`` is the mean negative training objective per row of each epoch (nats, encoded
     scale); ``info`` holds ``validation_losses`` (per epoch, the same objective),
+    ``validation_elbo`` (the same curve as ELBO per row on the data's own scale, comparable with
+    :func:`ppgen.evaluate.elbo`), ``converged``,
     ``best_epoch``, ``n_epochs``, ``stopped_early``, ``objective`` and ``num_particles``. A
     NaN or infinite loss or gradient stops training before the optimizer moves and raises
     :class:`~ppgen.NonFiniteLossError`, whose ``fit`` holds the last good weights (not
@@ -219,6 +221,7 @@ class MinibatchSVI(Engine):
             "best_epoch": best_epoch,
             "stopped_early": stopped,
             "validation_losses": val_losses,
+            "validation_elbo": _data_scale_elbo(val_losses, problem, val_rows),
             "n_validation": n_val,
             "batch_size": int(options.batch_size),
             "lr": float(options.lr),
@@ -228,6 +231,16 @@ class MinibatchSVI(Engine):
             "num_particles": int(options.num_particles),
         }
         return EngineResult(params={}, losses=np.asarray(losses, dtype=float), info=info)
+
+
+def _data_scale_elbo(val_losses: list[float], problem: Problem, rows: torch.Tensor) -> list:
+    """The validation curve as ELBO per row on the data's own scale (nats, higher is better):
+    minus the loss plus the encoding's mean log-Jacobian over the validation rows, the scale of
+    ``ppgen.evaluate.elbo``. Empty without validation rows or a Jacobian."""
+    if problem.log_jacobian is None or not len(rows):
+        return []
+    jacobian = float(problem.log_jacobian[rows].mean())
+    return [jacobian - loss for loss in val_losses]
 
 
 class _Trainer:
