@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import pyro
@@ -505,7 +506,28 @@ class GaussianMixture(GenerativeModel):
                     if name != "weights" and name in params:
                         keep = empty.reshape((-1,) + (1,) * (value.dim() - 1))
                         out[name] = torch.where(keep, params[name], value)
+        # Held sites (fixable_sites) enter the expected log-likelihood through terms of their
+        # own, so the free sites' updates above are already the maximizers given them.
+        out.update(self.held)
         return out
+
+    #: Sites held at given values (:meth:`hold`), kept by :meth:`m_step` and every start.
+    held: Params = MappingProxyType({})
+
+    def fixable_sites(self) -> tuple[str, ...]:
+        """The sites ``method="em"`` can hold fixed (``fit(..., fixed={...})``): ``weights``
+        and the count rates and probabilities of other column kinds (``rates``, ``probs``,
+        ``probs[name]``, ``success``), whose values mean the same on the data's scale and the
+        encoded one, and whose terms of the expected log-likelihood are separate from the
+        others' (so holding them keeps EM exact). The Gaussian block (``locs``, ``precision``)
+        cannot be held."""
+        self._check_built()
+        return ("weights", *self.emission.sites)
+
+    def hold(self, fixed: Params) -> None:
+        """Hold ``fixed`` (checked encoded values of :meth:`fixable_sites`) in :meth:`m_step`
+        and the starts of :meth:`init_params`; called by the EM engine on its private copy."""
+        self.held = MappingProxyType(dict(fixed))
 
     def _weights(self, n_k: torch.Tensor) -> torch.Tensor:
         """Mixing weights from expected counts: proportions floored at a tiny positive value
@@ -671,6 +693,15 @@ class GaussianMixture(GenerativeModel):
         """One M-step from hard k-means ``labels``; empty clusters re-seeded (see
         :meth:`init_candidates`)."""
         K = self.n_components
+        if "weights" in self.held:
+            # Held weights name the components: give the i-th largest cluster the i-th largest
+            # weight, else a start may pin a small weight on a big cluster (a poor optimum).
+            sizes = torch.bincount(labels, minlength=K)
+            relabel = torch.empty(K, dtype=torch.long, device=labels.device)
+            relabel[torch.argsort(sizes, descending=True, stable=True)] = torch.argsort(
+                self.held["weights"], descending=True, stable=True
+            ).to(labels.device)
+            labels = relabel[labels]
         resp = torch.nn.functional.one_hot(labels, K).to(x.dtype)
         params: Params = {}
         n_k = resp.sum(0)
@@ -686,7 +717,7 @@ class GaussianMixture(GenerativeModel):
             params.update(self._gaussian_m_step(self._cont(x), self._cont(mask), resp, None))
         if self.emission.parts:
             params.update(self.emission.init_step(x, mask, resp))
-        return {"weights": self._weights(resp.sum(0)), **params}
+        return {"weights": self._weights(resp.sum(0)), **params, **self.held}
 
     def sample(self, n: int, params: Params) -> torch.Tensor:
         k = dist.Categorical(params["weights"]).sample((n,))

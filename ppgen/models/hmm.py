@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import pyro
@@ -700,7 +701,31 @@ class HMM(GenerativeModel):
                 params,
             )
         )
+        # Held sites (fixable_sites): initial, transition and each emission part's sites have
+        # terms of their own in the expected log joint, so the free updates above are already
+        # the maximizers given them; a held transition keeps its zeros exactly.
+        out.update(self.held)
         return out
+
+    #: Sites held at given values (:meth:`hold`), kept by :meth:`m_step` and every start.
+    held: Params = MappingProxyType({})
+
+    def fixable_sites(self) -> tuple[str, ...]:
+        """The sites ``method="em"`` can hold fixed (``fit(..., fixed={...})``): ``initial``
+        and ``transition`` (e.g. a left-to-right chain, whose zeros stay exactly zero), and the
+        count rates and probabilities of the emissions (``rates``, ``probs``, ``probs[name]``,
+        ``success``), whose values mean the same on the data's scale and the encoded one. Each
+        has terms of its own in Baum-Welch's expected log-likelihood, so holding it keeps EM
+        exact. Gaussian emissions (``locs``, ``precision``) cannot be held."""
+        self._check_built()
+        gaussian = ("locs", "precision")
+        return tuple(s for s in self.global_sites if s not in gaussian)
+
+    def hold(self, fixed: Params) -> None:
+        """Hold ``fixed`` (checked encoded values of :meth:`fixable_sites`) in :meth:`m_step`,
+        :meth:`init_params` and :meth:`em_restarts`; called by the EM engine on its private
+        copy. Held sites identify the states, so they are not reordered by ``order_by``."""
+        self.held = MappingProxyType(dict(fixed))
 
     def em_step(self, x, mask, params, lengths=None) -> tuple[Params, torch.Tensor]:
         """One Baum-Welch iteration: :meth:`m_step` after :meth:`posteriors` at ``params``, and
@@ -721,7 +746,7 @@ class HMM(GenerativeModel):
         of the first steps' posteriors) that the starts decide: start from every corner, each
         time of the best estimate so far (``best()``)."""
         K = self.n_states
-        if self.initial != "learned" or x.shape[0] >= 2 * K:
+        if self.initial != "learned" or x.shape[0] >= 2 * K or "initial" in self.held:
             return
         for k in range(K):
             start = dict(best())
@@ -777,6 +802,7 @@ class HMM(GenerativeModel):
             first = first[first >= 0]
             init = x.new_ones(K).index_add_(0, first, x.new_ones(first.shape[0]))
             params["initial"] = 0.2 * init / init.sum() + 0.8 * noise(K)
+        params.update(self.held)
         return params
 
     # -- simulation and prediction ---------------------------------------------------------------
@@ -818,7 +844,7 @@ class HMM(GenerativeModel):
 
     def ordering(self, params: Params) -> torch.Tensor | None:
         """The permutation that sorts states by their mean of ``order_by``, or None."""
-        if self.order_by is None:
+        if self.order_by is None or self.held:  # held values name the states already
             return None
         j = self.schema.names.index(self.order_by)
         return torch.argsort(self.emission.means(params)[:, j])
