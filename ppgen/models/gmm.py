@@ -693,15 +693,8 @@ class GaussianMixture(GenerativeModel):
         """One M-step from hard k-means ``labels``; empty clusters re-seeded (see
         :meth:`init_candidates`)."""
         K = self.n_components
-        if "weights" in self.held:
-            # Held weights name the components: give the i-th largest cluster the i-th largest
-            # weight, else a start may pin a small weight on a big cluster (a poor optimum).
-            sizes = torch.bincount(labels, minlength=K)
-            relabel = torch.empty(K, dtype=torch.long, device=labels.device)
-            relabel[torch.argsort(sizes, descending=True, stable=True)] = torch.argsort(
-                self.held["weights"], descending=True, stable=True
-            ).to(labels.device)
-            labels = relabel[labels]
+        if self.held:
+            labels = self._match_held(x, mask, labels)
         resp = torch.nn.functional.one_hot(labels, K).to(x.dtype)
         params: Params = {}
         n_k = resp.sum(0)
@@ -718,6 +711,25 @@ class GaussianMixture(GenerativeModel):
         if self.emission.parts:
             params.update(self.emission.init_step(x, mask, resp))
         return {"weights": self._weights(resp.sum(0)), **params, **self.held}
+
+    def _match_held(
+        self, x: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
+        """k-means ``labels`` renamed to the components of the held sites (:meth:`hold`): the
+        renaming that makes the labelled rows most probable under the held weights and
+        emission parts (a linear assignment). Held values name the components, and an
+        arbitrary naming can pin a small weight on a big cluster (a poor optimum)."""
+        from scipy.optimize import linear_sum_assignment
+
+        K = self.n_components
+        score = self.emission.label_scores(x, mask, labels, self.held)
+        if "weights" in self.held:
+            sizes = torch.bincount(labels, minlength=K).to(x.dtype)
+            score = score + sizes[:, None] * self.held["weights"].clamp_min(1e-300).log()
+        rows, cols = linear_sum_assignment(score.cpu().double().numpy(), maximize=True)
+        relabel = torch.empty(K, dtype=torch.long)
+        relabel[torch.as_tensor(rows)] = torch.as_tensor(cols)
+        return relabel.to(labels.device)[labels]
 
     def sample(self, n: int, params: Params) -> torch.Tensor:
         k = dist.Categorical(params["weights"]).sample((n,))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from types import MappingProxyType
@@ -781,6 +782,8 @@ class HMM(GenerativeModel):
         seen = mask.any(-1)  # (S, T): steps with an observation
         rows, rmask = x[seen], mask[seen]
         labels = kmeans(rows * rmask, K, generator=generator)
+        if self.held:
+            labels = self._match_held(labels, seen, rows, rmask)
         onehot = torch.nn.functional.one_hot(labels, K).to(x.dtype)
         resp = 0.9 * onehot + 0.1 * noise(rows.shape[0], K)
         init_mask = rmask.clone()
@@ -804,6 +807,49 @@ class HMM(GenerativeModel):
             params["initial"] = 0.2 * init / init.sum() + 0.8 * noise(K)
         params.update(self.held)
         return params
+
+    def _match_held(
+        self, labels: torch.Tensor, seen: torch.Tensor, rows: torch.Tensor, rmask: torch.Tensor
+    ) -> torch.Tensor:
+        """k-means ``labels`` of the observed steps ``seen`` (S, T), rows ``rows``, renamed to
+        the states of the held sites (:meth:`hold`): the renaming under which the label paths
+        and their rows are most probable under the held chain and emission parts (impossible
+        moves cost 1e-6 each, so noisy labels still rank). Held values name the states, and an
+        arbitrary naming can start EM far from the optimum (e.g. a left-to-right chain starting
+        in the last cluster). A held chain tries every renaming up to 6 states (beyond, only
+        the emissions are matched); held emissions alone, a linear assignment."""
+        from scipy.optimize import linear_sum_assignment
+
+        K = self.n_states
+        emission = self.emission.label_scores(rows, rmask, labels, self.held).double()
+        init, trans = self.held.get("initial"), self.held.get("transition")
+        if (init is None and trans is None) or K > 6:
+            if not bool(emission.any()):
+                return labels
+            left, right = linear_sum_assignment(emission.cpu().numpy(), maximize=True)
+            relabel = torch.empty(K, dtype=torch.long)
+            relabel[torch.as_tensor(left)] = torch.as_tensor(right)
+            return relabel.to(labels.device)[labels]
+        full = torch.full(seen.shape, -1, dtype=torch.long, device=labels.device)
+        full[seen] = labels
+        a, b = full[:, :-1], full[:, 1:]
+        both = (a >= 0) & (b >= 0)
+        counts = emission.new_zeros(K, K)
+        counts.index_put_((a[both], b[both]), counts.new_ones(int(both.sum())), accumulate=True)
+        first = full[:, 0]
+        starts = torch.bincount(first[first >= 0], minlength=K).to(counts.dtype)
+        best, best_score = None, -math.inf
+        ks = torch.arange(K, device=labels.device)
+        for perm in itertools.permutations(range(K)):
+            p = torch.tensor(perm, device=labels.device)
+            score = float(emission[ks, p].sum())
+            if trans is not None:
+                score += float((counts * (trans[p][:, p].to(counts.dtype) + 1e-6).log()).sum())
+            if init is not None:
+                score += float((starts * (init[p].to(counts.dtype) + 1e-6).log()).sum())
+            if score > best_score:
+                best, best_score = p, score
+        return best[labels]
 
     # -- simulation and prediction ---------------------------------------------------------------
     def sample_states(self, n: int, n_steps: int, params: Params) -> torch.Tensor:

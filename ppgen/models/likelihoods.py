@@ -720,6 +720,21 @@ class Emission:
         """Masked log-likelihood of every row under every class, shape (..., K)."""
         return sum(part.log_prob(x, mask, params) for part in self.parts)
 
+    def label_scores(
+        self, x: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, held: Params
+    ) -> torch.Tensor:
+        """How well hard ``labels`` (n,) of rows ``x`` (n, p) fit each class under the parts
+        whose sites ``held`` gives all: ``[l, k]`` sums the log-likelihoods of the rows
+        labelled l under class k, (K, K), impossible rows floored at -1e100; zeros when no
+        part is held. Models name the labels of a start after held parameters with it."""
+        K = self.n_states
+        onehot = torch.nn.functional.one_hot(labels, K).to(x.dtype)
+        out = x.new_zeros(K, K)
+        for part in self.parts:
+            if all(site in held for site in part.sites):
+                out = out + onehot.mT @ part.log_prob(x, mask, held).clamp_min(-1e100)
+        return out
+
     def m_step(
         self, x: torch.Tensor, mask: torch.Tensor, resp: torch.Tensor, params: Params | None
     ) -> Params:

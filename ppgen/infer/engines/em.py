@@ -198,7 +198,7 @@ def held_values(problem: Problem, fixed: Mapping[str, Any] | None) -> Params:
         if site not in fixed:
             continue
         try:
-            value = np.asarray(fixed[site], dtype=float)
+            value = np.array(fixed[site], dtype=float)  # a copy: any strides, never shared
         except (TypeError, ValueError):
             raise ValueError(f"fixed[{site!r}] must be numeric, got {fixed[site]!r}") from None
         prior = priors[site]
