@@ -515,14 +515,29 @@ class GaussianMixture(GenerativeModel):
     held: Params = MappingProxyType({})
 
     def fixable_sites(self) -> tuple[str, ...]:
-        """The sites ``method="em"`` can hold fixed (``fit(..., fixed={...})``): ``weights``
-        and the count rates and probabilities of other column kinds (``rates``, ``probs``,
-        ``probs[name]``, ``success``), whose values mean the same on the data's scale and the
-        encoded one, and whose terms of the expected log-likelihood are separate from the
-        others' (so holding them keeps EM exact). The Gaussian block (``locs``, ``precision``)
-        cannot be held."""
+        """What ``method="em"`` can hold fixed (``fit(..., fixed={...})``): ``weights``; the
+        component ``means`` of the continuous columns (maximum likelihood only), on the data's
+        scale as :meth:`describe` gives them, held as the encoded ``locs``; and the count
+        rates and probabilities of other column kinds (``rates``, ``probs``, ``probs[name]``,
+        ``success``), whose values mean the same on both scales. Each keeps EM exact: weights
+        and the other kinds' sites have terms of their own in the expected log-likelihood, and
+        with held means the M-step's covariances are the weighted scatter around them (the
+        constrained maximizer). Covariances cannot be held, nor means under
+        ``prior="default"`` (whose mean update is shrunk toward the prior)."""
         self._check_built()
-        return ("weights", *self.emission.sites)
+        means = ("means",) if self.continuous and self.ml else ()
+        return ("weights", *means, *self.emission.sites)
+
+    def encode_fixed(self, name: str, value: torch.Tensor) -> tuple[str, torch.Tensor]:
+        """``means`` (K, d) on the data's scale -> the site ``locs`` on the encoded one (the
+        inverse of :meth:`describe`); ValueError naming it for a wrong shape."""
+        cols = [self.schema.columns[j] for j in self.continuous]
+        shape = (self.n_components, len(cols))
+        if name != "means" or tuple(value.shape) != shape:
+            raise ValueError(f"fixed[{name!r}] must have shape {shape}, got {tuple(value.shape)}")
+        scale = value.new_tensor([c.scale for c in cols])
+        loc = value.new_tensor([c.loc for c in cols])
+        return "locs", (value - loc) / scale
 
     def hold(self, fixed: Params) -> None:
         """Hold ``fixed`` (checked encoded values of :meth:`fixable_sites`) in :meth:`m_step`
@@ -569,8 +584,14 @@ class GaussianMixture(GenerativeModel):
         conditional: GaussianConditional | None = None,
     ) -> Params:
         """ECM updates of ``locs`` and ``precision`` from the continuous columns ``x`` (n, d);
-        partially observed rows by their conditional moments (:func:`gaussian_m_step`)."""
-        return gaussian_m_step(
+        partially observed rows by their conditional moments (:func:`gaussian_m_step`).
+
+        With held means ``mu`` (maximum likelihood) the covariances are the expected scatter
+        around them, which is the scatter around the weighted means ``m`` plus
+        ``(m - mu)(m - mu)^T`` per unit of weight (per column for a diagonal covariance, whose
+        columns count their own observed rows): the exact constrained maximizer, also with
+        missing entries (their conditional covariances do not depend on the mean chosen)."""
+        block = gaussian_m_step(
             x,
             mask,
             resp,
@@ -581,6 +602,16 @@ class GaussianMixture(GenerativeModel):
             conditional=conditional,
             ridge=self._ridge(x),
         )
+        if "locs" not in self.held:
+            return block
+        shift = block["locs"] - self.held["locs"]
+        if self.covariance_type == "diag":
+            precision = (block["precision"].reciprocal() + shift**2).reciprocal()
+        else:
+            cov = torch.cholesky_inverse(torch.linalg.cholesky(block["precision"]))
+            cov = cov + shift.unsqueeze(-1) * shift.unsqueeze(-2)
+            precision = torch.cholesky_inverse(torch.linalg.cholesky(cov))
+        return {"locs": self.held["locs"], "precision": precision}
 
     def _ridge(self, like: torch.Tensor) -> torch.Tensor | None:
         """``reg_covar`` on the encoded scale, (d,), under maximum likelihood; else None."""
@@ -670,7 +701,7 @@ class GaussianMixture(GenerativeModel):
                 loc_scale=self.loc_scale,
                 covariance_prior=self.covariance_prior,
             )
-        return {**params, **block}
+        return {**params, **block, **self.held}
 
     def init_candidates(
         self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator, n: int
@@ -717,12 +748,18 @@ class GaussianMixture(GenerativeModel):
     ) -> torch.Tensor:
         """k-means ``labels`` renamed to the components of the held sites (:meth:`hold`): the
         renaming that makes the labelled rows most probable under the held weights and
-        emission parts (a linear assignment). Held values name the components, and an
-        arbitrary naming can pin a small weight on a big cluster (a poor optimum)."""
+        emission parts, and closest to held means (a linear assignment). Held values name the
+        components, and an arbitrary naming can pin a small weight on a big cluster (a poor
+        optimum)."""
         from scipy.optimize import linear_sum_assignment
 
         K = self.n_components
         score = self.emission.label_scores(x, mask, labels, self.held)
+        if "locs" in self.held:  # squared distances of the labelled rows to the held means
+            xc, mc = self._cont(x), self._cont(mask).to(x.dtype)
+            onehot = torch.nn.functional.one_hot(labels, K).to(x.dtype)
+            diff = (xc.unsqueeze(-2) - self.held["locs"]) * mc.unsqueeze(-2)  # (n, K, d)
+            score = score - onehot.mT @ diff.pow(2).sum(-1)
         if "weights" in self.held:
             sizes = torch.bincount(labels, minlength=K).to(x.dtype)
             score = score + sizes[:, None] * self.held["weights"].clamp_min(1e-300).log()

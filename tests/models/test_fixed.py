@@ -160,6 +160,70 @@ def test_gmm_with_known_weights_matches_a_hand_written_constrained_em():
     assert free.log_prob(df).sum() > fit.log_prob(df).sum() + 1.0
 
 
+def _known_means_em(x, means, weights, covs, reg=1e-6, steps=5000):
+    """Maximum likelihood of a Gaussian mixture with known ``means`` (full covariances): the
+    M-step updates the weights and the scatter around the held means."""
+    d = x.shape[1]
+    last = -np.inf
+    for _ in range(steps):
+        logp = np.stack(
+            [np.log(w) + stats.multivariate_normal(m, c).logpdf(x) for w, m, c in
+             zip(weights, means, covs, strict=True)], -1,
+        )  # fmt: skip
+        ll = logsumexp(logp, -1)
+        resp = np.exp(logp - ll[:, None])
+        n_k = resp.sum(0)
+        weights = n_k / n_k.sum()
+        covs = np.stack(
+            [((x - m) * r[:, None]).T @ (x - m) / nk + reg * np.eye(d) for m, r, nk in
+             zip(means, resp.T, n_k, strict=True)]
+        )  # fmt: skip
+        if ll.sum() - last < 1e-12:
+            break
+        last = ll.sum()
+    return weights, covs, last
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_gmm_with_known_means_matches_a_hand_written_constrained_em(covariance_type):
+    df, centers = _mixture(seed=5)
+    means = centers + np.array([0.3, -0.2])  # off the data's own means: a real constraint
+    fit = ppgen.fit(
+        ppgen.GaussianMixture(3, covariance_type), df, fixed={"means": means}, tol=1e-13
+    )
+    assert fit.info["fixed"] == "locs"
+    assert _monotone(fit.losses)
+    got = fit.model.describe(fit.params, fit.schema)
+    np.testing.assert_allclose(got["means"].numpy(), means, rtol=1e-13, atol=1e-13)
+    x = df.to_numpy()
+    if covariance_type == "full":
+        covs = got["covariances"].numpy()
+        weights, want, ll = _known_means_em(x, means, got["weights"].numpy(), covs)
+        np.testing.assert_allclose(covs, want, atol=1e-6)
+        np.testing.assert_allclose(got["weights"].numpy(), weights, atol=1e-6)
+        assert fit.log_prob(df).sum() == pytest.approx(ll, abs=1e-6)
+    else:
+        # Diagonal: the variances are the weighted mean squares around the held means.
+        resp = fit.predict_proba(df)
+        var = np.stack([(r[:, None] * (x - m) ** 2).sum(0) / r.sum() for m, r in
+                        zip(means, resp.T, strict=True)]) + 1e-6  # fmt: skip
+        np.testing.assert_allclose(got["variances"].numpy(), var, rtol=1e-6)
+        np.testing.assert_allclose(got["weights"].numpy(), resp.mean(0), atol=1e-6)
+
+
+def test_known_means_with_missing_entries_stay_monotone():
+    df, centers = _mixture(seed=6)
+    rng = np.random.default_rng(6)
+    df = df.mask(rng.random(df.shape) < 0.2)
+    for covariance_type in ("full", "diag"):
+        fit = ppgen.fit(
+            ppgen.GaussianMixture(3, covariance_type), df, fixed={"means": centers}, n_init=1
+        )
+        got = fit.model.describe(fit.params, fit.schema)["means"].numpy()
+        np.testing.assert_allclose(got, centers, atol=1e-12)
+        assert _monotone(fit.losses)
+
+
 def test_screened_gmm_starts_hold_the_weights():
     df, _ = _mixture(seed=2)
     schema = Schema.infer(df)
@@ -207,7 +271,7 @@ def test_mixed_gmm_holds_category_probabilities_and_map_refuses():
     ("fixed", "match"),
     [
         ({"foo": [1.0]}, r"\['foo'\].*can hold \['initial', 'transition'\]"),
-        ({"locs": np.zeros((3, 1))}, r"\['locs'\].*locations and covariances cannot"),
+        ({"locs": np.zeros((3, 1))}, r"\['locs'\].*cannot hold.*HMM.fixable_sites"),
         ({"transition": np.eye(2)}, r"fixed\['transition'\] must have shape \(3, 3\)"),
         (
             {"transition": LEFT_RIGHT * 0.9},
@@ -231,6 +295,10 @@ def test_models_without_held_sites_and_bad_containers_are_refused():
         ppgen.fit(ppgen.PPCA(1), df, method="em", fixed={"W": np.zeros((2, 1))})
     with pytest.raises(ValueError, match="fixed must be a dict"):
         ppgen.fit(ppgen.GaussianMixture(2), df, fixed=[0.5, 0.5])
+    with pytest.raises(ValueError, match=r"fixed\['means'\] must have shape \(2, 2\)"):
+        ppgen.fit(ppgen.GaussianMixture(2), df, fixed={"means": np.zeros(2)})
+    with pytest.raises(ValueError, match=r"\['means'\].*can hold \['weights'\]"):
+        ppgen.fit(ppgen.GaussianMixture(2, prior="default"), df, method="em", fixed={"means": 0})
     with pytest.raises(ValueError, match=r"fixed\['weights'\] must be non-negative"):
         ppgen.fit(ppgen.GaussianMixture(2), df, fixed={"weights": [0.7, 0.7]})
 

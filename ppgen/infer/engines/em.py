@@ -48,12 +48,14 @@ class EmOptions:
         log-likelihood never decreases. Values are on the data's scale for the sites that can
         be held, whose meaning does not depend on it: probabilities (``weights``,
         ``initial``, ``transition`` rows, ``probs``, ``probs[name]``, ``success``) and count
-        rates (``rates``). Each model lists its sites in ``fixable_sites()``
-        (:meth:`ppgen.GaussianMixture.fixable_sites`, :meth:`ppgen.HMM.fixable_sites`); the
-        Gaussian block (``locs``, ``precision``; means and covariances) cannot be held. Zeros
-        of a held transition matrix stay exactly zero. ``Fit.info["fixed"]`` names the held
-        sites (comma-separated). A bad name, shape or value raises a ``ValueError`` naming the
-        site.
+        rates (``rates``); and GaussianMixture's ``means`` (maximum likelihood), on the data's
+        scale as :meth:`Fit.model.describe <ppgen.GaussianMixture.describe>` gives them (held
+        as the encoded ``locs``, covariances re-estimated around them). Each model lists what
+        it can hold in ``fixable_sites()`` (:meth:`ppgen.GaussianMixture.fixable_sites`,
+        :meth:`ppgen.HMM.fixable_sites`); covariances, and HMM Gaussian emissions, cannot be
+        held. Zeros of a held transition matrix stay exactly zero. ``Fit.info["fixed"]`` names
+        the held sites (comma-separated). A bad name, shape or value raises a ``ValueError``
+        naming it.
     max_steps : int
         Iterations per run at most.
     tol : float
@@ -169,7 +171,8 @@ def _support_text(support: Any) -> str:
 
 def held_values(problem: Problem, fixed: Mapping[str, Any] | None) -> Params:
     """The sites ``fixed`` holds, checked and as tensors on the data's device and dtype, in the
-    model's site order.
+    model's order (:meth:`fixable_sites`). Names that are not sites (GaussianMixture's
+    ``means``, on the data's scale) are turned into sites by the model's ``encode_fixed``.
 
     Raises
     ------
@@ -188,27 +191,29 @@ def held_values(problem: Problem, fixed: Mapping[str, Any] | None) -> Params:
     unknown = [site for site in fixed if site not in allowed]
     if unknown:
         raise ValueError(
-            f"fixed= names {unknown}, which {model.label()} cannot hold fixed; it can hold "
-            f"{list(allowed)} (probabilities and count rates, whose values do not depend on "
-            "the data's scaling; locations and covariances cannot be held)"
+            f"fixed= names {unknown}, which {model.label()} cannot hold fixed with method='em'; "
+            f"it can hold {list(allowed)} (see {name}.fixable_sites)"
         )
     priors = model.priors(x)
     out: Params = {}
-    for site in allowed:
-        if site not in fixed:
+    for key in allowed:
+        if key not in fixed:
             continue
         try:
-            value = np.array(fixed[site], dtype=float)  # a copy: any strides, never shared
+            value = np.array(fixed[key], dtype=float)  # a copy: any strides, never shared
         except (TypeError, ValueError):
-            raise ValueError(f"fixed[{site!r}] must be numeric, got {fixed[site]!r}") from None
+            raise ValueError(f"fixed[{key!r}] must be numeric, got {fixed[key]!r}") from None
+        if not np.isfinite(value).all():
+            raise ValueError(f"fixed[{key!r}] must be finite")
+        held = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+        site = key
+        if site not in priors:  # a quantity on the data's scale, which the model encodes
+            site, held = model.encode_fixed(key, held)
         prior = priors[site]
         shape = tuple(prior.batch_shape + prior.event_shape)
-        if value.shape != shape:
-            raise ValueError(f"fixed[{site!r}] must have shape {shape}, got {value.shape}")
-        if not np.isfinite(value).all():
-            raise ValueError(f"fixed[{site!r}] must be finite")
-        held = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+        if tuple(held.shape) != shape:
+            raise ValueError(f"fixed[{key!r}] must have shape {shape}, got {tuple(held.shape)}")
         if not bool(prior.support.check(held).all()):
-            raise ValueError(f"fixed[{site!r}] must be {_support_text(prior.support)}")
+            raise ValueError(f"fixed[{key!r}] must be {_support_text(prior.support)}")
         out[site] = held
     return out
