@@ -20,7 +20,13 @@ from ppgen.models.distributions import (
     WishartPrecision,
     condition_on_precision,
 )
-from ppgen.models.likelihoods import EMISSIONS, Emission, check_estimator, gaussian_m_step
+from ppgen.models.likelihoods import (
+    EMISSIONS,
+    Emission,
+    check_estimator,
+    gaussian_m_step,
+    relabel_by_score,
+)
 
 __all__ = ["GaussianMixture"]
 
@@ -751,8 +757,6 @@ class GaussianMixture(GenerativeModel):
         emission parts, and closest to held means (a linear assignment). Held values name the
         components, and an arbitrary naming can pin a small weight on a big cluster (a poor
         optimum)."""
-        from scipy.optimize import linear_sum_assignment
-
         K = self.n_components
         score = self.emission.label_scores(x, mask, labels, self.held)
         if "locs" in self.held:  # squared distances of the labelled rows to the held means
@@ -763,10 +767,7 @@ class GaussianMixture(GenerativeModel):
         if "weights" in self.held:
             sizes = torch.bincount(labels, minlength=K).to(x.dtype)
             score = score + sizes[:, None] * self.held["weights"].clamp_min(1e-300).log()
-        rows, cols = linear_sum_assignment(score.cpu().double().numpy(), maximize=True)
-        relabel = torch.empty(K, dtype=torch.long)
-        relabel[torch.as_tensor(rows)] = torch.as_tensor(cols)
-        return relabel.to(labels.device)[labels]
+        return relabel_by_score(labels, score)
 
     def sample(self, n: int, params: Params) -> torch.Tensor:
         k = dist.Categorical(params["weights"]).sample((n,))

@@ -16,7 +16,7 @@ from pyro.ops.indexing import Vindex
 
 from ppgen.data.schema import Schema
 from ppgen.models.base import GenerativeModel, Params
-from ppgen.models.likelihoods import EMISSIONS, Emission, check_estimator
+from ppgen.models.likelihoods import EMISSIONS, Emission, check_estimator, relabel_by_score
 
 __all__ = ["HMM", "stationary_distribution"]
 
@@ -792,18 +792,12 @@ class HMM(GenerativeModel):
             # Zero-filled partial rows are good enough to start from.
             init_mask[:, cont] = rmask[:, cont].any(-1, keepdim=True)
         params = self.emission.init_step(rows, init_mask, resp)
-        full = torch.full(seen.shape, -1, dtype=torch.long, device=x.device)
-        full[seen] = labels
-        a, b = full[:, :-1], full[:, 1:]
-        both = (a >= 0) & (b >= 0)
-        trans = x.new_ones(K, K)
-        trans.index_put_((a[both], b[both]), x.new_ones(int(both.sum())), accumulate=True)
+        counts, starts = self._label_counts(labels, seen, x)
+        trans = counts + 1.0
         trans = trans / trans.sum(-1, keepdim=True)
         params["transition"] = 0.8 * trans + 0.2 * noise(K, K)
         if self.initial == "learned":
-            first = full[:, 0]
-            first = first[first >= 0]
-            init = x.new_ones(K).index_add_(0, first, x.new_ones(first.shape[0]))
+            init = starts + 1.0
             params["initial"] = 0.2 * init / init.sum() + 0.8 * noise(K)
         params.update(self.held)
         return params
@@ -818,26 +812,12 @@ class HMM(GenerativeModel):
         arbitrary naming can start EM far from the optimum (e.g. a left-to-right chain starting
         in the last cluster). A held chain tries every renaming up to 6 states (beyond, only
         the emissions are matched); held emissions alone, a linear assignment."""
-        from scipy.optimize import linear_sum_assignment
-
         K = self.n_states
         emission = self.emission.label_scores(rows, rmask, labels, self.held).double()
         init, trans = self.held.get("initial"), self.held.get("transition")
         if (init is None and trans is None) or K > 6:
-            if not bool(emission.any()):
-                return labels
-            left, right = linear_sum_assignment(emission.cpu().numpy(), maximize=True)
-            relabel = torch.empty(K, dtype=torch.long)
-            relabel[torch.as_tensor(left)] = torch.as_tensor(right)
-            return relabel.to(labels.device)[labels]
-        full = torch.full(seen.shape, -1, dtype=torch.long, device=labels.device)
-        full[seen] = labels
-        a, b = full[:, :-1], full[:, 1:]
-        both = (a >= 0) & (b >= 0)
-        counts = emission.new_zeros(K, K)
-        counts.index_put_((a[both], b[both]), counts.new_ones(int(both.sum())), accumulate=True)
-        first = full[:, 0]
-        starts = torch.bincount(first[first >= 0], minlength=K).to(counts.dtype)
+            return labels if not bool(emission.any()) else relabel_by_score(labels, emission)
+        counts, starts = self._label_counts(labels, seen, emission)
         best, best_score = None, -math.inf
         ks = torch.arange(K, device=labels.device)
         for perm in itertools.permutations(range(K)):
@@ -850,6 +830,21 @@ class HMM(GenerativeModel):
             if score > best_score:
                 best, best_score = p, score
         return best[labels]
+
+    def _label_counts(
+        self, labels: torch.Tensor, seen: torch.Tensor, like: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Label transitions between consecutive observed steps (K, K) and first labels (K,)
+        of the label paths (``labels`` of the steps ``seen`` (S, T)), as ``like``'s dtype."""
+        K = self.n_states
+        full = torch.full(seen.shape, -1, dtype=torch.long, device=labels.device)
+        full[seen] = labels
+        a, b = full[:, :-1], full[:, 1:]
+        both = (a >= 0) & (b >= 0)
+        counts = like.new_zeros(K, K)
+        counts.index_put_((a[both], b[both]), like.new_ones(int(both.sum())), accumulate=True)
+        first = full[:, 0]
+        return counts, torch.bincount(first[first >= 0], minlength=K).to(like.dtype)
 
     # -- simulation and prediction ---------------------------------------------------------------
     def sample_states(self, n: int, n_steps: int, params: Params) -> torch.Tensor:

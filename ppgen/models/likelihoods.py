@@ -58,6 +58,7 @@ __all__ = [
     "check_estimator",
     "condition_on_precision",
     "gaussian_m_step",
+    "relabel_by_score",
 ]
 
 Params = dict[str, torch.Tensor]
@@ -219,6 +220,17 @@ def gaussian_m_step(
     else:
         cov = (covariance_prior * eye + scatter) / (n_k[:, None, None] + 1.0)
     return {"locs": locs, "precision": torch.cholesky_inverse(torch.linalg.cholesky(cov))}
+
+
+def relabel_by_score(labels: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+    """Hard ``labels`` renamed by the one-to-one assignment of labels ``l`` to classes ``k``
+    that maximizes the total ``score[l, k]`` (K, K) (a linear assignment, exact)."""
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(score.detach().cpu().double().numpy(), maximize=True)
+    relabel = torch.empty(score.shape[0], dtype=torch.long)
+    relabel[torch.as_tensor(rows)] = torch.as_tensor(cols)
+    return relabel.to(labels.device)[labels]
 
 
 class ColumnLikelihood:

@@ -105,9 +105,11 @@ def test_held_emission_probabilities_of_a_categorical_hmm():
     np.testing.assert_allclose(swapped.params["transition"].numpy(), trans[::-1, ::-1], atol=0.1)
 
 
-def _constrained_em(x, weights, means, covs, reg=1e-6, steps=2000):
-    """Maximum likelihood of a full-covariance Gaussian mixture with known ``weights``: EM whose
-    M-step updates only the means and covariances (scikit-learn's ridge ``reg``)."""
+def _constrained_em(x, weights, means, covs, held, reg=1e-6, steps=5000):
+    """Maximum likelihood of a full-covariance Gaussian mixture with ``held`` ("weights" or
+    "means") known: EM whose M-step updates only the others (scikit-learn's ridge ``reg``);
+    covariances are the scatter around the means in use. Returns weights, means, covariances
+    and the log-likelihood at them."""
     d = x.shape[1]
     last = -np.inf
     for _ in range(steps):
@@ -116,17 +118,20 @@ def _constrained_em(x, weights, means, covs, reg=1e-6, steps=2000):
              zip(weights, means, covs, strict=True)], -1,
         )  # fmt: skip
         ll = logsumexp(logp, -1)
+        if ll.sum() - last < 1e-12:
+            break
+        last = ll.sum()
         resp = np.exp(logp - ll[:, None])
         n_k = resp.sum(0)
-        means = (resp.T @ x) / n_k[:, None]
+        if held != "weights":
+            weights = n_k / n_k.sum()
+        if held != "means":
+            means = (resp.T @ x) / n_k[:, None]
         covs = np.stack(
             [((x - m) * r[:, None]).T @ (x - m) / nk + reg * np.eye(d) for m, r, nk in
              zip(means, resp.T, n_k, strict=True)]
         )  # fmt: skip
-        if ll.sum() - last < 1e-12:
-            break
-        last = ll.sum()
-    return means, covs, last
+    return weights, means, covs, ll.sum()
 
 
 def test_gmm_with_known_weights_matches_a_hand_written_constrained_em():
@@ -139,15 +144,16 @@ def test_gmm_with_known_weights_matches_a_hand_written_constrained_em():
     assert _monotone(fit.losses)
     got = fit.model.describe(fit.params, fit.schema)
     # The NumPy EM from ppgen's estimate, run to its own fixed point, stays there.
-    means, covs, ll = _constrained_em(
-        df.to_numpy(), weights, got["means"].numpy(), got["covariances"].numpy()
+    x = df.to_numpy()
+    _, means, covs, ll = _constrained_em(
+        x, weights, got["means"].numpy(), got["covariances"].numpy(), "weights"
     )
     np.testing.assert_allclose(got["means"].numpy(), means, atol=1e-5)
     np.testing.assert_allclose(got["covariances"].numpy(), covs, atol=1e-5)
     assert fit.log_prob(df).sum() == pytest.approx(ll, abs=1e-6)
     # ... and it is the best the NumPy EM finds from the true centres under each weight order.
     best = max(
-        _constrained_em(df.to_numpy(), weights, centers[list(p)], np.stack([np.eye(2)] * 3))[2]
+        _constrained_em(x, weights, centers[list(p)], np.stack([np.eye(2)] * 3), "weights")[3]
         for p in ((0, 1, 2), (1, 0, 2), (2, 1, 0), (0, 2, 1), (1, 2, 0), (2, 0, 1))
     )
     assert fit.log_prob(df).sum() >= best - 1e-6
@@ -158,30 +164,6 @@ def test_gmm_with_known_weights_matches_a_hand_written_constrained_em():
     # The free fit reaches a higher likelihood: the weights were really held.
     free = ppgen.fit(ppgen.GaussianMixture(3), df)
     assert free.log_prob(df).sum() > fit.log_prob(df).sum() + 1.0
-
-
-def _known_means_em(x, means, weights, covs, reg=1e-6, steps=5000):
-    """Maximum likelihood of a Gaussian mixture with known ``means`` (full covariances): the
-    M-step updates the weights and the scatter around the held means."""
-    d = x.shape[1]
-    last = -np.inf
-    for _ in range(steps):
-        logp = np.stack(
-            [np.log(w) + stats.multivariate_normal(m, c).logpdf(x) for w, m, c in
-             zip(weights, means, covs, strict=True)], -1,
-        )  # fmt: skip
-        ll = logsumexp(logp, -1)
-        resp = np.exp(logp - ll[:, None])
-        n_k = resp.sum(0)
-        weights = n_k / n_k.sum()
-        covs = np.stack(
-            [((x - m) * r[:, None]).T @ (x - m) / nk + reg * np.eye(d) for m, r, nk in
-             zip(means, resp.T, n_k, strict=True)]
-        )  # fmt: skip
-        if ll.sum() - last < 1e-12:
-            break
-        last = ll.sum()
-    return weights, covs, last
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
@@ -198,7 +180,7 @@ def test_gmm_with_known_means_matches_a_hand_written_constrained_em(covariance_t
     x = df.to_numpy()
     if covariance_type == "full":
         covs = got["covariances"].numpy()
-        weights, want, ll = _known_means_em(x, means, got["weights"].numpy(), covs)
+        weights, _, want, ll = _constrained_em(x, got["weights"].numpy(), means, covs, "means")
         np.testing.assert_allclose(covs, want, atol=1e-6)
         np.testing.assert_allclose(got["weights"].numpy(), weights, atol=1e-6)
         assert fit.log_prob(df).sum() == pytest.approx(ll, abs=1e-6)
