@@ -456,11 +456,14 @@ class GaussianMixture(GenerativeModel):
 
     def log_prior(self, params: Params) -> torch.Tensor:
         """Log density of the prior that EM's estimate maximizes: 0 (flat) for maximum
-        likelihood (``prior=None``), else the priors of :meth:`priors`."""
+        likelihood (``prior=None``), else the priors of :meth:`priors` of the sites not held
+        (:meth:`hold`: held sites are constants, whose prior may even vanish at them)."""
+        like = params["weights"]
         if self.ml:
-            return params["weights"].new_zeros(())
-        priors = self.priors(params["weights"])
-        return sum(priors[name].log_prob(params[name]).sum() for name in self.global_sites)
+            return like.new_zeros(())
+        priors = self.priors(like)
+        free = [name for name in self.global_sites if name not in self.held]
+        return sum((priors[name].log_prob(params[name]).sum() for name in free), like.new_zeros(()))
 
     def log_joint(self, x: torch.Tensor, mask: torch.Tensor | None, params: Params) -> torch.Tensor:
         """EM's objective: log p(x | params) + :meth:`log_prior` with the assignments summed

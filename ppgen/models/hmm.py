@@ -303,7 +303,9 @@ class HMM(GenerativeModel):
         key = (like.dtype, like.device)
         if key not in cache:
             cache[key] = self.priors(like)
-        return sum(cache[key][k].log_prob(params[k]) for k in self.global_sites)
+        # Held sites (hold) are constants, whose prior may even vanish at them (zeros).
+        free = [k for k in self.global_sites if k not in self.held]
+        return sum((cache[key][k].log_prob(params[k]) for k in free), like.new_zeros(()))
 
     def initial_probs(self, params: Params) -> torch.Tensor:
         """The distribution of the first state, (K,)."""

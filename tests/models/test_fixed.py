@@ -294,3 +294,17 @@ def test_saved_fit_with_held_sites_loads(tmp_path):
     assert loaded.info["fixed"] == "transition"
     assert torch.equal(loaded.params["transition"], torch.as_tensor(LEFT_RIGHT))
     np.testing.assert_allclose(loaded.log_prob(seqs), fit.log_prob(seqs), rtol=1e-12)
+
+
+def test_posterior_mode_leaves_the_prior_of_held_sites_out():
+    # Dirichlet(2) rows have density 0 at a left-to-right matrix's zeros: a held site is a
+    # constant, so its prior is left out of EM's objective, which stays finite and monotone.
+    seqs = _left_right_sequences(n_seq=5, length=40)
+    model = ppgen.HMM(3, prior="default", transition_concentration=2.0)
+    fit = ppgen.fit(model, seqs, method="em", fixed={"transition": LEFT_RIGHT})
+    assert np.isfinite(fit.losses).all() and _monotone(fit.losses) and fit.converged
+    df, _ = _mixture(n=300)
+    model = ppgen.GaussianMixture(3, prior="default", weight_concentration=2.0)
+    fit = ppgen.fit(model, df, method="em", fixed={"weights": [0.5, 0.5, 0.0]})
+    assert np.isfinite(fit.losses).all() and _monotone(fit.losses) and fit.converged
+    assert fit.params["weights"].tolist() == [0.5, 0.5, 0.0]
