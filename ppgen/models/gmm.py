@@ -250,6 +250,7 @@ class GaussianMixture(GenerativeModel):
         super().build(schema)
         self.schema = schema
         self.continuous = schema.positions("continuous")
+        self.held = {}  # a rebuilt model (e.g. a fit's, refitted) holds nothing
         self._only_continuous = len(self.continuous) == len(schema)
         emission = Emission(
             schema,
@@ -551,7 +552,7 @@ class GaussianMixture(GenerativeModel):
     def hold(self, fixed: Params) -> None:
         """Hold ``fixed`` (checked encoded values of :meth:`fixable_sites`) in :meth:`m_step`
         and the starts of :meth:`init_params`; called by the EM engine on its private copy."""
-        self.held = MappingProxyType(dict(fixed))
+        self.held = dict(fixed)
 
     def _weights(self, n_k: torch.Tensor) -> torch.Tensor:
         """Mixing weights from expected counts: proportions floored at a tiny positive value

@@ -250,6 +250,7 @@ class HMM(GenerativeModel):
         hint = "Use emission='mixed' for tables of mixed column kinds."
         schema.require(*kinds, model=f"HMM(emission={self.emission_family!r})", hint=hint)
         self.dim = len(schema)
+        self.held = {}  # a rebuilt model (e.g. a fit's, refitted) holds nothing
         self.schema = schema
         self.emission = Emission(
             schema,
@@ -728,7 +729,7 @@ class HMM(GenerativeModel):
         """Hold ``fixed`` (checked encoded values of :meth:`fixable_sites`) in :meth:`m_step`,
         :meth:`init_params` and :meth:`em_restarts`; called by the EM engine on its private
         copy. Held sites identify the states, so they are not reordered by ``order_by``."""
-        self.held = MappingProxyType(dict(fixed))
+        self.held = dict(fixed)
 
     def em_step(self, x, mask, params, lengths=None) -> tuple[Params, torch.Tensor]:
         """One Baum-Welch iteration: :meth:`m_step` after :meth:`posteriors` at ``params``, and

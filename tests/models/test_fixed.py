@@ -308,3 +308,11 @@ def test_posterior_mode_leaves_the_prior_of_held_sites_out():
     fit = ppgen.fit(model, df, method="em", fixed={"weights": [0.5, 0.5, 0.0]})
     assert np.isfinite(fit.losses).all() and _monotone(fit.losses) and fit.converged
     assert fit.params["weights"].tolist() == [0.5, 0.5, 0.0]
+
+
+def test_refitting_a_fitted_model_holds_nothing():
+    seqs = _left_right_sequences(n_seq=5, length=40)
+    fit = ppgen.fit(ppgen.HMM(3), seqs, fixed={"transition": LEFT_RIGHT}, n_init=1)
+    again = ppgen.fit(fit.model, seqs, n_init=1)
+    assert "fixed" not in again.info and not again.model.held
+    assert not torch.equal(again.params["transition"], fit.params["transition"])
