@@ -85,7 +85,8 @@ def fit(
         Method options, fields of each engine's ``Options`` (e.g.
         :class:`ppgen.infer.engines.map.MapOptions`): ``max_steps``, ``tol``, ``lr``,
         ``optimizer``, ``n_init`` (restarts, best kept),
-        ``init_values`` (starting values of global sites), ``subsample_size``,
+        ``init_values`` (starting values of global sites), ``fixed`` (sites held at given
+        values, ``method="em"``: :class:`ppgen.infer.engines.em.EmOptions`), ``subsample_size``,
         ``num_particles``, ``num_draws`` (SVI posterior draws), ``num_samples``,
         ``warmup_steps``, ``num_chains``, ``target_accept_prob``; and the layout's
         (``id_column``, ``time_column`` for sequences). An unknown option raises a
@@ -102,6 +103,12 @@ def fit(
         standardize = model.standardize
     layout = get_layout(model.layout)
     layout_options = {k: options.pop(k) for k in layout.options if k in options}
+    if "fixed" in options and "fixed" not in engine.option_names():
+        # Holding sites needs an M-step that maximizes over the others (EM's).
+        raise ValueError(
+            f"fixed= is supported by method='em'; method={engine.name!r} cannot hold "
+            "parameters fixed"
+        )
     parsed = parse_options(
         engine, {**model.fit_defaults(engine.name), **options}, also=layout.options
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import pyro
@@ -26,6 +27,7 @@ from ppgen.models.likelihoods import (
     check_estimator,
     gaussian_coords,
     gaussian_m_step,
+    relabel_by_score,
 )
 
 __all__ = ["GaussianMixture"]
@@ -246,6 +248,7 @@ class GaussianMixture(GenerativeModel):
         super().build(schema)
         self.schema = schema
         self.continuous = schema.positions("continuous")
+        self.held = {}  # a rebuilt model (e.g. a fit's, refitted) holds nothing
         self._only_continuous = len(self.continuous) == len(schema)
         emission = Emission(
             schema,
@@ -452,11 +455,14 @@ class GaussianMixture(GenerativeModel):
 
     def log_prior(self, params: Params) -> torch.Tensor:
         """Log density of the prior that EM's estimate maximizes: 0 (flat) for maximum
-        likelihood (``prior=None``), else the priors of :meth:`priors`."""
+        likelihood (``prior=None``), else the priors of :meth:`priors` of the sites not held
+        (:meth:`hold`: held sites are constants, whose prior may even vanish at them)."""
+        like = params["weights"]
         if self.ml:
-            return params["weights"].new_zeros(())
-        priors = self.priors(params["weights"])
-        return sum(priors[name].log_prob(params[name]).sum() for name in self.global_sites)
+            return like.new_zeros(())
+        priors = self.priors(like)
+        free = [name for name in self.global_sites if name not in self.held]
+        return sum((priors[name].log_prob(params[name]).sum() for name in free), like.new_zeros(()))
 
     def log_joint(self, x: torch.Tensor, mask: torch.Tensor | None, params: Params) -> torch.Tensor:
         """EM's objective: log p(x | params) + :meth:`log_prior` with the assignments summed
@@ -508,7 +514,43 @@ class GaussianMixture(GenerativeModel):
                     if name != "weights" and name in params:
                         keep = empty.reshape((-1,) + (1,) * (value.dim() - 1))
                         out[name] = torch.where(keep, params[name], value)
+        # Held sites (fixable_sites) enter the expected log-likelihood through terms of their
+        # own, so the free sites' updates above are already the maximizers given them.
+        out.update(self.held)
         return out
+
+    #: Sites held at given values (:meth:`hold`), kept by :meth:`m_step` and every start.
+    held: Params = MappingProxyType({})
+
+    def fixable_sites(self) -> tuple[str, ...]:
+        """What ``method="em"`` can hold fixed (``fit(..., fixed={...})``): ``weights``; the
+        component ``means`` of the continuous columns (maximum likelihood only), on the data's
+        scale as :meth:`describe` gives them, held as the encoded ``locs``; and the count
+        rates and probabilities of other column kinds (``rates``, ``probs``, ``probs[name]``,
+        ``success``), whose values mean the same on both scales. Each keeps EM exact: weights
+        and the other kinds' sites have terms of their own in the expected log-likelihood, and
+        with held means the M-step's covariances are the weighted scatter around them (the
+        constrained maximizer). Covariances cannot be held, nor means under
+        ``prior="default"`` (whose mean update is shrunk toward the prior)."""
+        self._check_built()
+        means = ("means",) if self.continuous and self.ml else ()
+        return ("weights", *means, *self.emission.sites)
+
+    def encode_fixed(self, name: str, value: torch.Tensor) -> tuple[str, torch.Tensor]:
+        """``means`` (K, d) on the data's scale -> the site ``locs`` on the encoded one (the
+        inverse of :meth:`describe`); ValueError naming it for a wrong shape."""
+        cols = [self.schema.columns[j] for j in self.continuous]
+        shape = (self.n_components, len(cols))
+        if name != "means" or tuple(value.shape) != shape:
+            raise ValueError(f"fixed[{name!r}] must have shape {shape}, got {tuple(value.shape)}")
+        scale = value.new_tensor([c.scale for c in cols])
+        loc = value.new_tensor([c.loc for c in cols])
+        return "locs", (value - loc) / scale
+
+    def hold(self, fixed: Params) -> None:
+        """Hold ``fixed`` (checked encoded values of :meth:`fixable_sites`) in :meth:`m_step`
+        and the starts of :meth:`init_params`; called by the EM engine on its private copy."""
+        self.held = dict(fixed)
 
     def _weights(self, n_k: torch.Tensor) -> torch.Tensor:
         """Mixing weights from expected counts: proportions floored at a tiny positive value
@@ -550,8 +592,14 @@ class GaussianMixture(GenerativeModel):
         conditional: GaussianConditional | None = None,
     ) -> Params:
         """ECM updates of ``locs`` and ``precision`` from the continuous columns ``x`` (n, d);
-        partially observed rows by their conditional moments (:func:`gaussian_m_step`)."""
-        return gaussian_m_step(
+        partially observed rows by their conditional moments (:func:`gaussian_m_step`).
+
+        With held means ``mu`` (maximum likelihood) the covariances are the expected scatter
+        around them, which is the scatter around the weighted means ``m`` plus
+        ``(m - mu)(m - mu)^T`` per unit of weight (per column for a diagonal covariance, whose
+        columns count their own observed rows): the exact constrained maximizer, also with
+        missing entries (their conditional covariances do not depend on the mean chosen)."""
+        block = gaussian_m_step(
             x,
             mask,
             resp,
@@ -562,6 +610,16 @@ class GaussianMixture(GenerativeModel):
             conditional=conditional,
             ridge=self._ridge(x),
         )
+        if "locs" not in self.held:
+            return block
+        shift = block["locs"] - self.held["locs"]
+        if self.covariance_type == "diag":
+            precision = (block["precision"].reciprocal() + shift**2).reciprocal()
+        else:
+            cov = torch.cholesky_inverse(torch.linalg.cholesky(block["precision"]))
+            cov = cov + shift.unsqueeze(-1) * shift.unsqueeze(-2)
+            precision = torch.cholesky_inverse(torch.linalg.cholesky(cov))
+        return {"locs": self.held["locs"], "precision": precision}
 
     def _ridge(self, like: torch.Tensor) -> torch.Tensor | None:
         """``reg_covar`` on the encoded scale, (d,), under maximum likelihood; else None."""
@@ -652,7 +710,7 @@ class GaussianMixture(GenerativeModel):
                 loc_scale=self.loc_scale,
                 covariance_prior=self.covariance_prior,
             )
-        return {**params, **block}
+        return {**params, **block, **self.held}
 
     def init_candidates(
         self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator, n: int
@@ -675,6 +733,8 @@ class GaussianMixture(GenerativeModel):
         """One M-step from hard k-means ``labels``; empty clusters re-seeded (see
         :meth:`init_candidates`)."""
         K = self.n_components
+        if self.held:
+            labels = self._match_held(x, mask, labels)
         resp = torch.nn.functional.one_hot(labels, K).to(x.dtype)
         params: Params = {}
         n_k = resp.sum(0)
@@ -690,7 +750,27 @@ class GaussianMixture(GenerativeModel):
             params.update(self._gaussian_m_step(self._cont(x), self._cont(mask), resp, None))
         if self.emission.parts:
             params.update(self.emission.init_step(x, mask, resp))
-        return {"weights": self._weights(resp.sum(0)), **params}
+        return {"weights": self._weights(resp.sum(0)), **params, **self.held}
+
+    def _match_held(
+        self, x: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
+        """k-means ``labels`` renamed to the components of the held sites (:meth:`hold`): the
+        renaming that makes the labelled rows most probable under the held weights and
+        emission parts, and closest to held means (a linear assignment). Held values name the
+        components, and an arbitrary naming can pin a small weight on a big cluster (a poor
+        optimum)."""
+        K = self.n_components
+        score = self.emission.label_scores(x, mask, labels, self.held)
+        if "locs" in self.held:  # squared distances of the labelled rows to the held means
+            xc, mc = self._cont(x), self._cont(mask).to(x.dtype)
+            onehot = torch.nn.functional.one_hot(labels, K).to(x.dtype)
+            diff = (xc.unsqueeze(-2) - self.held["locs"]) * mc.unsqueeze(-2)  # (n, K, d)
+            score = score - onehot.mT @ diff.pow(2).sum(-1)
+        if "weights" in self.held:
+            sizes = torch.bincount(labels, minlength=K).to(x.dtype)
+            score = score + sizes[:, None] * self.held["weights"].clamp_min(1e-300).log()
+        return relabel_by_score(labels, score)
 
     def sample(self, n: int, params: Params) -> torch.Tensor:
         k = dist.Categorical(params["weights"]).sample((n,))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import pyro
@@ -15,7 +17,7 @@ from pyro.ops.indexing import Vindex
 from ppgen._utils import check_int, check_number
 from ppgen.data.schema import Schema
 from ppgen.models.base import GenerativeModel, Params
-from ppgen.models.likelihoods import EMISSIONS, Emission, check_estimator
+from ppgen.models.likelihoods import EMISSIONS, Emission, check_estimator, relabel_by_score
 
 __all__ = ["HMM", "stationary_distribution"]
 
@@ -249,6 +251,7 @@ class HMM(GenerativeModel):
         hint = "Use emission='mixed' for tables of mixed column kinds."
         schema.require(*kinds, model=f"HMM(emission={self.emission_family!r})", hint=hint)
         self.dim = len(schema)
+        self.held = {}  # a rebuilt model (e.g. a fit's, refitted) holds nothing
         self.schema = schema
         self.emission = Emission(
             schema,
@@ -302,7 +305,9 @@ class HMM(GenerativeModel):
         key = (like.dtype, like.device)
         if key not in cache:
             cache[key] = self.priors(like)
-        return sum(cache[key][k].log_prob(params[k]) for k in self.global_sites)
+        # Held sites (hold) are constants, whose prior may even vanish at them (zeros).
+        free = [k for k in self.global_sites if k not in self.held]
+        return sum((cache[key][k].log_prob(params[k]) for k in free), like.new_zeros(()))
 
     def initial_probs(self, params: Params) -> torch.Tensor:
         """The distribution of the first state, (K,)."""
@@ -701,7 +706,31 @@ class HMM(GenerativeModel):
                 params,
             )
         )
+        # Held sites (fixable_sites): initial, transition and each emission part's sites have
+        # terms of their own in the expected log joint, so the free updates above are already
+        # the maximizers given them; a held transition keeps its zeros exactly.
+        out.update(self.held)
         return out
+
+    #: Sites held at given values (:meth:`hold`), kept by :meth:`m_step` and every start.
+    held: Params = MappingProxyType({})
+
+    def fixable_sites(self) -> tuple[str, ...]:
+        """The sites ``method="em"`` can hold fixed (``fit(..., fixed={...})``): ``initial``
+        and ``transition`` (e.g. a left-to-right chain, whose zeros stay exactly zero), and the
+        count rates and probabilities of the emissions (``rates``, ``probs``, ``probs[name]``,
+        ``success``), whose values mean the same on the data's scale and the encoded one. Each
+        has terms of its own in Baum-Welch's expected log-likelihood, so holding it keeps EM
+        exact. Gaussian emissions (``locs``, ``precision``) cannot be held."""
+        self._check_built()
+        gaussian = ("locs", "precision")
+        return tuple(s for s in self.global_sites if s not in gaussian)
+
+    def hold(self, fixed: Params) -> None:
+        """Hold ``fixed`` (checked encoded values of :meth:`fixable_sites`) in :meth:`m_step`,
+        :meth:`init_params` and :meth:`em_restarts`; called by the EM engine on its private
+        copy. Held sites identify the states, so they are not reordered by ``order_by``."""
+        self.held = dict(fixed)
 
     def em_step(self, x, mask, params, lengths=None) -> tuple[Params, torch.Tensor]:
         """One Baum-Welch iteration: :meth:`m_step` after :meth:`posteriors` at ``params``, and
@@ -722,7 +751,7 @@ class HMM(GenerativeModel):
         of the first steps' posteriors) that the starts decide: start from every corner, each
         time of the best estimate so far (``best()``)."""
         K = self.n_states
-        if self.initial != "learned" or x.shape[0] >= 2 * K:
+        if self.initial != "learned" or x.shape[0] >= 2 * K or "initial" in self.held:
             return
         for k in range(K):
             start = dict(best())
@@ -757,6 +786,8 @@ class HMM(GenerativeModel):
         seen = mask.any(-1)  # (S, T): steps with an observation
         rows, rmask = x[seen], mask[seen]
         labels = kmeans(rows * rmask, K, generator=generator)
+        if self.held:
+            labels = self._match_held(labels, seen, rows, rmask)
         onehot = torch.nn.functional.one_hot(labels, K).to(x.dtype)
         resp = 0.9 * onehot + 0.1 * noise(rows.shape[0], K)
         init_mask = rmask.clone()
@@ -765,20 +796,59 @@ class HMM(GenerativeModel):
             # Zero-filled partial rows are good enough to start from.
             init_mask[:, cont] = rmask[:, cont].any(-1, keepdim=True)
         params = self.emission.init_step(rows, init_mask, resp)
-        full = torch.full(seen.shape, -1, dtype=torch.long, device=x.device)
-        full[seen] = labels
-        a, b = full[:, :-1], full[:, 1:]
-        both = (a >= 0) & (b >= 0)
-        trans = x.new_ones(K, K)
-        trans.index_put_((a[both], b[both]), x.new_ones(int(both.sum())), accumulate=True)
+        counts, starts = self._label_counts(labels, seen, x)
+        trans = counts + 1.0
         trans = trans / trans.sum(-1, keepdim=True)
         params["transition"] = 0.8 * trans + 0.2 * noise(K, K)
         if self.initial == "learned":
-            first = full[:, 0]
-            first = first[first >= 0]
-            init = x.new_ones(K).index_add_(0, first, x.new_ones(first.shape[0]))
+            init = starts + 1.0
             params["initial"] = 0.2 * init / init.sum() + 0.8 * noise(K)
+        params.update(self.held)
         return params
+
+    def _match_held(
+        self, labels: torch.Tensor, seen: torch.Tensor, rows: torch.Tensor, rmask: torch.Tensor
+    ) -> torch.Tensor:
+        """k-means ``labels`` of the observed steps ``seen`` (S, T), rows ``rows``, renamed to
+        the states of the held sites (:meth:`hold`): the renaming under which the label paths
+        and their rows are most probable under the held chain and emission parts (impossible
+        moves cost 1e-6 each, so noisy labels still rank). Held values name the states, and an
+        arbitrary naming can start EM far from the optimum (e.g. a left-to-right chain starting
+        in the last cluster). A held chain tries every renaming up to 6 states (beyond, only
+        the emissions are matched); held emissions alone, a linear assignment."""
+        K = self.n_states
+        emission = self.emission.label_scores(rows, rmask, labels, self.held).double()
+        init, trans = self.held.get("initial"), self.held.get("transition")
+        if (init is None and trans is None) or K > 6:
+            return labels if not bool(emission.any()) else relabel_by_score(labels, emission)
+        counts, starts = self._label_counts(labels, seen, emission)
+        best, best_score = None, -math.inf
+        ks = torch.arange(K, device=labels.device)
+        for perm in itertools.permutations(range(K)):
+            p = torch.tensor(perm, device=labels.device)
+            score = float(emission[ks, p].sum())
+            if trans is not None:
+                score += float((counts * (trans[p][:, p].to(counts.dtype) + 1e-6).log()).sum())
+            if init is not None:
+                score += float((starts * (init[p].to(counts.dtype) + 1e-6).log()).sum())
+            if score > best_score:
+                best, best_score = p, score
+        return best[labels]
+
+    def _label_counts(
+        self, labels: torch.Tensor, seen: torch.Tensor, like: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Label transitions between consecutive observed steps (K, K) and first labels (K,)
+        of the label paths (``labels`` of the steps ``seen`` (S, T)), as ``like``'s dtype."""
+        K = self.n_states
+        full = torch.full(seen.shape, -1, dtype=torch.long, device=labels.device)
+        full[seen] = labels
+        a, b = full[:, :-1], full[:, 1:]
+        both = (a >= 0) & (b >= 0)
+        counts = like.new_zeros(K, K)
+        counts.index_put_((a[both], b[both]), like.new_ones(int(both.sum())), accumulate=True)
+        first = full[:, 0]
+        return counts, torch.bincount(first[first >= 0], minlength=K).to(like.dtype)
 
     # -- simulation and prediction ---------------------------------------------------------------
     def sample_states(self, n: int, n_steps: int, params: Params) -> torch.Tensor:
@@ -819,7 +889,7 @@ class HMM(GenerativeModel):
 
     def ordering(self, params: Params) -> torch.Tensor | None:
         """The permutation that sorts states by their mean of ``order_by``, or None."""
-        if self.order_by is None:
+        if self.order_by is None or self.held:  # held values name the states already
             return None
         j = self.schema.names.index(self.order_by)
         return torch.argsort(self.emission.means(params)[:, j])

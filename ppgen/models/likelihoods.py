@@ -60,6 +60,7 @@ __all__ = [
     "condition_on_precision",
     "gaussian_coords",
     "gaussian_m_step",
+    "relabel_by_score",
 ]
 
 Params = dict[str, torch.Tensor]
@@ -220,6 +221,17 @@ def gaussian_m_step(
     else:
         cov = (covariance_prior * eye + scatter) / (n_k[:, None, None] + 1.0)
     return {"locs": locs, "precision": torch.cholesky_inverse(torch.linalg.cholesky(cov))}
+
+
+def relabel_by_score(labels: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+    """Hard ``labels`` renamed by the one-to-one assignment of labels ``l`` to classes ``k``
+    that maximizes the total ``score[l, k]`` (K, K) (a linear assignment, exact)."""
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(score.detach().cpu().double().numpy(), maximize=True)
+    relabel = torch.empty(score.shape[0], dtype=torch.long)
+    relabel[torch.as_tensor(rows)] = torch.as_tensor(cols)
+    return relabel.to(labels.device)[labels]
 
 
 class ColumnLikelihood:
@@ -744,6 +756,21 @@ class Emission:
     def log_prob(self, x: torch.Tensor, mask: torch.Tensor, params: Params) -> torch.Tensor:
         """Masked log-likelihood of every row under every class, shape (..., K)."""
         return sum(part.log_prob(x, mask, params) for part in self.parts)
+
+    def label_scores(
+        self, x: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, held: Params
+    ) -> torch.Tensor:
+        """How well hard ``labels`` (n,) of rows ``x`` (n, p) fit each class under the parts
+        whose sites ``held`` gives all: ``[l, k]`` sums the log-likelihoods of the rows
+        labelled l under class k, (K, K), impossible rows floored at -1e100; zeros when no
+        part is held. Models name the labels of a start after held parameters with it."""
+        K = self.n_states
+        onehot = torch.nn.functional.one_hot(labels, K).to(x.dtype)
+        out = x.new_zeros(K, K)
+        for part in self.parts:
+            if all(site in held for site in part.sites):
+                out = out + onehot.mT @ part.log_prob(x, mask, held).clamp_min(-1e100)
+        return out
 
     def m_step(
         self, x: torch.Tensor, mask: torch.Tensor, resp: torch.Tensor, params: Params | None

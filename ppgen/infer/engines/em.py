@@ -1,7 +1,13 @@
 """EM: closed-form expectation-maximization, one loop for every model that declares
 :meth:`~ppgen.models.base.GenerativeModel.em_step` (GaussianMixture, PPCA, HMM). The objective is
 what the model's ``em_step`` returns: the log-likelihood for ``prior=None`` (maximum likelihood,
-the default), the log joint with ``prior="default"`` (the posterior mode)."""
+the default), the log joint with ``prior="default"`` (the posterior mode).
+
+``fixed={site: value}`` holds global sites at given values (hmmlearn's ``params=`` /
+``init_params=``): the model's M-step maximizes over the free sites with the held ones at their
+values, and every start (the model's screened ones too) begins from them. Models declare which
+sites they can hold exactly (``fixable_sites``) and take them through ``hold``; see
+:class:`EmOptions`."""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyro
 import torch
+from pyro.distributions import constraints
 
 from ppgen._utils import ConvergenceWarning, progress_bar
 from ppgen.infer.engine import Engine, EngineResult, Problem, check_positive_int, model_class
@@ -33,6 +40,22 @@ class EmOptions:
         highest final log joint is kept (then the model's :meth:`em_restarts`, if any).
     init_values : dict, optional
         Starting values of global sites (override the model's).
+    fixed : dict, optional
+        Sites held at the given values throughout (``{"transition": T, "initial": p}`` for a
+        left-to-right HMM, ``{"weights": w}`` for a mixture with known weights): they replace
+        the starting values (and ``init_values``) and are returned exactly; the M-step
+        maximizes over the other sites given them, so EM stays an exact (generalized) EM and the
+        log-likelihood never decreases. Values are on the data's scale for the sites that can
+        be held, whose meaning does not depend on it: probabilities (``weights``,
+        ``initial``, ``transition`` rows, ``probs``, ``probs[name]``, ``success``) and count
+        rates (``rates``); and GaussianMixture's ``means`` (maximum likelihood), on the data's
+        scale as :meth:`Fit.model.describe <ppgen.GaussianMixture.describe>` gives them (held
+        as the encoded ``locs``, covariances re-estimated around them). Each model lists what
+        it can hold in ``fixable_sites()`` (:meth:`ppgen.GaussianMixture.fixable_sites`,
+        :meth:`ppgen.HMM.fixable_sites`); covariances, and HMM Gaussian emissions, cannot be
+        held. Zeros of a held transition matrix stay exactly zero. ``Fit.info["fixed"]`` names
+        the held sites (comma-separated). A bad name, shape or value raises a ``ValueError``
+        naming it.
     max_steps : int
         Iterations per run at most.
     tol : float
@@ -45,12 +68,17 @@ class EmOptions:
 
     n_init: int = 1
     init_values: Mapping[str, Any] | None = None
+    fixed: Mapping[str, Any] | None = None
     max_steps: int = 1000
     tol: float = 1e-8
 
     def __post_init__(self) -> None:
         check_positive_int(self.n_init, "n_init")
         check_positive_int(self.max_steps, "max_steps")
+        if self.fixed is not None and not isinstance(self.fixed, Mapping):
+            raise ValueError(
+                f"fixed must be a dict of site names to values, got {type(self.fixed).__name__}"
+            )
 
 
 class EM(Engine):
@@ -69,9 +97,13 @@ class EM(Engine):
 
     def run(self, problem: Problem, options: EmOptions) -> EngineResult:
         model, n_init = problem.model, options.n_init
+        fixed = held_values(problem, options.fixed)
+        if fixed:
+            # The model's M-step and starts keep them (the model is the fit's private copy).
+            model.hold(fixed)
         best = None
         for restart in range(n_init):
-            init = initial_values(problem, problem.seed + restart, options.init_values)
+            init = {**initial_values(problem, problem.seed + restart, options.init_values), **fixed}
             desc = f"em {restart + 1}/{n_init}" if n_init > 1 else "em"
             params, objective = self._iterate(problem, init, options, desc)
             if best is None or objective[-1] > best[1][-1]:
@@ -79,6 +111,7 @@ class EM(Engine):
         # The model's own starts, each made from the best estimate so far.
         extra = model.em_restarts(problem.x, problem.mask, lambda: best[0], **problem.data)
         for k, start in enumerate(extra):
+            start = {**start, **fixed}
             params, objective = self._iterate(problem, start, options, f"em start {k + 1}")
             if objective[-1] > best[1][-1]:
                 best = (params, objective)
@@ -92,7 +125,9 @@ class EM(Engine):
                 stacklevel=2,
             )
         info = {"n_init": n_init, "n_steps": len(losses), "converged": converged}
-        return EngineResult(params=best[0], losses=losses, info=info)
+        if fixed:
+            info["fixed"] = ", ".join(fixed)  # a string: saved fits keep it
+        return EngineResult(params={**best[0], **fixed}, losses=losses, info=info)
 
     @staticmethod
     def _iterate(
@@ -117,3 +152,68 @@ class EM(Engine):
                 params = new
         bar.close()
         return params, objective
+
+
+def _support_text(support: Any) -> str:
+    """What a value of ``support`` must be, in words."""
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    if support is constraints.simplex:
+        return "non-negative with each row summing to 1"
+    if support is constraints.unit_interval:
+        return "between 0 and 1"
+    if support is constraints.positive:
+        return "positive"
+    if support is constraints.nonnegative:
+        return "non-negative"
+    return f"in {support}"
+
+
+def held_values(problem: Problem, fixed: Mapping[str, Any] | None) -> Params:
+    """The sites ``fixed`` holds, checked and as tensors on the data's device and dtype, in the
+    model's order (:meth:`fixable_sites`). Names that are not sites (GaussianMixture's
+    ``means``, on the data's scale) are turned into sites by the model's ``encode_fixed``.
+
+    Raises
+    ------
+    ValueError
+        Naming the site: a model that cannot hold sites, a site it cannot hold (listing those
+        it can), a value that is not numeric, of the wrong shape, not finite or outside the
+        site's support (e.g. transition rows not summing to 1).
+    """
+    if not fixed:
+        return {}
+    model, x = problem.model, problem.x
+    name = type(model).__name__
+    if not type(model).implements("fixable_sites"):
+        raise ValueError(f"{name} cannot hold parameters fixed (fixed=) with method='em'")
+    allowed = model.fixable_sites()
+    unknown = [site for site in fixed if site not in allowed]
+    if unknown:
+        raise ValueError(
+            f"fixed= names {unknown}, which {model.label()} cannot hold fixed with method='em'; "
+            f"it can hold {list(allowed)} (see {name}.fixable_sites)"
+        )
+    priors = model.priors(x)
+    out: Params = {}
+    for key in allowed:
+        if key not in fixed:
+            continue
+        try:
+            value = np.array(fixed[key], dtype=float)  # a copy: any strides, never shared
+        except (TypeError, ValueError):
+            raise ValueError(f"fixed[{key!r}] must be numeric, got {fixed[key]!r}") from None
+        if not np.isfinite(value).all():
+            raise ValueError(f"fixed[{key!r}] must be finite")
+        held = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+        site = key
+        if site not in priors:  # a quantity on the data's scale, which the model encodes
+            site, held = model.encode_fixed(key, held)
+        prior = priors[site]
+        shape = tuple(prior.batch_shape + prior.event_shape)
+        if tuple(held.shape) != shape:
+            raise ValueError(f"fixed[{key!r}] must have shape {shape}, got {tuple(held.shape)}")
+        if not bool(prior.support.check(held).all()):
+            raise ValueError(f"fixed[{key!r}] must be {_support_text(prior.support)}")
+        out[site] = held
+    return out
