@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -798,6 +799,30 @@ class GaussianMixture(GenerativeModel):
             coords.update(gaussian_coords(comps, cols))
         coords.update(self.emission.describe_coords(comps))
         return coords
+
+    def fitted(self, params: Params) -> None:
+        """Warn when a component collapsed onto (nearly) identical values: its variance sits at
+        the ``reg_covar`` floor, a spike whose density inflates the likelihood without describing
+        a cluster (scikit-learn and mclust fits can end there too; mclust reports such fits as
+        singular)."""
+        if "locs" not in params or self.reg_covar <= 0:
+            return
+        described = self.describe(params, self.schema)
+        if self.covariance_type == "full":
+            smallest = torch.linalg.eigvalsh(described["covariances"]).min(-1).values
+        else:
+            smallest = described["variances"].min(-1).values
+        floor = 100 * self.reg_covar
+        for k in torch.nonzero(smallest <= floor).flatten().tolist():
+            warnings.warn(
+                f"component {k} (weight {float(params['weights'][k]):.3g}) has a variance of "
+                f"{float(smallest[k]):.3g}, at the reg_covar floor ({self.reg_covar:g}): it sits "
+                "on a few (nearly) identical values, a degenerate spike that inflates the "
+                "likelihood; consider fewer components, prior='default' (the posterior mode keeps "
+                "variances away from 0) or a larger reg_covar",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def describe(self, params: Params, schema: Schema) -> Params:
         """Weights; means and covariances (or variances) of the continuous columns on the data's

@@ -224,3 +224,19 @@ def test_ml_poisson_m_step_keeps_the_rate_of_an_empty_class():
     new = model.m_step(x, torch.ones_like(x, dtype=torch.bool), resp, params)
     assert new["rates"].tolist() == [[2.0], [7.0]]
     assert float(new["weights"][1]) > 0
+
+
+def test_a_component_collapsed_on_one_row_is_reported():
+    # linnerud (20 x 6), K=2 diag: one start ends with a component on a single row whose
+    # variance is the reg_covar floor -- the higher likelihood (-20.90 vs -22.83 nats/row) is a
+    # spike. scikit-learn's best of 10 ends there too; ppgen says so.
+    datasets = pytest.importorskip("sklearn.datasets")
+    lin = datasets.load_linnerud()
+    df = pd.DataFrame(np.hstack([lin.data, lin.target]), columns=[f"c{j}" for j in range(6)])
+    with pytest.warns(UserWarning, match="reg_covar floor"):
+        spike = ppgen.fit(ppgen.GaussianMixture(2, "diag"), df, seed=1)
+    assert spike.score(df) == pytest.approx(-20.9015, abs=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clusters = ppgen.fit(ppgen.GaussianMixture(2, "diag"), df, seed=0)
+    assert clusters.score(df) == pytest.approx(-22.8323, abs=1e-3)
