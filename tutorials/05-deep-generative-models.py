@@ -311,8 +311,9 @@ plt.show()
 # The Gaussian's samples are smudges: it knows which pixels co-vary, not what a digit is.
 # The VAE's decoder means are recognizable digits of several classes, and its noisy samples
 # are shapes of that kind with every pixel moved independently by about $\sigma_j$ count
-# levels (printed above): static laid over digits, not a worse model than row 3 shows. (The ladder VAE's images decode the top layer through the
-# *means* of the layer below, so they are smoother than its samples.)
+# levels (printed above): static laid over digits, not a worse model than row 3 shows. (The
+# ladder VAE's images decode the top layer through the *means* of the layer below, so they are
+# smoother than its samples.)
 #
 # ### Reconstructions
 #
