@@ -418,7 +418,7 @@ def states(fit: Fit, data: Any, column: str, ax: Axes | None = None, *, sequence
             f"column {column!r} is categorical and has no mean to plot; "
             "choose a continuous, count or binary column"
         )
-    enc = fit._encode(data)
+    enc = fit.encode(data)
     s = _pick_sequence(enc, sequence)
     n = int(enc.lengths[s])
     params = dict(fit.params)

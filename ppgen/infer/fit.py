@@ -13,7 +13,7 @@ import torch
 
 from ppgen._utils import seeded
 from ppgen.data.schema import Schema
-from ppgen.infer.engine import parse_options, resolve
+from ppgen.infer.engine import names, parse_options, resolve
 from ppgen.infer.layouts import get_layout
 from ppgen.infer.optim import NonFiniteLossError
 from ppgen.infer.result import Fit
@@ -22,7 +22,8 @@ from ppgen.models.base import GenerativeModel
 __all__ = ["METHODS", "fit"]
 
 #: The built-in method names (the registry may hold more: :func:`ppgen.infer.engine.names`).
-METHODS = ("map", "em", "svi", "nuts")
+#: The built-in method names (the registry: :func:`ppgen.infer.engine.names`).
+METHODS = names()
 
 
 def fit(

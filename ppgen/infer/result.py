@@ -119,9 +119,6 @@ class Fit:
         """``data`` encoded by the fit's schema on the fit's device and dtype."""
         return self.schema.encode(data, device=self.device, dtype=self.dtype)
 
-    # Internal callers used the private name before it was public.
-    _encode = encode
-
     def _draws(self) -> list[Params]:
         """Posterior draws flattened over chains, or the point estimate alone."""
         if self.samples is None:
@@ -133,7 +130,7 @@ class Fit:
     # -- likelihood -------------------------------------------------------------------------------
     def log_likelihood_draws(self, data: Any = None) -> np.ndarray:
         """Per-row log-likelihood under each posterior draw, shape (chain, draw, n), data scale."""
-        enc = self.train if data is None else self._encode(data)
+        enc = self.train if data is None else self.encode(data)
         if enc is None:
             raise ValueError(
                 "pass the data: this fit was loaded from disk without its training data"
@@ -155,7 +152,7 @@ class Fit:
         The log-Jacobian of the standardization is included, so values compare across models
         and with other libraries fitted to the same raw data.
         """
-        ll = self.log_likelihood_draws(data).reshape(-1, self._encode(data).x.shape[0])
+        ll = self.log_likelihood_draws(data).reshape(-1, self.encode(data).x.shape[0])
         return torch.from_numpy(ll).logsumexp(0).numpy() - np.log(ll.shape[0])
 
     def score(self, data: Any) -> float:
@@ -185,7 +182,7 @@ class Fit:
         if not type(self.model).implements(name):
             raise AttributeError(f"{type(self.model).__name__} has no {name}")
         fn = getattr(self.model, name)
-        enc = self._encode(data)
+        enc = self.encode(data)
         with torch.no_grad():
             return _numpy(fn(enc.x, enc.mask, dict(self.params)))
 
@@ -204,7 +201,7 @@ class Fit:
             raise AttributeError(
                 f"{type(self.model).__name__} has no latent posterior to transform to"
             )
-        enc = self._encode(data)
+        enc = self.encode(data)
         with torch.no_grad():
             mean, _ = self.model.posterior(enc.x, enc.mask, dict(self.params))
         return _numpy(mean)
@@ -244,7 +241,7 @@ class Fit:
         for name, row in (("row_a", row_a), ("row_b", row_b)):
             if isinstance(row, (np.ndarray, torch.Tensor)) and row.ndim == 1:
                 row = row.reshape(1, -1)
-            enc = self._encode(row)
+            enc = self.encode(row)
             if enc.x.shape[0] != 1:
                 raise ValueError(f"{name} must be a single row, got {enc.x.shape[0]} rows")
             encoded.append(enc)
@@ -269,7 +266,7 @@ class Fit:
     def reconstruct(self, data: Any) -> Any:
         """Each row encoded to its posterior mean latent and decoded back (:meth:`decode`)."""
         self._require_amortized("reconstruct")
-        enc = self._encode(data)
+        enc = self.encode(data)
         with torch.no_grad():
             mean, _ = self.model.posterior(enc.x, enc.mask, dict(self.params))
             out = self.model.heads.expected(self.model.decode_latent(mean))
@@ -347,7 +344,7 @@ class Fit:
         m = int(n_imputations)
         if m < 1 or m != n_imputations:
             raise ValueError(f"n_imputations must be a positive integer, got {n_imputations!r}")
-        enc = self._encode(data)
+        enc = self.encode(data)
         draws = self._draws()
         picks = np.linspace(0, len(draws) - 1, m).round().astype(int) if len(draws) > 1 else [0] * m
         out = []
@@ -433,7 +430,7 @@ class Fit:
         missing entries NaN. The replicates are left out when they would exceed 20 million values.
         """
         self._require_globals("to_arviz")
-        enc = self.train if data is None else self._encode(data)
+        enc = self.train if data is None else self.encode(data)
         posterior = {k: _numpy(v) for k, v in (self.samples or {}).items()}
         if not posterior:
             posterior = {k: _numpy(v)[None, None] for k, v in self.params.items()}

@@ -104,8 +104,6 @@ class SequenceFit(Fit):
             self.schema, self._split(data), device=self.device, dtype=self.dtype
         )
 
-    _encode = encode
-
     def _jacobian(self, enc: EncodedSequences) -> torch.Tensor:
         jac = self.schema.log_abs_det_jacobian(enc.mask, dtype=enc.x.dtype, x=enc.x)  # (S, T)
         return jac.sum(-1)
@@ -113,7 +111,7 @@ class SequenceFit(Fit):
     # -- likelihood -------------------------------------------------------------------------------
     def log_likelihood_draws(self, data: Any = None) -> np.ndarray:
         """Per-sequence log-likelihood under each draw, shape (chain, draw, S), data scale."""
-        enc = self._encode(data)
+        enc = self.encode(data)
         jac = self._jacobian(enc)
         with torch.no_grad():
             rows = [
@@ -138,12 +136,12 @@ class SequenceFit(Fit):
 
     def score(self, data: Any = None) -> float:
         """Log-likelihood per observed time step (nats): total over sequences / total steps."""
-        return float(self.log_prob(data).sum() / self._encode(data).n_steps)
+        return float(self.log_prob(data).sum() / self.encode(data).n_steps)
 
     def bic(self, data: Any = None) -> float:
         """-2 log L + k log n, with n the number of time steps (lower is better)."""
         self._require_point("BIC")
-        n = self._encode(data).n_steps
+        n = self.encode(data).n_steps
         return float(-2 * self.log_prob(data).sum() + self.model.n_parameters() * np.log(n))
 
     def aic(self, data: Any = None) -> float:
@@ -153,7 +151,7 @@ class SequenceFit(Fit):
 
     # -- states -----------------------------------------------------------------------------------
     def _per_step(self, name: str, data: Any) -> Any:
-        enc = self._encode(data)
+        enc = self.encode(data)
         with torch.no_grad():
             out = getattr(self.model, name)(enc.x, enc.mask, dict(self.params), enc.lengths)
         values = [_numpy(out[s, :n]) for s, n in enumerate(enc.lengths.tolist())]
@@ -210,7 +208,7 @@ class SequenceFit(Fit):
         if int(horizon) != horizon or int(horizon) < 1:
             raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
         H = int(horizon)
-        enc = self._encode(data)
+        enc = self.encode(data)
         params = dict(self.params)
         model = self.model
         with torch.no_grad():

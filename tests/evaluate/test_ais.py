@@ -76,7 +76,7 @@ def test_jacobian_of_standardization_and_missing_entries(rng):
     res = ais(fit, Xm, n_steps=100, n_chains=16, seed=0)
     # On the data's original scale, like Fit.log_prob (the log-Jacobian here is several nats
     # per row); missing entries are marginalized.
-    assert np.abs(fit.schema.log_abs_det_jacobian(fit._encode(Xm).mask).numpy()).mean() > 2
+    assert np.abs(fit.schema.log_abs_det_jacobian(fit.encode(Xm).mask).numpy()).mean() > 2
     assert np.abs(res.per_row - fit.log_prob(Xm)).mean() <= 0.1
 
 

@@ -206,7 +206,7 @@ def _short_fit(name: str) -> tuple[ppgen.Fit, torch.Tensor, torch.Tensor]:
     encoded table."""
     X = _wine()
     fit = ppgen.fit(_AMORTIZED[name](), X, seed=0, max_epochs=3)
-    enc = fit._encode(X)
+    enc = fit.encode(X)
     assert enc.x.dtype == torch.float64
     return fit, enc.x, enc.mask
 
@@ -279,7 +279,7 @@ def test_iwae_training_is_reproducible_and_validates_on_the_iwae_bound():
     fit = fits[0]
     n_val = fit.info["n_validation"]
     rows = torch.randperm(len(X), generator=torch.Generator().manual_seed(4))[:n_val]
-    enc = fit._encode(X)
+    enc = fit.encode(X)
     with seeded(5), torch.no_grad():
         val = -float(fit.model.iwae_rows(enc.x[rows], enc.mask[rows], 5).mean())
     best = fit.info["validation_losses"][fit.info["best_epoch"] - 1]
