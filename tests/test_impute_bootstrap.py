@@ -44,6 +44,7 @@ def mean_coverage(replications: int, **options) -> tuple[float, float]:
     return covered / replications, float(np.mean(widths))
 
 
+@pytest.mark.slow  # a 60-replication coverage study (~40 s): statistical studies run with -m slow
 def test_bootstrap_refits_widen_the_intervals_to_nominal_coverage():
     improper, width_improper = mean_coverage(60, method="em")
     proper, width_proper = mean_coverage(60, method="em", proper="bootstrap")

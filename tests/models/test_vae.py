@@ -414,6 +414,7 @@ def test_flow_guide_elbo_equals_pyro_and_fits():
 
 
 # -- the importance-weighted objective (MIWAE training) --------------------------------------------
+@pytest.mark.slow  # two trainings (~30 s alone); long trainings run with -m slow
 def test_iwae_training_beats_elbo_training_on_breast_cancer_held_out():
     """20% MCAR on breast_cancer; the same VAE fitted on 455 rows with the ELBO and with the
     IWAE objective (K = 20, MIWAE's training), scored on the 114 held-out rows.
