@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         HMM,
         PPCA,
         VAE,
+        FactorAnalysis,
         GaussianMixture,
         GenerativeModel,
         HierarchicalVAE,
@@ -35,6 +36,7 @@ __all__ = [
     "PPCA",
     "VAE",
     "ConvergenceWarning",
+    "FactorAnalysis",
     "Fit",
     "GaussianMixture",
     "GenerativeModel",
@@ -66,6 +68,10 @@ _LAZY = {
     "load": "ppgen.io",
     **dict.fromkeys(
         ("HMM", "PPCA", "VAE", "GaussianMixture", "GenerativeModel", "HierarchicalVAE"),
+        "ppgen.models",
+    ),
+    **dict.fromkeys(
+        ("FactorAnalysis",),
         "ppgen.models",
     ),
 }

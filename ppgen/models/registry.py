@@ -123,6 +123,7 @@ def unregister_model(name: str) -> None:
 
 
 for _name, _target, _alias in (
+    ("FactorAnalysis", "ppgen.models.fa:FactorAnalysis", "fa"),
     ("GaussianMixture", "ppgen.models.gmm:GaussianMixture", "gmm"),
     ("HMM", "ppgen.models.hmm:HMM", "hmm"),
     ("HierarchicalVAE", "ppgen.models.hvae:HierarchicalVAE", "hvae"),
