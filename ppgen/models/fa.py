@@ -203,7 +203,8 @@ class FactorAnalysis(GenerativeModel):
         self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean (n, q) and covariance (n, q, q) of p(z | observed entries of x), unrotated
-        factors: ``S_i = (I + L_o^T Psi_o^-1 L_o)^-1``, ``m_i = S_i L_o^T Psi_o^-1 (x_o - mu_o)``."""
+        factors: ``S_i = (I + L_o^T Psi_o^-1 L_o)^-1``,
+        ``m_i = S_i L_o^T Psi_o^-1 (x_o - mu_o)``."""
         L, mu, psi = params["loadings"], params["mean"], params["uniquenesses"]
         obs = x.new_ones(x.shape) if mask is None else mask.to(x.dtype)
         w = obs / psi  # Psi^-1 on observed entries, 0 on missing ones: (n, d)
