@@ -6,6 +6,13 @@ This layer never trains: every function takes a :class:`ppgen.Fit` and data.
 from ppgen.evaluate.ais import AISResult, BDMCResult, ais, bdmc
 from ppgen.evaluate.bounds import Estimate, elbo, iwae
 from ppgen.evaluate.diagnostics import ConvergenceWarning, diagnostics, loo, waic
+from ppgen.evaluate.factors import (
+    factor_report,
+    factor_scores,
+    fit_indices,
+    parallel_analysis,
+    velicer_map,
+)
 
 __all__ = [
     "AISResult",
@@ -19,4 +26,10 @@ __all__ = [
     "iwae",
     "loo",
     "waic",
+    # factor analysis (ppgen.evaluate.factors)
+    "factor_report",
+    "factor_scores",
+    "fit_indices",
+    "parallel_analysis",
+    "velicer_map",
 ]
