@@ -36,7 +36,6 @@ __all__ = [
     "PPCA",
     "VAE",
     "ConvergenceWarning",
-    "FactorAnalysis",
     "Fit",
     "GaussianMixture",
     "GenerativeModel",
@@ -52,6 +51,7 @@ __all__ = [
     "pool",
     "pool_fit",
     "plot",
+    "FactorAnalysis",
 ]
 
 #: Where each public name lives; modules (``datasets`` ...) are submodules of ppgen.

@@ -123,7 +123,6 @@ def unregister_model(name: str) -> None:
 
 
 for _name, _target, _alias in (
-    ("FactorAnalysis", "ppgen.models.fa:FactorAnalysis", "fa"),
     ("GaussianMixture", "ppgen.models.gmm:GaussianMixture", "gmm"),
     ("HMM", "ppgen.models.hmm:HMM", "hmm"),
     ("HierarchicalVAE", "ppgen.models.hvae:HierarchicalVAE", "hvae"),
@@ -131,3 +130,6 @@ for _name, _target, _alias in (
     ("VAE", "ppgen.models.vae:VAE", "vae"),
 ):
     register_model(_name, _target, alias=_alias)
+
+# Issue 14: factor analysis.
+register_model("FactorAnalysis", "ppgen.models.fa:FactorAnalysis", alias="fa")
