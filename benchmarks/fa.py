@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, measure, pin_threads, write_table  # noqa: E402
+from _common import measure, pin_threads, write_table  # noqa: E402
 
 THREADS = pin_threads(1)
 
@@ -46,8 +46,8 @@ warnings.filterwarnings("ignore")
 import numpy as np, pandas as pd, sklearn, factor_analyzer
 from factor_analyzer import FactorAnalyzer
 x = pd.read_csv(sys.argv[1]).to_numpy()
-out = {"version": factor_analyzer.__version__ if hasattr(factor_analyzer, "__version__")
-       else "?", "sklearn": sklearn.__version__}
+from importlib.metadata import version
+out = {"version": version("factor_analyzer"), "sklearn": sklearn.__version__}
 for fm in ("minres", "ml"):
     times = []
     for _ in range(int(sys.argv[2])):
@@ -117,7 +117,7 @@ def main() -> None:
         "tests/fixtures/psych/cc_oblimin_<fm>.csv. ppgen: `ppgen.fit(FactorAnalysis(5, "
         "rotation='oblimin', fm=fm), data)` (direct fit of the correlation matrix; for ML, EM then "
         "confirms the maximum of the exact likelihood) and `fit.model.solution(fit.params)`.\n"
-        f"Threads: {THREADS.get('threads')}. Machine: {machine_info().get('cpu', '')}."
+        f"Threads: {THREADS.get('threads')}. The machine is shared (see its load below)."
     )
     name = "fa_quick" if args.quick else "fa"
     md, _ = write_table(name, rows, notes, title="FactorAnalysis vs factor_analyzer (BFI)")
