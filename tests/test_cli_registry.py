@@ -61,12 +61,13 @@ def test_lazy_package_keeps_its_names():
 
 def test_registry_is_a_read_only_mapping_of_classes():
     assert list(MODELS) == [
-        "GaussianMixture", "HMM", "HierarchicalVAE", "PPCA", "VAE", "FactorAnalysis"
+        "GaussianMixture", "HMM", "HierarchicalVAE", "PPCA", "VAE", "FactorAnalysis",
+        "BayesianPCA",
     ]  # fmt: skip
-    assert MODELS["PPCA"] is ppgen.PPCA and "VAE" in MODELS and len(MODELS) == 6
+    assert MODELS["PPCA"] is ppgen.PPCA and "VAE" in MODELS and len(MODELS) == 7
     assert dict(MODELS.aliases) == {
         "gmm": "GaussianMixture", "hmm": "HMM", "hvae": "HierarchicalVAE", "ppca": "PPCA",
-        "vae": "VAE", "fa": "FactorAnalysis",
+        "vae": "VAE", "fa": "FactorAnalysis", "bpca": "BayesianPCA",
     }  # fmt: skip
     assert MODELS.lookup("gmm") is GaussianMixture
     assert MODELS.target("hvae") == "ppgen.models.hvae:HierarchicalVAE"

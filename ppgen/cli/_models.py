@@ -191,6 +191,7 @@ FIT_MODELS: dict[str, CliModel] = {
             convert=_one_latent,
         ),
         CliModel("hvae", "hierarchical (ladder) VAE", ("n_latent", "hidden")),
+        CliModel("bpca", "Bayesian PCA with ARD", ("n_components",)),
         CliModel(
             "fa",
             "factor analysis",

@@ -292,7 +292,7 @@ class PPCA(GenerativeModel):
         )
         eye_q = torch.eye(q, dtype=x.dtype, device=x.device)
         rhs = ((x0 - loc) * obs).mT @ m  # (d, q)
-        lhs = second + w_prec * eye_q
+        lhs = second + self.loadings_penalty(params, w_prec * eye_q)
         W = torch.linalg.solve(lhs, rhs.unsqueeze(-1)).squeeze(-1)
         # Expected squared residuals: (x_ij - loc_j - W_j m_i)^2 + W_j S_i W_j^T on observed
         # entries; the second term summed over i is W_j (second_j - sum m m^T) W_j^T.
@@ -304,6 +304,13 @@ class PPCA(GenerativeModel):
         # InverseGamma(1, noise_prior) prior: mode of (a + N/2, b + R/2) is (2b + R) / (N + 4).
         noise = (two_b + resid + spread) / (obs.sum() + two_a1)
         return {"W": W, "loc": loc, "noise": noise}, log_joint
+
+    def loadings_penalty(self, params: Params, default: torch.Tensor) -> torch.Tensor:
+        """The noise variance times the prior precision of each row of W in :meth:`em_step`'s
+        W update, (q, q): ``default`` (``noise / weight_scale^2`` times I under the default
+        prior, 0 under maximum likelihood). :class:`~ppgen.models.bpca.BayesianPCA` puts its
+        per-component ARD precisions here."""
+        return default
 
     def set_exact_guide(self, params: Params) -> None:
         """Set :meth:`guide` to the exact posterior of every row under ``params``."""

@@ -133,3 +133,4 @@ for _name, _target, _alias in (
 
 # Issue 14: factor analysis.
 register_model("FactorAnalysis", "ppgen.models.fa:FactorAnalysis", alias="fa")
+register_model("BayesianPCA", "ppgen.models.bpca:BayesianPCA", alias="bpca")
