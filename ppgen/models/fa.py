@@ -17,6 +17,7 @@ from ppgen._utils import check_int, check_number
 from ppgen.data.schema import Schema
 from ppgen.models.base import GenerativeModel, Params
 from ppgen.models.distributions import MaskedMultivariateNormal
+from ppgen.models.ppca import sample_linear_gaussian
 from ppgen.models.rotations import ROTATIONS, Rotation, rotate
 
 __all__ = [
@@ -284,10 +285,7 @@ class FactorAnalysis(GenerativeModel):
         }
 
     def sample(self, n: int, params: Params) -> torch.Tensor:
-        L = params["loadings"]
-        z = torch.randn(n, self.n_components, dtype=L.dtype, device=L.device)
-        eps = torch.randn(n, L.shape[0], dtype=L.dtype, device=L.device)
-        return z @ L.mT + params["mean"] + params["uniquenesses"].sqrt() * eps
+        return sample_linear_gaussian(n, params["loadings"], params["mean"], params["uniquenesses"])
 
     def n_parameters(self) -> int:
         d, q = self._check_built(), self.n_components

@@ -344,10 +344,7 @@ class PPCA(GenerativeModel):
         return closed_form_mle(x * mask, self.n_components)
 
     def sample(self, n: int, params: Params) -> torch.Tensor:
-        W = params["W"]
-        z = torch.randn(n, self.n_components, dtype=W.dtype, device=W.device)
-        eps = torch.randn(n, W.shape[0], dtype=W.dtype, device=W.device)
-        return z @ W.mT + params["loc"] + params["noise"].sqrt() * eps
+        return sample_linear_gaussian(n, params["W"], params["loc"], params["noise"])
 
     def n_parameters(self) -> int:
         d, q = self._check_built(), self.n_components
@@ -362,6 +359,16 @@ class PPCA(GenerativeModel):
         """Loadings, mean and noise variance on the encoded scale the model is fitted on (the
         data's units, or the standardized scale when the columns were standardized)."""
         return {"loadings": params["W"], "mean": params["loc"], "noise_variance": params["noise"]}
+
+
+def sample_linear_gaussian(
+    n: int, W: torch.Tensor, loc: torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
+    """``n`` rows of ``W z + loc + e`` with ``z ~ N(0, I)`` and ``e ~ N(0, noise)`` (a scalar
+    variance, PPCA, or one per column, factor analysis); torch's global RNG."""
+    z = torch.randn(n, W.shape[-1], dtype=W.dtype, device=W.device)
+    eps = torch.randn(n, W.shape[0], dtype=W.dtype, device=W.device)
+    return z @ W.mT + loc + noise.sqrt() * eps
 
 
 def closed_form_mle(x: torch.Tensor, q: int) -> Params:
