@@ -82,7 +82,7 @@ def test_mle_matches_scikit_learn(complete: pd.DataFrame) -> None:
 
 
 def test_em_with_missing_entries_climbs_from_the_pairwise_start() -> None:
-    x = simulated(300, 8, 2, seed=3)
+    x = simulated(150, 6, 2, seed=3)
     x[np.random.default_rng(4).random(x.shape) < 0.2] = np.nan
     fit = ppgen.fit(FactorAnalysis(2), x)
     objective = -fit.losses
