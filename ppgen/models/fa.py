@@ -320,6 +320,14 @@ class FactorAnalysis(GenerativeModel):
             converged=rot.converged,
         )
 
+    def heywood(self, params: Params, threshold: float = 0.01) -> list[int]:
+        """Columns whose standardized uniqueness is below ``threshold`` (a Heywood case: the
+        factors explain a column entirely, ML at the boundary of the parameter space; psych
+        warns, and a model selection should report the candidate as such)."""
+        L, psi = params["loadings"], params["uniquenesses"]
+        u2 = psi / ((L**2).sum(-1) + psi)
+        return [int(j) for j in torch.nonzero(u2 < threshold).flatten()]
+
     def scores(
         self, x: torch.Tensor, mask: torch.Tensor | None, params: Params, method: str = "regression"
     ) -> torch.Tensor:

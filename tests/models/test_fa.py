@@ -95,6 +95,15 @@ def test_em_with_missing_entries_climbs_from_the_pairwise_start() -> None:
         torch.testing.assert_close(new[k], fit.params[k], atol=1e-3, rtol=1e-3)
 
 
+def test_heywood_columns_are_named() -> None:
+    x = simulated(300, 8, 2, seed=8)
+    clean = ppgen.fit(FactorAnalysis(2), x)
+    assert clean.model.heywood(clean.params) == []
+    x[:, 7] = x[:, 0] * 2 + 1e-6 * np.random.default_rng(0).standard_normal(300)  # a copy
+    fit = ppgen.fit(FactorAnalysis(2), x, max_steps=50)
+    assert set(fit.model.heywood(fit.params)) & {0, 7}
+
+
 def test_minres_is_kept_by_em_and_scored() -> None:
     x = simulated(200, 6, 2, seed=5)
     fit = ppgen.fit(FactorAnalysis(2, fm="minres"), x)
