@@ -12,6 +12,7 @@ from ppgen.evaluate.factors import (
     fit_indices,
     parallel_analysis,
     velicer_map,
+    very_simple_structure,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "fit_indices",
     "parallel_analysis",
     "velicer_map",
+    "very_simple_structure",
 ]

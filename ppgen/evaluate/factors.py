@@ -9,6 +9,8 @@ References
 ----------
 Horn, J. L. (1965). A rationale and test for the number of factors in factor analysis.
 *Psychometrika* 30, 179-185.
+Revelle, W. & Rocklin, T. (1979). Very simple structure: an alternative procedure for
+estimating the optimal number of interpretable factors. *Multivar. Behav. Res.* 14, 403-414.
 Velicer, W. F. (1976). Determining the number of components from the matrix of partial
 correlations. *Psychometrika* 41, 321-327.
 Tucker, L. R. & Lewis, C. (1973). A reliability coefficient for maximum likelihood factor
@@ -26,17 +28,20 @@ import numpy as np
 import pandas as pd
 
 from ppgen.models.fa import FactorSolution, fit_correlation, pairwise_moments
+from ppgen.models.rotations import rotate
 
 __all__ = [
     "FactorReport",
     "FitIndices",
     "ParallelAnalysis",
     "VelicerMAP",
+    "VerySimpleStructure",
     "factor_report",
     "factor_scores",
     "fit_indices",
     "parallel_analysis",
     "velicer_map",
+    "very_simple_structure",
 ]
 
 
@@ -291,3 +296,48 @@ def velicer_map(data: Any, max_factors: int = 8) -> VelicerMAP:
         np.fill_diagonal(partial, 0)
         values[m - 1] = (partial**2).sum() / (p * (p - 1))
     return VelicerMAP(int(np.argmin(values)) + 1, values)
+
+
+@dataclass(frozen=True)
+class VerySimpleStructure:
+    """Revelle & Rocklin's very simple structure.
+
+    Attributes
+    ----------
+    n_factors : dict
+        Complexity (1, 2) -> the number of factors with the highest fit.
+    values : ndarray (max_factors, 2)
+        Fit of the complexity-1 and complexity-2 simplified loadings for 1..max_factors
+        factors (complexity 2 with one factor is nan; psych prints 0).
+    """
+
+    n_factors: dict[int, int]
+    values: np.ndarray
+
+
+def very_simple_structure(
+    data: Any, max_factors: int = 8, *, rotation: str = "oblimin", fm: str = "minres"
+) -> VerySimpleStructure:
+    """Very simple structure as psych's ``VSS`` (default ``diagonal=FALSE``): for k factors
+    (``fm`` fit of the pairwise-complete correlations, rotated), keep each item's ``c`` largest
+    loadings, and measure ``1 - ||R - S S^T||^2 / ||R||^2`` (psych's VSS ignores the factor
+    correlations here: ``S S^T``, as its printed values show)."""
+    R, _ = _correlation(data)
+    p = R.shape[0]
+    if not 1 <= max_factors < p:
+        raise ValueError(f"max_factors must be in 1..{p - 1}, got {max_factors}")
+    total = float((R**2).sum())
+    values = np.full((max_factors, 2), np.nan)
+    rows = np.arange(p)[:, None]
+    for k in range(1, max_factors + 1):
+        L = fit_correlation(R, k, fm)[0]
+        P = rotate(L, rotation if k > 1 else None).loadings
+        for c in (1, 2):
+            if c > k:
+                continue
+            keep = np.argsort(-np.abs(P), axis=1)[:, :c]
+            S = np.zeros_like(P)
+            S[rows, keep] = P[rows, keep]
+            values[k - 1, c - 1] = 1 - float(((R - S @ S.T) ** 2).sum()) / total
+    best = {c: int(np.nanargmax(values[:, c - 1])) + 1 for c in (1, 2)}
+    return VerySimpleStructure(best, values)
