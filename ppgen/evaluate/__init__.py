@@ -7,6 +7,7 @@ from ppgen.evaluate.ais import AISResult, BDMCResult, ais, bdmc
 from ppgen.evaluate.bounds import Estimate, elbo, iwae
 from ppgen.evaluate.diagnostics import ConvergenceWarning, diagnostics, loo, waic
 from ppgen.evaluate.factors import (
+    factor_criteria,
     factor_report,
     factor_scores,
     fit_indices,
@@ -28,6 +29,7 @@ __all__ = [
     "loo",
     "waic",
     # factor analysis (ppgen.evaluate.factors)
+    "factor_criteria",
     "factor_report",
     "factor_scores",
     "fit_indices",

@@ -36,6 +36,7 @@ __all__ = [
     "ParallelAnalysis",
     "VelicerMAP",
     "VerySimpleStructure",
+    "factor_criteria",
     "factor_report",
     "factor_scores",
     "fit_indices",
@@ -341,3 +342,51 @@ def very_simple_structure(
             values[k - 1, c - 1] = 1 - float(((R - S @ S.T) ** 2).sum()) / total
     best = {c: int(np.nanargmax(values[:, c - 1])) + 1 for c in (1, 2)}
     return VerySimpleStructure(best, values)
+
+
+def factor_criteria(
+    data: Any,
+    max_factors: int = 8,
+    *,
+    fm: str = "minres",
+    rotation: str = "oblimin",
+    n_iter: int = 20,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Every number-of-factors criterion psych reports, for 1..max_factors factors.
+
+    Returns
+    -------
+    table : DataFrame indexed by the number of factors
+        ``map`` (Velicer), ``vss1``/``vss2`` (very simple structure), ``dof``, ``chi2``,
+        ``bic`` (psych's chi-square BIC, ``chi2 - dof log n``: lower is better), ``rmsea``,
+        ``tli`` of the unrotated ``fm`` fit of the pairwise-complete correlations (``n`` = rows),
+        and the parallel-analysis eigenvalues ``fa_eigen`` / ``fa_eigen_simulated``.
+    picks : dict
+        The number of factors each criterion picks (``parallel``, ``map``, ``vss1``, ``vss2``,
+        ``bic``); they often disagree (BFI: 6, 5, 4, 4, 8).
+    """
+    R, n = _correlation(data)
+    velicer = velicer_map(data, max_factors)
+    vss = very_simple_structure(data, max_factors, rotation=rotation, fm=fm)
+    pa = parallel_analysis(data, fm=fm, n_iter=n_iter, seed=seed)
+    rows = []
+    for k in range(1, max_factors + 1):
+        L = fit_correlation(R, k, fm)[0]
+        ind = fit_indices(R, L, None, n)
+        rows.append({"dof": ind.dof, "chi2": ind.chi2, "bic": ind.bic, "rmsea": ind.rmsea,
+                     "tli": ind.tli})  # fmt: skip
+    table = pd.DataFrame(rows, index=pd.RangeIndex(1, max_factors + 1, name="factors"))
+    table.insert(0, "vss2", vss.values[:, 1])
+    table.insert(0, "vss1", vss.values[:, 0])
+    table.insert(0, "map", velicer.values)
+    table["fa_eigen"] = pa.observed[:max_factors]
+    table["fa_eigen_simulated"] = pa.simulated[:max_factors]
+    picks = {
+        "parallel": pa.n_factors,
+        "map": velicer.n_factors,
+        "vss1": vss.n_factors[1],
+        "vss2": vss.n_factors[2],
+        "bic": int(table["bic"].idxmin()),
+    }
+    return table, picks

@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 import ppgen
-from ppgen.evaluate import parallel_analysis, velicer_map, very_simple_structure
+from ppgen.evaluate import (
+    factor_criteria,
+    parallel_analysis,
+    velicer_map,
+    very_simple_structure,
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +48,20 @@ def test_very_simple_structure_matches_psych(bfi):
     np.testing.assert_allclose(result.values[:, 0], vss1, atol=0.005 + 1e-12)
     np.testing.assert_allclose(result.values[1:, 1], vss2, atol=0.005 + 1e-12)
     assert np.isnan(result.values[0, 1])
+
+
+def test_factor_criteria_table_matches_psych_vss_and_says_they_disagree(bfi):
+    table, picks = factor_criteria(bfi, 8)
+    # psych VSS's "Statistics by number of factors" (minres, pairwise, n = 2800).
+    np.testing.assert_array_equal(table["dof"], [275, 251, 228, 206, 185, 165, 146, 128])
+    chi2 = [11863, 7362, 5096, 3422, 1809, 1032, 708, 503]
+    np.testing.assert_allclose(table["chi2"], chi2, atol=0.5 + 1e-9)
+    bic = [9680, 5370, 3286, 1787, 341, -277, -451, -513]
+    np.testing.assert_allclose(table["bic"], bic, atol=0.5 + 1e-9)
+    rmsea = [0.123, 0.101, 0.087, 0.075, 0.056, 0.043, 0.037, 0.032]
+    np.testing.assert_allclose(table["rmsea"], rmsea, atol=5e-4 + 1e-12)
+    assert picks == {"parallel": 6, "map": 5, "vss1": 4, "vss2": 4, "bic": 8}
+    assert len(set(picks.values())) > 1
 
 
 def test_criteria_name_bad_input():
