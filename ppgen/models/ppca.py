@@ -292,7 +292,7 @@ class PPCA(GenerativeModel):
         )
         eye_q = torch.eye(q, dtype=x.dtype, device=x.device)
         rhs = ((x0 - loc) * obs).mT @ m  # (d, q)
-        lhs = second + w_prec * eye_q
+        lhs = second + self.loadings_penalty(params, w_prec * eye_q)
         W = torch.linalg.solve(lhs, rhs.unsqueeze(-1)).squeeze(-1)
         # Expected squared residuals: (x_ij - loc_j - W_j m_i)^2 + W_j S_i W_j^T on observed
         # entries; the second term summed over i is W_j (second_j - sum m m^T) W_j^T.
@@ -304,6 +304,13 @@ class PPCA(GenerativeModel):
         # InverseGamma(1, noise_prior) prior: mode of (a + N/2, b + R/2) is (2b + R) / (N + 4).
         noise = (two_b + resid + spread) / (obs.sum() + two_a1)
         return {"W": W, "loc": loc, "noise": noise}, log_joint
+
+    def loadings_penalty(self, params: Params, default: torch.Tensor) -> torch.Tensor:
+        """The noise variance times the prior precision of each row of W in :meth:`em_step`'s
+        W update, (q, q): ``default`` (``noise / weight_scale^2`` times I under the default
+        prior, 0 under maximum likelihood). :class:`~ppgen.models.bpca.BayesianPCA` puts its
+        per-component ARD precisions here."""
+        return default
 
     def set_exact_guide(self, params: Params) -> None:
         """Set :meth:`guide` to the exact posterior of every row under ``params``."""
@@ -337,10 +344,7 @@ class PPCA(GenerativeModel):
         return closed_form_mle(x * mask, self.n_components)
 
     def sample(self, n: int, params: Params) -> torch.Tensor:
-        W = params["W"]
-        z = torch.randn(n, self.n_components, dtype=W.dtype, device=W.device)
-        eps = torch.randn(n, W.shape[0], dtype=W.dtype, device=W.device)
-        return z @ W.mT + params["loc"] + params["noise"].sqrt() * eps
+        return sample_linear_gaussian(n, params["W"], params["loc"], params["noise"])
 
     def n_parameters(self) -> int:
         d, q = self._check_built(), self.n_components
@@ -355,6 +359,16 @@ class PPCA(GenerativeModel):
         """Loadings, mean and noise variance on the encoded scale the model is fitted on (the
         data's units, or the standardized scale when the columns were standardized)."""
         return {"loadings": params["W"], "mean": params["loc"], "noise_variance": params["noise"]}
+
+
+def sample_linear_gaussian(
+    n: int, W: torch.Tensor, loc: torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
+    """``n`` rows of ``W z + loc + e`` with ``z ~ N(0, I)`` and ``e ~ N(0, noise)`` (a scalar
+    variance, PPCA, or one per column, factor analysis); torch's global RNG."""
+    z = torch.randn(n, W.shape[-1], dtype=W.dtype, device=W.device)
+    eps = torch.randn(n, W.shape[0], dtype=W.dtype, device=W.device)
+    return z @ W.mT + loc + noise.sqrt() * eps
 
 
 def closed_form_mle(x: torch.Tensor, q: int) -> Params:

@@ -130,3 +130,7 @@ for _name, _target, _alias in (
     ("VAE", "ppgen.models.vae:VAE", "vae"),
 ):
     register_model(_name, _target, alias=_alias)
+
+# Issue 14: factor analysis.
+register_model("FactorAnalysis", "ppgen.models.fa:FactorAnalysis", alias="fa")
+register_model("BayesianPCA", "ppgen.models.bpca:BayesianPCA", alias="bpca")

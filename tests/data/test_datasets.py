@@ -16,6 +16,7 @@ from ppgen.data.datasets import names
 
 SHAPES = {
     "airquality": (153, 6),
+    "bfi": (2800, 28),
     "breast_cancer": (569, 31),
     "digits": (1797, 65),
     "discoveries": (100, 2),
