@@ -130,3 +130,7 @@ for _name, _target, _alias in (
     ("VAE", "ppgen.models.vae:VAE", "vae"),
 ):
     register_model(_name, _target, alias=_alias)
+
+# Issue 17: exact-likelihood families.
+register_model("Autoregressive", "ppgen.models.autoregressive:Autoregressive", alias="ar")
+register_model("Flow", "ppgen.models.flow:Flow", alias="flow")
