@@ -17,7 +17,7 @@ from ppgen.data.schema import Schema
 from ppgen.models.amortized import ACTIVATIONS
 from ppgen.models.base import GenerativeModel, Params
 
-__all__ = ["COUNT_HEADS", "Autoregressive", "MaskedLinear"]
+__all__ = ["COUNT_HEADS", "Autoregressive", "MaskedLinear", "RowsDistribution"]
 
 #: Likelihoods offered for count columns.
 COUNT_HEADS = ("poisson", "negbinomial")
@@ -40,14 +40,15 @@ class MaskedLinear(nn.Linear):
         return nn.functional.linear(x, self.weight * self.mask, self.bias)
 
 
-class _RowsDistribution(dist.TorchDistribution):
-    """The observation site ``"x"``: the model's masked log-likelihood of each row."""
+class RowsDistribution(dist.TorchDistribution):
+    """The observation site ``"x"`` of a model without latents: its ``log_prob_rows`` of each
+    row's observed entries (the autoregressive and flow models)."""
 
     arg_constraints: ClassVar[dict] = {}
     support = constraints.real_vector
     has_rsample = False
 
-    def __init__(self, model: Autoregressive, mask: torch.Tensor | None, n: int) -> None:
+    def __init__(self, model: GenerativeModel, mask: torch.Tensor | None, n: int) -> None:
         self.model, self.obs_mask = model, mask
         super().__init__(torch.Size([n]), torch.Size([model.dim]), validate_args=False)
 
@@ -57,7 +58,7 @@ class _RowsDistribution(dist.TorchDistribution):
         m = None if mask is None else mask.expand(value.shape).reshape(flat.shape)
         return self.model.log_prob_rows(flat, m).reshape(value.shape[:-1])
 
-    def expand(self, batch_shape, _instance=None) -> _RowsDistribution:
+    def expand(self, batch_shape, _instance=None) -> RowsDistribution:
         return self  # rows are the only batch dimension; particles broadcast in log_prob
 
 
@@ -427,7 +428,7 @@ class Autoregressive(GenerativeModel):
         with pyro.plate("data", x.shape[0], subsample_size=subsample_size, dim=-1) as ind:
             xb = x[ind]
             mb = None if mask is None else mask[ind]
-            pyro.sample("x", _RowsDistribution(self, mb, len(ind)), obs=xb)
+            pyro.sample("x", RowsDistribution(self, mb, len(ind)), obs=xb)
 
     def guide(self, x: torch.Tensor, mask: torch.Tensor | None = None, subsample_size=None):
         """No latent variables: the guide is empty."""
