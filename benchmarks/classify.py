@@ -130,7 +130,8 @@ likelihood weighting, 100 draws). scikit-learn's methods get mean imputation fir
 Gaussian-per-class row is QDA with maximum-likelihood covariances (tests/test_classify.py checks
 it equals scikit-learn's QDA with reg_param=0 to 1e-6); scikit-learn's QDA is run here with a
 small ridge (reg_param=0.01), as it warns of collinear classes on wine otherwise; the
-`reg_covar=0.01` row adds the same kind of ridge (on standardized columns) to ppgen's. The
+`reg_covar=0.01` row adds a ridge to ppgen's (in the data's units of variance, as
+scikit-learn's GaussianMixture: negligible for the penguins' grams and millimetres). The
 autoregressive model trains for at most 100 epochs per class and fold. One thread.
 """
     md, _ = write_table(

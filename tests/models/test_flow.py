@@ -91,6 +91,21 @@ def test_fitted_density_on_the_data_scale_integrates_to_one():
     assert abs(total - 1) < 1e-3, total
 
 
+def fit_dequantized(data: pd.DataFrame, epochs: int, kinds=None) -> ppgen.Fit:
+    """A small MAF fitted to discrete data in float64 (Adam, no validation split)."""
+    return ppgen.fit(
+        Flow("maf", transforms=2, hidden=(16,), dequantize_particles=64),
+        data,
+        kinds=kinds,
+        dtype=torch.float64,
+        seed=0,
+        progress=False,
+        max_epochs=epochs,
+        lr=1e-2,
+        validation=0,
+    )
+
+
 def expected_bound(model: Flow, x: torch.Tensor, repeats: int = 200):
     """Mean and standard error, over independent repetitions, of the reported bound (its
     ``dequantize_particles`` draws per row): the quantity that is below log P(x)."""
@@ -122,17 +137,7 @@ def test_dequantized_counts_bound_the_discrete_likelihood_from_below():
     b = np.minimum(a + rng.choice(2, size=n), 2)
     data = pd.DataFrame({"a": a, "b": b})
     kinds = {"a": "count", "b": "count"}
-    fit = ppgen.fit(
-        Flow("maf", transforms=2, hidden=(16,), dequantize_particles=64),
-        data,
-        kinds=kinds,
-        dtype=torch.float64,
-        seed=0,
-        progress=False,
-        max_epochs=60,
-        lr=1e-2,
-        validation=0,
-    )
+    fit = fit_dequantized(data, 60, kinds)
     pairs = np.unique(data.to_numpy(), axis=0)
     reported = fit.log_prob(pd.DataFrame(pairs, columns=["a", "b"]))
     mean, se = expected_bound(fit.model, torch.as_tensor(pairs, dtype=torch.float64))
@@ -149,16 +154,7 @@ def test_dequantized_counts_bound_the_discrete_likelihood_from_below():
 def test_argmax_dequantized_category_bounds_its_probability():
     rng = np.random.default_rng(1)
     data = pd.DataFrame({"c": pd.Categorical(rng.choice(["x", "y", "z"], 200, p=[0.6, 0.3, 0.1]))})
-    fit = ppgen.fit(
-        Flow("maf", transforms=2, hidden=(16,), dequantize_particles=64),
-        data,
-        dtype=torch.float64,
-        seed=0,
-        progress=False,
-        max_epochs=150,
-        lr=1e-2,
-        validation=0,
-    )
+    fit = fit_dequantized(data, 150)
     # The model's probability of each category by simulation: the share of its draws y that
     # fall in the category's cell {y in [0, 1)^3 : argmax y = c} (independent of log_prob).
     n = 400_000
