@@ -40,6 +40,37 @@ class MaskedLinear(nn.Linear):
         return nn.functional.linear(x, self.weight * self.mask, self.bias)
 
 
+class MADE(nn.Module):
+    """One masked network: the outputs of a column depend on the inputs of the columns before it
+    in one order (masks from the degrees of the inputs, hidden units and outputs)."""
+
+    def __init__(
+        self, ins: torch.Tensor, outs: torch.Tensor, hidden: tuple[int, ...], activation: str
+    ) -> None:
+        super().__init__()
+        d = int(ins.max()) if len(ins) else 1
+        layers: list[nn.Module] = []
+        prev = ins
+        for width in hidden:
+            # Hidden degrees cycle through 1..d-1 (MADE's deterministic assignment): a unit of
+            # degree m sees the inputs of the first m columns of the order.
+            deg = torch.arange(width) % max(d - 1, 1) + 1
+            layers.append(MaskedLinear((deg[:, None] >= prev[None, :]).long()))
+            layers.append(ACTIVATIONS[activation]())
+            prev = deg
+        self.hidden_net = nn.Sequential(*layers)
+        # Outputs of column j see only hidden units and inputs of strictly earlier columns.
+        self.head = MaskedLinear((outs[:, None] > prev[None, :]).long())
+        # The direct connection; without hidden layers the head already is that layer.
+        self.direct = (
+            MaskedLinear((outs[:, None] > ins[None, :]).long(), bias=False) if hidden else None
+        )
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        out = self.head(self.hidden_net(h))
+        return out if self.direct is None else out + self.direct(h)
+
+
 class RowsDistribution(dist.TorchDistribution):
     """The observation site ``"x"`` of a model without latents: its ``log_prob_rows`` of each
     row's observed entries (the autoregressive and flow models)."""
@@ -105,7 +136,8 @@ class Autoregressive(GenerativeModel):
     is a lower bound (the mean of ``w`` is unbiased for ``p(x_obs)``), and :meth:`impute`
     resamples one of them by weight (sampling importance resampling). Training on such rows
     uses one draw per row with the draw held fixed (a lower bound of the likelihood, with the
-    proposal's gradient left out). Put the often-missing columns last in ``order``.
+    proposal's gradient left out). Put the often-missing columns last in ``order`` (with
+    ``n_orders > 1`` exactness needs them trailing in every order of the ensemble).
 
     Parameters
     ----------
@@ -124,6 +156,10 @@ class Autoregressive(GenerativeModel):
         (only the locations depend on earlier columns). With ``hidden=()`` and
         ``components=1`` this is the linear-Gaussian model; by default they depend on the
         earlier columns too.
+    n_orders : int
+        Number of column orders in an ensemble: ``order`` and ``n_orders - 1`` seeded random
+        permutations, each with its own masked network; the density is their mean,
+        ``p(x) = (1/M) sum_m p_m(x)``, still exact (trained jointly by maximum likelihood).
     missing_particles : int
         Draws of the likelihood-weighting estimate and of imputation by SIR, used only for
         rows with missing entries before an observed one.
@@ -149,6 +185,7 @@ class Autoregressive(GenerativeModel):
         count: str = "poisson",
         activation: str = "relu",
         homoscedastic: bool = False,
+        n_orders: int = 1,
         missing_particles: int = 100,
     ) -> None:
         super().__init__()
@@ -172,6 +209,7 @@ class Autoregressive(GenerativeModel):
         if not isinstance(homoscedastic, bool):
             raise ValueError(f"homoscedastic must be True or False, got {homoscedastic!r}")
         self.homoscedastic = homoscedastic
+        self.n_orders = check_int(n_orders, "n_orders")
         self.missing_particles = check_int(missing_particles, "missing_particles")
 
     def config(self) -> dict[str, Any]:
@@ -182,6 +220,7 @@ class Autoregressive(GenerativeModel):
             "count": self.count,
             "activation": self.activation,
             "homoscedastic": self.homoscedastic,
+            "n_orders": self.n_orders,
             "missing_particles": self.missing_particles,
         }
 
@@ -226,44 +265,45 @@ class Autoregressive(GenerativeModel):
         self.n_categories = tuple(
             c.n_categories if c.kind == "categorical" else 0 for c in schema.columns
         )
-        self.order_positions = self._resolve_order(schema)
-        rank = [0] * d  # rank[j]: 1-based place of column j in the order
-        for t, j in enumerate(self.order_positions):
-            rank[j] = t + 1
-        self.rank = rank
-        in_deg, out_deg, self.in_slices, self.out_slices = [], [], [], []
+        first = self._resolve_order(schema)
+        # Further orders of the ensemble: seeded permutations (the same for the same config).
+        self.orders = [first] + [
+            torch.randperm(d, generator=torch.Generator().manual_seed(m)).tolist()
+            for m in range(1, self.n_orders)
+        ]
+        self.ranks = []  # ranks[m][j]: 1-based place of column j in order m
+        for order in self.orders:
+            rank = [0] * d
+            for t, j in enumerate(order):
+                rank[j] = t + 1
+            self.ranks.append(rank)
+        self.order_positions, self.rank = self.orders[0], self.ranks[0]
+        self.in_slices, self.out_slices, start_in, start_out = [], [], 0, 0
         for j, kind in enumerate(self.kinds):
             width_in = self.n_categories[j] if kind == "categorical" else 1
             width_out = self._out_width(kind, self.n_categories[j])
-            self.in_slices.append((len(in_deg), len(in_deg) + width_in))
-            self.out_slices.append((len(out_deg), len(out_deg) + width_out))
-            in_deg += [rank[j]] * width_in
+            self.in_slices.append((start_in, start_in + width_in))
+            self.out_slices.append((start_out, start_out + width_out))
+            start_in, start_out = start_in + width_in, start_out + width_out
+        self.nets = nn.ModuleList([self._made(rank) for rank in self.ranks])
+        self.n_inputs, self.n_outputs = start_in, start_out
+        self._index_kinds()
+        return self
+
+    def _made(self, rank: list[int]) -> MADE:
+        """The masked network of the order with these ranks."""
+        in_deg, out_deg = [], []
+        for j, kind in enumerate(self.kinds):
+            a, b = self.in_slices[j]
+            in_deg += [rank[j]] * (b - a)
+            a, b = self.out_slices[j]
             if kind == "continuous" and self.homoscedastic:
                 # Mixture weights and scales see nothing (degree 1: only biases), locations do.
                 k = self.components
                 out_deg += [1] * k + [rank[j]] * k + [1] * k
             else:
-                out_deg += [rank[j]] * width_out
-        ins, outs = torch.tensor(in_deg), torch.tensor(out_deg)
-        layers: list[nn.Module] = []
-        prev = ins
-        for width in self.hidden:
-            # Hidden degrees cycle through 1..d-1 (MADE's deterministic assignment): a unit of
-            # degree m sees the inputs of the first m columns of the order.
-            deg = torch.arange(width) % max(d - 1, 1) + 1
-            layers.append(MaskedLinear((deg[:, None] >= prev[None, :]).long()))
-            layers.append(ACTIVATIONS[self.activation]())
-            prev = deg
-        self.hidden_net = nn.Sequential(*layers)
-        # Outputs of column j see only hidden units and inputs of strictly earlier columns.
-        self.head = MaskedLinear((outs[:, None] > prev[None, :]).long())
-        # The direct connection; without hidden layers the head already is that layer.
-        self.direct = (
-            MaskedLinear((outs[:, None] > ins[None, :]).long(), bias=False) if self.hidden else None
-        )
-        self.n_inputs, self.n_outputs = len(in_deg), len(out_deg)
-        self._index_kinds()
-        return self
+                out_deg += [rank[j]] * (b - a)
+        return MADE(torch.tensor(in_deg), torch.tensor(out_deg), self.hidden, self.activation)
 
     def _index_kinds(self) -> None:
         """Index tensors gathering each kind's outputs, so heads are evaluated by kind at once."""
@@ -291,11 +331,10 @@ class Autoregressive(GenerativeModel):
                 parts.append(v)
         return torch.cat(parts, -1)
 
-    def forward_outputs(self, x: torch.Tensor) -> torch.Tensor:
-        """Every column's head outputs ``(..., n_outputs)`` from complete encoded rows."""
-        h = self.features(x)
-        out = self.head(self.hidden_net(h))
-        return out if self.direct is None else out + self.direct(h)
+    def forward_outputs(self, x: torch.Tensor, m: int = 0) -> torch.Tensor:
+        """Every column's head outputs ``(..., n_outputs)`` under order ``m``, from complete
+        encoded rows."""
+        return self.nets[m](self.features(x))
 
     # -- heads ----------------------------------------------------------------------------------
     def column_log_probs(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -360,49 +399,69 @@ class Autoregressive(GenerativeModel):
         return torch.multinomial(o.softmax(-1).reshape(-1, b - a), 1).reshape(o.shape[:-1]).to(out)
 
     # -- likelihood -----------------------------------------------------------------------------
-    def _needs_draws(self, mask: torch.Tensor) -> torch.Tensor:
-        """``(n, d)``: missing entries that come before an observed one of the same row in the
-        order (the ones that cannot be marginalized by leaving them out)."""
-        rank = torch.tensor(self.rank, device=mask.device)
+    def _needs_draws(self, mask: torch.Tensor, m: int = 0) -> torch.Tensor:
+        """``(n, d)``: missing entries that come before an observed one of the same row in
+        order ``m`` (the ones that cannot be marginalized by leaving them out)."""
+        rank = torch.tensor(self.ranks[m], device=mask.device)
         last_observed = torch.where(mask, rank, 0).amax(-1, keepdim=True)
         return ~mask & (rank < last_observed)
 
+    def _exact_for(self, mask: torch.Tensor | None) -> bool:
+        """Whether every row's likelihood is exact: no missing entry before an observed one in
+        any order."""
+        if mask is None:
+            return True
+        return not any(bool(self._needs_draws(mask, m).any()) for m in range(self.n_orders))
+
     def _fill(
-        self, x: torch.Tensor, mask: torch.Tensor, k: int, columns: list[int]
+        self, x: torch.Tensor, mask: torch.Tensor, k: int, columns: list[int], m: int = 0
     ) -> torch.Tensor:
         """``k`` copies of ``x`` ``(k, n, d)`` whose missing entries in ``columns`` are drawn
-        column by column, in the order, from the model's conditionals (no gradient)."""
+        column by column, in order ``m``, from that order's conditionals (no gradient)."""
         xs = x.expand(k, *x.shape).clone()
         ms = mask.expand(k, *mask.shape)
         with torch.no_grad():
-            for j in sorted(columns, key=lambda c: self.rank[c]):
-                draw = self.sample_column(j, self.forward_outputs(xs))
+            for j in sorted(columns, key=lambda c: self.ranks[m][c]):
+                draw = self.sample_column(j, self.forward_outputs(xs, m))
                 xs[..., j] = torch.where(ms[..., j], xs[..., j], draw)
         return xs
+
+    def _order_log_prob(
+        self, x: torch.Tensor, mask: torch.Tensor | None, k: int | None, m: int
+    ) -> torch.Tensor:
+        """``log p_m(x_obs)`` under order ``m``, ``(n,)`` (exact or the weighting estimate)."""
+        if mask is None or bool(mask.all()):
+            return self.column_log_probs(x, self.forward_outputs(x, m)).sum(-1)
+        x = torch.where(mask, x, 0.0)
+        columns = self._needs_draws(mask, m).any(0).nonzero().flatten().tolist()
+        k = 1 if not columns else int(k or self.missing_particles)
+        xs = self._fill(x, mask, k, columns, m) if columns else x[None]
+        lp = self.column_log_probs(xs, self.forward_outputs(xs, m))
+        log_w = torch.where(mask, lp, 0.0).sum(-1)  # (k, n)
+        return log_w.logsumexp(0) - math.log(k)
+
+    def _order_log_probs(
+        self, x: torch.Tensor, mask: torch.Tensor | None, k: int | None = None
+    ) -> torch.Tensor:
+        """``log p_m(x_obs)`` of every order, ``(n_orders, n)``."""
+        return torch.stack([self._order_log_prob(x, mask, k, m) for m in range(self.n_orders)])
 
     def log_prob_rows(
         self, x: torch.Tensor, mask: torch.Tensor | None, k: int | None = None
     ) -> torch.Tensor:
         """``log p(x_obs)`` of each row ``(n,)``: exact for complete rows and rows whose missing
-        entries are trailing in the order; otherwise the likelihood-weighting estimate with
-        ``k`` draws (default ``missing_particles``; see the class docstring)."""
-        if mask is None or bool(mask.all()):
-            return self.column_log_probs(x, self.forward_outputs(x)).sum(-1)
-        x = torch.where(mask, x, 0.0)
-        needs = self._needs_draws(mask)
-        columns = needs.any(0).nonzero().flatten().tolist()
-        k = 1 if not columns else int(k or self.missing_particles)
-        xs = self._fill(x, mask, k, columns) if columns else x[None]
-        lp = self.column_log_probs(xs, self.forward_outputs(xs))
-        log_w = torch.where(mask, lp, 0.0).sum(-1)  # (k, n)
-        return log_w.logsumexp(0) - math.log(k)
+        entries are trailing in every order; otherwise the likelihood-weighting estimate with
+        ``k`` draws (default ``missing_particles``; see the class docstring). With several
+        orders, the log of their mean density."""
+        lp = self._order_log_probs(x, mask, k)
+        return lp[0] if self.n_orders == 1 else lp.logsumexp(0) - math.log(self.n_orders)
 
     def log_prob(self, x: torch.Tensor, mask: torch.Tensor | None, params: Params) -> torch.Tensor:
         """Log density of each row's observed entries on the encoded scale, ``(n,)``: exact
         unless a row has missing entries before an observed one (then a seeded estimate, see the
         class docstring)."""
         self._check_built()
-        if mask is not None and not bool(self._needs_draws(mask).any()):
+        if self._exact_for(mask):
             return self.log_prob_rows(x, mask)
         devices = [x.device] if x.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
@@ -410,7 +469,8 @@ class Autoregressive(GenerativeModel):
             return self._chunked(self.log_prob_rows, x, mask)
 
     def _chunked(self, fn, x, mask):
-        rows = max(1, 2**20 // (self.missing_particles * max(self.n_inputs, 1)))
+        per_row = self.missing_particles * self.n_orders * max(self.n_inputs, 1)
+        rows = max(1, 2**20 // per_row)
         parts = [fn(x[s : s + rows], mask[s : s + rows]) for s in range(0, x.shape[0], rows)]
         return torch.cat(parts)
 
@@ -434,32 +494,55 @@ class Autoregressive(GenerativeModel):
         """No latent variables: the guide is empty."""
 
     # -- what Fit uses ----------------------------------------------------------------------------
+    def _by_order(self, x: torch.Tensor, mask: torch.Tensor, orders: torch.Tensor, fn):
+        """``fn(x_rows, mask_rows, m)`` for the rows whose order is ``m``, reassembled."""
+        if self.n_orders == 1:
+            return fn(x, mask, 0)
+        out = x.clone()
+        for m in range(self.n_orders):
+            rows = orders == m
+            if bool(rows.any()):
+                out[rows] = fn(x[rows], mask[rows], m)
+        return out
+
     def sample(self, n: int, params: Params) -> torch.Tensor:
-        """Draw ``n`` rows on the encoded scale column by column (``d`` network passes; torch's
-        global RNG, seed it first)."""
+        """Draw ``n`` rows on the encoded scale column by column (``d`` network passes; with
+        several orders, each row from one drawn uniformly; torch's global RNG, seed it first)."""
         d = self._check_built()
         like = next(self.parameters())
         x = like.new_zeros(int(n), d)
         mask = torch.zeros(int(n), d, dtype=torch.bool, device=like.device)
-        return self._fill(x, mask, 1, list(range(d)))[0]
+        orders = torch.randint(self.n_orders, (int(n),), device=like.device)
+        return self._by_order(
+            x, mask, orders, lambda xr, mr, m: self._fill(xr, mr, 1, list(range(d)), m)[0]
+        )
 
     def impute(self, x: torch.Tensor, mask: torch.Tensor | None, params: Params) -> torch.Tensor:
         """``x`` with missing entries drawn from ``p(x_miss | x_obs)``: exactly, column by column,
         for rows whose missing entries are trailing in the order; by sampling importance
-        resampling over ``missing_particles`` likelihood-weighted draws otherwise."""
+        resampling over ``missing_particles`` likelihood-weighted draws otherwise. With several
+        orders, each row's order is drawn from its posterior ``p(m | x_obs)`` first."""
         if mask is None or bool(mask.all()):
             return x.clone()
         return self._chunked(self._impute_rows, x, mask)
 
     def _impute_rows(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = torch.where(mask, x, 0.0)
+        orders = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        if self.n_orders > 1:
+            with torch.no_grad():
+                lp = self._order_log_probs(x, mask)  # (n_orders, n)
+            orders = torch.multinomial(lp.mT.softmax(-1), 1)[:, 0]
+        return self._by_order(x, mask, orders, self._impute_order)
+
+    def _impute_order(self, x: torch.Tensor, mask: torch.Tensor, m: int) -> torch.Tensor:
         columns = (~mask).any(0).nonzero().flatten().tolist()
-        k = self.missing_particles if bool(self._needs_draws(mask).any()) else 1
-        xs = self._fill(x, mask, k, columns)
+        k = self.missing_particles if bool(self._needs_draws(mask, m).any()) else 1
+        xs = self._fill(x, mask, k, columns, m)
         if k == 1:
             return xs[0]
         with torch.no_grad():
-            lp = self.column_log_probs(xs, self.forward_outputs(xs))
+            lp = self.column_log_probs(xs, self.forward_outputs(xs, m))
         log_w = torch.where(mask, lp, 0.0).sum(-1)  # (k, n)
         pick = torch.multinomial(log_w.mT.softmax(-1), 1)[:, 0]
         return xs[pick, torch.arange(x.shape[0], device=x.device)]

@@ -43,17 +43,18 @@ def built(model: Autoregressive, data: pd.DataFrame, seed: int = 0, kinds=None):
     return model, schema.encode(data, dtype=torch.float64)
 
 
-def by_hand(model: Autoregressive, x: torch.Tensor) -> torch.Tensor:
+def by_hand(model: Autoregressive, x: torch.Tensor, m: int = 0) -> torch.Tensor:
     """Sum over columns of log p(x_j | x_<j) from torch.distributions, each conditional computed
     from a row whose later columns are overwritten by junk (so only x_<j can matter)."""
     total = torch.zeros(x.shape[0], dtype=x.dtype)
     k = model.components
-    for j in model.order_positions:
-        later = [i for i in range(x.shape[1]) if model.rank[i] >= model.rank[j]]
+    rank = model.ranks[m]
+    for j in model.orders[m]:
+        later = [i for i in range(x.shape[1]) if rank[i] >= rank[j]]
         junk = x.clone()
         junk[:, later] = torch.randint(0, 2, (x.shape[0], len(later))).to(x)  # valid codes
         a, b = model.out_slices[j]
-        o = model.forward_outputs(junk)[:, a:b]
+        o = model.forward_outputs(junk, m)[:, a:b]
         v = x[:, j]
         kind = model.kinds[j]
         if kind == "continuous":
@@ -80,33 +81,31 @@ def by_hand(model: Autoregressive, x: torch.Tensor) -> torch.Tensor:
         Autoregressive(hidden=(12, 12), components=3),
         Autoregressive(hidden=(9,), order=["c", "e", "k", "a", "b"], count="negbinomial"),
         Autoregressive(hidden=(), order="reverse", components=2),
+        Autoregressive(hidden=(10,), components=2, n_orders=3),
     ],
-    ids=["default-order", "permuted-negbin", "linear-reverse"],
+    ids=["default-order", "permuted-negbin", "linear-reverse", "three-orders"],
 )
 def test_log_prob_is_the_product_of_the_conditionals(model):
     model, enc = built(model, mixed_table(), kinds=KINDS)
     with torch.no_grad():
-        expected = by_hand(model, enc.x)
+        each = torch.stack([by_hand(model, enc.x, m) for m in range(model.n_orders)])
+        expected = each.logsumexp(0) - np.log(model.n_orders)  # the ensemble's mean density
         got = model.log_prob(enc.x, enc.mask, {})
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got, expected, atol=1e-8, rtol=0)
 
 
-@pytest.mark.parametrize("order", [None, ["c", "e", "k", "a", "b"]])
-def test_masks_output_j_is_independent_of_inputs_at_or_after_j(order):
-    model, enc = built(Autoregressive(hidden=(16, 16), order=order), mixed_table(), kinds=KINDS)
+@pytest.mark.parametrize("order, m", [(None, 0), (["c", "e", "k", "a", "b"], 0), (None, 2)])
+def test_masks_output_j_is_independent_of_inputs_at_or_after_j(order, m):
+    model = Autoregressive(hidden=(16, 16), order=order, n_orders=3)
+    model, enc = built(model, mixed_table(), kinds=KINDS)
     h = model.features(enc.x[:3])
-
-    def net(h):
-        out = model.head(model.hidden_net(h))
-        return out + model.direct(h)
-
-    jac = torch.autograd.functional.jacobian(net, h)  # (3, n_out, 3, n_in)
+    jac = torch.autograd.functional.jacobian(model.nets[m], h)  # (3, n_out, 3, n_in)
     jac = jac.diagonal(dim1=0, dim2=2).abs().amax(-1)  # (n_out, n_in), max over rows
     for j in range(len(model.kinds)):
         for i in range(len(model.kinds)):
             block = jac[slice(*model.out_slices[j]), slice(*model.in_slices[i])]
-            if model.rank[i] >= model.rank[j]:
+            if model.ranks[m][i] >= model.ranks[m][j]:
                 assert float(block.max()) == 0.0, (j, i)
             else:
                 assert float(block.max()) > 0.0, (j, i)  # the masks are not all zero
@@ -127,18 +126,19 @@ def set_ols(model: Autoregressive, x: torch.Tensor) -> None:
     """The linear-Gaussian model's weights at the closed-form MLE: least squares of each column
     on the earlier ones, residual variance divided by n."""
     n = x.shape[0]
+    head = model.nets[0].head
     with torch.no_grad():
-        model.head.weight.zero_()
-        model.head.bias.zero_()
+        head.weight.zero_()
+        head.bias.zero_()
         for j in model.order_positions:
             prev = [i for i in range(x.shape[1]) if model.rank[i] < model.rank[j]]
             design = torch.cat([torch.ones(n, 1, dtype=x.dtype), x[:, prev]], 1)
             beta = torch.linalg.lstsq(design, x[:, j : j + 1]).solution[:, 0]
             resid = x[:, j] - design @ beta
             a = model.out_slices[j][0]
-            model.head.bias[a + 1] = beta[0]
-            model.head.weight[a + 1, prev] = beta[1:]
-            model.head.bias[a + 2] = 0.5 * torch.log((resid**2).mean())
+            head.bias[a + 1] = beta[0]
+            head.weight[a + 1, prev] = beta[1:]
+            head.bias[a + 2] = 0.5 * torch.log((resid**2).mean())
 
 
 def test_linear_gaussian_at_least_squares_is_the_mvn_mle():
@@ -228,7 +228,7 @@ def test_fitted_linear_gaussian_reaches_the_mvn_mle():
 def test_fit_sample_save_load(tmp_path):
     data = mixed_table(60)
     fit = ppgen.fit(
-        Autoregressive(hidden=(8,), components=2),
+        Autoregressive(hidden=(8,), components=2, n_orders=2),
         data,
         kinds=KINDS,
         seed=0,
@@ -243,6 +243,15 @@ def test_fit_sample_save_load(tmp_path):
     fit.save(str(tmp_path / "ar.ppgen"))
     loaded = ppgen.load(str(tmp_path / "ar.ppgen"))
     np.testing.assert_array_equal(loaded.log_prob(data), fit.log_prob(data))
+    holed = data.copy()
+    holed.loc[::4, "a"] = np.nan  # first in order 0, so an estimate
+    holed.loc[::3, "e"] = np.nan
+    lp = fit.log_prob(holed)
+    assert np.all(np.isfinite(lp))
+    np.testing.assert_array_equal(lp, fit.log_prob(holed))  # seeded
+    (done,) = fit.impute(holed, 1, seed=0)
+    assert done.notna().all().all()
+    pd.testing.assert_series_equal(done["k"], data["k"])
 
 
 def test_bad_options_raise_value_errors():
