@@ -218,7 +218,7 @@ def test_fitted_linear_gaussian_reaches_the_mvn_mle():
         progress=False,
         batch_size=300,
         validation=0,
-        max_epochs=400,
+        max_epochs=200,
         lr=0.05,
     )
     want = mvn_mle_loglik(data.to_numpy()).mean()
