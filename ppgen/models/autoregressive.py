@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.distributions import constraints
 
-from ppgen._utils import check_int, check_ints
+from ppgen._utils import check_int, check_ints, progress_bar
 from ppgen.data.schema import Schema
 from ppgen.models.amortized import ACTIVATIONS
 from ppgen.models.base import GenerativeModel, Params
@@ -414,16 +414,25 @@ class Autoregressive(GenerativeModel):
         return not any(bool(self._needs_draws(mask, m).any()) for m in range(self.n_orders))
 
     def _fill(
-        self, x: torch.Tensor, mask: torch.Tensor, k: int, columns: list[int], m: int = 0
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        k: int,
+        columns: list[int],
+        m: int = 0,
+        progress: bool | None = False,
     ) -> torch.Tensor:
         """``k`` copies of ``x`` ``(k, n, d)`` whose missing entries in ``columns`` are drawn
         column by column, in order ``m``, from that order's conditionals (no gradient)."""
         xs = x.expand(k, *x.shape).clone()
         ms = mask.expand(k, *mask.shape)
-        with torch.no_grad():
+        # One network pass per column: sampling wide tables takes seconds, so show a bar.
+        bar = progress_bar(len(columns), "sampling columns", progress)
+        with torch.no_grad(), bar:
             for j in sorted(columns, key=lambda c: self.ranks[m][c]):
                 draw = self.sample_column(j, self.forward_outputs(xs, m))
                 xs[..., j] = torch.where(ms[..., j], xs[..., j], draw)
+                bar.update()
         return xs
 
     def _order_log_prob(
@@ -514,7 +523,7 @@ class Autoregressive(GenerativeModel):
         mask = torch.zeros(int(n), d, dtype=torch.bool, device=like.device)
         orders = torch.randint(self.n_orders, (int(n),), device=like.device)
         return self._by_order(
-            x, mask, orders, lambda xr, mr, m: self._fill(xr, mr, 1, list(range(d)), m)[0]
+            x, mask, orders, lambda xr, mr, m: self._fill(xr, mr, 1, list(range(d)), m, None)[0]
         )
 
     def impute(self, x: torch.Tensor, mask: torch.Tensor | None, params: Params) -> torch.Tensor:
