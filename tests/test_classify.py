@@ -100,3 +100,18 @@ def test_autoregressive_and_flow_classes():
     holed.iloc[0, 0] = np.nan
     with pytest.raises(ValueError, match="Impute first"):
         est.predict_proba(holed)
+
+
+@pytest.mark.filterwarnings("ignore::ppgen.ConvergenceWarning")
+def test_models_without_a_likelihood_use_the_iwae_bound():
+    X, y = wine()
+    X, y = X.iloc[::2], y[::2]
+    est = GenerativeClassifier(
+        ppgen.VAE(2, hidden=(8,)), fit_options={"max_epochs": 2}, bound_particles=5, seed=1
+    ).fit(X, y)
+    bounds = np.stack(
+        [ppgen.evaluate.iwae(f, X, k=5, seed=1).per_row for f in est.fits_], 1
+    ) + np.log(est.class_prior_)
+    want = np.exp(bounds - bounds.max(1, keepdims=True))
+    want /= want.sum(1, keepdims=True)
+    np.testing.assert_allclose(est.predict_proba(X), want, atol=1e-10)
