@@ -76,6 +76,20 @@ _LAZY = {
     ),
 }
 
+# Issue 17: the exact-likelihood families and the generative classifier.
+_LAZY.update(
+    {
+        "Autoregressive": "ppgen.models.autoregressive",
+        "Flow": "ppgen.models.flow",
+        "GenerativeClassifier": "ppgen.classify",
+    }
+)
+__all__ += ["Autoregressive", "Flow", "GenerativeClassifier"]
+if TYPE_CHECKING:
+    from ppgen.classify import GenerativeClassifier
+    from ppgen.models.autoregressive import Autoregressive
+    from ppgen.models.flow import Flow
+
 
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:

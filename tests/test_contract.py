@@ -134,6 +134,20 @@ CASES: dict[str, Case] = {
         cli_data="wine4",
         options=DEEP,
     ),
+    "Autoregressive": Case(
+        make=lambda: ppgen.Autoregressive(hidden=(8,), components=2),
+        data="wine_mixed",
+        cli=("--model", "ar", "--hidden", "8"),
+        cli_data="wine4",
+        options=DEEP,
+    ),
+    "Flow": Case(
+        make=lambda: ppgen.Flow("maf", transforms=2, hidden=(8,)),
+        data="wine_mixed",
+        cli=("--model", "flow", "--flow-kind", "maf", "--transforms", "2", "--hidden", "8"),
+        cli_data="wine4",
+        options=DEEP,
+    ),
 }
 
 

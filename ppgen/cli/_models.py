@@ -73,7 +73,7 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         {
             "type": positive_ints,
             "metavar": "H,H",
-            "help": "vae and hvae: widths of the hidden layers, e.g. 128,128",
+            "help": "vae, hvae, ar and flow: widths of the hidden layers, e.g. 128,128",
         },
     ),
     # fa (kept equal to ppgen.models.rotations.ROTATIONS and ppgen.models.fa.FMS by a test;
@@ -226,3 +226,26 @@ def check_options(args: argparse.Namespace, models: Mapping[str, CliModel]) -> C
                 f"{flag} applies to --model {', '.join(takers)} only, not {args.model}"
             )
     return chosen
+
+
+# Issue 17: the autoregressive and flow density models.
+OPTIONS["flow_kind"] = (
+    "--flow-kind",
+    {"choices": ("nsf", "maf", "realnvp"), "help": "flow: the transforms' family (default nsf)"},
+)
+OPTIONS["transforms"] = (
+    "--transforms",
+    {"type": positive_int, "metavar": "T", "help": "flow: number of transforms (default 3)"},
+)
+
+
+def _flow_kind(options: dict[str, Any]) -> dict[str, Any]:
+    if "flow_kind" in options:
+        options["kind"] = options.pop("flow_kind")
+    return options
+
+
+FIT_MODELS["ar"] = CliModel("ar", "autoregressive model (MADE)", ("hidden",))
+FIT_MODELS["flow"] = CliModel(
+    "flow", "normalizing flow", ("flow_kind", "transforms", "hidden"), convert=_flow_kind
+)

@@ -134,3 +134,6 @@ for _name, _target, _alias in (
 # Issue 14: factor analysis.
 register_model("FactorAnalysis", "ppgen.models.fa:FactorAnalysis", alias="fa")
 register_model("BayesianPCA", "ppgen.models.bpca:BayesianPCA", alias="bpca")
+# Issue 17: exact-likelihood families.
+register_model("Autoregressive", "ppgen.models.autoregressive:Autoregressive", alias="ar")
+register_model("Flow", "ppgen.models.flow:Flow", alias="flow")
