@@ -207,10 +207,13 @@ class Fit:
         return _numpy(mean)
 
     def _require_amortized(self, what: str) -> None:
-        if not self.model.amortized:
+        # A latent space to encode into and decode from, not just networks: Autoregressive and
+        # Flow are trained like the VAE but have no latent code.
+        model = type(self.model)
+        if not (self.model.amortized and model.implements("decode_latent")):
             raise ValueError(
-                f"{what} is defined for amortized deep models (ppgen.VAE and friends), "
-                f"not for {type(self.model).__name__}"
+                f"{what} is defined for deep latent-variable models (ppgen.VAE, "
+                f"ppgen.HierarchicalVAE), not for {model.__name__}, which has no latent space"
             )
 
     def interpolate(self, row_a: Any, row_b: Any, n: int = 10) -> Any:

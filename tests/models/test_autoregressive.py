@@ -252,6 +252,10 @@ def test_fit_sample_save_load(tmp_path):
     (done,) = fit.impute(holed, 1, seed=0)
     assert done.notna().all().all()
     pd.testing.assert_series_equal(done["k"], data["k"])
+    for what, call in [("decode", lambda: fit.decode(np.zeros((1, 2)))),
+                       ("reconstruct", lambda: fit.reconstruct(data))]:  # fmt: skip
+        with pytest.raises(ValueError, match=f"{what} is defined .* no latent space"):
+            call()
 
 
 def test_bad_options_raise_value_errors():
