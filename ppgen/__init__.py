@@ -27,6 +27,8 @@ if TYPE_CHECKING:
         GenerativeModel,
         HierarchicalVAE,
     )
+    from ppgen.models.ebm import EBM
+    from ppgen.models.rbm import RBM
 
 __version__ = "0.1.0"
 
@@ -51,6 +53,7 @@ __all__ = [
     "pool_fit",
     "plot",
 ]
+__all__ += ["EBM", "RBM"]  # energy-based models (issue 18)
 
 #: Where each public name lives; modules (``datasets`` ...) are submodules of ppgen.
 _LAZY = {
@@ -68,6 +71,8 @@ _LAZY = {
         ("HMM", "PPCA", "VAE", "GaussianMixture", "GenerativeModel", "HierarchicalVAE"),
         "ppgen.models",
     ),
+    "EBM": "ppgen.models",
+    "RBM": "ppgen.models",
 }
 
 

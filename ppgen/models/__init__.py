@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from ppgen.models.hvae import HierarchicalVAE
     from ppgen.models.ppca import PPCA
     from ppgen.models.vae import VAE
+    from ppgen.models.ebm import EBM
+    from ppgen.models.rbm import RBM
 
 _LAZY = {
     "AmortizedModel": "ppgen.models.amortized",
@@ -29,6 +31,8 @@ _LAZY = {
     "HierarchicalVAE": "ppgen.models.hvae",
     "PPCA": "ppgen.models.ppca",
     "VAE": "ppgen.models.vae",
+    "EBM": "ppgen.models.ebm",
+    "RBM": "ppgen.models.rbm",
 }
 
 __all__ = [
@@ -43,6 +47,7 @@ __all__ = [
     "register_model",
     "unregister_model",
 ]
+__all__ += ["EBM", "RBM"]  # energy-based models (issue 18)
 
 
 def __getattr__(name: str) -> Any:

@@ -130,3 +130,5 @@ for _name, _target, _alias in (
     ("VAE", "ppgen.models.vae:VAE", "vae"),
 ):
     register_model(_name, _target, alias=_alias)
+register_model("RBM", "ppgen.models.rbm:RBM", alias="rbm")  # energy-based models (issue 18)
+register_model("EBM", "ppgen.models.ebm:EBM", alias="ebm")
