@@ -72,10 +72,29 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         {
             "type": positive_ints,
             "metavar": "H,H",
-            "help": "vae and hvae: widths of the hidden layers, e.g. 128,128",
+            "help": "vae, hvae and ebm: widths of the hidden layers, e.g. 128,128",
         },
     ),
 }
+
+
+# Energy-based models (issue 18).
+OPTIONS.update(
+    {
+        "n_hidden": (
+            "--n-hidden",
+            {"type": positive_int, "metavar": "H", "help": "rbm: hidden units; required"},
+        ),
+        "visible": (
+            "--visible",
+            {
+                "choices": ("bernoulli", "gaussian"),
+                "help": "rbm: visible units, bernoulli for 0/1 columns or gaussian for "
+                "continuous ones (default: bernoulli)",
+            },
+        ),
+    }
+)
 
 
 def _check_hmm(args: argparse.Namespace) -> None:
@@ -173,6 +192,19 @@ FIT_MODELS: dict[str, CliModel] = {
         CliModel("hvae", "hierarchical (ladder) VAE", ("n_latent", "hidden")),
     )
 }
+
+
+FIT_MODELS.update(
+    {
+        "rbm": CliModel(
+            "rbm",
+            "restricted Boltzmann machine (contrastive divergence)",
+            ("n_hidden", "visible"),
+            required=("n_hidden",),
+        ),
+        "ebm": CliModel("ebm", "neural energy-based model (Langevin PCD)", ("hidden",)),
+    }
+)
 
 
 def add_model_options(

@@ -93,7 +93,7 @@ class EBM(GenerativeModel):
         hidden: tuple[int, ...] | list[int] = (64, 64),
         step_size: float = 0.01,
         noise: float | None = None,
-        n_sample_steps: int = 1000,
+        n_sample_steps: int = 200,
         mala_step: float = 0.05,
         envelope: float = 3.0,
     ) -> None:
@@ -124,7 +124,7 @@ class EBM(GenerativeModel):
             "lr": 1e-3,
             "batch_size": 128,
             "max_epochs": 100,
-            "n_chains": 1000,
+            "n_chains": 256,
         }
 
     def config(self) -> dict[str, Any]:
