@@ -384,8 +384,8 @@ def section_binary(args: argparse.Namespace) -> None:
         rows.append(_rbm_row(name, trained.fit, trained.seconds, test, steps, chains))
         print({k: v for k, v in rows[-1].items() if k != "model"}, name)
     vae_epochs = dict(max_epochs=20, patience=5) if quick else dict(max_epochs=300, patience=30)
-    vae = _fit(f"VAE({N_LATENT}, {HIDDEN}), Bernoulli heads", ppgen.VAE(N_LATENT, HIDDEN), train,
-               **vae_epochs)  # fmt: skip
+    vae_name = f"VAE({N_LATENT}, {HIDDEN}), Bernoulli heads"
+    vae = _fit(vae_name, ppgen.VAE(N_LATENT, HIDDEN), train, **vae_epochs)
     k = 100 if quick else 1000
     t0 = time.perf_counter()
     bound = ppgen.evaluate.iwae(vae.fit, test, k=k, seed=SEED)

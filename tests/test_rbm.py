@@ -59,7 +59,9 @@ def test_free_energy_and_log_z_match_brute_force_enumeration():
 
 def test_missing_bernoulli_visibles_are_summed_out_exactly_both_ways():
     model, params = _rbm(6, 5, scale=1.2)
-    v = torch.bernoulli(torch.full((4, 6), 0.5, dtype=DT), generator=torch.Generator().manual_seed(1))
+    v = torch.bernoulli(
+        torch.full((4, 6), 0.5, dtype=DT), generator=torch.Generator().manual_seed(1)
+    )
     mask = torch.ones_like(v, dtype=torch.bool)
     mask[0, [1, 4]] = False  # 2 missing < 5 hidden: enumerates the missing visibles
     mask[1, :] = False
@@ -81,7 +83,9 @@ def test_missing_bernoulli_visibles_are_summed_out_exactly_both_ways():
     fills = _binary(4)
     rows = v[3].expand(16, -1).clone()
     rows[:, :4] = fills
-    want = -torch.logsumexp(-small.free_energy(rows, torch.ones_like(rows, dtype=torch.bool), p2), 0)
+    want = -torch.logsumexp(
+        -small.free_energy(rows, torch.ones_like(rows, dtype=torch.bool), p2), 0
+    )
     torch.testing.assert_close(small.free_energy(v[3:4], m, p2)[0], want)
 
 
@@ -182,9 +186,9 @@ def test_fit_ais_and_errors_end_to_end():
     assert fit.params["W"].shape == (6, 4)
     res = ppgen.evaluate.ais(fit, X, n_steps=500, n_chains=50, seed=0)
     enc = fit.encode(X)
-    exact = -fit.model.free_energy(enc.x, enc.mask, dict(fit.params)) - fit.model.exact_log_partition(
-        dict(fit.params)
-    )
+    exact = -fit.model.free_energy(
+        enc.x, enc.mask, dict(fit.params)
+    ) - fit.model.exact_log_partition(dict(fit.params))
     assert abs(res.mean - float(exact.mean())) < max(3 * res.mc_se, 0.01)
     assert fit.transform(X[:5]).shape == (5, 4)
     assert np.all((fit.transform(X[:5]) > 0) & (fit.transform(X[:5]) < 1))

@@ -209,9 +209,14 @@ def ais(
         # Energy-based models (RBM, EBM): AIS of log Z, not over local latents.
         path = "piecewise" if isinstance(schedule, str) and schedule == "adaptive" else schedule
         return partition.partition_ais(
-            fit, data, n_steps=n_steps, n_chains=n_chains, schedule=path, seed=seed,
+            fit,
+            data,
+            n_steps=n_steps,
+            n_chains=n_chains,
+            schedule=path,
+            seed=seed,
             progress=progress,
-        )  # fmt: skip
+        )
     run, spec, n_steps = _setup(
         fit, n_steps, n_chains, schedule, init, n_leapfrog, n_tune, seed, progress
     )

@@ -158,7 +158,9 @@ def log_partition(
             v = start
             log_r = torch.zeros(n_chains, dtype=torch.float64, device=v.device)
             for k in range(K - 1, -1, -1):
-                log_r += (annealer.log_f(v, float(betas[k])) - annealer.log_f(v, float(betas[k + 1]))).double()
+                log_r += (
+                    annealer.log_f(v, float(betas[k])) - annealer.log_f(v, float(betas[k + 1]))
+                ).double()
                 if k > 0:
                     v = annealer.step(v, float(betas[k]))
                 bar.update()

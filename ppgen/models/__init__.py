@@ -15,13 +15,13 @@ from ppgen.models.registry import MODELS, register_model, unregister_model
 if TYPE_CHECKING:
     from ppgen.models.amortized import AmortizedModel
     from ppgen.models.base import GenerativeModel
+    from ppgen.models.ebm import EBM
     from ppgen.models.gmm import GaussianMixture
     from ppgen.models.hmm import HMM
     from ppgen.models.hvae import HierarchicalVAE
     from ppgen.models.ppca import PPCA
-    from ppgen.models.vae import VAE
-    from ppgen.models.ebm import EBM
     from ppgen.models.rbm import RBM
+    from ppgen.models.vae import VAE
 
 _LAZY = {
     "AmortizedModel": "ppgen.models.amortized",

@@ -182,7 +182,9 @@ class EBM(GenerativeModel):
         and the unnormalized density ``exp(-F(x))`` as the factor ``"x"``."""
         zero = x.new_zeros(())
         params = {
-            name: pyro.sample(name, dist.Normal(zero, 10.0).expand(list(shape)).to_event(len(shape)))
+            name: pyro.sample(
+                name, dist.Normal(zero, 10.0).expand(list(shape)).to_event(len(shape))
+            )
             for name, shape in self._shapes().items()
         }
         with pyro.plate("data", x.shape[-2], dim=-1):

@@ -385,8 +385,9 @@ class RBMAnnealer:
         shape = (int(n), self.base.shape[0])
         if self.scale is None:
             return torch.bernoulli(torch.sigmoid(self.base).expand(shape))
-        return self.base + self.scale * torch.randn(shape, dtype=self.base.dtype,
-                                                    device=self.base.device)  # fmt: skip
+        return self.base + self.scale * torch.randn(
+            shape, dtype=self.base.dtype, device=self.base.device
+        )
 
     def _base_log(self, v: torch.Tensor) -> torch.Tensor:
         if self.scale is None:

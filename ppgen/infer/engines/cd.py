@@ -114,9 +114,12 @@ def cd_gradient(
     the tests that compare it with the exact gradient)."""
     leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
     full = torch.ones_like(x, dtype=torch.bool)
-    gap = model.free_energy(x, full, leaves).mean() - model.free_energy(
-        negatives.detach(), torch.ones_like(negatives, dtype=torch.bool), leaves
-    ).mean()
+    gap = (
+        model.free_energy(x, full, leaves).mean()
+        - model.free_energy(
+            negatives.detach(), torch.ones_like(negatives, dtype=torch.bool), leaves
+        ).mean()
+    )
     grads = torch.autograd.grad(gap, list(leaves.values()))
     return dict(zip(leaves, grads, strict=True))
 
