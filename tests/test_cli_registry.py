@@ -48,6 +48,7 @@ def test_lazy_package_keeps_its_names():
         "HierarchicalVAE",
         "Imputer", "NonFiniteLossError", "Schema", "datasets", "evaluate", "fit", "guides",
         "load", "pool", "pool_fit", "plot",
+        "EBM", "RBM",  # energy-based models (issue 18)
     ]  # fmt: skip
     assert set(ppgen.__all__) <= set(dir(ppgen))
     for name in ppgen.__all__:
@@ -60,11 +61,13 @@ def test_lazy_package_keeps_its_names():
 
 
 def test_registry_is_a_read_only_mapping_of_classes():
-    assert list(MODELS) == ["GaussianMixture", "HMM", "HierarchicalVAE", "PPCA", "VAE"]
-    assert MODELS["PPCA"] is ppgen.PPCA and "VAE" in MODELS and len(MODELS) == 5
+    assert list(MODELS) == [
+        "GaussianMixture", "HMM", "HierarchicalVAE", "PPCA", "VAE", "RBM", "EBM",
+    ]  # fmt: skip
+    assert MODELS["PPCA"] is ppgen.PPCA and "VAE" in MODELS and len(MODELS) == 7
     assert dict(MODELS.aliases) == {
         "gmm": "GaussianMixture", "hmm": "HMM", "hvae": "HierarchicalVAE", "ppca": "PPCA",
-        "vae": "VAE",
+        "vae": "VAE", "rbm": "RBM", "ebm": "EBM",
     }  # fmt: skip
     assert MODELS.lookup("gmm") is GaussianMixture
     assert MODELS.target("hvae") == "ppgen.models.hvae:HierarchicalVAE"
