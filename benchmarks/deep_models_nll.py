@@ -387,7 +387,7 @@ def section_binary(args: argparse.Namespace) -> None:
     ]
     rows = []
     for name, model, options in rbms:
-        trained = _fit(name, model, train, **sgd, **options)
+        trained = _fit(name, model, train, **{**sgd, **options})
         rows.append(_rbm_row(name, trained.fit, trained.seconds, test, steps, chains))
         print({k: v for k, v in rows[-1].items() if k != "model"}, name)
     vae_epochs = dict(max_epochs=20, patience=5) if quick else dict(max_epochs=300, patience=30)
