@@ -214,3 +214,23 @@ def test_fit_ais_and_errors_end_to_end():
     assert np.all(np.isfinite(res.per_row))
     imputed = fitm.impute(Xm, 2, seed=0)[0]
     assert set(np.unique(imputed)) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_cd_optimizer_matches_torch_optim(optimizer):
+    from ppgen.infer.engines.cd import CdOptions, _Optimizer
+
+    options = CdOptions(optimizer=optimizer, lr=0.1, momentum=0.7, weight_decay=0.01)
+    ours = torch.tensor([1.0, -2.0, 3.0], dtype=DT, requires_grad=True)
+    theirs = ours.detach().clone().requires_grad_(True)
+    opt = _Optimizer([ours], options)
+    if optimizer == "sgd":
+        ref = torch.optim.SGD([theirs], lr=0.1, momentum=0.7, weight_decay=0.01)
+    else:
+        ref = torch.optim.Adam([theirs], lr=0.1, weight_decay=0.01)
+    for _ in range(5):
+        for p, o in ((ours, opt), (theirs, ref)):
+            p.grad = None
+            ((p - 0.5) ** 4).sum().backward()
+            o.step()
+    torch.testing.assert_close(ours, theirs)

@@ -147,17 +147,7 @@ class CD(Engine):
             )
         init = initial_values(problem, problem.seed, options.init_values)
         params = {k: v.detach().clone().requires_grad_(True) for k, v in init.items()}
-        if options.optimizer == "sgd":
-            opt = torch.optim.SGD(
-                list(params.values()),
-                lr=options.lr,
-                momentum=options.momentum,
-                weight_decay=options.weight_decay,
-            )
-        else:
-            opt = torch.optim.Adam(
-                list(params.values()), lr=options.lr, weight_decay=options.weight_decay
-            )
+        opt = _Optimizer(list(params.values()), options)
         n = x.shape[0]
         batch = min(options.batch_size, n)
         filled = x.clone()
@@ -197,7 +187,8 @@ class CD(Engine):
                                 chains = torch.where(restart[:, None], fresh, chains)
                             chains = model.chain_step(chains, current, options.k)
                             negatives = chains
-                    opt.zero_grad()
+                    for p in params.values():
+                        p.grad = None
                     full = torch.ones_like(rows, dtype=torch.bool)
                     negmask = torch.ones_like(negatives, dtype=torch.bool)
                     gap = (
@@ -230,6 +221,34 @@ class CD(Engine):
             "converged": True,  # CD has no stopping rule: it runs its epochs
         }
         return EngineResult(params=last_good, losses=np.asarray(losses), info=info)
+
+
+class _Optimizer:
+    """SGD with momentum (PyTorch's convention) or Adam, with L2 weight decay added to the
+    gradient, written out: ``torch.optim``'s first use imports TorchDynamo (seconds), which a
+    command-line fit of an RBM should not pay."""
+
+    def __init__(self, params: list[torch.Tensor], options: CdOptions) -> None:
+        self.params, self.options = params, options
+        self.state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self) -> None:
+        o = self.options
+        self.t += 1
+        for p, (m, v) in zip(self.params, self.state, strict=True):
+            g = (p.grad if p.grad is not None else torch.zeros_like(p)) + o.weight_decay * p
+            if o.optimizer == "sgd":
+                # The first step starts the buffer at the gradient, as torch.optim.SGD does.
+                m.mul_(o.momentum if self.t > 1 else 0.0).add_(g)
+                p.sub_(o.lr * m)
+                continue
+            m.mul_(0.9).add_(g, alpha=0.1)
+            v.mul_(0.999).addcmul_(g, g, value=0.001)
+            m_hat = m / (1 - 0.9**self.t)
+            v_hat = v / (1 - 0.999**self.t)
+            p.sub_(o.lr * m_hat / (v_hat.sqrt() + 1e-8))
 
 
 def _detached(params: Params, clone: bool = False) -> Params:
