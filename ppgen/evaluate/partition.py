@@ -59,7 +59,9 @@ class PartitionResult(Estimate):
     Attributes
     ----------
     log_z : float
-        The AIS estimate of log Z (encoded scale), a stochastic lower bound.
+        The AIS estimate of log Z (encoded scale), a stochastic lower bound; so ``per_row``
+        (``-F(v) - log_z``) is a stochastic *upper* bound of log p, the opposite direction to
+        AIS over latents. ``-F(v) - log_z_upper`` bounds log p from below.
     log_z_se : float
         Its delta-method standard error, ``sd(w) / (mean(w) sqrt(n_chains))``.
     log_z_upper : float
