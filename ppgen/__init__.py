@@ -28,6 +28,8 @@ if TYPE_CHECKING:
         GenerativeModel,
         HierarchicalVAE,
     )
+    from ppgen.models.ebm import EBM
+    from ppgen.models.rbm import RBM
 
 __version__ = "0.1.0"
 
@@ -53,6 +55,7 @@ __all__ = [
     "plot",
     "FactorAnalysis",
 ]
+__all__ += ["EBM", "RBM"]  # energy-based models (issue 18)
 
 #: Where each public name lives; modules (``datasets`` ...) are submodules of ppgen.
 _LAZY = {
@@ -74,6 +77,8 @@ _LAZY = {
         ("FactorAnalysis",),
         "ppgen.models",
     ),
+    "EBM": "ppgen.models",
+    "RBM": "ppgen.models",
 }
 
 # Issue 17: the exact-likelihood families and the generative classifier.

@@ -51,6 +51,7 @@ def test_lazy_package_keeps_its_names():
         "fit", "guides", "load", "pool", "pool_fit", "plot",
         "FactorAnalysis",  # issue 14
         "Autoregressive", "Flow", "GenerativeClassifier",  # issue 17
+        "EBM", "RBM",  # issue 18
     }  # fmt: skip
     assert set(ppgen.__all__) <= set(dir(ppgen))
     for name in ppgen.__all__:
@@ -69,6 +70,7 @@ def test_registry_is_a_read_only_mapping_of_classes():
         *wave1,
         "FactorAnalysis", "BayesianPCA",  # issue 14
         "Autoregressive", "Flow",  # issue 17
+        "RBM", "EBM",  # issue 18
     }  # fmt: skip
     assert MODELS["PPCA"] is ppgen.PPCA and "VAE" in MODELS and len(MODELS) == len(set(MODELS))
     assert dict(MODELS.aliases) == {
@@ -76,6 +78,7 @@ def test_registry_is_a_read_only_mapping_of_classes():
         "vae": "VAE",
         "fa": "FactorAnalysis", "bpca": "BayesianPCA",  # issue 14
         "ar": "Autoregressive", "flow": "Flow",  # issue 17
+        "rbm": "RBM", "ebm": "EBM",  # issue 18
     }  # fmt: skip
     assert MODELS.lookup("gmm") is GaussianMixture
     assert MODELS.target("hvae") == "ppgen.models.hvae:HierarchicalVAE"

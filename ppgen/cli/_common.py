@@ -180,6 +180,11 @@ def has_exact_likelihood(fit: Fit) -> bool:
 
 def no_exact_likelihood(fit: Fit, model_path: str, data_path: str) -> str:
     """The sentence that sends the user of a deep model to ``ppgen evaluate``."""
+    if fit.model.unnormalized:  # energy-based: only AIS of log Z applies
+        return (
+            f"{fit.model.label()} has no exact likelihood (its partition function is "
+            f"intractable); estimate it with 'ppgen evaluate {model_path} {data_path} --method ais'"
+        )
     return (
         f"{fit.model.label()} has no exact likelihood; estimate it with "
         f"'ppgen evaluate {model_path} {data_path} --method iwae' (or --method ais)"

@@ -73,7 +73,7 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         {
             "type": positive_ints,
             "metavar": "H,H",
-            "help": "vae, hvae, ar and flow: widths of the hidden layers, e.g. 128,128",
+            "help": "vae, hvae, ar, flow and ebm: widths of the hidden layers, e.g. 128,128",
         },
     ),
     # fa (kept equal to ppgen.models.rotations.ROTATIONS and ppgen.models.fa.FMS by a test;
@@ -96,6 +96,25 @@ def _fa_options(options: dict[str, Any]) -> dict[str, Any]:
     if options.get("rotation") == "none":
         options["rotation"] = None
     return options
+
+
+# Energy-based models (issue 18).
+OPTIONS.update(
+    {
+        "n_hidden": (
+            "--n-hidden",
+            {"type": positive_int, "metavar": "H", "help": "rbm: hidden units; required"},
+        ),
+        "visible": (
+            "--visible",
+            {
+                "choices": ("bernoulli", "gaussian"),
+                "help": "rbm: visible units, bernoulli for 0/1 columns or gaussian for "
+                "continuous ones (default: bernoulli)",
+            },
+        ),
+    }
+)
 
 
 def _check_hmm(args: argparse.Namespace) -> None:
@@ -201,6 +220,19 @@ FIT_MODELS: dict[str, CliModel] = {
         ),
     )
 }
+
+
+FIT_MODELS.update(
+    {
+        "rbm": CliModel(
+            "rbm",
+            "restricted Boltzmann machine (contrastive divergence)",
+            ("n_hidden", "visible"),
+            required=("n_hidden",),
+        ),
+        "ebm": CliModel("ebm", "neural energy-based model (Langevin PCD)", ("hidden",)),
+    }
+)
 
 
 def add_model_options(

@@ -55,7 +55,7 @@ from pyro.poutine.util import site_is_subsample
 from torch.distributions import biject_to
 
 from ppgen._utils import progress_bar, seeded
-from ppgen.evaluate import estimate
+from ppgen.evaluate import estimate, partition
 from ppgen.evaluate.estimate import Estimate, frozen, jacobian
 from ppgen.infer import hmc
 from ppgen.models.weights import sum_site_rows
@@ -205,6 +205,18 @@ def ais(
     >>> res = ppgen.evaluate.ais.ais(fit, X, n_steps=1000, seed=0)  # doctest: +SKIP
     >>> res.mean, res.mc_se, res.acceptance                          # doctest: +SKIP
     """
+    if type(fit.model).implements("annealer"):
+        # Energy-based models (RBM, EBM): AIS of log Z, not over local latents.
+        path = "piecewise" if isinstance(schedule, str) and schedule == "adaptive" else schedule
+        return partition.partition_ais(
+            fit,
+            data,
+            n_steps=n_steps,
+            n_chains=n_chains,
+            schedule=path,
+            seed=seed,
+            progress=progress,
+        )
     run, spec, n_steps = _setup(
         fit, n_steps, n_chains, schedule, init, n_leapfrog, n_tune, seed, progress
     )
@@ -245,6 +257,12 @@ def bdmc(
         Both bounds (each an :class:`AISResult`), their gap in nats per row, the exact mean
         log-likelihood when the model has one, and the simulated rows.
     """
+    if type(fit.model).implements("annealer"):
+        raise ValueError(
+            f"{type(fit.model).__name__} is an energy-based model: ppgen.evaluate.ais(fit, data) "
+            "reports both a forward (lower) and, where exact samples exist, a reverse (upper) "
+            "estimate of log Z (log_z, log_z_upper)"
+        )
     if fit.model.sequential:
         estimate.encode_rows(fit, None)  # raises the same clear error as ais() for sequence models
     n_rows = estimate.check_count(n_rows, "n_rows")

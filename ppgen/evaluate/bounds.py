@@ -138,6 +138,12 @@ def _log_weights(
     fit: Any, enc: Any, k: int, seed: int, batch_size: int | None
 ) -> np.ndarray | None:
     """Log importance weights, shape (k, n), on the encoded scale; None without local latents."""
+    if fit.model.unnormalized:
+        # Energy-based models: the program's density lacks log Z, so no bound of log p exists.
+        raise ValueError(
+            f"{type(fit.model).__name__} is an energy-based model whose partition function is "
+            "unknown: estimate log p with ppgen.evaluate.ais(fit, data)"
+        )
     return importance_log_weights(
         fit.model, enc.x, enc.mask, k, params=fit.params, seed=seed, batch_size=batch_size
     )

@@ -262,5 +262,6 @@ for _name, _target in (
     ("svi", "ppgen.infer.engines.svi:SVI"),
     ("svi", "ppgen.infer.engines.minibatch:MinibatchSVI"),
     ("nuts", "ppgen.infer.engines.nuts:NUTS"),
+    ("cd", "ppgen.infer.engines.cd:CD"),
 ):
     register(_name, _target)

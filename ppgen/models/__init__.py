@@ -15,11 +15,13 @@ from ppgen.models.registry import MODELS, register_model, unregister_model
 if TYPE_CHECKING:
     from ppgen.models.amortized import AmortizedModel
     from ppgen.models.base import GenerativeModel
+    from ppgen.models.ebm import EBM
     from ppgen.models.fa import FactorAnalysis
     from ppgen.models.gmm import GaussianMixture
     from ppgen.models.hmm import HMM
     from ppgen.models.hvae import HierarchicalVAE
     from ppgen.models.ppca import PPCA
+    from ppgen.models.rbm import RBM
     from ppgen.models.vae import VAE
 
 _LAZY = {
@@ -31,6 +33,8 @@ _LAZY = {
     "HierarchicalVAE": "ppgen.models.hvae",
     "PPCA": "ppgen.models.ppca",
     "VAE": "ppgen.models.vae",
+    "EBM": "ppgen.models.ebm",
+    "RBM": "ppgen.models.rbm",
 }
 
 __all__ = [
@@ -46,6 +50,7 @@ __all__ = [
     "register_model",
     "unregister_model",
 ]
+__all__ += ["EBM", "RBM"]  # energy-based models (issue 18)
 
 
 def __getattr__(name: str) -> Any:

@@ -60,6 +60,10 @@ class GenerativeModel(PyroModule):
     #: Whether the model is a deep model whose networks are trained (VAE): it has no global
     #: sites, and ``method="svi"`` trains the networks by minibatch SVI.
     amortized: ClassVar[bool] = False
+    #: Whether the model's Pyro program carries an unnormalized density (energy-based models:
+    #: RBM, EBM; the partition function is unknown): engines that maximize or sample the
+    #: program's density (MAP, SVI, NUTS) refuse it, and contrastive divergence fits it.
+    unnormalized: ClassVar[bool] = False
 
     # -- how ppgen.fit treats the model (read by ppgen.infer) ----------------------------------
     #: Whether :func:`ppgen.fit` standardizes continuous columns by default (its
@@ -179,6 +183,11 @@ class GenerativeModel(PyroModule):
 
     def log_prob(self, x: torch.Tensor, mask: torch.Tensor | None, params: Params) -> torch.Tensor:
         """Exact log density of each row's observed entries on the encoded scale, shape (n,)."""
+        if self.unnormalized:
+            raise NotImplementedError(
+                f"{type(self).__name__} is an energy-based model whose partition function is "
+                "intractable: estimate log p with ppgen.evaluate.ais(fit, data)"
+            )
         raise NotImplementedError(
             f"{type(self).__name__} has no tractable likelihood; estimate it with "
             "ppgen.evaluate (elbo, iwae, ais)"
@@ -279,6 +288,30 @@ class GenerativeModel(PyroModule):
     def smooth(self, x, mask, params, lengths=None) -> torch.Tensor:
         """Smoothed state probabilities per step (sequential models);
         ``SequenceFit.predict_proba``."""
+        raise NotImplementedError
+
+    # -- energy-based models (``unnormalized``): contrastive divergence and AIS of log Z -------
+    def free_energy(
+        self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
+    ) -> torch.Tensor:
+        """Free energy ``F(x) = -log p*(x)`` of each row's observed entries (missing ones
+        summed out), shape (n,): ``p(x) = exp(-F(x)) / Z``. The CD engine
+        (:mod:`ppgen.infer.engines.cd`) and :func:`ppgen.evaluate.ais` call it."""
+        raise NotImplementedError
+
+    def chain_init(self, n: int, x: torch.Tensor, params: Params) -> torch.Tensor:
+        """``n`` fresh starting states of the model's own MCMC sampler (CD's negative chains),
+        given training rows ``x``."""
+        raise NotImplementedError
+
+    def chain_step(self, v: torch.Tensor, params: Params, n_steps: int) -> torch.Tensor:
+        """``v`` after ``n_steps`` transitions of the model's sampler at ``params`` (block
+        Gibbs for RBMs, Langevin dynamics for EBMs); the CD engine's negative phase."""
+        raise NotImplementedError
+
+    def annealer(self, x: torch.Tensor, mask: torch.Tensor, params: Params) -> Any:
+        """The annealing path from a tractable base fitted to rows ``x`` to the model, for
+        AIS of log Z (:mod:`ppgen.evaluate.partition`)."""
         raise NotImplementedError
 
     def n_parameters(self) -> int:

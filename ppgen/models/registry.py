@@ -137,3 +137,5 @@ register_model("BayesianPCA", "ppgen.models.bpca:BayesianPCA", alias="bpca")
 # Issue 17: exact-likelihood families.
 register_model("Autoregressive", "ppgen.models.autoregressive:Autoregressive", alias="ar")
 register_model("Flow", "ppgen.models.flow:Flow", alias="flow")
+register_model("RBM", "ppgen.models.rbm:RBM", alias="rbm")  # energy-based models (issue 18)
+register_model("EBM", "ppgen.models.ebm:EBM", alias="ebm")

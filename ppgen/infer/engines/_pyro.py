@@ -54,7 +54,9 @@ class PyroEngine(Engine):
     accepts every model that is not amortized."""
 
     def accepts(self, model: GenerativeModel | type[GenerativeModel]) -> bool:
-        return not model_class(model).amortized
+        cls = model_class(model)
+        # An unnormalized density (energy-based models) has no MAP or posterior without log Z.
+        return not cls.amortized and not cls.unnormalized
 
 
 def _generator(seed: int) -> torch.Generator:
