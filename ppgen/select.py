@@ -337,9 +337,13 @@ class SelectionReport:
             f"Selection over {len(self.table)} {self.family} candidates "
             f"({' x '.join(self.keys)}), n = {self.n}.",
             "BIC and ICL in mclust's convention: 2 log L - df log n (larger is better; "
-            "Fit.bic is the negative). heldout: mean log-likelihood per row of a "
-            f"{self.heldout_fraction:.0%} split (seed {self.seed}), fitted on the rest.",
+            "Fit.bic is the negative).",
         ]
+        if "heldout" in self.criteria:
+            lines.append(
+                f"heldout: mean log-likelihood per row of a {self.heldout_fraction:.0%} split "
+                f"(seed {self.seed}), each candidate fitted on the rest."
+            )
         for criterion in self.criteria:
             if criterion not in self.picks:
                 lines.append(f"  {criterion}: not available for this family/data")
@@ -471,6 +475,8 @@ def select(
         test, train = frame.iloc[np.sort(order[:n_test])], frame.iloc[np.sort(order[n_test:])]
         heldout = (train.reset_index(drop=True), test.reset_index(drop=True))
     model_options = dict(model_options or {})
+    for candidate in candidates:  # a bad name or size is the user's error, not an NA row
+        fam.build(*candidate, **model_options)
     jobs = [
         _Job(family, c, frame, heldout, criteria, seed, options, model_options) for c in candidates
     ]
