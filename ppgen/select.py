@@ -379,6 +379,7 @@ class SelectionReport:
         per value of the others (a covariance structure), as mclust's ``plot(mclustBIC)``;
         NA candidates are gaps."""
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
 
         criteria = [c for c in (criteria or self.criteria) if self.table[c].notna().any()]
         fig, axes = plt.subplots(1, max(len(criteria), 1), figsize=(5 * max(len(criteria), 1), 4))
@@ -392,6 +393,7 @@ class SelectionReport:
             pick = self.picks.get(criterion)
             ax.set_title(f"{criterion} (pick {','.join(map(str, pick)) if pick else 'NA'})")
             ax.set_xlabel(x_key)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(criterion)
             if groups:
                 ax.legend(fontsize=7, ncol=2)

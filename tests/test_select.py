@@ -193,3 +193,18 @@ def test_wine_bic_picks_vve3_and_the_cultivars():
 
 def test_structures_listed():
     assert len(STRUCTURES) == 14 and len(set(STRUCTURES)) == 14
+
+
+def test_cli_select(faithful, tmp_path, capsys):
+    from ppgen.cli import main
+
+    data = tmp_path / "faithful.csv"
+    faithful.to_csv(data, index=False)
+    out = tmp_path / "table.csv"
+    args = ["select", str(data), "--structures", "EEE", "--sizes", "1-2", "--criteria", "bic"]
+    assert main([*args, "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "bic picks EEE,2" in printed
+    assert len(pd.read_csv(out)) == 2
+    assert main(["select", str(data), "--structures", "XYZ"]) == 2
+    assert "covariance_type" in capsys.readouterr().err
