@@ -25,9 +25,13 @@ shape-and-orientation (Celeux & Govaert 1995, sec. 3); EVE and VVE alternate the
 volumes) given the common orientation ``D`` with two majorization-minimization steps on ``D``
 (Browne & McNicholas 2014), each of which solves an orthogonal Procrustes problem.
 
-Every structure's covariances are **not** invariant to rescaling columns when they hold an
-identity or a common orientation with varying shape (EII, VII, EVE, VVE, EEV, VEV), so the
-mixture hands the scatter matrices over in the data's own units, as mclust fits them.
+Inside EM (:class:`~ppgen.models.gmm.GaussianMixture`) the iterative M-steps start from the
+previous covariances and run at most :data:`INNER_EM` iterations: a generalized EM step, which
+never decreases the likelihood and has the same fixed points.
+
+The structures with an identity or a common orientation and unequal shapes (EII, VII, EVE,
+VVE, EEV, VEV) are not invariant to rescaling columns, so the mixture hands the scatter
+matrices over in the data's own units, where mclust fits them.
 
 References
 ----------
@@ -49,6 +53,7 @@ import torch
 __all__ = [
     "ALIASES",
     "DIAGONAL",
+    "INNER_EM",
     "INNER_MAX",
     "INNER_TOL",
     "STRUCTURES",
@@ -71,6 +76,10 @@ DIAGONAL: frozenset[str] = frozenset({"EII", "VII", "EEI", "VEI", "EVI", "VVI"})
 INNER_TOL: float = math.sqrt(2.220446049250313e-16)
 #: Most iterations of an iterative M-step.
 INNER_MAX: int = 500
+#: Most iterations of an iterative M-step inside EM, started from the previous estimates: a
+#: generalized EM step (the likelihood still never decreases, and EM's fixed point is the
+#: same); on wine VVE,3 it halves the time and ends 3e-6 nats higher than :data:`INNER_MAX`.
+INNER_EM: int = 10
 
 
 def canonical(covariance_type: str) -> str:
@@ -152,8 +161,9 @@ def m_step(
     n_k : Tensor, shape (K,)
         Expected counts (positive).
     start : Tensor, shape (K, d, d), optional
-        The previous covariances; EVE and VVE start their common orientation from them (so an
-        EM step never decreases the likelihood), else from the pooled scatter's eigenvectors.
+        The previous covariances: the iterative structures start from their volumes (VEI, VEE,
+        VEV) or common orientation (EVE, VVE), so that even a capped iteration never decreases
+        the objective below theirs; else from the scatter's traces and pooled eigenvectors.
     tol, max_iter
         Relative tolerance and iteration cap of the iterative structures.
     """
@@ -169,24 +179,30 @@ def m_step(
         # Sigma_k = lambda C_k, |C_k| = 1: C_k = W_k / |W_k|^(1/d), lambda = sum |W_k|^(1/d) / n.
         vol = (torch.linalg.slogdet(scatter)[1] / d).exp()
         return scatter / vol[:, None, None] * (vol.sum() / n)
+    lam = None if start is None else (torch.linalg.slogdet(start)[1] / d).exp()
     if structure in DIAGONAL:
-        return torch.diag_embed(_diagonal(structure, scatter.diagonal(dim1=-2, dim2=-1), n_k, tol,
-                                          max_iter))  # fmt: skip
+        w = scatter.diagonal(dim1=-2, dim2=-1)
+        return torch.diag_embed(_diagonal(structure, w, n_k, tol, max_iter, lam))
     if structure == "VEE":
-        return _vee(scatter, n_k, tol, max_iter)
+        return _vee(scatter, n_k, tol, max_iter, lam)
     if structure in ("EEV", "VEV"):
         omega, vecs = torch.linalg.eigh(scatter)  # ascending in every component: aligned shapes
         if structure == "EEV":
             total = omega.sum(0)
             shape_vals = (total / _geomean(total)).expand(K, d) * (_geomean(total) / n)
         else:
-            shape_vals = _vei(omega, n_k, tol, max_iter)
+            shape_vals = _vei(omega, n_k, tol, max_iter, lam)
         return (vecs * shape_vals.unsqueeze(-2)) @ vecs.mT
     return _common_orientation(structure, scatter, n_k, start, tol, max_iter)
 
 
 def _diagonal(
-    structure: str, w: torch.Tensor, n_k: torch.Tensor, tol: float, max_iter: int
+    structure: str,
+    w: torch.Tensor,
+    n_k: torch.Tensor,
+    tol: float,
+    max_iter: int,
+    lam: torch.Tensor | None,
 ) -> torch.Tensor:
     """Variances (K, d) of the diagonal structures from the scatter's diagonals ``w`` (K, d)."""
     K, d = w.shape
@@ -202,16 +218,20 @@ def _diagonal(
     if structure == "EVI":
         vol = _geomean(w)  # |diag W_k|^(1/d)
         return w / vol[:, None] * (vol.sum() / n)
-    return _vei(w, n_k, tol, max_iter)  # VEI
+    return _vei(w, n_k, tol, max_iter, lam)  # VEI
 
 
-def _vei(w: torch.Tensor, n_k: torch.Tensor, tol: float, max_iter: int) -> torch.Tensor:
+def _vei(
+    w: torch.Tensor, n_k: torch.Tensor, tol: float, max_iter: int, lam: torch.Tensor | None
+) -> torch.Tensor:
     """``lambda_k A`` (K, d) maximizing the expected log-likelihood given per-component
     diagonal scatter ``w`` (K, d) (VEI; VEV in each component's eigenbasis): alternately the
     shape ``A ~ sum_k w_k / lambda_k`` (|A| = 1) and the volumes ``lambda_k = tr(w_k A^-1) /
-    (n_k d)`` (Celeux & Govaert 1995), each the exact maximizer given the other."""
+    (n_k d)`` (Celeux & Govaert 1995), each the exact maximizer given the other; from the
+    volumes ``lam`` when given."""
     d = w.shape[-1]
-    lam = w.sum(-1) / (n_k * d)
+    if lam is None:
+        lam = w.sum(-1) / (n_k * d)
     value = math.inf
     for _ in range(max_iter):
         shape = (w / lam[:, None]).sum(0)
@@ -224,11 +244,14 @@ def _vei(w: torch.Tensor, n_k: torch.Tensor, tol: float, max_iter: int) -> torch
     return lam[:, None] * shape
 
 
-def _vee(scatter: torch.Tensor, n_k: torch.Tensor, tol: float, max_iter: int) -> torch.Tensor:
+def _vee(
+    scatter: torch.Tensor, n_k: torch.Tensor, tol: float, max_iter: int, lam: torch.Tensor | None
+) -> torch.Tensor:
     """VEE, ``lambda_k C`` with |C| = 1: alternately ``C ~ sum_k W_k / lambda_k`` and
-    ``lambda_k = tr(W_k C^-1) / (n_k d)``."""
+    ``lambda_k = tr(W_k C^-1) / (n_k d)`` (from the volumes ``lam`` when given)."""
     d = scatter.shape[-1]
-    lam = scatter.diagonal(dim1=-2, dim2=-1).sum(-1) / (n_k * d)
+    if lam is None:
+        lam = scatter.diagonal(dim1=-2, dim2=-1).sum(-1) / (n_k * d)
     value = math.inf
     for _ in range(max_iter):
         c = (scatter / lam[:, None, None]).sum(0)

@@ -707,7 +707,10 @@ class GaussianMixture(GenerativeModel):
             else:
                 start = torch.cholesky_inverse(torch.linalg.cholesky(prec))
             start = start * outer
-        cov = covariances.m_step(self.structure, scatter, n_safe, start=start) / outer
+        cov = covariances.m_step(
+            self.structure, scatter, n_safe, start=start, max_iter=covariances.INNER_EM
+        )
+        cov = cov / outer
         if self._storage == "diag":
             return {"locs": locs, "precision": cov.diagonal(dim1=-2, dim2=-1).reciprocal()}
         return {"locs": locs, "precision": torch.cholesky_inverse(torch.linalg.cholesky(cov))}
