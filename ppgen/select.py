@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
+import types
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -537,3 +539,14 @@ def _bootstrap(
         for (c, p), k in sorted(counts.items(), key=lambda item: (item[0][0], -item[1]))
     ]
     return pd.DataFrame(out, columns=["criterion", "pick", "count", "share", "same"])
+
+
+class _CallableModule(types.ModuleType):
+    """``ppgen.select(...)`` calls :func:`select`: the package's attribute ``select`` is this
+    module (importing a submodule sets it), so the module itself is the callable."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> SelectionReport:
+        return select(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -123,7 +123,7 @@ def test_singular_candidates_are_na_not_spikes():
 
 
 def test_heldout_bootstrap_and_plot(faithful):
-    report = select("gmm", faithful, grid={"structure": ["EEE"], "K": [1, 2]}, n_boot=2,
+    report = ppgen.select("gmm", faithful, grid={"structure": ["EEE"], "K": [1, 2]}, n_boot=2,
                     fit_options={"n_init": 2})  # fmt: skip
     assert list(report.table.columns) == ["structure", "K", "df", "loglik", "bic", "icl",
                                           "heldout", "note"]  # fmt: skip
