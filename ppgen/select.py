@@ -315,6 +315,29 @@ class SelectionReport:
     heldout_fraction: float
     seed: int
     bootstrap: pd.DataFrame | None = field(default=None)
+    fit_options: Mapping[str, Any] = field(default_factory=dict)
+    model_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def fit(self, data: Any, candidate: tuple | None = None) -> Fit:
+        """Refit ``candidate`` (default :attr:`best`) to ``data`` with the selection's seed and
+        options: the same fit the table scored when ``data`` is the selection's data."""
+        family = FAMILIES[self.family]
+        model = family.build(*(candidate or self.best), **self.model_options)
+        return _fit(model, data, seed=self.seed, progress=False, **self.fit_options)
+
+    def memberships(self, data: Any, candidate: tuple | None = None) -> pd.DataFrame:
+        """Each row's most probable component of the chosen mixture, its probability,
+        mclust's ``uncertainty`` (1 - that probability) and the entropy of the memberships
+        (nats), plus every component's probability (``p0``, ``p1``, ...)."""
+        if not FAMILIES[self.family].mixture:
+            raise ValueError(f"memberships need a mixture family, not {self.family!r}")
+        z = np.asarray(self.fit(data, candidate).predict_proba(data))
+        out = pd.DataFrame({"component": z.argmax(-1), "probability": z.max(-1)})
+        out["uncertainty"] = 1 - out["probability"]
+        out["entropy"] = -(z * np.log(np.clip(z, 1e-300, None))).sum(-1)
+        for k in range(z.shape[-1]):
+            out[f"p{k}"] = z[:, k]
+        return out
 
     def agree(self) -> bool:
         """Whether every criterion picks the same candidate."""
@@ -494,7 +517,7 @@ def select(
         boot = _bootstrap(family, frame, candidates, criteria, picks, int(n_boot), seed,
                           jobs[0], map_fn)  # fmt: skip
     return SelectionReport(family, fam.keys, table, picks, best, criteria, n, heldout_fraction,
-                           seed, boot)  # fmt: skip
+                           seed, boot, options, model_options)  # fmt: skip
 
 
 def _table(fam: Family, results: list[_Result], criteria: tuple[str, ...]) -> pd.DataFrame:

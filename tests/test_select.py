@@ -135,6 +135,10 @@ def test_heldout_bootstrap_and_plot(faithful):
     assert set(boot["criterion"]) == {"bic", "icl"}
     assert boot.groupby("criterion")["count"].sum().eq(2).all()
     assert report.stability("bic") == 1.0
+    members = report.memberships(faithful)
+    assert len(members) == len(faithful) and set(members["component"]) == {0, 1}
+    assert np.allclose(members[["p0", "p1"]].sum(1), 1.0)
+    assert ((members["uncertainty"] >= 0) & (members["uncertainty"] <= 0.5)).all()
     import matplotlib
 
     matplotlib.use("Agg")

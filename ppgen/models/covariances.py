@@ -88,8 +88,8 @@ def canonical(covariance_type: str) -> str:
     name = ALIASES.get(covariance_type, covariance_type)
     if name not in STRUCTURES:
         raise ValueError(
-            f"covariance_type must be one of {', '.join(STRUCTURES)} (mclust's names) or "
-            f"'full'/'diag', got {covariance_type!r}"
+            f"covariance_type must be 'full' or 'diag' or one of mclust's structures "
+            f"{', '.join(STRUCTURES)}, got {covariance_type!r}"
         )
     return name
 
