@@ -150,6 +150,10 @@ def test_select_other_families_and_errors(faithful):
     wine = ppgen.datasets.load("wine").drop(columns="target")
     report = select("ppca", wine.iloc[:, :5], grid={"q": [1, 2]}, criteria=("bic", "heldout"))
     assert set(report.picks) == {"bic", "heldout"} and report.keys == ("q",)
+    z = np.repeat([0, 1, 0, 1], 40)
+    steps = pd.DataFrame({"y": np.random.default_rng(0).normal(4.0 * z, 1.0)})
+    states = select("hmm", steps, grid={"states": [1, 2]}, criteria=("bic",))
+    assert states.best == (2,)
     assert "hmm" in FAMILIES and "fa" not in FAMILIES
     with pytest.raises(ValueError, match="family must be one of"):
         select("kmeans", faithful)
