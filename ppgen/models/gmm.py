@@ -151,8 +151,13 @@ class GaussianMixture(GenerativeModel):
     ----------
     n_components : int
         Number of mixture components K.
-    covariance_type : {"full", "diag"}
-        Full covariance per component, or a diagonal one (continuous columns).
+    covariance_type : {"full", "diag"} or one of mclust's 14 structures
+        Full covariance per component, or a diagonal one (continuous columns); or a
+        parsimonious structure ``Sigma_k = lambda_k D_k A_k D_k^T`` under mclust's names
+        ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV", "VEV",
+        "EVV", "VVV"; volume, shape, orientation Equal, Variable or Identity; "full" is "VVV"
+        and "diag" is "VVI"), fitted by maximum-likelihood EM only, in the data's own units, with
+        mclust's parameter counts (:mod:`ppgen.models.covariances`; Celeux & Govaert 1995).
     weight_concentration : float
         Dirichlet concentration; 1 is flat over the simplex.
     loc_scale : float
@@ -180,6 +185,8 @@ class GaussianMixture(GenerativeModel):
     McLachlan, G. & Peel, D. (2000). *Finite Mixture Models*. Wiley.
     Bishop, C. M. (2006). *Pattern Recognition and Machine Learning*, ch. 9-10. Springer.
     Hagenaars, J. A. & McCutcheon, A. L. (2002). *Applied Latent Class Analysis*. CUP.
+    Celeux, G. & Govaert, G. (1995). Gaussian parsimonious clustering models. *Pattern
+    Recognition* 28(5), 781-793.
     """
 
     global_sites: ClassVar[tuple[str, ...]] = ("weights", "locs", "precision")
