@@ -3,8 +3,8 @@
 (Not named select.py: the benchmarks folder is first on sys.path, and a select.py there shadows
 the standard library's ``select`` module, which subprocess imports.)
 
-    python benchmarks/select_vs_mclust.py                     # 14 structures x G = 1..9, faithful + wine
-    python benchmarks/select_vs_mclust.py --quick             # 4 structures x G = 1..3 on faithful
+    python benchmarks/select_vs_mclust.py            # 14 structures x G = 1..9, faithful + wine
+    python benchmarks/select_vs_mclust.py --quick    # 4 structures x G = 1..3 on faithful
     python benchmarks/select_vs_mclust.py --data faithful --n-init 3
 
 Fits the grid with ``ppgen.select("gmm", ..., criteria=("bic", "icl"))`` (serial, one thread)
