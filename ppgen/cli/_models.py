@@ -36,8 +36,24 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         "--covariance-type",
         {
             # mclust's 14 structures (ppgen.models.covariances.STRUCTURES; no torch import here)
-            "choices": ("full", "diag", "EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE",
-                        "EVE", "VVE", "EEV", "VEV", "EVV", "VVV"),  # fmt: skip
+            "choices": (
+                "full",
+                "diag",
+                "EII",
+                "VII",
+                "EEI",
+                "VEI",
+                "EVI",
+                "VVI",
+                "EEE",
+                "VEE",
+                "EVE",
+                "VVE",
+                "EEV",
+                "VEV",
+                "EVV",
+                "VVV",
+            ),
             "help": "gmm: full, diag or one of mclust's structures EII ... VVV; hmm with "
             "gaussian or mixed emissions: full or diag (default: full)",
         },
