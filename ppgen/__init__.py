@@ -14,7 +14,7 @@ import importlib.util
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ppgen import datasets, evaluate, guides, plot
+    from ppgen import datasets, evaluate, guides, plot, select
     from ppgen.data import Schema
     from ppgen.impute import Imputer, pool, pool_fit
     from ppgen.infer import Fit, NonFiniteLossError, fit
@@ -54,12 +54,16 @@ __all__ = [
     "pool_fit",
     "plot",
     "FactorAnalysis",
+    "select",
 ]
 __all__ += ["EBM", "RBM"]  # energy-based models (issue 18)
 
 #: Where each public name lives; modules (``datasets`` ...) are submodules of ppgen.
 _LAZY = {
     **dict.fromkeys(("datasets", "evaluate", "guides", "plot"), None),
+    # The module ppgen.select is itself callable (ppgen.select("gmm", data)): a function of the
+    # same name would be shadowed by the submodule as soon as anything imports it.
+    "select": None,
     "Schema": "ppgen.data",
     "Imputer": "ppgen.impute",
     "pool": "ppgen.impute",

@@ -49,7 +49,7 @@ def test_lazy_package_keeps_its_names():
         "HMM", "PPCA", "VAE", "ConvergenceWarning", "Fit", "GaussianMixture", "GenerativeModel",
         "HierarchicalVAE", "Imputer", "NonFiniteLossError", "Schema", "datasets", "evaluate",
         "fit", "guides", "load", "pool", "pool_fit", "plot",
-        "FactorAnalysis",  # issue 14
+        "FactorAnalysis", "select",  # issue 14
         "Autoregressive", "Flow", "GenerativeClassifier",  # issue 17
         "EBM", "RBM",  # issue 18
     }  # fmt: skip

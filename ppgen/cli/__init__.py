@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from ppgen.cli import demo, evaluate, fit, impute, sample, score
+from ppgen.cli import select as select_command
 from ppgen.cli._common import (
     FORMATTER,
     USER_ERRORS,
@@ -29,7 +30,7 @@ from ppgen.cli.demo import _adjusted_rand_index  # noqa: F401 (tests import it f
 __all__ = ["build_parser", "main"]
 
 #: The subcommands, in the order ``ppgen --help`` lists them.
-COMMANDS = (fit, score, sample, evaluate, demo, impute)
+COMMANDS = (fit, score, sample, evaluate, demo, impute, select_command)
 
 EXAMPLES = """\
 examples:
@@ -39,6 +40,7 @@ examples:
   ppgen sample model.ppgen -n 500 -o samples.csv
   ppgen evaluate model.ppgen data.csv --method ais
   ppgen impute data.csv --model gmm -m 20 -o imputed.csv
+  ppgen select data.csv --family gmm --sizes 1-9
 
 Run 'ppgen <command> --help' for the options of each command.
 """

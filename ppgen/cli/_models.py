@@ -36,8 +36,27 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "covariance_type": (
         "--covariance-type",
         {
-            "choices": ("full", "diag"),
-            "help": "gmm, and hmm with gaussian or mixed emissions (default: full)",
+            # mclust's 14 structures (ppgen.models.covariances.STRUCTURES; no torch import here)
+            "choices": (
+                "full",
+                "diag",
+                "EII",
+                "VII",
+                "EEI",
+                "VEI",
+                "EVI",
+                "VVI",
+                "EEE",
+                "VEE",
+                "EVE",
+                "VVE",
+                "EEV",
+                "VEV",
+                "EVV",
+                "VVV",
+            ),
+            "help": "gmm: full, diag or one of mclust's structures EII ... VVV; hmm with "
+            "gaussian or mixed emissions: full or diag (default: full)",
         },
     ),
     "n_states": (

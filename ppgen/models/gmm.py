@@ -15,6 +15,7 @@ from pyro.ops.indexing import Vindex
 
 from ppgen._utils import check_int, check_number
 from ppgen.data.schema import Schema
+from ppgen.models import covariances
 from ppgen.models.base import GenerativeModel, Params
 from ppgen.models.distributions import (
     GaussianConditional,
@@ -36,6 +37,10 @@ __all__ = ["GaussianMixture"]
 #: Under maximum likelihood, a component whose expected count is at most this fraction of the
 #: rows is empty: its weight is floored there and its other parameters are kept.
 _EMPTY = 1e-10
+
+#: Structures with their own (unconstrained) M-step, the aliases "full" and "diag"; the others
+#: go through :mod:`ppgen.models.covariances`.
+_UNCONSTRAINED = ("VVV", "VVI")
 
 #: Starts are screened on at most this many rows (see GaussianMixture.init_params).
 SCREEN_ROWS = 5_000
@@ -146,8 +151,13 @@ class GaussianMixture(GenerativeModel):
     ----------
     n_components : int
         Number of mixture components K.
-    covariance_type : {"full", "diag"}
-        Full covariance per component, or a diagonal one (continuous columns).
+    covariance_type : {"full", "diag"} or one of mclust's 14 structures
+        Full covariance per component, or a diagonal one (continuous columns); or a
+        parsimonious structure ``Sigma_k = lambda_k D_k A_k D_k^T`` under mclust's names
+        ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV", "VEV",
+        "EVV", "VVV"; volume, shape, orientation Equal, Variable or Identity; "full" is "VVV"
+        and "diag" is "VVI"), fitted by maximum-likelihood EM only, in the data's own units, with
+        mclust's parameter counts (:mod:`ppgen.models.covariances`; Celeux & Govaert 1995).
     weight_concentration : float
         Dirichlet concentration; 1 is flat over the simplex.
     loc_scale : float
@@ -175,6 +185,8 @@ class GaussianMixture(GenerativeModel):
     McLachlan, G. & Peel, D. (2000). *Finite Mixture Models*. Wiley.
     Bishop, C. M. (2006). *Pattern Recognition and Machine Learning*, ch. 9-10. Springer.
     Hagenaars, J. A. & McCutcheon, A. L. (2002). *Applied Latent Class Analysis*. CUP.
+    Celeux, G. & Govaert, G. (1995). Gaussian parsimonious clustering models. *Pattern
+    Recognition* 28(5), 781-793.
     """
 
     global_sites: ClassVar[tuple[str, ...]] = ("weights", "locs", "precision")
@@ -199,8 +211,12 @@ class GaussianMixture(GenerativeModel):
     ) -> None:
         super().__init__()
         check_int(n_components, "n_components")
-        if covariance_type not in ("full", "diag"):
-            raise ValueError(f"covariance_type must be 'full' or 'diag', got {covariance_type!r}")
+        structure = covariances.canonical(covariance_type)
+        if structure not in _UNCONSTRAINED and prior is not None:
+            raise ValueError(
+                f"covariance_type={covariance_type!r} is fitted by maximum likelihood only "
+                f"(prior=None, method='em'), got prior={prior!r}"
+            )
         if count_family not in ("poisson", "negbinomial"):
             raise ValueError(
                 f"count_family must be 'poisson' or 'negbinomial', got {count_family!r}"
@@ -219,6 +235,9 @@ class GaussianMixture(GenerativeModel):
         self.init_steps = int(init_steps)
         self.n_components = int(n_components)
         self.covariance_type = covariance_type
+        self.structure = structure
+        #: How the precision site is stored: "diag" (K, d) or "full" (K, d, d).
+        self._storage = "diag" if structure in covariances.DIAGONAL else "full"
         self.weight_concentration = float(weight_concentration)
         self.loc_scale = float(loc_scale)
         self.covariance_prior = float(covariance_prior)
@@ -255,7 +274,7 @@ class GaussianMixture(GenerativeModel):
             schema,
             self.n_components,
             "mixed",
-            self.covariance_type,
+            self._storage,
             count_family=self.count_family,
             concentration=self.concentration,
             ml=self.ml,
@@ -284,7 +303,7 @@ class GaussianMixture(GenerativeModel):
         priors = {"weights": dist.Dirichlet(ones(K) * self.weight_concentration)}
         if d:
             priors["locs"] = dist.Normal(like.new_zeros(K, d), self.loc_scale).to_event(1)
-            if self.covariance_type == "full":
+            if self._storage == "full":
                 scale = torch.eye(d, dtype=like.dtype, device=like.device) / self.covariance_prior
                 priors["precision"] = WishartPrecision(
                     df=like.new_tensor(d + 2.0), covariance_matrix=scale.expand(K, d, d)
@@ -298,6 +317,11 @@ class GaussianMixture(GenerativeModel):
 
     # -- Pyro program ---------------------------------------------------------------------------
     def model(self, x: torch.Tensor, mask: torch.Tensor | None = None, subsample_size=None) -> None:
+        if self.structure not in _UNCONSTRAINED and self.continuous:
+            raise ValueError(
+                f"covariance_type={self.covariance_type!r} is fitted by method='em' only (the "
+                "Pyro program's Wishart/Gamma priors do not keep the structure)"
+            )
         priors = self.priors(x)
         weights = pyro.sample("weights", priors["weights"])
         if self.continuous:
@@ -327,7 +351,7 @@ class GaussianMixture(GenerativeModel):
     def _component_at(
         self, loc: torch.Tensor, precision: torch.Tensor, mask: torch.Tensor | None
     ) -> dist.Distribution:
-        if self.covariance_type == "full":
+        if self._storage == "full":
             return MaskedMultivariateNormal(loc, precision, mask)
         normal = dist.Normal(loc, precision.rsqrt())
         return (normal if mask is None else normal.mask(mask)).to_event(1)
@@ -353,11 +377,11 @@ class GaussianMixture(GenerativeModel):
             mc = None if mask is None else self._cont(mask)
             # Components along a new leading dim so that they broadcast against the rows.
             locs, precision = params["locs"].unsqueeze(-2), params["precision"]
-            if self.covariance_type == "full" and mc is not None and not bool(mc.all()):
+            if self._storage == "full" and mc is not None and not bool(mc.all()):
                 cond = condition_on_precision(xc, ~mc, locs, precision.unsqueeze(-3))
                 lp = cond.log_marginal(torch.linalg.cholesky(precision).unsqueeze(-3))
             else:
-                event_dims = 2 if self.covariance_type == "full" else 1
+                event_dims = 2 if self._storage == "full" else 1
                 mc = None if mc is None else mc.unsqueeze(0)
                 comp = self._component_at(locs, precision.unsqueeze(-1 - event_dims), mc)
                 lp = comp.log_prob(xc.unsqueeze(0))
@@ -412,7 +436,7 @@ class GaussianMixture(GenerativeModel):
         miss = miss.unsqueeze(1).expand(-1, K, -1)  # (n, K, d)
         locs, precision = params["locs"], params["precision"]
         xk = xc.unsqueeze(1)
-        if self.covariance_type == "diag":
+        if self._storage == "diag":
             mean = torch.where(miss, locs, xk)
             var = torch.where(miss, precision.reciprocal(), x.new_zeros(()))
             return log_resp, mean, torch.diag_embed(var)
@@ -441,7 +465,7 @@ class GaussianMixture(GenerativeModel):
                 # solves are cheap), each row keeping its own component's.
                 rows = torch.arange(len(k), device=k.device)
                 draw = (cond.mean + cond.noise(eps))[k, rows]
-            elif self.covariance_type == "diag":
+            elif self._storage == "diag":
                 draw = params["locs"][k] + params["precision"][k].rsqrt() * eps
             else:  # nothing missing among the continuous columns
                 draw = xc
@@ -599,13 +623,16 @@ class GaussianMixture(GenerativeModel):
         around them, which is the scatter around the weighted means ``m`` plus
         ``(m - mu)(m - mu)^T`` per unit of weight (per column for a diagonal covariance, whose
         columns count their own observed rows): the exact constrained maximizer, also with
-        missing entries (their conditional covariances do not depend on the mean chosen)."""
+        missing entries (their conditional covariances do not depend on the mean chosen).
+        The parsimonious structures (not VVV/VVI): :meth:`_structured_m_step`."""
+        if self.structure not in _UNCONSTRAINED:
+            return self._structured_m_step(x, mask, resp, params, conditional)
         block = gaussian_m_step(
             x,
             mask,
             resp,
             params,
-            covariance_type=self.covariance_type,
+            covariance_type=self._storage,
             loc_scale=self.loc_scale,
             covariance_prior=self.covariance_prior,
             conditional=conditional,
@@ -614,13 +641,86 @@ class GaussianMixture(GenerativeModel):
         if "locs" not in self.held:
             return block
         shift = block["locs"] - self.held["locs"]
-        if self.covariance_type == "diag":
+        if self._storage == "diag":
             precision = (block["precision"].reciprocal() + shift**2).reciprocal()
         else:
             cov = torch.cholesky_inverse(torch.linalg.cholesky(block["precision"]))
             cov = cov + shift.unsqueeze(-1) * shift.unsqueeze(-2)
             precision = torch.cholesky_inverse(torch.linalg.cholesky(cov))
         return {"locs": self.held["locs"], "precision": precision}
+
+    def _structured_m_step(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        resp: torch.Tensor,
+        params: Params | None,
+        conditional: GaussianConditional | None,
+    ) -> Params:
+        """Maximum-likelihood ``locs`` and ``precision`` of a parsimonious structure
+        (:func:`ppgen.models.covariances.m_step`), from the expected scatter matrices.
+
+        Missing entries: the exact E-step of the complete-data sufficient statistics under
+        ``params`` (each partially observed row replaced, per component, by its conditional
+        mean, and the conditional covariance of its missing block added to the scatter), also
+        for the diagonal structures, whose shared volumes or shapes tie the columns together
+        (so the observed entries alone are not their sufficient statistics). The structure's
+        M-step runs in the data's units (scatter ``S W_k S`` with ``S`` the column scales),
+        where spherical and common-orientation structures are defined, as in mclust; the ridge
+        ``reg_covar`` enters as ``n_k * reg_covar`` on the scatter's diagonal (for VVV that is
+        the covariance plus ``reg_covar``, scikit-learn's ridge), which keeps the structure."""
+        d, K = x.shape[-1], resp.shape[-1]
+        rows, cond_cov = x, None
+        if mask is not None and not bool(mask.all()):
+            resp = resp * mask.any(-1, keepdim=True).to(resp.dtype)  # nothing observed: out
+            if conditional is None:
+                if params is None:  # a first step: condition on the diagonal fit
+                    params = gaussian_m_step(
+                        x, mask, resp, None, covariance_type="diag", loc_scale=self.loc_scale,
+                        covariance_prior=self.covariance_prior, ridge=self._ridge(x),
+                    )  # fmt: skip
+                precision = params["precision"]
+                if precision.dim() == 2:
+                    precision = torch.diag_embed(precision)
+                conditional = condition_on_precision(
+                    x, ~mask, params["locs"].unsqueeze(-2), precision.unsqueeze(-3)
+                )
+            rows, cond_cov = conditional.mean, conditional.covariance_sum(resp.mT)
+        n_k = resp.sum(0)
+        n_safe = n_k.clamp_min(_EMPTY * x.shape[0])
+        if rows.dim() == 2:
+            locs = (resp.mT @ rows) / n_safe[:, None]
+        else:
+            locs = (resp.mT.unsqueeze(-2) @ rows).squeeze(-2) / n_safe[:, None]
+        if "locs" in self.held:  # the scatter around the held means (the constrained maximizer)
+            locs = self.held["locs"]
+        scatter = []
+        for k in range(K):  # one at a time, as gaussian_m_step (memory traffic)
+            diff = (rows if rows.dim() == 2 else rows[k]) - locs[k]
+            scatter.append((diff * resp[:, k : k + 1]).mT @ diff)
+        scatter = torch.stack(scatter)
+        if cond_cov is not None:
+            scatter = scatter + cond_cov
+        cols = [self.schema.columns[j] for j in self.continuous]
+        scale = x.new_tensor([c.scale for c in cols])
+        outer = scale[:, None] * scale
+        eye = torch.eye(d, dtype=x.dtype, device=x.device)
+        scatter = scatter * outer + (n_safe * self.reg_covar)[:, None, None] * eye
+        start = None
+        if params is not None and "precision" in params:
+            prec = params["precision"]
+            if prec.dim() == 2:
+                start = torch.diag_embed(prec.reciprocal())
+            else:
+                start = torch.cholesky_inverse(torch.linalg.cholesky(prec))
+            start = start * outer
+        cov = covariances.m_step(
+            self.structure, scatter, n_safe, start=start, max_iter=covariances.INNER_EM
+        )
+        cov = cov / outer
+        if self._storage == "diag":
+            return {"locs": locs, "precision": cov.diagonal(dim1=-2, dim2=-1).reciprocal()}
+        return {"locs": locs, "precision": torch.cholesky_inverse(torch.linalg.cholesky(cov))}
 
     def _ridge(self, like: torch.Tensor) -> torch.Tensor | None:
         """``reg_covar`` on the encoded scale, (d,), under maximum likelihood; else None."""
@@ -696,8 +796,8 @@ class GaussianMixture(GenerativeModel):
         collinear rows (precision ~ 1 / reg_covar), from which L-BFGS (``method="map"``)
         would step out of the precisions' support; EM (``prior=None``) simply returns to the
         likelihood's optimum."""
-        if not self.continuous:
-            return params
+        if not self.continuous or self.structure not in _UNCONSTRAINED:
+            return params  # the structures are fitted by EM only, which needs no proper start
         with torch.no_grad():
             log_resp = self.component_log_prob(x, mask, params)
             resp = log_resp.softmax(-1)
@@ -707,7 +807,7 @@ class GaussianMixture(GenerativeModel):
                 mc,
                 resp,
                 None,
-                covariance_type=self.covariance_type,
+                covariance_type=self._storage,
                 loc_scale=self.loc_scale,
                 covariance_prior=self.covariance_prior,
             )
@@ -788,8 +888,8 @@ class GaussianMixture(GenerativeModel):
     def n_parameters(self) -> int:
         self._check_built()
         K, d = self.n_components, len(self.continuous)
-        cov = d * (d + 1) // 2 if self.covariance_type == "full" else d
-        return K * (d + cov) + K - 1 + self.emission.n_parameters()
+        cov = covariances.n_covariance_parameters(self.structure, d, K) if d else 0
+        return K * d + cov + K - 1 + self.emission.n_parameters()
 
     def describe_coords(self, schema: Schema) -> dict[str, tuple[tuple, ...]]:
         comps = tuple(range(self.n_components))
@@ -808,7 +908,7 @@ class GaussianMixture(GenerativeModel):
         if "locs" not in params or self.reg_covar <= 0:
             return
         described = self.describe(params, self.schema)
-        if self.covariance_type == "full":
+        if self._storage == "full":
             smallest = torch.linalg.eigvalsh(described["covariances"]).min(-1).values
         else:
             smallest = described["variances"].min(-1).values
@@ -835,7 +935,7 @@ class GaussianMixture(GenerativeModel):
             scale = params["locs"].new_tensor([c.scale for c in cols])
             loc = params["locs"].new_tensor([c.loc for c in cols])
             out["means"] = params["locs"] * scale + loc
-            if self.covariance_type == "full":
+            if self._storage == "full":
                 cov = torch.cholesky_inverse(torch.linalg.cholesky(params["precision"]))
                 out["covariances"] = cov * scale.unsqueeze(-1) * scale
             else:
