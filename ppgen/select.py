@@ -217,7 +217,7 @@ def _run(job: _Job) -> _Result:
         except (ValueError, RuntimeError, FloatingPointError) as err:
             return _Result(job.candidate, nan, float("nan"), float("nan"), f"failed: {err}")
     notes += sorted({type(w.message).__name__ for w in caught if "Convergence" in str(w.category)})
-    df = float(fitted.model.n_parameters())
+    df = float(fitted.n_free_parameters())
     loglik = float(np.sum(fitted.log_prob(job.data)))
     why = family.singular(fitted) if family.singular is not None else None
     if why is not None or not math.isfinite(loglik):

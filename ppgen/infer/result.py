@@ -166,16 +166,24 @@ class Fit:
                 f"{self.method!r} (a {self.kind!r} fit)"
             )
 
+    def n_free_parameters(self) -> int:
+        """The parameters this fit estimated: the model's count less those ``fixed=`` held
+        (the k of :meth:`bic` and :meth:`aic`)."""
+        held = self.info.get("fixed")
+        sites = str(held).split(", ") if held else ()
+        return self.model.n_parameters() - self.model.n_held_parameters(sites, self.params)
+
     def bic(self, data: Any) -> float:
-        """Bayesian information criterion, -2 log L + k log n (lower is better)."""
+        """Bayesian information criterion, -2 log L + k log n (lower is better); k counts the
+        estimated parameters (:meth:`n_free_parameters`)."""
         self._require_point("BIC")
         ll = self.log_prob(data)
-        return float(-2 * ll.sum() + self.model.n_parameters() * np.log(len(ll)))
+        return float(-2 * ll.sum() + self.n_free_parameters() * np.log(len(ll)))
 
     def aic(self, data: Any) -> float:
         """Akaike information criterion, -2 log L + 2 k (lower is better)."""
         self._require_point("AIC")
-        return float(-2 * self.log_prob(data).sum() + 2 * self.model.n_parameters())
+        return float(-2 * self.log_prob(data).sum() + 2 * self.n_free_parameters())
 
     # -- structure ------------------------------------------------------------------------------
     def _model_method(self, name: str, data: Any) -> np.ndarray:

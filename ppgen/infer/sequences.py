@@ -142,12 +142,12 @@ class SequenceFit(Fit):
         """-2 log L + k log n, with n the number of time steps (lower is better)."""
         self._require_point("BIC")
         n = self.encode(data).n_steps
-        return float(-2 * self.log_prob(data).sum() + self.model.n_parameters() * np.log(n))
+        return float(-2 * self.log_prob(data).sum() + self.n_free_parameters() * np.log(n))
 
     def aic(self, data: Any = None) -> float:
         """-2 log L + 2 k (lower is better)."""
         self._require_point("AIC")
-        return float(-2 * self.log_prob(data).sum() + 2 * self.model.n_parameters())
+        return float(-2 * self.log_prob(data).sum() + 2 * self.n_free_parameters())
 
     # -- states -----------------------------------------------------------------------------------
     def _per_step(self, name: str, data: Any) -> Any:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import torch
 from pyro.nn import PyroModule
+from torch.distributions import constraints
 
 from ppgen.data.schema import Schema
 
@@ -317,6 +318,25 @@ class GenerativeModel(PyroModule):
     def n_parameters(self) -> int:
         """Number of free parameters, as used by BIC/AIC."""
         raise NotImplementedError
+
+    def n_held_parameters(self, sites: Iterable[str], params: Params) -> int:
+        """How many of :meth:`n_parameters` the global ``sites`` hold, so that BIC and AIC of
+        a fit with ``fixed=`` count only what was estimated: each site's entries, less one per
+        row constrained to the simplex (mixing weights, transition rows), read from the support
+        of the site's prior (models that can hold sites define ``priors``)."""
+        sites = tuple(sites)
+        if not sites:
+            return 0
+        priors = self.priors(next(iter(params.values())))  # type: ignore[attr-defined]
+        n = 0
+        for site in sites:
+            value, support = params[site], priors[site].support
+            while isinstance(support, constraints.independent):
+                support = support.base_constraint
+            n += value.numel()
+            if support is constraints.simplex:
+                n -= value.numel() // value.shape[-1]
+        return n
 
     def describe(self, params: Params, schema: Schema) -> Params:
         """Parameters as a statistician reads them (on the data's scale where the model allows)."""

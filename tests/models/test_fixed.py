@@ -54,6 +54,9 @@ def test_left_to_right_hmm_keeps_its_chain_and_recovers_the_emissions():
     fixed = {"transition": LEFT_RIGHT, "initial": START}
     fit = ppgen.fit(ppgen.HMM(3), seqs, fixed=fixed)
     assert fit.method == "em" and fit.info["fixed"] == "initial, transition"
+    # BIC and AIC count what was estimated: 3 Gaussian states (6), not the chain's 2 + 6.
+    assert fit.model.n_parameters() == 2 + 6 + 6 and fit.n_free_parameters() == 6
+    assert fit.aic(seqs) == pytest.approx(-2 * fit.log_prob(seqs).sum() + 2 * 6)
     # Returned exactly, zeros exactly zero.
     assert torch.equal(fit.params["transition"], torch.as_tensor(LEFT_RIGHT))
     assert torch.equal(fit.params["initial"], torch.as_tensor(START))
@@ -97,6 +100,7 @@ def test_held_emission_probabilities_of_a_categorical_hmm():
         seqs.append(pd.DataFrame({"c": pd.Categorical(np.array(["a", "b", "c"])[y])}))
     fit = ppgen.fit(ppgen.HMM(2, "categorical"), seqs, fixed={"probs[c]": probs})
     assert torch.equal(fit.params["probs[c]"], torch.as_tensor(probs))
+    assert fit.n_free_parameters() == fit.model.n_parameters() - 2 * 2  # rows on the simplex
     assert _monotone(fit.losses)
     np.testing.assert_allclose(fit.params["transition"].numpy(), trans, atol=0.1)
     # The states named by held emissions: swapping them swaps the chain, same likelihood.
@@ -141,6 +145,11 @@ def test_gmm_with_known_weights_matches_a_hand_written_constrained_em():
     fit = ppgen.fit(ppgen.GaussianMixture(3), df, fixed={"weights": weights}, tol=1e-13)
     assert torch.equal(fit.params["weights"], torch.as_tensor(weights))
     assert fit.info["fixed"] == "weights"
+    assert fit.n_free_parameters() == fit.model.n_parameters() - 2  # K - 1 weights held
+    n = len(df)
+    assert fit.bic(df) == pytest.approx(
+        -2 * fit.log_prob(df).sum() + (fit.model.n_parameters() - 2) * np.log(n)
+    )
     assert _monotone(fit.losses)
     got = fit.model.describe(fit.params, fit.schema)
     # The NumPy EM from ppgen's estimate, run to its own fixed point, stays there.
@@ -241,6 +250,7 @@ def test_mixed_gmm_holds_category_probabilities_and_map_refuses():
     )
     fit = ppgen.fit(ppgen.GaussianMixture(2), df, fixed={"probs[c]": probs})
     assert torch.equal(fit.params["probs[c]"], torch.as_tensor(probs))
+    assert fit.n_free_parameters() == fit.model.n_parameters() - 2  # a 2-level column
     assert _monotone(fit.losses)
     # Held values name the components: swapping them swaps the fit, at the same likelihood.
     swapped = ppgen.fit(ppgen.GaussianMixture(2), df, fixed={"probs[c]": probs[::-1]})
