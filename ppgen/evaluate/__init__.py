@@ -6,6 +6,7 @@ This layer never trains: every function takes a :class:`ppgen.Fit` and data.
 from ppgen.evaluate.ais import AISResult, BDMCResult, ais, bdmc
 from ppgen.evaluate.bounds import Estimate, elbo, iwae
 from ppgen.evaluate.diagnostics import ConvergenceWarning, diagnostics, loo, waic
+from ppgen.evaluate.nested import nested_rhat
 
 __all__ = [
     "AISResult",
@@ -19,4 +20,5 @@ __all__ = [
     "iwae",
     "loo",
     "waic",
+    "nested_rhat",
 ]

@@ -262,5 +262,6 @@ for _name, _target in (
     ("svi", "ppgen.infer.engines.svi:SVI"),
     ("svi", "ppgen.infer.engines.minibatch:MinibatchSVI"),
     ("nuts", "ppgen.infer.engines.nuts:NUTS"),
+    ("hmc", "ppgen.infer.engines.hmc:HMC"),
 ):
     register(_name, _target)

@@ -19,7 +19,10 @@ from typing import Any
 import pyro
 import torch
 from pyro import poutine
+from pyro.distributions.torch_distribution import TorchDistributionMixin
 from pyro.distributions.util import scale_and_mask
+from pyro.infer import config_enumerate
+from pyro.poutine.enum_messenger import EnumMessenger
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import biject_to
 
@@ -37,7 +40,9 @@ class Potential:
     ----------
     program : callable
         A Pyro program; observed sites (``obs=``) are the data, every other ``pyro.sample``
-        site is a latent variable to sample. Discrete latent sites are not supported.
+        site is a latent variable to sample. Discrete latent sites with a finite support are
+        summed out (one enumeration dimension: independent given the continuous latents, as a
+        mixture's assignments).
     args, kwargs
         Its arguments, fixed for every evaluation.
     vectorize : bool
@@ -45,8 +50,9 @@ class Potential:
 
     Attributes
     ----------
-    names, shapes, sizes : lists
-        Each latent site's name, shape and number of scalars, in the flat vector's order.
+    names, shapes, free_shapes, sizes : lists
+        Each continuous latent site's name, shape, unconstrained shape and number of
+        unconstrained scalars, in the flat vector's order.
     dim : int
         Length of the flat unconstrained vector.
     dtype, device
@@ -74,16 +80,49 @@ class Potential:
         if not latent:
             raise ValueError("the model has no latent sample sites to sample (all are observed)")
         discrete = [n for n, s in latent.items() if s["fn"].support.is_discrete]
-        if discrete:
+        not_enumerable = [n for n in discrete if not latent[n]["fn"].has_enumerate_support]
+        if not_enumerable:
             raise ValueError(
-                f"latent sites {discrete} are discrete; batched HMC samples continuous latents "
-                "only: sum them out in the model (e.g. a mixture's log-sum-exp) or use "
-                "Pyro's NUTS with enumeration"
+                f"latent sites {not_enumerable} are discrete without a finite support; batched "
+                "HMC samples continuous latents and sums out finite discrete ones only"
             )
+        # Discrete latents are summed out, as Pyro's HMC does: enumerated in parallel in a
+        # dimension left of every plate, then a log-sum-exp over it.
+        self.enumerated = bool(discrete)
+        if discrete:
+            self.max_plate_nesting = _max_plate_nesting(trace)
+            self._enum_dim = -self.max_plate_nesting - 1
+            self._run = _VmapEnum(first_available_dim=self._enum_dim)(
+                config_enumerate(program, default="parallel")
+            )
+            with pyro.validation_enabled(False), torch.no_grad():
+                enum_trace = poutine.trace(self._run).get_trace(*self.args, **self.kwargs)
+            dims = {
+                site["infer"].get("_enumerate_dim")
+                for site in enum_trace.nodes.values()
+                if site["type"] == "sample" and site["infer"].get("_enumerate_dim") is not None
+            }
+            if len(dims) > 1:
+                raise ValueError(
+                    f"latent sites {discrete} need {len(dims)} enumeration dimensions; batched "
+                    "HMC sums out discrete sites that are independent given the continuous "
+                    "ones (one enumeration dimension): integrate the others out in the model"
+                )
+            for name in discrete:
+                del latent[name]
+        else:
+            self._run = program
+        if not latent:
+            raise ValueError("the model has no continuous latent sites to sample")
         self.names = list(latent)
         self.transforms = {n: biject_to(s["fn"].support) for n, s in latent.items()}
         self.shapes = [tuple(latent[n]["value"].shape) for n in self.names]
-        self.sizes = [math.prod(s) for s in self.shapes]
+        # Unconstrained shapes differ for constrained events (a simplex of K has K - 1 values).
+        self.free_shapes = [
+            tuple(self.transforms[n].inverse_shape(torch.Size(s)))
+            for n, s in zip(self.names, self.shapes, strict=True)
+        ]
+        self.sizes = [math.prod(s) for s in self.free_shapes]
         self.dim = sum(self.sizes)
         first = latent[self.names[0]]["value"]
         self.dtype, self.device = first.dtype, first.device
@@ -97,7 +136,8 @@ class Potential:
         batch = u.shape[:-1]
         parts = torch.split(u, self.sizes, dim=-1)
         return {
-            n: p.reshape(batch + s) for n, p, s in zip(self.names, parts, self.shapes, strict=True)
+            n: p.reshape(batch + s)
+            for n, p, s in zip(self.names, parts, self.free_shapes, strict=True)
         }
 
     def constrain(self, u: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -127,39 +167,104 @@ class Potential:
             c = t(v)
             values[n] = c
             log_jac = log_jac + t.log_abs_det_jacobian(v, c).sum()
-        trace = poutine.trace(poutine.condition(self.program, values)).get_trace(
+        trace = poutine.trace(poutine.condition(self._run, values)).get_trace(
             *self.args, **self.kwargs
         )
-        total = log_jac
+        total, enum = log_jac, None
         for site in trace.nodes.values():
             if site["type"] != "sample" or site_is_subsample(site):
                 continue
-            log_p = site["fn"].log_prob(site["value"])
-            total = total + scale_and_mask(log_p, site["scale"], site["mask"]).sum()
+            log_p = scale_and_mask(site["fn"].log_prob(site["value"]), site["scale"], site["mask"])
+            if (
+                self.enumerated
+                and log_p.dim() >= -self._enum_dim
+                and log_p.shape[self._enum_dim] > 1
+            ):
+                enum = log_p if enum is None else enum + log_p  # factors over the discrete site
+            else:
+                total = total + log_p.sum()
+        if enum is not None:
+            total = total + enum.logsumexp(self._enum_dim).sum()
         return total
 
     def __call__(self, u: torch.Tensor) -> torch.Tensor:
-        """Log density at every chain's vector: ``u (chains, dim) -> (chains,)``."""
+        """Log density at every chain's vector: ``u (chains, dim) -> (chains,)``.
+
+        A chain where the model raises (a Cholesky factorization failing far out in a
+        trajectory, say) gets NaN, which the sampler rejects, instead of stopping every chain.
+        """
         # Validation checks branch on tensor values, which vmap cannot do; the support is
         # respected by construction (every value comes through its site's transform).
         with pyro.validation_enabled(False):
-            if self.vectorized is None:
-                try:
-                    out = self._batched(u)
-                except Exception as exc:  # noqa: BLE001 - any failure means: loop instead
-                    warnings.warn(
-                        "the model could not be vectorized over chains with torch.func.vmap "
-                        f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); its log "
-                        "density is evaluated one chain at a time, about as many times slower "
-                        "as there are chains. Avoid Python branches on tensor values, .item() "
-                        "and in-place writes in the model to vectorize it.",
-                        VectorizationWarning,
-                        stacklevel=3,
-                    )
-                    self.vectorized = False
-                else:
-                    self.vectorized = True
-                    return out
-            if self.vectorized:
-                return self._batched(u)
-            return torch.stack([self._one(v) for v in u])
+            if self.vectorized is False:
+                return self._loop(u)
+            try:
+                out = self._batched(u)
+            except Exception as exc:  # noqa: BLE001 - see below
+                out = self._loop(u)
+                if self.vectorized is None:
+                    self._check_vmap(u, out, exc)
+                return out
+            self.vectorized = True
+            return out
+
+    def _loop(self, u: torch.Tensor) -> torch.Tensor:
+        """One chain at a time; NaN for chains where the model raises."""
+        values = []
+        for v in u:
+            try:
+                values.append(self._one(v))
+            except (RuntimeError, ValueError):
+                values.append(v.sum() * math.nan)  # in the graph: its gradient is NaN too
+        return torch.stack(values)
+
+    def _check_vmap(self, u: torch.Tensor, looped: torch.Tensor, exc: Exception) -> None:
+        """After vmap failed on a first call: if it fails on the chains the loop could evaluate
+        as well, the model cannot be vectorized (warn once and loop from now on)."""
+        fine = looped.isfinite()
+        if fine.any():
+            try:
+                self._batched(u[fine])
+            except Exception:  # noqa: BLE001 - any failure means: loop instead
+                pass
+            else:
+                self.vectorized = True
+                return
+        self.vectorized = False
+        warnings.warn(
+            "the model could not be vectorized over chains with torch.func.vmap "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); its log density is "
+            "evaluated one chain at a time, about as many times slower as there are chains. "
+            "Avoid Python branches on tensor values, .item() and in-place writes in the model "
+            "to vectorize it.",
+            VectorizationWarning,
+            stacklevel=4,
+        )
+
+
+def _max_plate_nesting(trace: Any) -> int:
+    """How many plates nest at most in ``trace`` (as Pyro guesses it for HMC)."""
+    dims = [
+        frame.dim
+        for site in trace.nodes.values()
+        if site["type"] == "sample"
+        for frame in site["cond_indep_stack"]
+        if frame.vectorized
+    ]
+    return -min(dims) if dims else 0
+
+
+class _VmapEnum(EnumMessenger):
+    """Pyro's parallel enumeration, runnable under ``torch.func.vmap``: Pyro's own reads
+    ``value.data.shape``, which vmap forbids; ``value.shape`` is the same shape."""
+
+    def _pyro_post_sample(self, msg: Any) -> None:
+        if not isinstance(msg["fn"], TorchDistributionMixin) or msg["value"] is None:
+            return
+        value = msg["value"]
+        shape = value.shape[: value.dim() - msg["fn"].event_dim]
+        dim_to_id = msg["infer"].setdefault("_dim_to_id", {})
+        dim_to_id.update(self._param_dims.get(msg["name"], {}))
+        self._value_dims[msg["name"]] = {
+            dim: id_ for dim, id_ in dim_to_id.items() if len(shape) >= -dim and shape[dim] > 1
+        }
