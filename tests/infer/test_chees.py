@@ -17,6 +17,7 @@ import torch
 from scipy import stats
 
 import ppgen
+from ppgen import _arviz
 from ppgen._utils import seeded
 from ppgen.evaluate.nested import nested_rhat
 from ppgen.infer import hmc
@@ -179,6 +180,8 @@ SCHOOLS_REFERENCE = {
     "theta_tilde[5]": (-0.075236, 0.94219, 0.00257, 0.00329),
     "theta_tilde[6]": (0.36076, 0.96071, 0.00272, 0.00321),
     "theta_tilde[7]": (0.073139, 0.97445, 0.00261, 0.00336),
+    # log tau: the sd of tau itself is a poor check, its sample sd being skewed by the right tail.
+    "log_tau": (0.80735, 1.1712, 0.0053, 0.00713),
 }
 
 
@@ -205,13 +208,13 @@ def _breast_cancer():
     return torch.tensor(X), torch.tensor(y, dtype=torch.float64)
 
 
-def _agrees(result, reference):
+def _agrees(samples, reference, sd_skip=()):
     """Means and sds within 3 combined MCSEs of the reference; R-hat < 1.01, bulk ESS > 400."""
-    table = result.summary()
+    table = _arviz.summary(samples)
     assert list(table.index) == list(reference)
     ref = np.array(list(reference.values()))
     z_mean = (table["mean"] - ref[:, 0]) / np.hypot(table["mcse_mean"], ref[:, 2])
-    z_sd = (table["sd"] - ref[:, 1]) / np.hypot(table["mcse_sd"], ref[:, 3])
+    z_sd = ((table["sd"] - ref[:, 1]) / np.hypot(table["mcse_sd"], ref[:, 3])).drop(list(sd_skip))
     assert np.abs(z_mean).max() < 3, z_mean.sort_values()
     assert np.abs(z_sd).max() < 3, z_sd.sort_values()
     assert table["r_hat"].max() < 1.01 and table["ess_bulk"].min() > 400
@@ -221,7 +224,7 @@ def _agrees(result, reference):
 def test_logistic_regression_agrees_with_a_long_nuts_run():
     X, y = _breast_cancer()
     result = mcmc(_logistic, X, y, num_chains=64, num_warmup=400, num_samples=300, seed=0)
-    _agrees(result, LOGISTIC_REFERENCE)
+    _agrees(result.samples, LOGISTIC_REFERENCE)
 
 
 @pytest.mark.slow
@@ -236,7 +239,8 @@ def test_noncentred_eight_schools_agrees_with_a_long_nuts_run_without_divergence
         seed=0,
         target_accept_prob=0.9,
     )
-    _agrees(result, SCHOOLS_REFERENCE)
+    samples = {**result.samples, "log_tau": np.log(result.samples["tau"])}
+    _agrees(samples, SCHOOLS_REFERENCE, sd_skip=["tau"])
     assert result.divergences == 0
 
 

@@ -1,0 +1,237 @@
+"""Bulk ESS per CPU-second: ppgen's ChEES-HMC (ppgen.mcmc) against Pyro's NUTS and NumPyro.
+
+For each model and sampler: the minimum over scalars of ArviZ's bulk effective sample size,
+divided by the total CPU time of the run (warm-up, sampling and any JIT compilation; one thread
+everywhere; ``time.process_time`` of the process that samples, which counts all its threads).
+Models: Bayesian logistic regression on breast_cancer (569 x 30 standardized, N(0, 1) priors)
+and the non-centred eight schools, as in tests/infer/test_chees.py.
+
+* ppgen: ``ppgen.mcmc(model, ..., kernel="chees")``, 64 chains (and 32), float64.
+* Pyro: ``pyro.infer.NUTS`` with and without ``jit_compile``, 4 chains one after another.
+* NumPyro (its own venv, ``--numpyro PYTHON``; not a ppgen dependency): NUTS, 4 chains,
+  ``chain_method="parallel"`` (4 host devices) and ``"vectorized"``, float64.
+
+Sizes (per chain, warm-up + draws) are given by ``--size``: ``small`` (the default, which fits
+a contended 2-core machine in a few minutes) runs ppgen 300 + 200, Pyro 300 + 300 and NumPyro
+1,000 + 1,000. Run::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mcmc.py --numpyro /work/venvs/numpyro/bin/python
+
+Writes results/mcmc.md and results/mcmc.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from _common import pin_threads, write_table
+
+pin_threads(1)
+
+import numpy as np  # noqa: E402
+import pyro  # noqa: E402
+import pyro.distributions as dist  # noqa: E402
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import ppgen  # noqa: E402
+from ppgen import _arviz  # noqa: E402
+
+Y = [28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0]
+SIGMA = [15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0]
+
+
+def logistic(X, y):
+    alpha = pyro.sample("alpha", dist.Normal(torch.tensor(0.0, dtype=X.dtype), 1.0))
+    beta = pyro.sample("beta", dist.Normal(torch.zeros(X.shape[1], dtype=X.dtype), 1.0).to_event(1))
+    with pyro.plate("data", X.shape[0]):
+        pyro.sample("y", dist.Bernoulli(logits=alpha + X @ beta), obs=y)
+
+
+def schools(sigma, y):
+    mu = pyro.sample("mu", dist.Normal(torch.tensor(0.0, dtype=y.dtype), 5.0))
+    tau = pyro.sample("tau", dist.HalfCauchy(torch.tensor(5.0, dtype=y.dtype)))
+    with pyro.plate("school", len(sigma)):
+        theta_tilde = pyro.sample("theta_tilde", dist.Normal(torch.zeros((), dtype=y.dtype), 1.0))
+        pyro.sample("y", dist.Normal(mu + tau * theta_tilde, sigma), obs=y)
+
+
+def data(name):
+    if name == "logistic":
+        from sklearn.datasets import load_breast_cancer
+
+        X, y = load_breast_cancer(return_X_y=True)
+        X = (X - X.mean(0)) / X.std(0)
+        return logistic, (torch.tensor(X), torch.tensor(y, dtype=torch.float64))
+    return schools, (torch.tensor(SIGMA, dtype=torch.float64), torch.tensor(Y, dtype=torch.float64))
+
+
+def min_ess(samples) -> tuple[float, float]:
+    table = _arviz.summary({k: np.asarray(v) for k, v in samples.items()})
+    return float(table["ess_bulk"].min()), float(table["r_hat"].max())
+
+
+def run_ppgen(name, chains, warmup, draws, seed=0):
+    model, args = data(name)
+    start = time.process_time()
+    result = ppgen.mcmc(
+        model,
+        *args,
+        num_chains=chains,
+        num_warmup=warmup,
+        num_samples=draws,
+        seed=seed,
+        target_accept_prob=0.8 if name == "logistic" else 0.9,
+    )
+    cpu = time.process_time() - start
+    ess, rhat = min_ess(result.samples)
+    return {
+        "sampler": f"ppgen chees ({chains} chains)",
+        "warmup+draws": f"{warmup}+{draws}",
+        "cpu_s": cpu,
+        "min_bulk_ess": ess,
+        "max_rhat": rhat,
+        "divergences": result.divergences,
+        "grad_evals": int(result.sample_stats["n_steps"][0].sum()),
+    }
+
+
+def run_pyro(name, jit, warmup, draws, chains=4):
+    from pyro.infer import MCMC, NUTS
+
+    model, args = data(name)
+    per_chain = []
+    start = time.process_time()
+    for c in range(chains):
+        pyro.set_rng_seed(c)
+        kernel = NUTS(
+            model,
+            jit_compile=jit,
+            ignore_jit_warnings=True,
+            target_accept_prob=0.8 if name == "logistic" else 0.9,
+        )
+        mc = MCMC(kernel, num_samples=draws, warmup_steps=warmup, disable_progbar=True)
+        mc.run(*args)
+        per_chain.append({k: v.numpy() for k, v in mc.get_samples().items()})
+    cpu = time.process_time() - start
+    samples = {k: np.stack([d[k] for d in per_chain]) for k in per_chain[0]}
+    ess, rhat = min_ess(samples)
+    return {
+        "sampler": f"pyro nuts{' jit' if jit else ''} (4 chains)",
+        "warmup+draws": f"{warmup}+{draws}",
+        "cpu_s": cpu,
+        "min_bulk_ess": ess,
+        "max_rhat": rhat,
+    }
+
+
+NUMPYRO_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, time
+    import numpyro
+    numpyro.set_host_device_count(4)
+    import jax, jax.numpy as jnp, numpy as np
+    jax.config.update("jax_enable_x64", True)
+    import numpyro.distributions as dist
+    from numpyro.infer import MCMC, NUTS
+    import arviz as az
+    name, method, warmup, draws = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    def logistic(X, y):
+        a = numpyro.sample("alpha", dist.Normal(0.0, 1.0))
+        b = numpyro.sample("beta", dist.Normal(jnp.zeros(X.shape[1]), 1.0).to_event(1))
+        numpyro.sample("y", dist.Bernoulli(logits=a + X @ b), obs=y)
+    def schools(sigma, y):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+        tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
+        with numpyro.plate("school", len(sigma)):
+            tt = numpyro.sample("theta_tilde", dist.Normal(0.0, 1.0))
+            numpyro.sample("y", dist.Normal(mu + tau * tt, sigma), obs=y)
+    if name == "logistic":
+        from sklearn.datasets import load_breast_cancer
+        X, y = load_breast_cancer(return_X_y=True)
+        X = (X - X.mean(0)) / X.std(0)
+        args, model, target = (jnp.asarray(X), jnp.asarray(y * 1.0)), logistic, 0.8
+    else:
+        sigma = [15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0]
+        y = [28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0]
+        args, model, target = (jnp.asarray(sigma), jnp.asarray(y)), schools, 0.9
+    start = time.process_time()
+    mcmc = MCMC(NUTS(model, target_accept_prob=target), num_warmup=warmup, num_samples=draws,
+                num_chains=4, chain_method=method, progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(0), *args)
+    s = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+    cpu = time.process_time() - start
+    t = az.summary(az.from_dict(posterior=s), kind="diagnostics", round_to="none")
+    print(json.dumps({"cpu_s": cpu, "min_bulk_ess": float(t.ess_bulk.min()),
+                      "max_rhat": float(t.r_hat.max())}))
+    """
+)
+
+
+def run_numpyro(python, name, method, warmup, draws):
+    env = {
+        "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+        "OMP_NUM_THREADS": "1",
+        "PATH": "/usr/bin:/bin",
+    }
+    out = subprocess.run(
+        [python, "-c", NUMPYRO_SCRIPT, name, method, str(warmup), str(draws)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    return {
+        "sampler": f"numpyro nuts {method} (4 chains)",
+        "warmup+draws": f"{warmup}+{draws}",
+        **row,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--numpyro", help="python of a venv with numpyro, jax, arviz, sklearn")
+    parser.add_argument("--models", nargs="+", default=["logistic", "schools"])
+    parser.add_argument("--no-pyro", action="store_true")
+    args = parser.parse_args()
+    rows = []
+    for name in args.models:
+        found = [run_ppgen(name, 64, 300, 200), run_ppgen(name, 32, 300, 200)]
+        if not args.no_pyro:
+            found += [run_pyro(name, False, 300, 300), run_pyro(name, True, 300, 300)]
+        if args.numpyro:
+            found += [
+                run_numpyro(args.numpyro, name, m, 1000, 1000) for m in ("parallel", "vectorized")
+            ]
+        for row in found:
+            row = {"model": name, **row, "ess_per_cpu_s": row["min_bulk_ess"] / row["cpu_s"]}
+            rows.append(row)
+            print(row, flush=True)
+        best_ppgen = max(
+            r["ess_per_cpu_s"]
+            for r in rows
+            if r["model"] == name and r["sampler"].startswith("ppgen")
+        )
+        for r in rows:
+            if r["model"] == name:
+                r["ppgen_best_over_this"] = best_ppgen / r["ess_per_cpu_s"]
+    notes = (
+        "Bulk ESS per CPU-second = min over scalars of ArviZ's bulk ESS / CPU seconds of the "
+        "whole run (warm-up, sampling, JIT compilation), one thread. ppgen_best_over_this: the "
+        "best ppgen row's ESS/CPU-s divided by this row's. Sizes are per chain. One run each, "
+        "on a shared machine: CPU time, not wall time, is compared."
+    )
+    write_table("mcmc", rows, notes, title="MCMC: bulk ESS per CPU-second")
+
+
+if __name__ == "__main__":
+    main()
