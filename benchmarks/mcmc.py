@@ -6,14 +6,14 @@ everywhere; ``time.process_time`` of the process that samples, which counts all 
 Models: Bayesian logistic regression on breast_cancer (569 x 30 standardized, N(0, 1) priors)
 and the non-centred eight schools, as in tests/infer/test_chees.py.
 
-* ppgen: ``ppgen.mcmc(model, ..., kernel="chees")``, 64 chains (and 32), float64.
+* ppgen: ``ppgen.mcmc(model, ..., kernel="chees")``, 64 chains, float64.
 * Pyro: ``pyro.infer.NUTS`` with and without ``jit_compile``, 4 chains one after another.
 * NumPyro (its own venv, ``--numpyro PYTHON``; not a ppgen dependency): NUTS, 4 chains,
   ``chain_method="parallel"`` (4 host devices) and ``"vectorized"``, float64.
 
-Sizes (per chain, warm-up + draws) are given by ``--size``: ``small`` (the default, which fits
-a contended 2-core machine in a few minutes) runs ppgen 300 + 200, Pyro 300 + 300 and NumPyro
-1,000 + 1,000. Run::
+Sizes (per chain, warm-up + draws; chosen to fit a contended 2-core machine):
+ppgen 64 chains x (300 + 200), Pyro 4 x (150 + 150) and
+NumPyro 4 x (1,000 + 1,000). Run::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mcmc.py --numpyro /work/venvs/numpyro/bin/python
 
@@ -205,9 +205,9 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for name in args.models:
-        found = [run_ppgen(name, 64, 300, 200), run_ppgen(name, 32, 300, 200)]
+        found = [run_ppgen(name, 64, 300, 200)]
         if not args.no_pyro:
-            found += [run_pyro(name, False, 300, 300), run_pyro(name, True, 300, 300)]
+            found += [run_pyro(name, False, 150, 150), run_pyro(name, True, 150, 150)]
         if args.numpyro:
             found += [
                 run_numpyro(args.numpyro, name, m, 1000, 1000) for m in ("parallel", "vectorized")

@@ -237,7 +237,7 @@ def test_noncentred_eight_schools_agrees_with_a_long_nuts_run_without_divergence
         num_warmup=400,
         num_samples=300,
         seed=0,
-        target_accept_prob=0.9,
+        target_accept_prob=0.95,
     )
     samples = {**result.samples, "log_tau": np.log(result.samples["tau"])}
     _agrees(samples, SCHOOLS_REFERENCE, sd_skip=["tau"])
