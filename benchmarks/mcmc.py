@@ -36,42 +36,19 @@ pin_threads(1)
 
 import numpy as np  # noqa: E402
 import pyro  # noqa: E402
-import pyro.distributions as dist  # noqa: E402
-import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import ppgen  # noqa: E402
 from ppgen import _arviz  # noqa: E402
-
-Y = [28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0]
-SIGMA = [15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0]
-
-
-def logistic(X, y):
-    alpha = pyro.sample("alpha", dist.Normal(torch.tensor(0.0, dtype=X.dtype), 1.0))
-    beta = pyro.sample("beta", dist.Normal(torch.zeros(X.shape[1], dtype=X.dtype), 1.0).to_event(1))
-    with pyro.plate("data", X.shape[0]):
-        pyro.sample("y", dist.Bernoulli(logits=alpha + X @ beta), obs=y)
-
-
-def schools(sigma, y):
-    mu = pyro.sample("mu", dist.Normal(torch.tensor(0.0, dtype=y.dtype), 5.0))
-    tau = pyro.sample("tau", dist.HalfCauchy(torch.tensor(5.0, dtype=y.dtype)))
-    with pyro.plate("school", len(sigma)):
-        theta_tilde = pyro.sample("theta_tilde", dist.Normal(torch.zeros((), dtype=y.dtype), 1.0))
-        pyro.sample("y", dist.Normal(mu + tau * theta_tilde, sigma), obs=y)
+from ppgen.testing.posteriors import breast_cancer, eight_schools, logistic, schools  # noqa: E402
 
 
 def data(name):
     if name == "logistic":
-        from sklearn.datasets import load_breast_cancer
-
-        X, y = load_breast_cancer(return_X_y=True)
-        X = (X - X.mean(0)) / X.std(0)
-        return logistic, (torch.tensor(X), torch.tensor(y, dtype=torch.float64))
-    return schools, (torch.tensor(SIGMA, dtype=torch.float64), torch.tensor(Y, dtype=torch.float64))
+        return logistic, breast_cancer()
+    return schools, eight_schools()
 
 
 def min_ess(samples) -> tuple[float, float]:

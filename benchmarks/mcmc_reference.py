@@ -7,9 +7,10 @@ Run once in NumPyro's own venv (not a dependency of ppgen; see benchmarks/README
 Models (the same as the tests and benchmarks/mcmc.py): Bayesian logistic regression on
 scikit-learn's breast_cancer (569 x 30, columns standardized with the population sd;
 intercept and coefficients N(0, 1)) and the non-centred eight schools (Rubin 1981; mu ~ N(0, 5),
-tau ~ HalfCauchy(5), theta_tilde ~ N(0, 1), y ~ N(mu + tau theta_tilde, sigma)). For every
-scalar (and log tau): posterior mean, sd and their Monte Carlo standard errors (ArviZ), 4 chains x 25,000 draws
-after 2,000 warm-up steps, target acceptance 0.9.
+tau ~ HalfCauchy(5), theta_tilde ~ N(0, 1), y ~ N(mu + tau theta_tilde, sigma)), as in
+ppgen.testing.posteriors. For every scalar (and log tau): posterior mean, sd and their Monte
+Carlo standard errors (ArviZ), 4 chains x 25,000 draws after 2,000 warm-up steps, target
+acceptance 0.9.
 """
 
 from __future__ import annotations

@@ -23,12 +23,13 @@ from ppgen.evaluate.nested import nested_rhat
 from ppgen.infer import hmc
 from ppgen.infer.chees import _van_der_corput, _windows, mcmc
 from ppgen.infer.potential import Potential, VectorizationWarning
+from ppgen.testing.posteriors import breast_cancer, eight_schools
+from ppgen.testing.posteriors import logistic as _logistic
+from ppgen.testing.posteriors import schools as _schools
 
 torch.set_num_threads(1)
 
-# Eight schools (Rubin 1981).
-Y = torch.tensor([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0], dtype=torch.float64)
-SIGMA = torch.tensor([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0], dtype=torch.float64)
+SIGMA, Y = eight_schools()
 
 
 def _gaussian(dim: int = 50, rho: float = 0.8):
@@ -185,29 +186,6 @@ SCHOOLS_REFERENCE = {
 }
 
 
-def _logistic(X, y):
-    alpha = pyro.sample("alpha", dist.Normal(torch.tensor(0.0, dtype=X.dtype), 1.0))
-    beta = pyro.sample("beta", dist.Normal(torch.zeros(X.shape[1], dtype=X.dtype), 1.0).to_event(1))
-    with pyro.plate("data", X.shape[0]):
-        pyro.sample("y", dist.Bernoulli(logits=alpha + X @ beta), obs=y)
-
-
-def _schools(sigma, y):
-    mu = pyro.sample("mu", dist.Normal(torch.tensor(0.0, dtype=y.dtype), 5.0))
-    tau = pyro.sample("tau", dist.HalfCauchy(torch.tensor(5.0, dtype=y.dtype)))
-    with pyro.plate("school", len(sigma)):
-        theta_tilde = pyro.sample("theta_tilde", dist.Normal(torch.zeros((), dtype=y.dtype), 1.0))
-        pyro.sample("y", dist.Normal(mu + tau * theta_tilde, sigma), obs=y)
-
-
-def _breast_cancer():
-    from sklearn.datasets import load_breast_cancer
-
-    X, y = load_breast_cancer(return_X_y=True)
-    X = (X - X.mean(0)) / X.std(0)
-    return torch.tensor(X), torch.tensor(y, dtype=torch.float64)
-
-
 def _agrees(samples, reference, sd_skip=()):
     """Means and sds within 3 combined MCSEs of the reference; R-hat < 1.01, bulk ESS > 400."""
     table = _arviz.summary(samples)
@@ -222,7 +200,7 @@ def _agrees(samples, reference, sd_skip=()):
 
 @pytest.mark.slow
 def test_logistic_regression_agrees_with_a_long_nuts_run():
-    X, y = _breast_cancer()
+    X, y = breast_cancer()
     result = mcmc(_logistic, X, y, num_chains=64, num_warmup=400, num_samples=300, seed=0)
     _agrees(result.samples, LOGISTIC_REFERENCE)
 

@@ -24,10 +24,10 @@ import torch
 from ppgen._utils import check_number
 from ppgen.infer.chees import run_chees
 from ppgen.infer.engine import EngineResult, Problem, check_positive_int
-from ppgen.infer.engines._pyro import PyroEngine, param_store_scope, program
+from ppgen.infer.engines._pyro import param_store_scope, program
 from ppgen.infer.engines.map import MAP, MapOptions
+from ppgen.infer.engines.nuts import NUTS, NutsOptions
 from ppgen.infer.potential import Potential
-from ppgen.models.base import Params
 
 __all__ = ["HMC"]
 
@@ -59,30 +59,20 @@ class HmcOptions:
     max_leapfrog: int = 1000
 
     def __post_init__(self) -> None:
-        check_positive_int(self.num_samples, "num_samples")
-        check_positive_int(self.num_chains, "num_chains")
+        NutsOptions.__post_init__(self)  # the checks of the options both engines share
         check_positive_int(self.max_leapfrog, "max_leapfrog")
         check_number(self.init_radius, "init_radius", positive=False)
-        if (
-            isinstance(self.warmup_steps, bool)
-            or int(self.warmup_steps) != self.warmup_steps
-            or self.warmup_steps < 0
-        ):
+        if self.warmup_steps < 0:
             raise ValueError(
                 f"warmup_steps must be a non-negative integer, got {self.warmup_steps!r}"
             )
-        if not 0 < float(self.target_accept_prob) < 1:
-            raise ValueError(
-                f"target_accept_prob must be in (0, 1), got {self.target_accept_prob!r}"
-            )
 
 
-class HMC(PyroEngine):
-    """ChEES-HMC over the global sites (local latents integrated out as in MAP)."""
+class HMC(NUTS):
+    """ChEES-HMC over the global sites (local latents integrated out as in MAP); NUTS's
+    estimate (the chains' mean) and the models it accepts."""
 
     name: ClassVar[str] = "hmc"
-    kind: ClassVar[str] = "mcmc"
-    loss_label: ClassVar[str] = "negative log joint of the MAP start (nats)"
     Options = HmcOptions
 
     def run(self, problem: Problem, options: HmcOptions) -> EngineResult:
@@ -126,7 +116,3 @@ class HMC(PyroEngine):
             divergent=divergent,
             info=info,
         )
-
-    def estimate(self, samples: Params) -> Params:
-        """The posterior mean of the chains."""
-        return {k: v.mean((0, 1)) for k, v in samples.items()}
