@@ -39,7 +39,8 @@ import numpy as np  # noqa: E402
 import pyro  # noqa: E402
 import torch  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 import ppgen  # noqa: E402
@@ -119,29 +120,16 @@ NUMPYRO_SCRIPT = textwrap.dedent(
     numpyro.set_host_device_count(4)
     import jax, jax.numpy as jnp, numpy as np
     jax.config.update("jax_enable_x64", True)
-    import numpyro.distributions as dist
     from numpyro.infer import MCMC, NUTS
     import arviz as az
     name, method, warmup, draws = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    def logistic(X, y):
-        a = numpyro.sample("alpha", dist.Normal(0.0, 1.0))
-        b = numpyro.sample("beta", dist.Normal(jnp.zeros(X.shape[1]), 1.0).to_event(1))
-        numpyro.sample("y", dist.Bernoulli(logits=a + X @ b), obs=y)
-    def schools(sigma, y):
-        mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
-        tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
-        with numpyro.plate("school", len(sigma)):
-            tt = numpyro.sample("theta_tilde", dist.Normal(0.0, 1.0))
-            numpyro.sample("y", dist.Normal(mu + tau * tt, sigma), obs=y)
+    sys.path.insert(0, sys.argv[5])
+    from mcmc_reference import SIGMA, Y, breast_cancer, logistic, schools  # same models
     if name == "logistic":
-        from sklearn.datasets import load_breast_cancer
-        X, y = load_breast_cancer(return_X_y=True)
-        X = (X - X.mean(0)) / X.std(0)
-        args, model, target = (jnp.asarray(X), jnp.asarray(y * 1.0)), logistic, 0.8
+        X, y = breast_cancer()
+        args, model, target = (jnp.asarray(X), jnp.asarray(y)), logistic, 0.8
     else:
-        sigma = [15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0]
-        y = [28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0]
-        args, model, target = (jnp.asarray(sigma), jnp.asarray(y)), schools, 0.9
+        args, model, target = (jnp.asarray(SIGMA), jnp.asarray(Y)), schools, 0.9
     start = time.process_time()
     mcmc = MCMC(NUTS(model, target_accept_prob=target), num_warmup=warmup, num_samples=draws,
                 num_chains=4, chain_method=method, progress_bar=False)
@@ -162,7 +150,7 @@ def run_numpyro(python, name, method, warmup, draws):
         "PATH": "/usr/bin:/bin",
     }
     out = subprocess.run(
-        [python, "-c", NUMPYRO_SCRIPT, name, method, str(warmup), str(draws)],
+        [python, "-c", NUMPYRO_SCRIPT, name, method, str(warmup), str(draws), str(HERE)],
         capture_output=True,
         text=True,
         env=env,

@@ -27,7 +27,6 @@ import numpyro.distributions as dist
 from numpyro.infer import MCMC, NUTS
 from sklearn.datasets import load_breast_cancer
 
-numpyro.set_host_device_count(1)
 jax.config.update("jax_enable_x64", True)
 
 Y = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
@@ -74,6 +73,7 @@ def reference(model, args, seed, draws=25_000, warmup=2_000):
 
 
 if __name__ == "__main__":
+    numpyro.set_host_device_count(1)
     which = sys.argv[1:] or ["logistic", "schools"]
     out = {}
     if "logistic" in which:
