@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ppgen.data import Schema
     from ppgen.impute import Imputer, pool, pool_fit
     from ppgen.infer import Fit, NonFiniteLossError, fit
+    from ppgen.infer.chees import MCMCResult, mcmc
     from ppgen.io import load
     from ppgen.models import (
         HMM,
@@ -55,6 +56,8 @@ __all__ = [
     "plot",
     "FactorAnalysis",
     "select",
+    "MCMCResult",
+    "mcmc",
 ]
 __all__ += ["EBM", "RBM"]  # energy-based models (issue 18)
 
@@ -73,6 +76,8 @@ _LAZY = {
     "NonFiniteLossError": "ppgen.infer",
     "fit": "ppgen.infer",
     "load": "ppgen.io",
+    "MCMCResult": "ppgen.infer.chees",
+    "mcmc": "ppgen.infer.chees",
     **dict.fromkeys(
         ("HMM", "PPCA", "VAE", "GaussianMixture", "GenerativeModel", "HierarchicalVAE"),
         "ppgen.models",

@@ -81,6 +81,7 @@ ENGINE_OPTIONS: dict[str, dict[str, Any]] = {
     "svi": {"max_steps": 10, "num_draws": 5},
     "nuts": {"num_samples": 4, "warmup_steps": 4, "num_chains": 1, "max_tree_depth": 2},
     "minibatch": {"max_epochs": 2, "batch_size": 32},
+    "hmc": {"num_samples": 4, "warmup_steps": 4, "num_chains": 2},
 }
 DEEP = {"svi": ENGINE_OPTIONS["minibatch"], "minibatch": ENGINE_OPTIONS["minibatch"]}
 

@@ -84,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--method",
         default=None,
         metavar="METHOD",
-        help="an inference engine: em, map, svi, nuts (default: the model's own, as in "
+        help="an inference engine: em, map, svi, nuts, hmc (default: the model's own, as in "
         "ppgen.fit: em, maximum likelihood, for gmm, ppca and hmm; map for negbinomial counts; "
         "svi of the networks for vae and hvae)",
     )

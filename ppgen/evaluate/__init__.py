@@ -15,6 +15,7 @@ from ppgen.evaluate.factors import (
     velicer_map,
     very_simple_structure,
 )
+from ppgen.evaluate.nested import nested_rhat
 
 __all__ = [
     "AISResult",
@@ -36,4 +37,5 @@ __all__ = [
     "parallel_analysis",
     "velicer_map",
     "very_simple_structure",
+    "nested_rhat",
 ]

@@ -263,5 +263,6 @@ for _name, _target in (
     ("svi", "ppgen.infer.engines.minibatch:MinibatchSVI"),
     ("nuts", "ppgen.infer.engines.nuts:NUTS"),
     ("cd", "ppgen.infer.engines.cd:CD"),
+    ("hmc", "ppgen.infer.engines.hmc:HMC"),
 ):
     register(_name, _target)

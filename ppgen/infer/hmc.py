@@ -25,11 +25,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
-__all__ = ["Densities", "HMCState", "evaluate", "transition"]
+__all__ = [
+    "Densities",
+    "HMCState",
+    "Point",
+    "Proposal",
+    "evaluate",
+    "leapfrog",
+    "point",
+    "step",
+    "transition",
+]
 
 #: ``u (chains, rows, dim) -> (log_base, log_ratio)``, each ``(chains, rows)``, differentiable.
 Densities = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -113,15 +123,13 @@ def transition(
     eps = log_step_size.exp().reshape(1, -1, 1) * jit
     p = torch.randn_like(u0)
     h0 = -(base0 + beta * ll0) + 0.5 * (p * p).sum(-1)
-    u, gb, gl = u0, gb0, gl0
-    p = p + 0.5 * eps * (gb + beta * gl)
-    for step in range(n_leapfrog):
-        u = u + eps * p
-        last = step == n_leapfrog - 1
+
+    def gradient(u: torch.Tensor, last: bool) -> tuple[HMCState, torch.Tensor]:
         # Only the last position needs both gradients (it may become the state).
-        u, base, ll, gb, gl = evaluate(u, densities, beta=None if last else beta)
-        g = gb + beta * gl if last else gb
-        p = p + (0.5 * eps if last else eps) * g
+        s = evaluate(u, densities, beta=None if last else beta)
+        return s, (s.grad_base + beta * s.grad_ratio if last else s.grad_base)
+
+    (u, base, ll, gb, gl), p = leapfrog(u0, p, gb0 + beta * gl0, eps, n_leapfrog, gradient)
     h1 = -(base + beta * ll) + 0.5 * (p * p).sum(-1)
     log_acc = torch.nan_to_num(h0 - h1, nan=-math.inf).clamp(max=0.0)
     accept = torch.rand_like(log_acc).log() < log_acc
@@ -134,6 +142,130 @@ def transition(
         torch.where(a3, gl, gl0),
     )
     return new, log_acc.exp()
+
+
+def leapfrog(
+    u: torch.Tensor,
+    p: torch.Tensor,
+    g: torch.Tensor,
+    eps: torch.Tensor | float,
+    n_leapfrog: int,
+    gradient: Callable[[torch.Tensor, bool], tuple[Any, torch.Tensor]],
+    inv_mass: torch.Tensor | None = None,
+) -> tuple[Any, torch.Tensor]:
+    """``n_leapfrog`` leapfrog steps from position ``u`` and momentum ``p`` (Neal 2011).
+
+    ``g`` is the log density's gradient at ``u``; ``gradient(u, last)`` returns what the caller
+    keeps of a position (its state) and the gradient there (``last`` marks the final position,
+    the only one that may become the chain's state). ``inv_mass`` is a diagonal inverse mass
+    (None: unit mass). Returns the final position's state and momentum. The one integrator of
+    both kernels: the tempered transition of AIS and the plain transitions of
+    :func:`ppgen.mcmc`.
+    """
+    if n_leapfrog < 1:
+        raise ValueError(f"n_leapfrog must be a positive integer, got {n_leapfrog!r}")
+    p = p + 0.5 * eps * g
+    for i in range(n_leapfrog):
+        u = u + eps * (p if inv_mass is None else inv_mass * p)
+        last = i == n_leapfrog - 1
+        out, g = gradient(u, last)
+        p = p + (0.5 * eps if last else eps) * g
+    return out, p
+
+
+# -- plain targets: one log density per chain, for MCMC ------------------------------------------
+#: ``u (chains, dim) -> log density (chains,)``, differentiable.
+LogDensity = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Point(NamedTuple):
+    """A chain's position on a plain target, its log density and gradient; every field detached.
+
+    Attributes
+    ----------
+    u : Tensor, shape (chains, dim)
+    log_density : Tensor, shape (chains,)
+    grad : Tensor, shape (chains, dim)
+    """
+
+    u: torch.Tensor
+    log_density: torch.Tensor
+    grad: torch.Tensor
+
+
+class Proposal(NamedTuple):
+    """What one transition of :func:`step` reports, per chain (shape (chains,) unless said).
+
+    Attributes
+    ----------
+    u, velocity : Tensor, shape (chains, dim)
+        The proposed position and its velocity ``inv_mass * p`` (what trajectory-length
+        adaptation such as ChEES needs), before the Metropolis correction.
+    accept_prob : Tensor
+        Metropolis acceptance probability (0 for non-finite energies).
+    energy : Tensor
+        Hamiltonian of the state the chain holds after the transition.
+    divergent : Tensor (bool)
+        The proposal's energy error exceeded ``max_energy_error`` or was not finite.
+    """
+
+    u: torch.Tensor
+    velocity: torch.Tensor
+    accept_prob: torch.Tensor
+    energy: torch.Tensor
+    divergent: torch.Tensor
+
+
+def point(u: torch.Tensor, log_density: LogDensity) -> Point:
+    """The :class:`Point` at ``u`` (chains, dim): one batched evaluation and backward pass."""
+    with torch.enable_grad():
+        u = u.detach().requires_grad_(True)
+        lp = log_density(u)
+        (g,) = torch.autograd.grad(lp.sum(), u)
+    return Point(u.detach(), lp.detach(), g)
+
+
+def step(
+    state: Point,
+    log_density: LogDensity,
+    step_size: torch.Tensor | float,
+    n_leapfrog: int,
+    inv_mass: torch.Tensor,
+    *,
+    max_energy_error: float = 1000.0,
+) -> tuple[Point, Proposal]:
+    """One HMC transition of every chain on a plain target, diagonal mass matrix.
+
+    Every chain takes ``n_leapfrog`` steps of size ``step_size`` (shared: the chains advance in
+    lockstep, one batched gradient per step), with momentum ``p ~ N(0, diag(1 / inv_mass))``,
+    then a Metropolis correction, so each transition leaves the target exactly invariant.
+    Randomness comes from torch's global generator.
+    """
+    u0, lp0, g0 = state
+    sd = inv_mass.rsqrt()
+    p0 = torch.randn_like(u0) * sd
+    kinetic0 = 0.5 * (inv_mass * p0 * p0).sum(-1)
+    h0 = -lp0 + kinetic0
+
+    def gradient(u: torch.Tensor, last: bool) -> tuple[Point, torch.Tensor]:
+        s = point(u, log_density)
+        return s, s.grad
+
+    new, p = leapfrog(u0, p0, g0, step_size, n_leapfrog, gradient, inv_mass)
+    velocity = inv_mass * p
+    h1 = -new.log_density + 0.5 * (velocity * p).sum(-1)
+    delta = h1 - h0
+    divergent = ~(delta <= max_energy_error)  # NaN counts as divergent
+    log_acc = torch.nan_to_num(-delta, nan=-math.inf).clamp(max=0.0)
+    accept = torch.rand_like(log_acc).log() < log_acc
+    a2 = accept.unsqueeze(-1)
+    kept = Point(
+        torch.where(a2, new.u, u0),
+        torch.where(accept, new.log_density, lp0),
+        torch.where(a2, new.grad, g0),
+    )
+    energy = torch.where(accept, h1, h0)
+    return kept, Proposal(new.u, velocity, log_acc.exp(), energy, divergent)
 
 
 def _two_grads(
