@@ -341,7 +341,7 @@ def median_bandwidth(x: np.ndarray, y: np.ndarray, max_rows: int = 1000, seed: i
     rng = np.random.default_rng(seed)
     pooled = _subsample(np.vstack([x, y]), max_rows, rng)
     d2 = _squared_distances(pooled, pooled)[np.triu_indices(len(pooled), k=1)]
-    median = float(np.sqrt(np.median(d2)))
+    median = float(np.median(np.sqrt(d2)))
     return median if median > 0 else 1.0
 
 
