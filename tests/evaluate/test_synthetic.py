@@ -95,7 +95,7 @@ def test_prdc_on_a_hand_checked_example():
 def test_features_put_one_label_change_at_distance_one():
     real = pd.DataFrame({"c": pd.Categorical(["a", "b", "c", "a"]), "v": [1.0, 2.0, 3.0, 4.0]})
     x, y = features(real, real.iloc[[1, 2]])
-    assert np.linalg.norm(x[0] - x[3]) == pytest.approx(math.sqrt(3 / 1.25), abs=1e-12)
+    assert np.linalg.norm(x[0] - x[3]) == pytest.approx(3 / math.sqrt(1.25), abs=1e-12)
     assert np.linalg.norm(x[0, :3] - y[0, :3]) == pytest.approx(1.0, abs=1e-12)
 
 
