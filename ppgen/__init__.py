@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ppgen import datasets, evaluate, guides, plot
+    from ppgen.comparison import compare
     from ppgen.data import Schema
     from ppgen.impute import Imputer, pool, pool_fit
     from ppgen.infer import Fit, NonFiniteLossError, fit
@@ -51,6 +52,7 @@ __all__ = [
     "pool_fit",
     "plot",
 ]
+__all__ += ["compare"]
 
 #: Where each public name lives; modules (``datasets`` ...) are submodules of ppgen.
 _LAZY = {
@@ -69,6 +71,7 @@ _LAZY = {
         "ppgen.models",
     ),
 }
+_LAZY["compare"] = "ppgen.comparison"
 
 
 def __getattr__(name: str) -> Any:

@@ -36,7 +36,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("models", ("ppgen.models",)),
     ("infer", ("ppgen.infer",)),
     ("evaluate", ("ppgen.evaluate",)),
-    ("tasks", ("ppgen.impute", "ppgen.plot", "ppgen.select", "ppgen.compare")),
+    ("tasks", ("ppgen.impute", "ppgen.plot", "ppgen.select", "ppgen.compare", "ppgen.comparison")),
     # Test helpers shared by tests and benchmarks: may use every layer below the interfaces, and
     # nothing in the package may import them (checked below).
     ("testing", ("ppgen.testing",)),

@@ -1,0 +1,129 @@
+"""ppgen.compare: ranking on data from a known mixture, budgets, errors, baselines, figure."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+
+import ppgen
+from ppgen.comparison import BASELINES, COLUMNS, _Parzen, default_models
+from ppgen.models import MODELS
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _three_component_gmm(n, seed=0):
+    """4-D mixture whose component means differ on every coordinate (weights .5, .3, .2)."""
+    rng = np.random.default_rng(seed)
+    means = np.array([[5.0 * ((k + j) % 3 - 1) for j in range(4)] for k in range(3)])
+    x = means[rng.choice(3, size=n, p=[0.5, 0.3, 0.2])] + rng.normal(size=(n, 4))
+    return pd.DataFrame(x, columns=["a", "b", "c", "d"])
+
+
+@pytest.fixture(scope="module")
+def ranking():
+    models = {
+        "true (K=3)": ppgen.GaussianMixture(3),
+        "K=2": ppgen.GaussianMixture(2),
+        "one diagonal Gaussian": ppgen.GaussianMixture(1, "diag"),
+        "independent": "independent",
+    }
+    return ppgen.compare(_three_component_gmm(1200), models, budget_s=None, progress=False)
+
+
+def test_heldout_nats_rank_the_true_model_first(ranking):
+    table = ranking.table
+    assert list(table.columns) == list(COLUMNS)
+    assert table["model"].iloc[0] == "true (K=3)"
+    assert (table["status"] == "ok").all()
+    exact = table.set_index("model")["heldout_method"]
+    assert (exact.drop("independent") == "exact").all()
+    assert exact["independent"] == "n/a" and math.isnan(table["heldout_nats"].iloc[-1])
+    assert len(ranking.test) == 300 and len(ranking.train) == 900
+    assert all(len(s) == 300 for s in ranking.samples.values())
+
+
+def test_a_factorized_baseline_has_good_shape_and_is_detected(ranking):
+    row = ranking.table.set_index("model").loc["independent"]
+    assert row["shape"] > 0.9
+    assert row["detection"] < 0.1 and row["c2st_p"] < 0.01
+    true = ranking.table.set_index("model").loc["true (K=3)"]
+    assert true["detection"] > 0.5 and true["trend"] > row["trend"]
+
+
+def test_the_figure_has_a_row_per_model(ranking):
+    fig = ranking.figure(columns=["a"])
+    assert fig.axes[0].get_gridspec().get_geometry() == (4, 2)
+    text = str(ranking)
+    assert "verdicts:" in text and "exact likelihood; fast sampling" in text
+
+
+def test_every_row_family_is_in_the_default_set():
+    names = default_models()
+    assert "HMM" not in names  # sequences, not table rows
+    for name in MODELS:
+        assert (name in names) != MODELS[name].sequential
+    assert names[-len(BASELINES) :] == list(BASELINES)
+
+
+def test_a_family_over_budget_is_stopped_and_an_unfit_one_reported():
+    data = _three_component_gmm(200)
+    data["label"] = pd.Categorical(np.where(data["a"] > 0, "up", "down"))
+    start = time.perf_counter()
+    result = ppgen.compare(data, ["vae", "ppca"], budget_s=1.0, progress=False)
+    assert time.perf_counter() - start < 30
+    rows = result.table.set_index("model")
+    assert rows.loc["vae", "status"] == "over budget"
+    assert rows.loc["ppca", "status"] == "error"
+    assert "continuous columns only" in rows.loc["ppca", "verdict"]
+    assert result.samples == {}
+    # The split is stratified by the label column.
+    assert result.test["label"].value_counts(normalize=True).to_dict() == pytest.approx(
+        data["label"].value_counts(normalize=True).to_dict(), abs=0.01
+    )
+
+
+def test_parzen_heldout_is_the_kernel_density_on_the_data_scale():
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"u": rng.normal(3, 2, 50), "v": rng.normal(0, 1, 50)})
+    test = pd.DataFrame({"u": rng.normal(3, 2, 7), "v": rng.normal(0, 1, 7)})
+    parzen = _Parzen(train, seed=0)
+    nats, method = parzen.heldout(test)
+    h, scale = 50 ** (-1 / 6), train.to_numpy().std(axis=0)
+    expected = np.mean(
+        [
+            np.log(
+                np.mean(
+                    [np.prod(stats.norm.pdf(x, loc=c, scale=h * scale)) for c in train.to_numpy()]
+                )
+            )
+            for x in test.to_numpy()
+        ]
+    )
+    assert nats == pytest.approx(expected, abs=1e-10)
+    assert method.startswith("exact (KDE")
+
+
+def test_bad_arguments_name_the_problem():
+    data = _three_component_gmm(100)
+    with pytest.raises(ValueError, match="test_size"):
+        ppgen.compare(data, ["gmm"], test_size=1.5)
+    with pytest.raises(ValueError, match="unknown model 'gan'"):
+        ppgen.compare(data, ["gan"])
+    with pytest.raises(ValueError, match="budget_s"):
+        ppgen.compare(data, ["gmm"], budget_s=0)
