@@ -202,7 +202,10 @@ def _specs(models: Any) -> list[_Spec]:
         elif isinstance(model, str) and model in BASELINES:
             specs.append(_Spec(label or BASELINES[model].label, model, None))
         elif isinstance(model, str):
-            MODELS.lookup(model)  # ValueError listing the known names
+            try:
+                MODELS.lookup(model)
+            except ValueError as exc:
+                raise ValueError(f"{exc}; baselines: {', '.join(BASELINES)}") from None
             name = MODELS.canonical(model)
             specs.append(_Spec(label or model, name, None))
         else:
@@ -453,17 +456,14 @@ class Comparison:
         One row of panels per model; the projection is onto the first two principal axes of
         the held-out rows' features (:func:`ppgen.evaluate.synthetic.features`).
         """
-        import matplotlib.pyplot as plt
+        # A bare Figure, not pyplot: no global state, no GUI backend needed.
+        from matplotlib.figure import Figure
 
         columns = list(columns if columns is not None else self.test.columns[:3])
         models = list(self.samples)
         n_cols = len(columns) + 1
-        fig, axes = plt.subplots(
-            max(1, len(models)),
-            n_cols,
-            figsize=(3.2 * n_cols, 2.6 * max(1, len(models))),
-            squeeze=False,
-        )
+        fig = Figure(figsize=(3.2 * n_cols, 2.6 * max(1, len(models))))
+        axes = fig.subplots(max(1, len(models)), n_cols, squeeze=False)
         schema = Schema.infer(self.test)
         x_real, _ = features(self.test, self.test, schema)
         centre = x_real.mean(axis=0)
