@@ -127,3 +127,22 @@ def test_bad_arguments_name_the_problem():
         ppgen.compare(data, ["gan"])
     with pytest.raises(ValueError, match="budget_s"):
         ppgen.compare(data, ["gmm"], budget_s=0)
+
+
+def test_cli_writes_the_table_and_the_figure(tmp_path, capsys):
+    from ppgen.cli import main
+
+    data = tmp_path / "mixture.csv"
+    _three_component_gmm(200).to_csv(data, index=False)
+    table, figure = tmp_path / "table.csv", tmp_path / "compare.png"
+    argv = [str(data), "--models", "independent,parzen", "--quiet", "-o", str(table)]
+    assert main(["compare", *argv, "--figure", str(figure), "--budget", "60"]) == 0
+    out = capsys.readouterr().out
+    assert "150 training rows, 50 held out" in out and "verdicts:" in out
+    written = pd.read_csv(table)
+    assert list(written.columns) == list(COLUMNS)
+    assert set(written["model"]) == {"independent columns", "Parzen window (KDE)"}
+    assert figure.stat().st_size > 0
+    assert main(["compare", str(data), "--models", "gan"]) == 2
+    assert "unknown model 'gan'" in capsys.readouterr().err
+    assert main(["compare", str(data), "--test-size", "2"]) == 2
