@@ -46,7 +46,7 @@ from ppgen.models.base import GenerativeModel
 if TYPE_CHECKING:
     import matplotlib.figure
 
-__all__ = ["BASELINES", "COLUMNS", "Comparison", "compare", "default_models"]
+__all__ = ["BASELINES", "COLUMNS", "Comparison", "compare", "default_models", "sample_metrics"]
 
 #: The columns of :attr:`Comparison.table`, in order.
 COLUMNS = (
@@ -369,13 +369,16 @@ def _run_with_budget(
 # -- metrics and verdicts -------------------------------------------------------------------------
 
 
-def _metrics(
+def sample_metrics(
     train: pd.DataFrame,
     test: pd.DataFrame,
     synthetic: pd.DataFrame,
     schema: Schema,
     seed: int,
 ) -> dict[str, float]:
+    """The sample-quality columns of the table for one synthetic table (any source, e.g. a
+    model outside ppgen): held-out rows against as many synthetic rows, closest-record
+    distances to the training rows."""
     synthetic = synthetic.iloc[: len(test)].reset_index(drop=True)
     test2 = c2st(test, synthetic, seed=seed, schema=schema)
     kernel = mmd(test, synthetic, seed=seed, schema=schema)
@@ -584,7 +587,7 @@ def compare(
             if status == "ok":
                 synthetic = payload.pop("synthetic")
                 row.update(payload)
-                row.update(_metrics(train, test, synthetic, schema, seed))
+                row.update(sample_metrics(train, test, synthetic, schema, seed))
                 samples[row["model"]] = synthetic.iloc[: len(test)].reset_index(drop=True)
             else:
                 row["heldout_method"] = "n/a"
