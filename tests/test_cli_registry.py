@@ -47,7 +47,7 @@ def test_lazy_package_keeps_its_names():
         "HMM", "PPCA", "VAE", "ConvergenceWarning", "Fit", "GaussianMixture", "GenerativeModel",
         "HierarchicalVAE",
         "Imputer", "NonFiniteLossError", "Schema", "datasets", "evaluate", "fit", "guides",
-        "load", "pool", "pool_fit", "plot",
+        "load", "pool", "pool_fit", "plot", "compare",
     ]  # fmt: skip
     assert set(ppgen.__all__) <= set(dir(ppgen))
     for name in ppgen.__all__:

@@ -9,7 +9,6 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from scipy import stats
 
 import ppgen
@@ -17,14 +16,6 @@ from ppgen.comparison import BASELINES, COLUMNS, _Parzen, default_models
 from ppgen.models import MODELS
 
 matplotlib.use("Agg")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _three_component_gmm(n, seed=0):

@@ -15,20 +15,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from scipy import stats
 
 from ppgen.datasets import load
 from ppgen.evaluate import c2st, dcr, mmd, prdc, quality
 from ppgen.evaluate.synthetic import features, median_bandwidth
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _correlated(n, rho, seed):
