@@ -24,7 +24,6 @@ import inspect
 import math
 import multiprocessing
 import time
-import traceback
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -329,7 +328,6 @@ def _child(spec: _Spec, train: Any, test: Any, seed: int, conn: Any) -> None:
         conn.send(("ok", _run(spec, train, test, seed)))
     except Exception as exc:  # reported in the table, as the family's status
         conn.send(("error", f"{type(exc).__name__}: {exc}".splitlines()[0][:200]))
-        traceback.print_exc()
     finally:
         conn.close()
 
@@ -378,13 +376,22 @@ def sample_metrics(
 ) -> dict[str, float]:
     """The sample-quality columns of the table for one synthetic table (any source, e.g. a
     model outside ppgen): held-out rows against as many synthetic rows, closest-record
-    distances to the training rows."""
-    synthetic = synthetic.iloc[: len(test)].reset_index(drop=True)
-    test2 = c2st(test, synthetic, seed=seed, schema=schema)
-    kernel = mmd(test, synthetic, seed=seed, schema=schema)
-    knn = prdc(test, synthetic, seed=seed, k=min(5, len(test) - 1), schema=schema)
-    scores = quality(test, synthetic, schema=schema)
-    closest = dcr(train, synthetic, holdout=test, seed=seed, schema=schema)
+    distances to the training rows.
+
+    The row-wise metrics (two-sample tests, PRDC, DCR) use the complete real rows only: models
+    sample complete rows, and a missing entry alone would tell real from synthetic. Shape and
+    trend drop missing entries per column and pair, as SDMetrics does.
+    """
+    complete, complete_train = test.dropna(), train.dropna()
+    if len(complete) < 10:
+        raise ValueError(f"{len(complete)} held-out rows have no missing value; 10 are needed")
+    synthetic = synthetic.reset_index(drop=True)
+    rows = synthetic.iloc[: len(complete)]
+    test2 = c2st(complete, rows, seed=seed, schema=schema)
+    kernel = mmd(complete, rows, seed=seed, schema=schema)
+    knn = prdc(complete, rows, seed=seed, k=min(5, len(complete) - 1), schema=schema)
+    scores = quality(test, synthetic.iloc[: len(test)], schema=schema)
+    closest = dcr(complete_train, rows, holdout=complete, seed=seed, schema=schema)
     return {
         "c2st_auc": test2.auc,
         "detection": test2.detection,
