@@ -14,6 +14,7 @@ from scipy import stats
 import ppgen
 from ppgen.comparison import BASELINES, COLUMNS, _Parzen, default_models
 from ppgen.models import MODELS
+from ppgen.models.registry import register_model, unregister_model
 
 matplotlib.use("Agg")
 
@@ -70,6 +71,12 @@ def test_every_row_family_is_in_the_default_set():
     for name in MODELS:
         assert (name in names) != MODELS[name].sequential
     assert names[-len(BASELINES) :] == list(BASELINES)
+    # A family registered later joins without any change to compare.
+    register_model("LaterFamily", "ppgen.models.ppca:PPCA", alias="later")
+    try:
+        assert "LaterFamily" in default_models()
+    finally:
+        unregister_model("LaterFamily")
 
 
 def test_a_family_over_budget_is_stopped_and_an_unfit_one_reported():
