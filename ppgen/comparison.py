@@ -415,7 +415,7 @@ def _verdict(row: Mapping[str, Any]) -> str:
     elif method == "n/a":
         likelihood = "no likelihood"
     else:
-        likelihood = f"likelihood bounded ({method})"
+        likelihood = f"likelihood bounded ({method.removesuffix(' (bound)')})"
     speed = "fast" if row["sample_s_per_1k"] < _FAST_SAMPLING_S else "slow"
     latent = "latent space" if row["latent_space"] else "no latent space"
     quality_word = (
