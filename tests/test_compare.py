@@ -144,3 +144,16 @@ def test_cli_writes_the_table_and_the_figure(tmp_path, capsys):
     assert main(["compare", str(data), "--models", "gan"]) == 2
     assert "unknown model 'gan'" in capsys.readouterr().err
     assert main(["compare", str(data), "--test-size", "2"]) == 2
+
+
+@pytest.mark.slow
+def test_compare_runs_end_to_end_on_penguins_with_the_defaults():
+    result = ppgen.compare(ppgen.datasets.load("penguins"), progress=False)
+    table = result.table.set_index("model")
+    assert len(table) == len(default_models())
+    assert (table["status"].isin(["ok", "error"])).all()
+    assert table.loc["independent columns", "status"] == "ok"
+    assert "numeric columns only" in table.loc["Parzen window (KDE)", "verdict"]
+    ok = table[table["status"] == "ok"]
+    assert ok["heldout_method"].iloc[0] in ("exact", "IWAE k=100 (bound)")
+    assert result.figure() is not None
