@@ -115,10 +115,17 @@ def features(
     """
     real, synthetic = _frames(real, synthetic)
     schema = schema if schema is not None else Schema.infer(real)
-    encoded = [schema.encode(t, dtype=torch.float64) for t in (real, synthetic)]
+    x, y = _encode(schema, [real, synthetic])
+    return x, y
+
+
+def _encode(schema: Schema, tables: list[pd.DataFrame]) -> list[np.ndarray]:
+    """:func:`features` of several tables at once, scaled by the first; a column gets a missing
+    indicator in all of them when it has a missing entry in any, so the widths agree."""
+    encoded = [schema.encode(t, dtype=torch.float64) for t in tables]
     values = [e.x.cpu().numpy() for e in encoded]
     masks = [e.mask.cpu().numpy() for e in encoded]
-    blocks: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+    blocks: list[list[np.ndarray]] = [[] for _ in tables]
     for j, column in enumerate(schema.columns):
         observed = masks[0][:, j]
         if column.kind in _NUMERIC:
@@ -134,10 +141,10 @@ def features(
                 onehot = (codes[:, None] == np.arange(levels)[None, :]).astype(np.float64)
                 # A binary column is one number: its change is distance 1 as it is.
                 block.append(onehot[:, 1:] if levels == 2 else onehot / math.sqrt(2.0))
-        if not (masks[0][:, j].all() and masks[1][:, j].all()):
+        if not all(m[:, j].all() for m in masks):
             for block, m in zip(blocks, masks, strict=True):
                 block.append((~m[:, j]).astype(np.float64)[:, None])
-    return np.hstack(blocks[0]), np.hstack(blocks[1])
+    return [np.hstack(block) for block in blocks]
 
 
 def _subsample(x: np.ndarray, max_rows: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -737,12 +744,14 @@ def dcr(
     DCRResult
     """
     _sklearn()
-    x, y = features(real, synthetic, schema)
+    real, synthetic = _frames(real, synthetic)
+    schema = schema if schema is not None else Schema.infer(real)
+    tables = [real, synthetic] if holdout is None else [real, synthetic, _frames(real, holdout)[1]]
+    x, y, *rest = _encode(schema, tables)
     distances = _nearest(x, y)
     holdout_median = closer = math.nan
-    if holdout is not None:
-        schema = schema if schema is not None else Schema.infer(_frames(real, synthetic)[0])
-        _, h = features(real, holdout, schema)
+    if rest:
+        (h,) = rest
         holdout_median = float(np.median(_nearest(x, h)))
         # Equally many training and held-out rows, or the larger table wins by its size alone.
         rng = np.random.default_rng(seed)

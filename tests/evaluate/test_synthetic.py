@@ -112,6 +112,14 @@ def test_dcr_sees_copies():
     assert fresh.median == pytest.approx(fresh.holdout_median, rel=0.3)
 
 
+def test_dcr_with_missing_values_in_the_holdout_only():
+    penguins = load("penguins")
+    complete = penguins.dropna()
+    assert penguins.iloc[250:].isna().any().any() and not complete.isna().any().any()
+    result = dcr(complete.iloc[:150], complete.iloc[150:250], holdout=penguins.iloc[250:])
+    assert np.isfinite(result.holdout_median) and 0 <= result.closer_to_real <= 1
+
+
 def test_bad_input_names_the_problem():
     real = _correlated(50, 0.5, 1)
     with pytest.raises(ValueError, match="classifier"):
