@@ -117,6 +117,41 @@ def test_parzen_heldout_is_the_kernel_density_on_the_data_scale():
     assert method.startswith("exact (KDE")
 
 
+def test_parzen_on_labels_and_missing_entries_is_the_product_kernel_marginal():
+    train = pd.DataFrame({"v": [0.0, 1.0, 3.0, 4.0], "c": pd.Categorical(["a", "b", "a", "c"])})
+    test = pd.DataFrame({"v": [0.5, np.nan, 2.0], "c": pd.Categorical(["a", "c", None])})
+    parzen = _Parzen(train, seed=0)
+    h = 4 ** (-1 / 6)
+    lam, scale = h * 2 / 3, train["v"].std(ddof=0)
+
+    def label_kernel(x, centre):
+        return 1.0 if x is None else (1 - lam if x == centre else lam / 2)
+
+    def number_kernel(x, centre):
+        return 1.0 if np.isnan(x) else stats.norm.pdf(x, loc=centre, scale=h * scale)
+
+    expected = np.mean(
+        [
+            np.log(
+                np.mean(
+                    [
+                        number_kernel(x, cv) * label_kernel(c, cc)
+                        for cv, cc in zip(train["v"], train["c"], strict=True)
+                    ]
+                )
+            )
+            for x, c in zip(test["v"], [("a"), ("c"), None], strict=True)
+        ]
+    )
+    nats, _ = parzen.heldout(test)
+    assert nats == pytest.approx(expected, abs=1e-10)
+    sample = parzen.sample(2000, seed=0)
+    assert sample.dtypes.to_dict() == train.dtypes.to_dict()
+    # Each label stays with probability 1 - lam: a's share is (2 (1 - lam) + 2 lam / 2) / 4.
+    share = (sample["c"] == "a").mean()
+    assert share == pytest.approx((2 * (1 - lam) + 2 * lam / 2) / 4, abs=0.035)
+
+
 def test_bad_arguments_name_the_problem():
     data = _three_component_gmm(100)
     with pytest.raises(ValueError, match="test_size"):
@@ -153,7 +188,7 @@ def test_compare_runs_end_to_end_on_penguins_with_the_defaults():
     assert len(table) == len(default_models())
     assert (table["status"].isin(["ok", "error"])).all()
     assert table.loc["independent columns", "status"] == "ok"
-    assert "numeric columns only" in table.loc["Parzen window (KDE)", "verdict"]
+    assert table.loc["Parzen window (KDE)", "heldout_method"].startswith("exact (KDE")
     ok = table[table["status"] == "ok"]
     assert ok["heldout_method"].iloc[0] in ("exact", "IWAE k=100 (bound)")
     assert result.figure() is not None
