@@ -192,3 +192,19 @@ def test_compare_runs_end_to_end_on_penguins_with_the_defaults():
     ok = table[table["status"] == "ok"]
     assert ok["heldout_method"].iloc[0] in ("exact", "IWAE k=100 (bound)")
     assert result.figure() is not None
+
+
+def test_compare_help_has_examples_and_imports_no_torch():
+    import subprocess
+    import sys
+
+    probe = (
+        "from ppgen.cli import main\n"
+        "assert main(['compare', '--help']) == 0\n"
+        "import sys\nprint('torch' in sys.modules, 'pandas' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "examples:\n  ppgen compare" in result.stdout
+    assert result.stdout.splitlines()[-1] == "False False"
