@@ -5,9 +5,10 @@ is fitted on the training rows within a time budget, in a child process that is 
 budget runs out (a slow family is reported as over budget, never hangs the comparison). Each
 fitted model is then judged on the held-out rows:
 
-- held-out log-likelihood in nats per row and how it was obtained: ``exact`` where the model has
-  a tractable likelihood (``Fit.log_prob``), otherwise the IWAE bound (``ppgen.evaluate.iwae``,
-  k = 100) or the ELBO, labelled as lower bounds; ``n/a`` for models with neither;
+- held-out log-likelihood in nats per row (and its negative in bits per column,
+  ``bits_per_dim``) and how it was obtained: ``exact`` where the model has a tractable
+  likelihood (``Fit.log_prob``), otherwise the IWAE bound (``ppgen.evaluate.iwae``, k = 100) or
+  the ELBO, labelled as lower bounds; ``n/a`` for models with neither;
 - sample quality of as many synthetic rows as held-out rows (:mod:`ppgen.evaluate.synthetic`):
   the gradient-boosted classifier two-sample test (AUC, detection score, p-value), MMD^2 and its
   p-value, precision/recall/density/coverage, SDMetrics' shape and trend scores, and the median
@@ -53,6 +54,7 @@ COLUMNS = (
     "status",
     "heldout_nats",
     "heldout_method",
+    "bits_per_dim",
     "c2st_auc",
     "detection",
     "c2st_p",
@@ -638,6 +640,8 @@ def compare(
             if status == "ok":
                 synthetic = payload.pop("synthetic")
                 row.update(payload)
+                # Negative log-likelihood per column in bits (for pixels: bits per dimension).
+                row["bits_per_dim"] = -row["heldout_nats"] / (data.shape[1] * math.log(2.0))
                 row.update(sample_metrics(train, test, synthetic, schema, seed))
                 samples[row["model"]] = synthetic.iloc[: len(test)].reset_index(drop=True)
             else:

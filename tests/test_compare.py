@@ -46,6 +46,8 @@ def test_heldout_nats_rank_the_true_model_first(ranking):
     exact = table.set_index("model")["heldout_method"]
     assert (exact.drop("independent") == "exact").all()
     assert exact["independent"] == "n/a" and math.isnan(table["heldout_nats"].iloc[-1])
+    bits = table["bits_per_dim"] * 4 * math.log(2.0)
+    assert np.allclose(bits, -table["heldout_nats"], equal_nan=True)
     assert len(ranking.test) == 300 and len(ranking.train) == 900
     assert all(len(s) == 300 for s in ranking.samples.values())
 
