@@ -642,8 +642,13 @@ def compare(
                 row.update(payload)
                 # Negative log-likelihood per column in bits (for pixels: bits per dimension).
                 row["bits_per_dim"] = -row["heldout_nats"] / (data.shape[1] * math.log(2.0))
-                row.update(sample_metrics(train, test, synthetic, schema, seed))
-                samples[row["model"]] = synthetic.iloc[: len(test)].reset_index(drop=True)
+                try:
+                    row.update(sample_metrics(train, test, synthetic, schema, seed))
+                except ValueError as exc:  # samples the metrics cannot read (e.g. a new label)
+                    status, payload = "error", f"scoring its samples: {exc}"
+                    row["status"] = status
+                else:
+                    samples[row["model"]] = synthetic.iloc[: len(test)].reset_index(drop=True)
             else:
                 row["heldout_method"] = "n/a"
             row["verdict"] = _verdict(row) if status == "ok" else f"{status}: {payload}"

@@ -210,3 +210,23 @@ def test_compare_help_has_examples_and_imports_no_torch():
     )
     assert "examples:\n  ppgen compare" in result.stdout
     assert result.stdout.splitlines()[-1] == "False False"
+
+
+def test_samples_the_metrics_cannot_read_make_an_error_row(monkeypatch):
+    from ppgen import comparison
+
+    class NewLabel(comparison._Independent):
+        label = "new label"
+
+        def sample(self, n, seed):
+            return super().sample(n, seed).assign(c=pd.Categorical(["zzz"] * n))
+
+    monkeypatch.setitem(comparison.BASELINES, "new_label", NewLabel)
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame(
+        {"a": rng.normal(size=200), "c": pd.Categorical(rng.choice(["x", "y"], 200))}
+    )
+    table = ppgen.compare(data, ["new_label", "independent"], budget_s=None, progress=False).table
+    row = table.set_index("model").loc["new label"]
+    assert row["status"] == "error" and "unseen category 'zzz'" in row["verdict"]
+    assert table["status"].tolist() == ["ok", "error"]
