@@ -156,7 +156,8 @@ class _Parzen:
             raise ValueError("the Parzen baseline needs 2 or more complete training rows")
         values = complete[self.numeric].to_numpy(dtype=float)
         self.loc, self.scale = values.mean(axis=0), values.std(axis=0)
-        self.scale[self.scale == 0] = 1.0
+        # Constant columns keep their units (their std may round to 1e-17 rather than 0).
+        self.scale[np.ptp(values, axis=0) == 0] = 1.0
         self.z = (values - self.loc) / self.scale
         self.codes = self._codes(complete)
         n, d = len(complete), len(columns)

@@ -124,7 +124,11 @@ def _encode(schema: Schema, tables: list[pd.DataFrame]) -> list[np.ndarray]:
     """:func:`features` of several tables at once, scaled by the first; a column gets a missing
     indicator in all of them when it has a missing entry in any, so the widths agree."""
     encoded = [schema.encode(t, dtype=torch.float64) for t in tables]
-    values = [e.x.cpu().numpy() for e in encoded]
+    # Undo the schema's standardization (keeping its log/logit transforms): for a constant
+    # column its scale can be a rounding residue (1e-17), and the scale below is the real's.
+    loc = np.array([c.loc for c in schema.columns])
+    scale = np.array([c.scale for c in schema.columns])
+    values = [e.x.cpu().numpy() * scale + loc for e in encoded]
     masks = [e.mask.cpu().numpy() for e in encoded]
     blocks: list[list[np.ndarray]] = [[] for _ in tables]
     for j, column in enumerate(schema.columns):
@@ -132,7 +136,8 @@ def _encode(schema: Schema, tables: list[pd.DataFrame]) -> list[np.ndarray]:
         if column.kind in _NUMERIC:
             seen = values[0][observed, j]
             loc = seen.mean() if seen.size else 0.0
-            scale = seen.std() if seen.size > 1 and seen.std() > 0 else 1.0
+            # A constant column (np.ptp 0; its std may round to 1e-17, not 0) keeps its units.
+            scale = seen.std() if seen.size > 1 and np.ptp(seen) > 0 else 1.0
             for block, x, m in zip(blocks, values, masks, strict=True):
                 block.append(np.where(m[:, j], (x[:, j] - loc) / scale, 0.0)[:, None])
         else:

@@ -90,6 +90,14 @@ def test_features_put_one_label_change_at_distance_one():
     assert np.linalg.norm(x[0, :3] - y[0, :3]) == pytest.approx(1.0, abs=1e-12)
 
 
+def test_a_constant_real_column_keeps_its_units():
+    # 0.1 twenty times has a floating-point std of about 1e-17, not 0: dividing by it blew
+    # distances up to 1e17 on digits' blank pixels.
+    real = pd.DataFrame({"c": [0.1] * 20, "v": np.arange(20.0)})
+    x, y = features(real, real.assign(c=1.1))
+    assert np.abs(y[:, 0] - x[:, 0]).max() == pytest.approx(1.0, abs=1e-9)
+
+
 def test_results_are_frozen_and_seeded():
     real, synthetic = _correlated(200, 0.5, 1), _correlated(200, 0.0, 2)
     for result in (c2st(real, synthetic, seed=3), mmd(real, synthetic, seed=3)):
