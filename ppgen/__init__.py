@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ppgen import datasets, evaluate, guides, plot, select
+    from ppgen.comparison import compare
     from ppgen.data import Schema
     from ppgen.impute import Imputer, pool, pool_fit
     from ppgen.infer import Fit, NonFiniteLossError, fit
@@ -60,6 +61,7 @@ __all__ = [
     "mcmc",
 ]
 __all__ += ["EBM", "RBM"]  # energy-based models (issue 18)
+__all__ += ["compare"]
 
 #: Where each public name lives; modules (``datasets`` ...) are submodules of ppgen.
 _LAZY = {
@@ -89,6 +91,7 @@ _LAZY = {
     "EBM": "ppgen.models",
     "RBM": "ppgen.models",
 }
+_LAZY["compare"] = "ppgen.comparison"
 
 # Issue 17: the exact-likelihood families and the generative classifier.
 _LAZY.update(

@@ -53,6 +53,7 @@ def test_lazy_package_keeps_its_names():
         "Autoregressive", "Flow", "GenerativeClassifier",  # issue 17
         "EBM", "RBM",  # issue 18
         "MCMCResult", "mcmc",  # issue 19
+        "compare",  # issue 16
     }  # fmt: skip
     assert set(ppgen.__all__) <= set(dir(ppgen))
     for name in ppgen.__all__:

@@ -32,6 +32,11 @@ __all__ = ["build_parser", "main"]
 #: The subcommands, in the order ``ppgen --help`` lists them.
 COMMANDS = (fit, score, sample, evaluate, demo, impute, select_command)
 
+# ppgen compare (issue 16): every family side by side on one table.
+from ppgen.cli import compare  # noqa: E402
+
+COMMANDS = (*COMMANDS, compare)
+
 EXAMPLES = """\
 examples:
   ppgen demo

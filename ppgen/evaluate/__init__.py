@@ -1,6 +1,7 @@
 """Judging fitted models: bounds on the likelihood, MCMC diagnostics, predictive accuracy.
 
-This layer never trains: every function takes a :class:`ppgen.Fit` and data.
+This layer never trains: every function takes a :class:`ppgen.Fit` and data, or (sample quality)
+a real and a synthetic table.
 """
 
 from ppgen.evaluate.ais import AISResult, BDMCResult, ais, bdmc
@@ -16,6 +17,18 @@ from ppgen.evaluate.factors import (
     very_simple_structure,
 )
 from ppgen.evaluate.nested import nested_rhat
+from ppgen.evaluate.synthetic import (
+    C2STResult,
+    DCRResult,
+    MMDResult,
+    PRDCResult,
+    QualityResult,
+    c2st,
+    dcr,
+    mmd,
+    prdc,
+    quality,
+)
 
 __all__ = [
     "AISResult",
@@ -38,4 +51,17 @@ __all__ = [
     "velicer_map",
     "very_simple_structure",
     "nested_rhat",
+]
+# Sample quality (ppgen.evaluate.synthetic): two tables in, no fit needed.
+__all__ += [
+    "C2STResult",
+    "DCRResult",
+    "MMDResult",
+    "PRDCResult",
+    "QualityResult",
+    "c2st",
+    "dcr",
+    "mmd",
+    "prdc",
+    "quality",
 ]
