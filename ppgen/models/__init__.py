@@ -44,6 +44,12 @@ __all__ = [
     "unregister_model",
 ]
 
+# Issue 15: the diffusion model.
+if TYPE_CHECKING:
+    from ppgen.models.diffusion import Diffusion
+_LAZY["Diffusion"] = "ppgen.models.diffusion"
+__all__ += ["Diffusion"]
+
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:

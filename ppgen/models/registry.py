@@ -130,3 +130,6 @@ for _name, _target, _alias in (
     ("VAE", "ppgen.models.vae:VAE", "vae"),
 ):
     register_model(_name, _target, alias=_alias)
+
+# Issue 15.
+register_model("Diffusion", "ppgen.models.diffusion:Diffusion", alias="diffusion")
