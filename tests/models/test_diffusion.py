@@ -28,7 +28,8 @@ def _continuous_schema(d: int = 3) -> Schema:
 
 
 def _rows(n: int = 6) -> torch.Tensor:
-    return M + S * torch.randn(n, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)
+    return M + S * torch.randn(n, 3, dtype=torch.float64, generator=g)
 
 
 class TrueReverse(Diffusion):
