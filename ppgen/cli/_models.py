@@ -198,3 +198,13 @@ def check_options(args: argparse.Namespace, models: Mapping[str, CliModel]) -> C
                 f"{flag} applies to --model {', '.join(takers)} only, not {args.model}"
             )
     return chosen
+
+
+# Issue 15: the diffusion model (its --hidden is the denoising network's).
+OPTIONS["n_steps"] = (
+    "--n-steps",
+    {"type": positive_int, "metavar": "T", "help": "diffusion: diffusion steps (default 100)"},
+)
+FIT_MODELS["diffusion"] = CliModel(
+    "diffusion", "denoising diffusion model (DDPM)", ("n_steps", "hidden")
+)

@@ -304,3 +304,25 @@ def test_samples_do_not_pile_up_at_the_training_range():
         fake_share = np.mean((fake <= lo) | (fake >= hi))
         assert fake_share <= real_share + 0.01, col
         assert 1 - ks_2samp(real, fake).statistic >= 0.9, col
+
+
+def test_plot_of_the_per_step_terms(mixed_fit):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ppgen import plot
+
+    fit, frame = mixed_fit
+    ax = plot.diffusion_terms(fit, frame.iloc[:40], seed=2)
+    x, y = ax.lines[0].get_data()
+    enc = fit.encode(frame.iloc[:40])
+    with ppgen._utils.seeded(2):
+        terms = fit.model.bound_terms(enc.x, enc.mask).mean(0).numpy()
+    np.testing.assert_array_equal(x, np.arange(2, 11))
+    np.testing.assert_allclose(y, -terms[1:10], rtol=1e-12)
+    plt.close("all")
+    with pytest.raises(ValueError, match="Diffusion"):
+        vae = ppgen.fit(ppgen.VAE(2, hidden=(4,)), frame, max_epochs=1, progress=False)
+        plot.diffusion_terms(vae, frame)
