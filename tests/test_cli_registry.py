@@ -47,7 +47,7 @@ def test_lazy_package_keeps_its_names():
         "HMM", "PPCA", "VAE", "ConvergenceWarning", "Fit", "GaussianMixture", "GenerativeModel",
         "HierarchicalVAE",
         "Imputer", "NonFiniteLossError", "Schema", "datasets", "evaluate", "fit", "guides",
-        "load", "pool", "pool_fit", "plot",
+        "load", "pool", "pool_fit", "plot", "Diffusion",
     ]  # fmt: skip
     assert set(ppgen.__all__) <= set(dir(ppgen))
     for name in ppgen.__all__:
@@ -60,11 +60,13 @@ def test_lazy_package_keeps_its_names():
 
 
 def test_registry_is_a_read_only_mapping_of_classes():
-    assert list(MODELS) == ["GaussianMixture", "HMM", "HierarchicalVAE", "PPCA", "VAE"]
-    assert MODELS["PPCA"] is ppgen.PPCA and "VAE" in MODELS and len(MODELS) == 5
+    assert list(MODELS) == [
+        "GaussianMixture", "HMM", "HierarchicalVAE", "PPCA", "VAE", "Diffusion"
+    ]  # fmt: skip
+    assert MODELS["PPCA"] is ppgen.PPCA and "VAE" in MODELS and len(MODELS) == 6
     assert dict(MODELS.aliases) == {
         "gmm": "GaussianMixture", "hmm": "HMM", "hvae": "HierarchicalVAE", "ppca": "PPCA",
-        "vae": "VAE",
+        "vae": "VAE", "diffusion": "Diffusion",
     }  # fmt: skip
     assert MODELS.lookup("gmm") is GaussianMixture
     assert MODELS.target("hvae") == "ppgen.models.hvae:HierarchicalVAE"

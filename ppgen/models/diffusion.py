@@ -294,6 +294,10 @@ class Diffusion(AmortizedModel):
         self._n_cont = len(heads.continuous)
         self._n_count = len(heads.count)
         self._n_bin = len(heads.binary)
+        # The decoder's Normal scale starts at step 1's noise level, sqrt(1 - alpha_bar_1)
+        # (DDPM's fixed sigma_1): from 1, Adam would need thousands of steps to get there.
+        with torch.no_grad():
+            heads.log_scale.fill_(0.5 * math.log(float(1 - self._alpha_bar[1])))
 
     # -- schedule ---------------------------------------------------------------------------------
     def coefficients(self, t: int | torch.Tensor, like: torch.Tensor) -> dict[str, torch.Tensor]:
