@@ -420,7 +420,7 @@ def main() -> None:
     parser.add_argument(
         "--hidden", type=lambda s: [int(h) for h in s.split(",")], default=[256] * 3
     )
-    parser.add_argument("--variance", default="posterior")
+    parser.add_argument("--variance", default="learned")
     parser.add_argument("--epochs", type=int, default=2000)
     parser.add_argument("--patience", type=int, default=100)
     parser.add_argument("--lr", type=float, default=1e-3)

@@ -240,7 +240,7 @@ class Diffusion(AmortizedModel):
         hidden: Sequence[int] = (128, 128),
         activation: str = "relu",
         time_dim: int = 32,
-        variance: str = "posterior",
+        variance: str = "learned",
         discrete_scale: float = 0.5,
         resample: int = 1,
         continuous_scale: str = "column",
