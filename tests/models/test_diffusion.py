@@ -171,6 +171,15 @@ def test_random_t_estimator_matches_the_full_chain_sum():
     assert abs(float(random_t.mean() - full.mean())) < 3 * se
     se_joint = math.sqrt(joint.var() / len(joint) + full.var() / len(full))
     assert abs(float(joint.mean() - full.mean())) < 3 * se_joint
+    # Importance sampling of t (a made-up history, far from uniform): still unbiased.
+    model.t_sampling = "importance"
+    model._kl_square[2:] = torch.linspace(4.0, 0.01, 9, dtype=torch.float64)
+    model._kl_seen[:] = 10
+    assert model.step_probabilities() is not None
+    torch.manual_seed(1)
+    importance = model.elbo_rows(xs, ms).detach().reshape(reps, -1).mean(1)
+    se = math.sqrt(importance.var() / reps + full.var() / len(full))
+    assert abs(float(importance.mean() - full.mean())) < 3 * se
 
 
 def test_schedules():
@@ -184,6 +193,8 @@ def test_schedules():
         Diffusion(10, variance="small")
     with pytest.raises(ValueError, match="n_steps"):
         Diffusion(0)
+    with pytest.raises(ValueError, match="t_sampling"):
+        Diffusion(10, t_sampling="greedy")
 
 
 @pytest.fixture(scope="module")
