@@ -27,9 +27,9 @@ pin_threads(1)
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from deep_models_nll import diffusion_bound  # noqa: E402
 
 import ppgen  # noqa: E402
-from deep_models_nll import diffusion_bound  # noqa: E402
 
 TABLES = ("breast_cancer", "wine", "penguins")
 
