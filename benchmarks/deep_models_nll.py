@@ -396,14 +396,16 @@ def section_diffusion(args: argparse.Namespace) -> None:
     notes = f"""
 Command: `python benchmarks/deep_models_nll.py --diffusion --n-steps {args.n_steps} --hidden
 {",".join(map(str, args.hidden))} --variance {args.variance} --t-sampling {args.t_sampling}
---epochs {args.epochs} --patience {args.patience} --lr {args.lr} --seeds {args.seeds}`; data, split and units as `deep_models_nll.md` (bits/pixel of the 17-level
-images; the goal of issue 15 is <= 2.60 bits/pixel, below the ladder VAE's 2.68 and the VAE's
-2.77). float32, one thread, Adam with minibatches of 128, early stopping on 10% of the training
-images with the random-t estimator's validation bound. The test bound is the full sum of
-Diffusion's analytic per-step terms (prior KL, every step's KL at one draw of y_t, the decoder
-term) averaged over {args.repeats} draws, plus the standardization's log-Jacobian; beside it
-`ppgen.evaluate.elbo` with {args.particles} joint draws of the whole chain (the same bound, a
-noisier estimator). Sampling is ancestral, T network passes.
+--epochs {args.epochs} --patience {args.patience} --lr {args.lr} --seeds {args.seeds}`.
+Data, split and units as `deep_models_nll.md` (bits/pixel of the 17-level images; the goal of
+issue 15 is <= 2.60 bits/pixel, below the ladder VAE's 2.68 and the VAE's 2.77). float32, one
+thread, Adam with minibatches of 128, early stopping on 10% of the training images with the
+random-t estimator's validation bound. The test bound is the full sum of Diffusion's analytic
+per-step terms (prior KL, every step's KL at one draw of y_t, the decoder term) averaged over
+{args.repeats} draws, plus the standardization's log-Jacobian; beside it `ppgen.evaluate.elbo`
+with {args.particles} joint draws of the whole chain (the same bound, another estimator).
+Sampling is ancestral, T network passes. The machine was shared (load ~15 on 2 cores), so the
+times are inflated.
 """
     write_table(
         "deep_models_nll_diffusion",
