@@ -18,8 +18,9 @@ from torch import nn
 from torch.distributions import constraints
 
 from ppgen._utils import check_int, check_ints
-from ppgen.models.amortized import ACTIVATIONS, AmortizedModel, HeadsDistribution, mlp
-from ppgen.models.base import Params
+from ppgen.data.schema import Schema
+from ppgen.models.amortized import ACTIVATIONS, AmortizedModel, Heads, HeadsDistribution, mlp
+from ppgen.models.base import GenerativeModel, Params
 
 __all__ = ["SCHEDULES", "VARIANCES", "Diffusion", "schedule_alpha_bar"]
 
@@ -72,6 +73,56 @@ def _normal_kl(
     """KL(N(loc_q, scale_q^2) || N(loc_p, scale_p^2)) per entry."""
     ratio = (scale_q / scale_p) ** 2
     return 0.5 * (ratio + ((loc_q - loc_p) / scale_p) ** 2 - 1 - ratio.log())
+
+
+def _log_normal_mass(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``log(Phi(b) - Phi(a))`` for ``a < b``, accurate in both tails (by symmetry, the
+    difference is taken where the masses are small)."""
+    flip = a > 0
+    lo, hi = torch.where(flip, -b, a), torch.where(flip, -a, b)
+    log_hi, log_lo = torch.special.log_ndtr(hi), torch.special.log_ndtr(lo)
+    return log_hi + torch.log1p(-torch.exp((log_lo - log_hi).clamp(max=-1e-12)))
+
+
+class DiffusionHeads(Heads):
+    """The VAE's heads with a discretized head for counts (Ho et al. 2020's discretized decoder
+    on the ``log1p`` scale).
+
+    A count's output is a location ``loc`` on the embedding's scale ``log1p(k)``, and
+    ``P(k) = Phi((log(k + 3/2) - loc) / s) - Phi((log(k + 1/2) - loc) / s)`` (the lower edge
+    ``-inf`` for ``k = 0``), ``s`` learned per count column: the mass of a Normal(loc, s) on
+    the embedding scale over the bin ``(log1p(k - 1/2), log1p(k + 1/2)]``.
+    """
+
+    def __init__(self, schema: Schema, scale: str = "column") -> None:
+        super().__init__(schema, scale)
+        self.count_log_scale = nn.Parameter(torch.zeros(len(self.count)))
+
+    def _block_log_prob(self, kind: str, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        if kind != "count":
+            return super()._block_log_prob(kind, x, out)
+        inv = torch.exp(-self.count_log_scale)
+        k = x.clamp_min(0)
+        upper = (torch.log(k + 1.5) - out) * inv
+        lower = torch.where(k > 0, (torch.log(k + 0.5) - out) * inv, -math.inf)
+        return _log_normal_mass(lower, upper)
+
+    def sample(self, out: torch.Tensor) -> torch.Tensor:
+        x = super().sample(out)  # counts drawn there are replaced below
+        if self.count:
+            n_cont = len(self.continuous)
+            loc = out[..., n_cont : n_cont + len(self.count)]
+            v = loc + self.count_log_scale.exp() * torch.randn_like(loc)
+            x[..., list(self.count)] = torch.ceil(torch.expm1(v) - 0.5).clamp_min(0)
+        return x
+
+    def expected(self, out: torch.Tensor) -> torch.Tensor:
+        x = super().expected(out)
+        if self.count:
+            n_cont = len(self.continuous)
+            loc = out[..., n_cont : n_cont + len(self.count)]
+            x[..., list(self.count)] = torch.round(torch.expm1(loc)).clamp_min(0)
+        return x
 
 
 class TimeMLP(nn.Module):
@@ -146,11 +197,12 @@ class Diffusion(AmortizedModel):
                                                                       # "x_missing" (the others)
 
     where ``f(y_t, t)`` is the network's output in the layout of the VAE's heads (Normal
-    location on the standardized scale with a learned scale per column, Poisson log-rate,
-    Bernoulli logit, categorical logits; :class:`~ppgen.models.amortized.Heads`), ``x0hat(y_t,
-    t)`` its expected embedding (the location; ``log1p`` of the rate; ``c tanh(logit/2)``; ``c``
-    times the softmax), and ``mu`` the forward posterior's mean at that estimate,
-    ``mu(y_t, t) = mu~_t(y_t, x0hat(y_t, t))``. Continuous locations are preconditioned,
+    location on the standardized scale with a learned scale per column, Bernoulli logit,
+    categorical logits; :class:`~ppgen.models.amortized.Heads`; counts a discretized Normal
+    on the ``log1p`` scale, :class:`DiffusionHeads`), ``x0hat(y_t, t)`` its expected embedding
+    (the locations; ``c tanh(logit/2)``; ``c`` times the softmax), and ``mu`` the forward
+    posterior's mean at that estimate, ``mu(y_t, t) = mu~_t(y_t, x0hat(y_t, t))``. The
+    locations of continuous columns and counts are preconditioned,
     ``loc = sqrt(alpha_bar_t) y_t + sqrt(1 - alpha_bar_t) F``, the optimal linear denoiser of
     unit-variance data plus the network's correction.
 
@@ -305,6 +357,12 @@ class Diffusion(AmortizedModel):
             **self.base_config(),
         }
 
+    def build(self, schema: Schema) -> Diffusion:
+        GenerativeModel.build(self, schema)
+        self.heads = DiffusionHeads(schema, self.continuous_scale)
+        self.build_networks()
+        return self
+
     def build_networks(self) -> None:
         heads = self.heads
         self.n_embed = heads.n_outputs  # D: the embedding has the heads' layout
@@ -319,6 +377,7 @@ class Diffusion(AmortizedModel):
         # (DDPM's fixed sigma_1): from 1, Adam would need thousands of steps to get there.
         with torch.no_grad():
             heads.log_scale.fill_(0.5 * math.log(float(1 - self._alpha_bar[1])))
+            heads.count_log_scale.fill_(0.5 * math.log(float(1 - self._alpha_bar[1])))
 
     # -- schedule ---------------------------------------------------------------------------------
     def coefficients(self, t: int | torch.Tensor, like: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -382,11 +441,11 @@ class Diffusion(AmortizedModel):
         f, v = raw[..., :d], (raw[..., d:] if self.variance == "learned" else None)
         nc, nk, nb = self._n_cont, self._n_count, self._n_bin
         c = self.code_scale
-        loc = coef["ab"].sqrt() * y[..., :nc] + (1 - coef["ab"]).sqrt() * f[..., :nc]
-        out = torch.cat([loc, f[..., nc:]], -1)
+        # Continuous values and counts' log1p: preconditioned locations on the embedding scale.
+        m = nc + nk
+        loc = coef["ab"].sqrt() * y[..., :m] + (1 - coef["ab"]).sqrt() * f[..., :m]
+        out = torch.cat([loc, f[..., m:]], -1)
         parts = [loc]
-        if nk:
-            parts.append(nn.functional.softplus(f[..., nc : nc + nk]))  # log(1 + rate)
         if nb:
             parts.append(c * torch.tanh(f[..., nc + nk : nc + nk + nb] / 2))
         for a, b in self.heads._cat_slices:

@@ -341,3 +341,27 @@ def test_plot_of_the_per_step_terms(mixed_fit):
     with pytest.raises(ValueError, match="Diffusion"):
         vae = ppgen.fit(ppgen.VAE(2, hidden=(4,)), frame, max_epochs=1, progress=False)
         plot.diffusion_terms(vae, frame)
+
+
+def test_discretized_count_head_is_a_distribution():
+    from ppgen.models.diffusion import DiffusionHeads
+
+    frame = pd.DataFrame({"n": np.arange(20) % 7})
+    schema = Schema.infer(frame, kinds={"n": "count"})
+    heads = DiffusionHeads(schema).double()
+    heads.count_log_scale.data.fill_(math.log(0.4))
+    loc = torch.tensor([[-1.0], [0.3], [1.7], [4.0]], dtype=torch.float64)
+    k = torch.arange(0, 3000, dtype=torch.float64).reshape(-1, 1, 1)
+    mass = heads.log_prob(k, None, loc.expand(len(k), -1, -1)).exp()  # (K, 4)
+    torch.testing.assert_close(mass.sum(0), torch.ones(4, dtype=torch.float64), atol=1e-9, rtol=0)
+    # Against the Normal's CDF on the log1p scale, written out.
+    normal = torch.distributions.Normal(loc.squeeze(-1), 0.4)
+    edges = torch.log1p(torch.tensor([0.5, 1.5], dtype=torch.float64)).reshape(-1, 1)
+    cdf = normal.cdf(edges)
+    torch.testing.assert_close(mass[1], cdf[1] - cdf[0], atol=1e-12, rtol=0)
+    torch.testing.assert_close(mass[0], cdf[0], atol=1e-12, rtol=0)
+    # Draws follow the mass function.
+    torch.manual_seed(0)
+    draws = heads.sample(loc[2:3].expand(20000, -1))[:, 0].long()
+    freq = torch.bincount(draws, minlength=40)[:40].double() / 20000
+    assert float((freq - mass[:40, 2]).abs().max()) < 0.015
