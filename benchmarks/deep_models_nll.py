@@ -351,7 +351,12 @@ def section_diffusion(args: argparse.Namespace) -> None:
     seeds = SEEDS[: args.seeds]
     rows = []
     for seed in seeds:
-        model = ppgen.Diffusion(args.n_steps, hidden=tuple(args.hidden), variance=args.variance)
+        model = ppgen.Diffusion(
+            args.n_steps,
+            hidden=tuple(args.hidden),
+            variance=args.variance,
+            t_sampling=args.t_sampling,
+        )
         trained = _fit(
             f"Diffusion(T={args.n_steps}, {tuple(args.hidden)}, {args.variance}, "
             f"t {args.t_sampling})",
