@@ -601,9 +601,17 @@ class Diffusion(AmortizedModel):
             latent = latent + step.sum(-1)
             y = y_prev
         out = self.decoder_out(y)
-        full = None if mask is None else torch.ones_like(mask)
-        log_lik = self.heads.log_prob(x0, full, out)
-        return log_lik + kl_weight * (latent - log_r)
+        log_lik, log_miss = self._decoder_terms(x0, mask, out)
+        return log_lik + kl_weight * (latent + log_miss - log_r)
+
+    def _decoder_terms(
+        self, x0: torch.Tensor, mask: torch.Tensor | None, out: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``log p(x_obs | y_1)`` and ``log p(x_miss | y_1)`` (the latter a latent term, which
+        KL warm-up scales as Pyro's traced ELBO does), each per row."""
+        if mask is None or bool(mask.all()):
+            return self.heads.log_prob(x0, mask, out), out.new_zeros(())
+        return self.heads.log_prob(x0, mask, out), self.heads.log_prob(x0, ~mask, out)
 
     def elbo_rows(
         self, x: torch.Tensor, mask: torch.Tensor | None, kl_weight: float = 1.0
@@ -625,8 +633,8 @@ class Diffusion(AmortizedModel):
         latent = -_normal_kl(loc, scale, *self.prior(loc)).sum(-1)
         loc1, scale1 = self.forward_marginal(y0, 1)
         y1 = loc1 + scale1 * torch.randn_like(loc1)
-        full = None if mask is None else torch.ones_like(mask)
-        log_lik = self.heads.log_prob(x0, full, self.decoder_out(y1))
+        log_lik, log_miss = self._decoder_terms(x0, mask, self.decoder_out(y1))
+        latent = latent + log_miss
         if T > 1:
             t, weight = self._pick_steps(n, y0)
             kl = self._step_kl(y0, t)

@@ -154,7 +154,13 @@ def test_direct_weights_are_pyros_traced_weights_with_missing_cells():
         direct = model.particle_log_weights(x, mask, 5)
         torch.manual_seed(3)
         traced = weights.weigh(model, x, 5, weights.trace_particles(model, x, mask, 5))
+        torch.manual_seed(3)
+        direct_half = model.particle_log_weights(x, mask, 5, kl_weight=0.5)
+        torch.manual_seed(3)
+        traces = weights.trace_particles(model, x, mask, 5)
+        traced_half = weights.weigh(model, x, 5, traces, kl_weight=0.5)
     torch.testing.assert_close(direct, traced, rtol=0, atol=1e-10)
+    torch.testing.assert_close(direct_half, traced_half, rtol=0, atol=1e-10)  # KL warm-up
 
 
 def test_random_t_estimator_matches_the_full_chain_sum():
