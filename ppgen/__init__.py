@@ -77,6 +77,7 @@ if TYPE_CHECKING:
 _LAZY["Diffusion"] = "ppgen.models"
 __all__ += ["Diffusion"]
 
+
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         # Other submodules (``ppgen.models``, ``ppgen.infer``), as an eager package has them.
