@@ -108,6 +108,13 @@ if TYPE_CHECKING:
     from ppgen.models.flow import Flow
 
 
+# Issue 15: the diffusion model.
+if TYPE_CHECKING:
+    from ppgen.models import Diffusion
+_LAZY["Diffusion"] = "ppgen.models"
+__all__ += ["Diffusion"]
+
+
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         # Other submodules (``ppgen.models``, ``ppgen.infer``), as an eager package has them.

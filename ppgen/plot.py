@@ -774,3 +774,57 @@ def image_grid(
     if title is not None:
         ax.set_title(title, fontsize="medium")
     return ax
+
+
+# Issue 15: a diffusion model's bound, step by step.
+__all__ += ["diffusion_terms"]
+
+
+def diffusion_terms(fit: Fit, data: Any, ax: Axes | None = None, *, seed: int = 0) -> Axes:
+    """Plot each diffusion step's cost in a diffusion model's bound, nats per row.
+
+    The mean over the rows of ``data`` of each step's KL term ``KL(q(y_{t-1} | y_t, y_0) ||
+    p(y_{t-1} | y_t))`` (``t = 2..T``, one draw of ``y_t`` per row; log scale), with the
+    decoder's and the prior's terms and the total in the title (encoded scale: the
+    standardization's log-Jacobian is not added). Where the curve is high, the network's
+    denoising at that noise level costs the most likelihood.
+
+    Parameters
+    ----------
+    fit : Fit
+        A fit of :class:`ppgen.models.diffusion.Diffusion` (any model with ``bound_terms``).
+    data : DataFrame, ndarray or Tensor
+        Rows to evaluate, in the form the model was fitted on.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure by default.
+    seed : int
+        Seed of the draws of ``y_t``.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    from ppgen._utils import seeded
+
+    model = fit.model
+    if not type(model).implements("bound_terms"):
+        raise ValueError(
+            f"{type(model).__name__} has no per-step bound terms; fit a Diffusion model"
+        )
+    enc = fit.encode(data)
+    with seeded(seed, enc.x.device), torch.no_grad():
+        terms = model.bound_terms(enc.x, enc.mask).mean(0).double().cpu().numpy()
+    ax = _axes(ax)
+    n_steps = terms.size - 1
+    if n_steps > 1:
+        steps = np.arange(2, n_steps + 1)
+        ax.plot(steps, np.maximum(-terms[1:n_steps], 1e-12), marker="." if n_steps <= 50 else None)
+        ax.set_yscale("log")
+    ax.set_xlabel("diffusion step t")
+    ax.set_ylabel("KL term of step t (nats per row)")
+    ax.set_title(
+        f"{fit.model.label()}: bound {terms.sum():.3g} = decoder {terms[0]:.3g} "
+        f"- steps {-terms[1:n_steps].sum():.3g} - prior {-terms[n_steps]:.3g}",
+        fontsize="medium",
+    )
+    return ax

@@ -54,6 +54,7 @@ def test_lazy_package_keeps_its_names():
         "EBM", "RBM",  # issue 18
         "MCMCResult", "mcmc",  # issue 19
         "compare",  # issue 16
+        "Diffusion",  # issue 15
     }  # fmt: skip
     assert set(ppgen.__all__) <= set(dir(ppgen))
     for name in ppgen.__all__:
@@ -73,6 +74,7 @@ def test_registry_is_a_read_only_mapping_of_classes():
         "FactorAnalysis", "BayesianPCA",  # issue 14
         "Autoregressive", "Flow",  # issue 17
         "RBM", "EBM",  # issue 18
+        "Diffusion",  # issue 15
     }  # fmt: skip
     assert MODELS["PPCA"] is ppgen.PPCA and "VAE" in MODELS and len(MODELS) == len(set(MODELS))
     assert dict(MODELS.aliases) == {
@@ -81,6 +83,7 @@ def test_registry_is_a_read_only_mapping_of_classes():
         "fa": "FactorAnalysis", "bpca": "BayesianPCA",  # issue 14
         "ar": "Autoregressive", "flow": "Flow",  # issue 17
         "rbm": "RBM", "ebm": "EBM",  # issue 18
+        "diffusion": "Diffusion",  # issue 15
     }  # fmt: skip
     assert MODELS.lookup("gmm") is GaussianMixture
     assert MODELS.target("hvae") == "ppgen.models.hvae:HierarchicalVAE"

@@ -149,6 +149,13 @@ CASES: dict[str, Case] = {
         cli_data="wine4",
         options=DEEP,
     ),
+    "Diffusion": Case(
+        make=lambda: ppgen.Diffusion(4, hidden=(8,)),
+        data="wine_mixed",
+        cli=("--model", "diffusion", "--n-steps", "4", "--hidden", "8"),
+        cli_data="wine4",
+        options=DEEP,
+    ),
 }
 
 

@@ -300,3 +300,11 @@ FIT_MODELS["ar"] = CliModel("ar", "autoregressive model (MADE)", ("hidden",))
 FIT_MODELS["flow"] = CliModel(
     "flow", "normalizing flow", ("flow_kind", "transforms", "hidden"), convert=_flow_kind
 )
+# Issue 15: the diffusion model (its --hidden is the denoising network's).
+OPTIONS["n_steps"] = (
+    "--n-steps",
+    {"type": positive_int, "metavar": "T", "help": "diffusion: diffusion steps (default 100)"},
+)
+FIT_MODELS["diffusion"] = CliModel(
+    "diffusion", "denoising diffusion model (DDPM)", ("n_steps", "hidden")
+)

@@ -52,6 +52,12 @@ __all__ = [
 ]
 __all__ += ["EBM", "RBM"]  # energy-based models (issue 18)
 
+# Issue 15: the diffusion model.
+if TYPE_CHECKING:
+    from ppgen.models.diffusion import Diffusion
+_LAZY["Diffusion"] = "ppgen.models.diffusion"
+__all__ += ["Diffusion"]
+
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:

@@ -139,3 +139,5 @@ register_model("Autoregressive", "ppgen.models.autoregressive:Autoregressive", a
 register_model("Flow", "ppgen.models.flow:Flow", alias="flow")
 register_model("RBM", "ppgen.models.rbm:RBM", alias="rbm")  # energy-based models (issue 18)
 register_model("EBM", "ppgen.models.ebm:EBM", alias="ebm")
+# Issue 15.
+register_model("Diffusion", "ppgen.models.diffusion:Diffusion", alias="diffusion")
