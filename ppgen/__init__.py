@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ppgen import datasets, evaluate, guides, plot, select
+    from ppgen._utils import ConvergenceWarning
+    from ppgen.classify import GenerativeClassifier
     from ppgen.comparison import compare
     from ppgen.data import Schema
     from ppgen.impute import Imputer, pool, pool_fit
@@ -22,97 +24,96 @@ if TYPE_CHECKING:
     from ppgen.infer.chees import MCMCResult, mcmc
     from ppgen.io import load
     from ppgen.models import (
+        EBM,
         HMM,
         PPCA,
+        RBM,
         VAE,
+        Diffusion,
         FactorAnalysis,
         GaussianMixture,
         GenerativeModel,
         HierarchicalVAE,
     )
-    from ppgen.models.ebm import EBM
-    from ppgen.models.rbm import RBM
+    from ppgen.models.autoregressive import Autoregressive
+    from ppgen.models.flow import Flow
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "HMM",
-    "PPCA",
-    "VAE",
-    "ConvergenceWarning",
-    "Fit",
-    "GaussianMixture",
-    "GenerativeModel",
-    "HierarchicalVAE",
-    "Imputer",
-    "NonFiniteLossError",
-    "Schema",
-    "datasets",
-    "evaluate",
-    "fit",
-    "guides",
-    "load",
-    "pool",
-    "pool_fit",
-    "plot",
-    "FactorAnalysis",
-    "select",
-    "MCMCResult",
-    "mcmc",
-]
-__all__ += ["EBM", "RBM"]  # energy-based models (issue 18)
-__all__ += ["compare"]
-
-#: Where each public name lives; modules (``datasets`` ...) are submodules of ppgen.
-_LAZY = {
-    **dict.fromkeys(("datasets", "evaluate", "guides", "plot"), None),
-    # The module ppgen.select is itself callable (ppgen.select("gmm", data)): a function of the
-    # same name would be shadowed by the submodule as soon as anything imports it.
-    "select": None,
+#: Where each public name lives (None: the name is a submodule of ppgen). One table, so that
+#: adding a public name is one line.
+_LAZY: dict[str, str | None] = {
+    # modules; ppgen.select is itself callable (ppgen.select("gmm", data)): a function of the
+    # same name would be shadowed by the submodule as soon as anything imports it
+    **dict.fromkeys(("datasets", "evaluate", "guides", "plot", "select"), None),
+    # inference
+    "fit": "ppgen.infer",
+    "Fit": "ppgen.infer",
+    "NonFiniteLossError": "ppgen.infer",
+    "ConvergenceWarning": "ppgen._utils",
+    "mcmc": "ppgen.infer.chees",
+    "MCMCResult": "ppgen.infer.chees",
+    "load": "ppgen.io",
+    # data and tasks
     "Schema": "ppgen.data",
     "Imputer": "ppgen.impute",
     "pool": "ppgen.impute",
     "pool_fit": "ppgen.impute",
-    "ConvergenceWarning": "ppgen._utils",
-    "Fit": "ppgen.infer",
-    "NonFiniteLossError": "ppgen.infer",
-    "fit": "ppgen.infer",
-    "load": "ppgen.io",
-    "MCMCResult": "ppgen.infer.chees",
-    "mcmc": "ppgen.infer.chees",
+    "compare": "ppgen.comparison",
+    "GenerativeClassifier": "ppgen.classify",
+    # models
     **dict.fromkeys(
-        ("HMM", "PPCA", "VAE", "GaussianMixture", "GenerativeModel", "HierarchicalVAE"),
+        (
+            "GenerativeModel",
+            "GaussianMixture",
+            "PPCA",
+            "FactorAnalysis",
+            "HMM",
+            "VAE",
+            "HierarchicalVAE",
+            "Diffusion",
+            "RBM",
+            "EBM",
+        ),
         "ppgen.models",
     ),
-    **dict.fromkeys(
-        ("FactorAnalysis",),
-        "ppgen.models",
-    ),
-    "EBM": "ppgen.models",
-    "RBM": "ppgen.models",
+    "Autoregressive": "ppgen.models.autoregressive",
+    "Flow": "ppgen.models.flow",
 }
-_LAZY["compare"] = "ppgen.comparison"
 
-# Issue 17: the exact-likelihood families and the generative classifier.
-_LAZY.update(
-    {
-        "Autoregressive": "ppgen.models.autoregressive",
-        "Flow": "ppgen.models.flow",
-        "GenerativeClassifier": "ppgen.classify",
-    }
-)
-__all__ += ["Autoregressive", "Flow", "GenerativeClassifier"]
-if TYPE_CHECKING:
-    from ppgen.classify import GenerativeClassifier
-    from ppgen.models.autoregressive import Autoregressive
-    from ppgen.models.flow import Flow
-
-
-# Issue 15: the diffusion model.
-if TYPE_CHECKING:
-    from ppgen.models import Diffusion
-_LAZY["Diffusion"] = "ppgen.models"
-__all__ += ["Diffusion"]
+# Literal, for linters and readers; tests/test_cli_registry.py checks it equals _LAZY's keys.
+__all__ = [
+    "datasets",
+    "evaluate",
+    "guides",
+    "plot",
+    "select",
+    "fit",
+    "Fit",
+    "NonFiniteLossError",
+    "ConvergenceWarning",
+    "mcmc",
+    "MCMCResult",
+    "load",
+    "Schema",
+    "Imputer",
+    "pool",
+    "pool_fit",
+    "compare",
+    "GenerativeClassifier",
+    "GenerativeModel",
+    "GaussianMixture",
+    "PPCA",
+    "FactorAnalysis",
+    "HMM",
+    "VAE",
+    "HierarchicalVAE",
+    "Diffusion",
+    "RBM",
+    "EBM",
+    "Autoregressive",
+    "Flow",
+]
 
 
 def __getattr__(name: str) -> Any:
