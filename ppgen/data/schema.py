@@ -1125,8 +1125,9 @@ def _infer_column(
         if kind == "continuous" and standardize:
             loc = float(observed.mean())
             scale = float(observed.std())
-            # A constant column cannot be scaled; leaving it unscaled keeps it usable.
-            scale = scale if scale > 0 else 1.0
+            # A constant column cannot be scaled; leaving it unscaled keeps it usable. Its float
+            # std is rounding residue (0.1 repeated: 1.4e-17), hence relative to the mean.
+            scale = scale if scale > 1e-12 * abs(loc) else 1.0
         return Column(
             name,
             kind,

@@ -70,6 +70,7 @@ class Layout:
         progress: bool | None,
     ) -> Problem:
         """What the engine sees."""
+        model.check_data(enc.x, enc.mask)
         jacobian = schema.log_abs_det_jacobian(enc.mask, dtype=enc.x.dtype, x=enc.x)
         n = int(enc.x.shape[0])
         return Problem(model, enc.x, enc.mask, n, {}, seed, progress, log_jacobian=jacobian)
@@ -185,6 +186,7 @@ class Sequences(Layout):
     def problem(self, model, schema, enc, *, seed, progress):
         # Tolerances are per observed time step.
         data = {"lengths": enc.lengths}
+        model.check_data(enc.x, enc.mask)
         return Problem(model, enc.x, enc.mask, int(enc.lengths.sum()), data, seed, progress)
 
     def fit_fields(self, enc: EncodedSequences) -> dict[str, Any]:

@@ -207,6 +207,10 @@ class GenerativeModel(PyroModule):
         models with closed-form EM monitor it in :meth:`em_step`."""
         raise NotImplementedError
 
+    def check_data(self, x: torch.Tensor, mask: torch.Tensor) -> None:
+        """Refuse training data this model cannot fit (a ``ValueError`` naming the columns),
+        before any engine runs; called by every layout. The default accepts everything."""
+
     # -- optional hooks: generic code asks ``type(model).implements(name)`` first --------------
     def em_step(
         self, x: torch.Tensor, mask: torch.Tensor | None, params: Params, **data: Any
@@ -345,3 +349,12 @@ class GenerativeModel(PyroModule):
     def describe_coords(self, schema: Schema) -> dict[str, tuple[tuple, ...]]:
         """Labels of each axis of :meth:`describe`'s arrays (e.g. column names), by name."""
         return {}
+
+
+def constant_columns(x: torch.Tensor, mask: torch.Tensor, names: Iterable[str]) -> list[str]:
+    """Names of the encoded columns whose observed values are all equal (or all missing): a
+    density on such a column is unbounded, so models without a floor refuse them."""
+    big = torch.finfo(x.dtype).max
+    low = torch.where(mask, x, torch.full_like(x, big)).amin(0)
+    high = torch.where(mask, x, torch.full_like(x, -big)).amax(0)
+    return [name for name, flat in zip(names, (low >= high).tolist(), strict=True) if flat]

@@ -62,7 +62,7 @@ import torch.nn.functional as F
 
 from ppgen._utils import check_positive_int
 from ppgen.data.schema import Schema
-from ppgen.models.base import GenerativeModel, Params
+from ppgen.models.base import GenerativeModel, Params, constant_columns
 
 __all__ = ["RBM", "RBMAnnealer"]
 
@@ -228,7 +228,7 @@ class RBM(GenerativeModel):
         means (Gaussian), hidden biases 0 (Hinton 2012). Refuses constant columns and, for
         Bernoulli visibles, values other than 0 and 1."""
         p, H = self._check_built(), self.n_hidden
-        self._check_data(x, mask)
+        self.check_data(x, mask)
         W = 0.01 * torch.randn(p, H, generator=generator, dtype=x.dtype).to(x.device)
         mean = _observed_mean(x, mask)
         if self.visible == "bernoulli":
@@ -237,12 +237,10 @@ class RBM(GenerativeModel):
             b = mean
         return {"W": W, "b_visible": b, "c_hidden": x.new_zeros(H)}
 
-    def _check_data(self, x: torch.Tensor, mask: torch.Tensor) -> None:
+    def check_data(self, x: torch.Tensor, mask: torch.Tensor) -> None:
+        """Refuse constant columns and, for Bernoulli visibles, values other than 0 and 1."""
         names = self.names or tuple(f"x{j}" for j in range(x.shape[1]))
-        big = torch.finfo(x.dtype).max
-        low = torch.where(mask, x, torch.full_like(x, big)).amin(0)
-        high = torch.where(mask, x, torch.full_like(x, -big)).amax(0)
-        constant = [names[j] for j in range(x.shape[1]) if bool(low[j] >= high[j])]
+        constant = constant_columns(x, mask, names)
         if constant:
             raise ValueError(
                 f"columns {constant} are constant in the training data; an RBM cannot fit a "

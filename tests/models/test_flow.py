@@ -224,3 +224,14 @@ def test_two_moons_density_integrates_to_one():
     # and it learned the moons: well above a Gaussian's fit
     gauss = stats.multivariate_normal(x.mean(0), np.cov(x.T)).logpdf(x).mean()
     assert fit.score(data) > gauss + 0.5, (fit.score(data), gauss)
+
+
+@pytest.mark.parametrize("family", ["flow", "ar"])
+def test_constant_column_is_a_clear_error_not_an_unbounded_density(family):
+    """A constant continuous column has no finite maximum-likelihood density: refused by name
+    (issue 17: no NaN, a clear error), also when its values are 0.1, whose float std is 1e-17."""
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=40), "flat": np.full(40, 0.1)})
+    model = ppgen.Flow("realnvp", hidden=(4,)) if family == "flow" else ppgen.Autoregressive()
+    with pytest.raises(ValueError, match=r"columns \['flat'\] are constant"):
+        ppgen.fit(model, df, max_epochs=1, progress=False)
