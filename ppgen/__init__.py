@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ppgen import datasets, evaluate, guides, plot
     from ppgen.data import Schema
-    from ppgen.impute import Imputer, pool, pool_fit
+    from ppgen.impute import Imputer, ampute, pool, pool_fit, tipping_point
     from ppgen.infer import Fit, NonFiniteLossError, fit
     from ppgen.io import load
     from ppgen.models import (
@@ -69,6 +69,10 @@ _LAZY = {
         "ppgen.models",
     ),
 }
+
+# Imputation II (issue 21): MNAR sensitivity analysis and amputation.
+__all__ += ["ampute", "tipping_point"]
+_LAZY.update(dict.fromkeys(("ampute", "tipping_point"), "ppgen.impute"))
 
 
 def __getattr__(name: str) -> Any:
