@@ -127,13 +127,14 @@ def _tilt_step(column: Any, value: Any) -> _Step:
                 f"are {levels}"
             )
         shifts = {k: _number(column.name, value.get(k, 0.0)) for k in levels}
-    elif column.kind == "binary":
+    elif len(levels) == 2:
         # A number shifts the log-odds of the second level against the first.
         shifts = {k: 0.0 for k in levels}
         shifts[levels[-1]] = _number(column.name, value)
     else:
         raise ValueError(
-            f"delta for categorical column {column.name!r} must be a dict level -> log-odds "
+            f"delta for column {column.name!r} with {len(levels)} levels must be a dict level -> "
+            "log-odds "
             f"shift (levels {levels}), got {value!r}"
         )
     top = max(shifts.values())
