@@ -23,9 +23,12 @@ van Buuren, S. (2018). *Flexible Imputation of Missing Data*, 2nd ed. CRC Press.
 from ppgen.impute.ampute import ampute
 from ppgen.impute.imputer import Imputer
 from ppgen.impute.pooling import PooledEstimate, pool, pool_fit
+from ppgen.impute.report import ImputationReport, imputation_report
 from ppgen.impute.sensitivity import TippingPoint, tipping_point
 
 __all__ = [
+    "ImputationReport",
+    "imputation_report",
     "Imputer",
     "PooledEstimate",
     "TippingPoint",
