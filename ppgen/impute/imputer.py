@@ -45,14 +45,17 @@ class Imputer:
 
     Parameters
     ----------
-    model : {"gmm", "ppca", "vae"} or GenerativeModel, default "gmm"
+    model : {"gmm", "ppca", "vae", "auto"} or GenerativeModel, default "gmm"
         ``"gmm"`` is :class:`ppgen.GaussianMixture`, ``"ppca"`` is :class:`ppgen.PPCA`,
         ``"vae"`` is :class:`ppgen.VAE` (fitted by minibatch SVI of its networks on MIWAE's
         importance-weighted bound, ``objective="iwae"`` with ``num_particles=20`` unless
         ``fit_options`` say otherwise; its tables are MIWAE draws given the fitted networks, so
         they carry the uncertainty of the missing values but not that of the networks), built
         with ``**model_options``; or an unfitted model instance (then ``model_options`` must
-        be empty).
+        be empty). ``"auto"`` chooses among Gaussian mixtures (K = 1-4, 6) and, on numeric tables,
+        PPCA of four sizes, by the held-out conditional log density of 10% of the observed
+        cells (:mod:`ppgen.impute.auto`; ``selection_`` holds the scores), then fits the winner
+        with ``method``.
     n_imputations : int, default 20
         Number ``m`` of completed tables. With ``n_imputations=1`` :meth:`transform` returns one
         table of the input's type, so the imputer drops into a scikit-learn ``Pipeline``.
@@ -94,6 +97,18 @@ class Imputer:
         random (imputations are always observed values, as with mice's default). ``None``: the
         model's draws as they are, as :meth:`ppgen.Fit.impute` gives them. Every table keeps its
         own parameter draw, so the imputation stays proper.
+    delta : dict, optional
+        Sensitivity to data missing not at random (pattern-mixture delta adjustment; see
+        :mod:`ppgen.impute.delta` and :func:`ppgen.tipping_point`): ``{"col": -3.0}`` shifts
+        every imputed value of a continuous column by -3 (in its units, or its observed standard
+        deviations with ``delta_scale="sd"``), and the row's other missing entries are then drawn
+        given the shifted value, so they respond as the model relates them. For a binary or
+        categorical column, a log-odds shift: a number shifts the second level's log-odds
+        against the first, ``{"level": shift, ...}`` any level's. Applied after ``support``, in
+        the order given; a delta of 0 leaves the MAR imputation exactly as it is. The fit does
+        not depend on delta: change it with ``set_params`` and call :meth:`transform` again.
+    delta_scale : {"units", "sd"}, default "units"
+        Unit of the continuous deltas.
     fit_options : dict, optional
         Further options of :func:`ppgen.fit` (``max_steps``, ``num_samples``, ``guide``, ...).
         ``progress`` (default None: only when stderr is a terminal, as :func:`ppgen.fit`)
@@ -115,6 +130,9 @@ class Imputer:
         that value (see Notes).
     support_ : dict
         Column name -> ``(low, high)``: the support that ``support="truncate"`` keeps.
+    selection_ : DataFrame
+        With ``model="auto"``: every candidate's held-out score and the one chosen
+        (``choice_`` is its ``(name, options)``).
 
     Notes
     -----
@@ -207,6 +225,9 @@ class Imputer:
     def _build_model(self, n_columns: int) -> Any:
         from ppgen.models import MODELS, GenerativeModel
 
+        if self.model == "auto":
+            name, chosen = self.choice_
+            return MODELS.lookup(name)(**chosen)
         if isinstance(self.model, GenerativeModel):
             if self.model_options:
                 raise ValueError(
@@ -216,7 +237,8 @@ class Imputer:
             return self.model
         if self.model not in _MODEL_NAMES:
             raise ValueError(
-                f"model must be one of {_MODEL_NAMES} or a GenerativeModel, got {self.model!r}"
+                f"model must be one of {(*_MODEL_NAMES, 'auto')} or a GenerativeModel, got "
+                f"{self.model!r}"
             )
         options = {**_MODEL_DEFAULTS[self.model](n_columns), **self.model_options}
         return MODELS.lookup(self.model)(**options)
@@ -287,6 +309,9 @@ class Imputer:
             if not pd.api.types.is_numeric_dtype(frame[c].dtype)
         }
         options = dict(self.fit_options or {})
+        kinds = {k: v for k, v in (self.kinds or {}).items() if k in modelled} or None
+        if isinstance(self.model, str) and self.model == "auto":
+            self._choose(frame[modelled], kinds)
         # Amortized models (VAE) train their networks and have no guide over global sites.
         spec = self._build_model(len(modelled))  # fit() copies it: reusable for the refits
         if engine.resolve(self.method, spec).kind == "draws":
@@ -297,7 +322,6 @@ class Imputer:
             # held-out RMSE 0.48-0.52 against 0.51-0.56 over three seeds (tests/models/test_vae.py).
             options.setdefault("num_particles", 20)
         progress = options.pop("progress", None)  # as ppgen.fit: a bar on a terminal only
-        kinds = {k: v for k, v in (self.kinds or {}).items() if k in modelled} or None
         self.fit_ = fit(
             spec,
             frame[modelled],
@@ -336,6 +360,27 @@ class Imputer:
                 bar.update()
             bar.close()
         return self
+
+    def _choose(self, frame: pd.DataFrame, kinds: dict[str, str] | None) -> None:
+        """``model="auto"``: the grid's best held-out conditional log density (see
+        :mod:`ppgen.impute.auto`)."""
+        from ppgen.impute.auto import default_grid, heldout_scores
+
+        if self.model_options:
+            raise ValueError(
+                f"model='auto' chooses the model's options itself; got {sorted(self.model_options)}"
+            )
+        numeric = all(
+            pd.api.types.is_numeric_dtype(frame[c].dtype)
+            and not pd.api.types.is_bool_dtype(frame[c].dtype)
+            for c in frame.columns
+        ) and not any(v in ("categorical", "binary", "ordinal") for v in (kinds or {}).values())
+        grid = default_grid(frame.shape[1], numeric)
+        table = heldout_scores(frame, grid, seed=int(self.seed), kinds=kinds)
+        best = int(table["heldout"].idxmax())
+        table["chosen"] = table.index == best
+        self.selection_ = table
+        self.choice_ = (str(table.at[best, "model"]), dict(table.at[best, "options"]))
 
     # -- imputing -------------------------------------------------------------------------------
     def transform(self, X: Any, *, format: str = "wide", seed: int | None = None) -> Any:
