@@ -14,11 +14,6 @@ import ppgen
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
 def _clusters(n: int = 300, seed: int = 0) -> pd.DataFrame:
     """Three well-separated Gaussian clusters in 4 columns, 40% of the rows incomplete."""
     rng = np.random.default_rng(seed)

@@ -22,11 +22,6 @@ from ppgen.impute import pool_fit
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
 def _table(n: int = 300, seed: int = 0) -> pd.DataFrame:
     """x, y correlated (y = 0.8 x + 0.6 e), z independent and complete; x, y 30% missing."""
     rng = np.random.default_rng(seed)

@@ -7,17 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 import ppgen
 from ppgen.impute import imputation_report
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
 
 
 def _gaussian(n: int, seed: int = 0) -> pd.DataFrame:
