@@ -176,21 +176,28 @@ PENGUIN_ANALYSIS = "body_mass_g ~ bill_length_mm + bill_depth_mm + flipper_lengt
 def test_study_bias_and_coverage(mechanism, model, options):
     """van Buuren's design on palmerpenguins' four measurements (342 complete rows, the
     population): 200 replications of n = 200 rows, 30% of rows amputed, m = 10 proper
-    imputations (EM + bootstrap refits), OLS of body mass on the three others. Each coefficient:
-    |percent bias| <= 5% (raw bias within 0.1 of the complete-data standard error for
-    bill_length_mm, whose true value is near 0), coverage of the 95% interval in 92-98%."""
+    imputations (EM + bootstrap refits), OLS of body mass on the three others.
+
+    Bias: |percent bias| <= 5% where 5% of the true value exceeds 3 Monte Carlo standard errors
+    of the mean estimate (rmse / sqrt(200)); else (bill length, true value ~4 with a standard
+    error ~7; bill depth, ~20 with ~16) the raw bias within 3 Monte Carlo standard errors.
+    Coverage of the 95% interval: >= 92%, and <= 98% or within 2 points of the complete-data
+    analysis' own coverage (OLS standard errors on this population are conservative: the
+    complete-data rows of benchmarks/results/imputation_study_small.md cover 95-100%)."""
     population = ppgen.datasets.load("penguins")[PENGUIN_COLUMNS].dropna().reset_index(drop=True)
     imputer = ppgen.Imputer(model, n_imputations=10, method="em", proper="bootstrap", **options)
+    replications = 200
     report = imputation_report(
-        population, PENGUIN_ANALYSIS, {model: imputer}, n=200, replications=200, prop=0.3,
-        mechanism=mechanism, seed=0,
+        population, PENGUIN_ANALYSIS, {model: imputer}, n=200, replications=replications,
+        prop=0.3, mechanism=mechanism, seed=0,
     )  # fmt: skip
     est = report.estimates.loc[model]
     complete = report.estimates.loc["complete data"]
     for term, row in est.iterrows():
-        if term == "bill_length_mm":
-            se = complete.loc[term, "width"] / (2 * 1.97)
-            assert abs(row["bias"]) <= 0.1 * se + 0.1 * abs(row["true"]), row
-        else:
+        mc_se = row["rmse"] / np.sqrt(replications)
+        if 0.05 * abs(row["true"]) > 3 * mc_se:
             assert abs(row["percent_bias"]) <= 5, (term, row)
-        assert 0.92 <= row["coverage"] <= 0.98, (term, row)
+        else:
+            assert abs(row["bias"]) <= 3 * mc_se, (term, row)
+        assert row["coverage"] >= 0.92, (term, row)
+        assert row["coverage"] <= max(0.98, complete.loc[term, "coverage"] + 0.02), (term, row)
