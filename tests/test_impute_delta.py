@@ -162,22 +162,23 @@ def test_tipping_point_matches_a_hand_computation():
     m = len(mar)
 
     def by_hand(delta: float) -> tuple[float, float, float]:
-        """Rubin's rules by hand for the mean of x, with Barnard-Rubin df (n - 1)."""
+        """Rubin's rules by hand for the mean of x, Rubin's (1987) df (no complete-data n)."""
         values = [t["x"].to_numpy() + delta * miss for t in mar]
         q = np.array([v.mean() for v in values])
         u = np.array([v.var(ddof=1) / n for v in values])
         b = q.var(ddof=1)
         total = u.mean() + (1 + 1 / m) * b
         lam = max((1 + 1 / m) * b / total, 1e-4)
-        df_old = (m - 1) / lam**2
-        df_com = n - 1
-        df_obs = (df_com + 1) / (df_com + 3) * df_com * (1 - lam)
-        return q.mean(), np.sqrt(total), df_old * df_obs / (df_old + df_obs)
+        return q.mean(), np.sqrt(total), (m - 1) / lam**2
+
+    def mean_of_x(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        x = table["x"].to_numpy()
+        return np.array([x.mean()]), np.array([x.var(ddof=1) / n])
 
     q0 = by_hand(0.0)[0]
     grid = np.linspace(-6, 2, 33)  # step 0.25
-    result = ppgen.tipping_point(imp, df, "x ~ 1", "x", grid)
-    assert result.term == "Intercept"
+    result = ppgen.tipping_point(imp, df, mean_of_x, "x", grid)
+    assert result.term == "0"
     assert result.sign_flip == pytest.approx(-q0 / f, abs=1e-9)
     for delta in (-2.0, 0.0, 1.0):
         est, se, dof = by_hand(delta)
