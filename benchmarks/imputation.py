@@ -2,6 +2,7 @@
 
     python benchmarks/imputation.py            # breast_cancer, wine, penguins; 3 seeds
     python benchmarks/imputation.py --quick    # 1 seed, smaller grids: a smoke run
+    python benchmarks/imputation.py --study    # bias/coverage study (imputation_study.py)
 
 Data: scikit-learn's breast_cancer (569 x 30) and wine (178 x 13), standardized, and
 palmerpenguins (mixed: 3 categorical, 4 continuous columns). Mechanisms: MCAR 20%, MCAR 50%,
@@ -472,7 +473,16 @@ def goal(rows, datasets):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, MCAR 20% only, small grids")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--study", action="store_true", help="the simulation study (imputation_study.py) instead"
+    )
+    args, rest = parser.parse_known_args(argv)
+    if args.study:
+        import imputation_study
+
+        return imputation_study.main(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     seeds = SEEDS[:1] if args.quick else SEEDS
     mechanisms = ("MCAR20",) if args.quick else ("MCAR20", "MCAR50", "MAR")
     name = "imputation" + ("_quick" if args.quick else "")

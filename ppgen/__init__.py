@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ppgen.classify import GenerativeClassifier
     from ppgen.comparison import compare
     from ppgen.data import Schema
-    from ppgen.impute import Imputer, pool, pool_fit
+    from ppgen.impute import Imputer, ampute, pool, pool_fit, tipping_point
     from ppgen.infer import Fit, NonFiniteLossError, fit
     from ppgen.infer.chees import MCMCResult, mcmc
     from ppgen.io import load
@@ -59,6 +59,8 @@ _LAZY: dict[str, str | None] = {
     "Imputer": "ppgen.impute",
     "pool": "ppgen.impute",
     "pool_fit": "ppgen.impute",
+    "ampute": "ppgen.impute",
+    "tipping_point": "ppgen.impute",
     "compare": "ppgen.comparison",
     "GenerativeClassifier": "ppgen.classify",
     # models
@@ -99,6 +101,8 @@ __all__ = [
     "Imputer",
     "pool",
     "pool_fit",
+    "ampute",
+    "tipping_point",
     "compare",
     "GenerativeClassifier",
     "GenerativeModel",
