@@ -42,6 +42,7 @@ import itertools
 import math
 import sys
 import types
+from types import MappingProxyType
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -101,6 +102,8 @@ class Family:
         ``singular(fit) -> str | None``: why the fit is (near-)singular, or None.
     sequences : bool
         Whether the data are sequences (held-out split and bootstrap are then not offered).
+    model_defaults : dict
+        Constructor options every candidate gets unless ``model_options`` overrides them.
     """
 
     keys: tuple[str, ...]
@@ -109,6 +112,14 @@ class Family:
     mixture: bool = False
     singular: Callable[[Fit], str | None] | None = None
     sequences: bool = False
+    model_defaults: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: The mixtures' starts in :func:`select`, as mclust's: the hierarchical agglomeration of the
+#: data (computed once, shared by every structure and K) cut at K, plus one k-means++ start
+#: screened for 20 EM iterations; ``model_options={"init": "kmeans", "n_init": 10,
+#: "init_steps": 100}`` restores GaussianMixture's own default (10 screened k-means++ starts).
+GMM_SELECT_STARTS = MappingProxyType({"init": "hc", "n_init": 2, "init_steps": 20})
 
 
 def _gmm_singular(fit: Fit) -> str | None:
@@ -145,6 +156,7 @@ FAMILIES: dict[str, Family] = {
         default_grid=lambda n, p: {"structure": STRUCTURES, "K": range(1, 10)},
         mixture=True,
         singular=_gmm_singular,
+        model_defaults=GMM_SELECT_STARTS,
     ),
     "ppca": Family(
         keys=("q",),
@@ -482,7 +494,9 @@ def select(
     fit_options : dict, optional
         Passed to :func:`ppgen.fit` for every candidate (``method``, ``n_init``, ...).
     model_options : dict, optional
-        Passed to every candidate's constructor (e.g. ``{"reg_covar": 1e-9}`` for a mixture).
+        Passed to every candidate's constructor (e.g. ``{"reg_covar": 1e-9}`` for a mixture),
+        over the family's ``model_defaults`` (mixtures: :data:`GMM_SELECT_STARTS`, mclust's
+        hierarchical start plus one screened k-means++ start).
     map_fn : callable
         Maps the candidate fits (builtin ``map``: serial); a parallel map gives the same
         results (:func:`evaluate_candidates`).
@@ -518,7 +532,7 @@ def select(
         n_test = max(1, round(heldout_fraction * len(frame)))
         test, train = frame.iloc[np.sort(order[:n_test])], frame.iloc[np.sort(order[n_test:])]
         heldout = (train.reset_index(drop=True), test.reset_index(drop=True))
-    model_options = dict(model_options or {})
+    model_options = {**fam.model_defaults, **(model_options or {})}
     for candidate in candidates:  # a bad name or size is the user's error, not an NA row
         fam.build(*candidate, **model_options)
     jobs = [
