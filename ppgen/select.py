@@ -42,10 +42,10 @@ import itertools
 import math
 import sys
 import types
-from types import MappingProxyType
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np

@@ -699,7 +699,7 @@ class GaussianMixture(GenerativeModel):
         where spherical and common-orientation structures are defined, as in mclust; the ridge
         ``reg_covar`` enters as ``n_k * reg_covar`` on the scatter's diagonal (for VVV that is
         the covariance plus ``reg_covar``, scikit-learn's ridge), which keeps the structure."""
-        d, K = x.shape[-1], resp.shape[-1]
+        d = x.shape[-1]
         rows, cond_cov = x, None
         if mask is not None and not bool(mask.all()):
             resp = resp * mask.any(-1, keepdim=True).to(resp.dtype)  # nothing observed: out
