@@ -84,3 +84,33 @@ def test_bad_init_options():
     faithful = ppgen.datasets.load("faithful")
     with pytest.raises(ValueError, match="init_partition has 3 labels for 272 rows"):
         ppgen.fit(ppgen.GaussianMixture(2, init_partition=[0, 1, 1], n_init=1), faithful)
+
+
+def test_vvv_merges_are_greedy_minima_of_the_criterion():
+    # Recompute every step from the rows themselves: the merge taken is the pair of current
+    # clusters whose union least increases sum_k n_k log(det(W_k/n_k) + (tr W_k + alpha)/n_k).
+    rng = np.random.default_rng(3)
+    z = np.concatenate([rng.normal(size=(9, 2)), rng.normal(size=(6, 2)) * 0.3 + 3])
+    z[4] = z[2]  # a duplicated row starts in one group
+    inverse, merges = _hc._vvv_merges(z)
+    assert inverse[4] == inverse[2] and len(merges) == len(z) - 2
+    alpha = ((z - z.mean(0)) ** 2).sum() / z.size
+
+    def term(rows: np.ndarray) -> float:
+        n, p = len(rows), rows.shape[1]
+        w = (rows - rows.mean(0)).T @ (rows - rows.mean(0))
+        det = max(np.linalg.det(w / n), 0.0) if n > p else 0.0
+        return n * np.log(det + (np.trace(w) + alpha) / n)
+
+    members = {g: [r for r in range(len(z)) if inverse[r] == g] for g in set(inverse)}
+    for i, j in merges:
+        best = min(
+            term(z[members[a] + members[b]]) - term(z[members[a]]) - term(z[members[b]])
+            for a in members
+            for b in members
+            if a < b
+        )
+        taken = term(z[members[i] + members[j]]) - term(z[members[i]]) - term(z[members[j]])
+        assert taken == pytest.approx(best, abs=1e-9)
+        members[i] += members.pop(j)
+    assert len(members) == 1
