@@ -12,7 +12,8 @@ and reports the wall and CPU time against mclust's own (R 4.2.2, mclust 6.0.0 on
 machine, /work/shared/reference/mclust_time.out: 1.0 s on faithful, 6.6 s on wine for the whole
 14 x 9 grid), whether the BIC and ICL picks are mclust's, and how many candidates reach
 mclust's BIC - 2e-3 (the log-likelihood >= mclust's - 1e-3). Writes
-benchmarks/results/select{,_quick}.md and .csv. CPU time is reported beside wall time: the
+benchmarks/results/select{,_quick}.md and .csv, and each grid's table as
+select_<data>_table.csv. CPU time is reported beside wall time: the
 machine is shared, and wall time then counts other jobs.
 """
 
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import markdown_table, pin_threads, write_table  # noqa: E402
+from _common import RESULTS, markdown_table, pin_threads, write_table  # noqa: E402
 
 pin_threads(1)
 
@@ -78,6 +79,7 @@ def main() -> None:
             "NA": na,
             "starts": "hc" if args.n_init is None else f"hc + {args.n_init - 1} k-means++",
         })  # fmt: skip
+        report.table.to_csv(RESULTS / f"select_{name}_table.csv", index=False)
         best = report.table.sort_values("bic", ascending=False).head(5)
         top = [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
                for r in best.to_dict("records")]  # fmt: skip
