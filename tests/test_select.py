@@ -182,10 +182,9 @@ def test_faithful_full_grid_picks_mclusts(faithful_grid):
 
 @pytest.mark.slow
 @pytest.mark.xfail(
-    reason="measured 2026-12-07: 4 of the 27 reference candidates end below mclust's BIC by "
-    "1.0-3.7 (0.5-1.9 nats): VVV,6 -2389.443 (mclust -2387.016), VVV,7 -2416.176 (-2412.440), "
-    "VVV,9 -2461.436 (-2460.398), VVI,9 -2433.939 (-2432.708); the 10 k-means++ starts miss "
-    "optima mclust's hierarchical start finds at large K",
+    reason="measured 2026-12-07 with select's hierarchical starts: 1 of the 27 reference "
+    "candidates ends below mclust's BIC: VVV,6 -2387.309 (mclust -2387.016; 0.15 nats); with "
+    "the earlier 10 k-means++ starts VVV,6/7/9 and VVI,9 did (benchmarks/results/select_faithful.md)",
     strict=False,
 )
 def test_faithful_full_grid_reaches_mclust(faithful_grid):
@@ -238,15 +237,10 @@ def test_wine_vve3_recovers_the_cultivars():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="measured (benchmarks/results/select_wine.md): ppgen's EM reaches higher optima than "
-    "mclust's single hierarchical start on wine: VVE,4 loglik -2919.21 (BIC -6797.06) vs "
-    "mclust's -2963.4 (BIC -6885.47), above VVE,3 (-6835.29), so BIC and ICL pick VVE,4, not "
-    "mclust's VVE,3; mclust-style hierarchical starts are not built yet",
-    strict=False,
-)
 def test_wine_bic_picks_mclusts_vve3(wine_report):
-    assert wine_report.best == ("VVE", 3)
+    # Measured pass with select's hierarchical starts (the 10 k-means++ starts picked VVE,4,
+    # an optimum mclust's start does not reach: benchmarks/results/select_wine.md).
+    assert wine_report.best == ("VVE", 3) == wine_report.picks["icl"]
     vvi = wine_report.table.set_index(["structure", "K"]).xs("VVI", level="structure")["bic"]
     assert vvi.idxmax() == 4
 
