@@ -184,7 +184,7 @@ def test_faithful_full_grid_picks_mclusts(faithful_grid):
 @pytest.mark.xfail(
     reason="measured 2026-12-07 with select's hierarchical starts: 1 of the 27 reference "
     "candidates ends below mclust's BIC: VVV,6 -2387.309 (mclust -2387.016; 0.15 nats); with "
-    "the earlier 10 k-means++ starts VVV,6/7/9 and VVI,9 did (benchmarks/results/select_faithful.md)",
+    "the earlier 10 k-means++ starts VVV,6/7/9 and VVI,9 did",
     strict=False,
 )
 def test_faithful_full_grid_reaches_mclust(faithful_grid):
