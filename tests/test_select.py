@@ -201,9 +201,8 @@ def test_faithful_full_grid_reaches_mclust(faithful_grid):
 @pytest.fixture(scope="module")
 def wine_report() -> SelectionReport:
     x = ppgen.datasets.load("wine").drop(columns="target")
-    # mclust has no ridge; 1e-6 (ppgen's default) costs ~0.03 nats on wine's nearly
-    # collinear columns (VVE,1: BIC -7201.005 vs -7200.951, a unique MLE), so parity is
-    # checked with a ridge that cannot matter.
+    # mclust has no ridge; parity is checked with one that cannot matter. (The G=1 gap,
+    # VVE,1 BIC -7201.005 vs -7200.951, is not the ridge: it is the same at reg_covar=0.)
     return select("gmm", x, criteria=("bic", "icl"), model_options={"reg_covar": 1e-9})
 
 
