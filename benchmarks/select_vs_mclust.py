@@ -12,7 +12,8 @@ and reports the wall and CPU time against mclust's own (R 4.2.2, mclust 6.0.0 on
 machine, /work/shared/reference/mclust_time.out: 1.0 s on faithful, 6.6 s on wine for the whole
 14 x 9 grid), whether the BIC and ICL picks are mclust's, and how many candidates reach
 mclust's BIC - 2e-3 (the log-likelihood >= mclust's - 1e-3). Writes
-benchmarks/results/select{,_quick}.md and .csv. CPU time is reported beside wall time: the
+benchmarks/results/select{,_quick}.md and .csv, and each grid's table as
+select_<data>_table.csv. CPU time is reported beside wall time: the
 machine is shared, and wall time then counts other jobs.
 """
 
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import markdown_table, pin_threads, write_table  # noqa: E402
+from _common import RESULTS, markdown_table, pin_threads, write_table  # noqa: E402
 
 pin_threads(1)
 
@@ -48,7 +49,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--data", choices=("faithful", "wine", "both"), default="both")
-    parser.add_argument("--n-init", type=int, default=None, help="starts per fit (default 10)")
+    parser.add_argument("--n-init", type=int, default=None,
+                        help="starts: hierarchical + n-1 k-means++ (default 1)")  # fmt: skip
     args = parser.parse_args()
     names = ["faithful"] if args.quick else (["faithful", "wine"] if args.data == "both"
                                               else [args.data])  # fmt: skip
@@ -75,8 +77,9 @@ def main() -> None:
             "ICL pick": ",".join(map(str, report.picks["icl"])),
             "mclust ICL pick": ",".join(map(str, ref["icl"])),
             "NA": na,
-            "n_init": args.n_init or 10,
+            "starts": "hc" if args.n_init is None else f"hc + {args.n_init - 1} k-means++",
         })  # fmt: skip
+        report.table.to_csv(RESULTS / f"select_{name}_table.csv", index=False)
         best = report.table.sort_values("bic", ascending=False).head(5)
         top = [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
                for r in best.to_dict("records")]  # fmt: skip
@@ -84,10 +87,11 @@ def main() -> None:
         print(rows[-1], flush=True)
     notes = (
         "BIC and ICL in mclust's convention (2 log L - df log n). Times: the whole grid, "
-        "serial, one torch thread, default starts (10 k-means++ starts screened for up to 100 "
-        "EM iterations each, then EM to a 1e-8 nats/row gain) unless --n-init. mclust starts "
-        "once from its hierarchical agglomeration and stops at a relative change of 1e-5, so "
-        "ppgen often ends at a higher likelihood than mclust (see tests/test_select.py)."
+        "serial, one torch thread, select's default starts (one per candidate, from the "
+        "model-based hierarchical agglomeration with mclust's VVV criterion on mclust's SVD "
+        "transform of the data, computed once; then EM to a 1e-8 nats/row gain) unless "
+        "--n-init. mclust starts from its own agglomeration and stops at a relative change of "
+        "1e-5. Before (k-means++ x 10 screened starts): faithful 96.5 s CPU, wine 164.4 s."
     )
     suffix = "_quick" if args.quick else ("" if args.data == "both" else f"_{args.data}")
     write_table(f"select{suffix}", rows, notes, title="ppgen.select vs mclust",

@@ -111,6 +111,21 @@ class WishartPrecision(dist.Wishart):
     support = positive_definite_bijective
 
 
+def _broadcast(a: torch.Size, b: torch.Size) -> torch.Size:
+    """``torch.broadcast_shapes(a, b)`` for two shapes: torch's goes through its Python
+    reference implementation (~0.1 ms a call), a sizeable share of a small EM iteration."""
+    if a == b:
+        return torch.Size(a)
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
+    out = []
+    for i, j in zip(a, b, strict=True):
+        if i != j and i != 1 and j != 1:
+            raise RuntimeError(f"shapes {a} and {b} do not broadcast")
+        out.append(j if i == 1 else i)
+    return torch.Size(out)
+
+
 def _cholesky_log_density(
     x: torch.Tensor, loc: torch.Tensor, precision_tril: torch.Tensor
 ) -> torch.Tensor:
@@ -308,9 +323,9 @@ class MaskedMultivariateNormal(dist.TorchDistribution):
         obs_mask: torch.Tensor | None = None,
         validate_args: bool | None = None,
     ) -> None:
-        batch_shape = torch.broadcast_shapes(loc.shape[:-1], precision_matrix.shape[:-2])
+        batch_shape = _broadcast(loc.shape[:-1], precision_matrix.shape[:-2])
         if obs_mask is not None:
-            batch_shape = torch.broadcast_shapes(batch_shape, obs_mask.shape[:-1])
+            batch_shape = _broadcast(batch_shape, obs_mask.shape[:-1])
         d = loc.shape[-1]
         # Parameters keep their own (smaller) batch shapes: expanding the precision to one
         # matrix per row would make every Cholesky factorization n times as expensive.

@@ -7,6 +7,7 @@ import warnings
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
@@ -179,6 +180,16 @@ class GaussianMixture(GenerativeModel):
     init_steps : int
         Most EM iterations run from each start (fewer once it converges) before the best is
         kept.
+    init : {"kmeans", "hc"}
+        Where the starts come from: ``n_init`` k-means++ starts ("kmeans", the default); or,
+        as mclust, the hierarchical agglomeration of the rows cut at K clusters
+        (:mod:`ppgen.models._hc`: Ward's criterion on mclust's SVD-transformed data, computed
+        once per data set and cached) as the first start, followed by ``n_init - 1`` k-means++
+        starts ("hc"; with ``n_init=1`` the agglomeration's start alone, no screening).
+    init_partition : array of int, optional
+        A partition of the rows (labels 0..K-1, one per training row) to start from instead
+        of the agglomeration's (implies ``init="hc"``). Not saved with a fit (it belongs to
+        one data set).
 
     References
     ----------
@@ -208,6 +219,8 @@ class GaussianMixture(GenerativeModel):
         reg_covar: float = 1e-6,
         n_init: int = 10,
         init_steps: int = 100,
+        init: str = "kmeans",
+        init_partition: Any = None,
     ) -> None:
         super().__init__()
         check_int(n_components, "n_components")
@@ -233,6 +246,21 @@ class GaussianMixture(GenerativeModel):
         self.reg_covar = float(reg_covar)
         self.n_init = int(n_init)
         self.init_steps = int(init_steps)
+        if init not in ("kmeans", "hc"):
+            raise ValueError(f"init must be 'kmeans' or 'hc', got {init!r}")
+        if init_partition is not None:
+            labels = torch.as_tensor(np.asarray(init_partition))
+            if labels.dim() != 1 or labels.is_floating_point() or labels.numel() == 0:
+                raise ValueError("init_partition must be a 1-d array of integer labels")
+            if int(labels.min()) < 0 or int(labels.max()) >= int(n_components):
+                raise ValueError(
+                    f"init_partition labels must be in 0..{int(n_components) - 1}, got "
+                    f"{int(labels.min())}..{int(labels.max())}"
+                )
+            init = "hc"
+            init_partition = labels.long()
+        self.init = init
+        self.init_partition = init_partition
         self.n_components = int(n_components)
         self.covariance_type = covariance_type
         self.structure = structure
@@ -257,6 +285,8 @@ class GaussianMixture(GenerativeModel):
             "reg_covar": self.reg_covar,
             "n_init": self.n_init,
             "init_steps": self.init_steps,
+            # Only when not the default: configs (and saved fits) of earlier versions unchanged.
+            **({"init": self.init} if self.init != "kmeans" else {}),
         }
 
     @property
@@ -669,7 +699,7 @@ class GaussianMixture(GenerativeModel):
         where spherical and common-orientation structures are defined, as in mclust; the ridge
         ``reg_covar`` enters as ``n_k * reg_covar`` on the scatter's diagonal (for VVV that is
         the covariance plus ``reg_covar``, scikit-learn's ridge), which keeps the structure."""
-        d, K = x.shape[-1], resp.shape[-1]
+        d = x.shape[-1]
         rows, cond_cov = x, None
         if mask is not None and not bool(mask.all()):
             resp = resp * mask.any(-1, keepdim=True).to(resp.dtype)  # nothing observed: out
@@ -694,11 +724,10 @@ class GaussianMixture(GenerativeModel):
             locs = (resp.mT.unsqueeze(-2) @ rows).squeeze(-2) / n_safe[:, None]
         if "locs" in self.held:  # the scatter around the held means (the constrained maximizer)
             locs = self.held["locs"]
-        scatter = []
-        for k in range(K):  # one at a time, as gaussian_m_step (memory traffic)
-            diff = (rows if rows.dim() == 2 else rows[k]) - locs[k]
-            scatter.append((diff * resp[:, k : k + 1]).mT @ diff)
-        scatter = torch.stack(scatter)
+        # All components in one batched product (K, d, n) @ (K, n, d): a Python loop over K
+        # costs more than the arithmetic on small tables.
+        diff = (rows.unsqueeze(0) if rows.dim() == 2 else rows) - locs.unsqueeze(-2)
+        scatter = (diff * resp.mT.unsqueeze(-1)).mT @ diff
         if cond_cov is not None:
             scatter = scatter + cond_cov
         cols = [self.schema.columns[j] for j in self.continuous]
@@ -821,12 +850,30 @@ class GaussianMixture(GenerativeModel):
         one-hot for a mixed table) followed by one M-step (partially observed rows of a full
         covariance conditioned on the diagonal fit). Clusters k-means leaves empty (more
         components than distinct rows) get a random row and the whole data's spread, with a
-        floored weight, so that every start is finite."""
+        floored weight, so that every start is finite. With ``init="hc"`` the first start is
+        the hierarchical agglomeration's partition (or ``init_partition``) instead."""
         from ppgen.models._kmeans import kmeans
 
         feats = self._kmeans_features(x, mask)
-        return [self._start(x, mask, kmeans(feats, self.n_components, generator=generator),
-                            generator) for _ in range(int(n))]  # fmt: skip
+        starts = []
+        if self.init == "hc" and int(n) > 0:
+            starts.append(self._start(x, mask, self._hc_labels(feats, generator), generator))
+        starts += [self._start(x, mask, kmeans(feats, self.n_components, generator=generator),
+                               generator) for _ in range(int(n) - len(starts))]  # fmt: skip
+        return starts
+
+    def _hc_labels(self, feats: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The partition of ``init_partition``, else the agglomeration of the k-means features
+        (:func:`ppgen.models._hc.hc_partition`) cut at K."""
+        if self.init_partition is None:
+            from ppgen.models._hc import hc_partition
+
+            return hc_partition(feats, self.n_components, generator)
+        if len(self.init_partition) != feats.shape[0]:
+            raise ValueError(
+                f"init_partition has {len(self.init_partition)} labels for {feats.shape[0]} rows"
+            )
+        return self.init_partition.to(feats.device)
 
     def _start(
         self, x: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
