@@ -116,11 +116,11 @@ def features(
     """
     real, synthetic = _frames(real, synthetic)
     schema = schema if schema is not None else Schema.infer(real)
-    x, y = _encode(schema, [real, synthetic])
+    x, y = _encode_tables(schema, [real, synthetic])
     return x, y
 
 
-def _encode(schema: Schema, tables: list[pd.DataFrame]) -> list[np.ndarray]:
+def _encode_tables(schema: Schema, tables: list[pd.DataFrame]) -> list[np.ndarray]:
     """:func:`features` of several tables at once, scaled by the first; a column gets a missing
     indicator in all of them when it has a missing entry in any, so the widths agree."""
     encoded = [schema.encode(t, dtype=torch.float64) for t in tables]
@@ -756,7 +756,7 @@ def dcr(
     real, synthetic = _frames(real, synthetic)
     schema = schema if schema is not None else Schema.infer(real)
     tables = [real, synthetic] if holdout is None else [real, synthetic, _frames(real, holdout)[1]]
-    x, y, *rest = _encode(schema, tables)
+    x, y, *rest = _encode_tables(schema, tables)
     distances = _nearest(x, y)
     holdout_median = closer = math.nan
     if rest:
