@@ -31,14 +31,22 @@ _FORCED_KIND = {
 }
 
 
-#: Largest S * K^3 * max(1, (64 / T)^2) for which the recursions use blocked prefix products
-#: (see HMM._parallel): measured on one CPU thread, float64, posteriors of (S, T, K) = 1 x 100 x
-#: 2 take 0.45x the step loop's time, 10 x 300 x 4 0.43x, 10 x 1000 x 8 0.96x, 50 x 1000 x 4
-#: 1.6x, 100 x 50 x 4 2.2x, 3 x 6 x 3 2.4x.
-_PARALLEL_LIMIT = 1536
+#: Largest S * K^3 * max(1, (100 / T)^6) for which the recursions use blocked prefix products
+#: rather than the step loop (see HMM._parallel). Measured on one CPU thread, float64, time of
+#: posteriors blocked / loop at (S, T, K) = 1 x 100 x 4: 0.75, 1 x 1000 x 2: 0.22, 1 x 100 x 2:
+#: 0.96, 1 x 50 x 2: 1.08, 10 x 200 x 3: 0.89, 10 x 300 x 4: 1.06, 50 x 1000 x 4: 1.7, 3 x 6 x 3:
+#: 1.9 (script in the commit adding it; notes/hmmspeed.md).
+_PARALLEL_LIMIT = 256
 
 #: EM iterations each start runs before only the best goes on (HMM.fit_defaults).
 _SCREEN_STEPS = 10
+
+
+def _renormalize_every(dtype: torch.dtype) -> int:
+    """Steps between renormalizations of the scaled recursions: a step's normalizer is rarely
+    below 1e-40, so 7 steps stay clear of float64's smallest normal number (1e-308); float32
+    (1e-38) renormalizes every step."""
+    return max(1, int(-math.log10(torch.finfo(dtype).tiny) // 40))
 
 
 def stationary_distribution(transition: torch.Tensor) -> torch.Tensor:
@@ -406,7 +414,7 @@ class HMM(GenerativeModel):
         win on long series with few sequences and few states (:data:`_PARALLEL_LIMIT`).
         """
         S, T, K = shape
-        return S * K**3 * max(1.0, (64 / T) ** 2) <= _PARALLEL_LIMIT
+        return S * K**3 * max(1.0, (100 / T) ** 6) <= _PARALLEL_LIMIT
 
     @classmethod
     def _transfer_matrices(cls, ll, log_trans, present):
@@ -507,47 +515,53 @@ class HMM(GenerativeModel):
         """Scaled forward(-backward) recursions in probability space (Rabiner 1989, sec. V.A).
 
         Returns what :meth:`_parallel_forward_backward` returns: normalized forward variables
-        a_t (S, T, K) (the filtered probabilities), log scales l_t = sum_{u <= t} (log c_u +
-        m_u) (S, T) of the normalizers c_u of the shifted emissions e_u = exp(ll_u - m_u) (so
-        that l_{T-1} = log p(x)), e, and, when ``backward``, the scaled backward variables b_t
-        (S, T, K), so that a_t * b_t are the smoothed marginals.
-        A step loop over (S, K) tensors costs a few small ops per step; the log-space version
-        costs a logsumexp over (S, K, K) per step and is kept for the rare underflow.
-        Returns None when a normalizer underflows (data all but impossible under the model).
+        a_t (S, T, K) (the filtered probabilities), log scales l_t (S, T) with log alpha_t =
+        log a_t + l_t (so l_{T-1} = log p(x)), the shifted emissions e_t = exp(ll_t - m_t) and,
+        when ``backward``, the backward variables b_t (S, T, K) up to a factor per step.
+        One batched vector-matrix product per step with the transfer matrices M_t (identity on
+        padded steps, so no selection is needed); vectors are renormalized only every few
+        steps (:func:`_renormalize_every`: M_t's entries are at most 1, so nothing overflows)
+        and the steps in between normalized afterwards at once. The log-space version costs a
+        logsumexp over (S, K, K) per step and is kept for the rare underflow.
+        Returns None when a product underflows (data all but impossible under the model).
         """
         S, T, K = ll.shape
-        e, shift = cls._scaled_emissions(ll, present)
-        A = log_trans.exp()
-        padded = not bool(present.all())  # without padding, skip the per-step selections
-        a = log_init.exp() * e[:, 0]
-        c = [a.sum(-1)]
-        a = a / c[0].unsqueeze(-1)
-        alphas = [a]
+        e, shift, M = cls._transfer_matrices(ll, log_trans, present)
+        every = _renormalize_every(ll.dtype)
+        steps = M.transpose(0, 1).contiguous().unbind(0)  # contiguous per step: fast bmm
+        a = (log_init.exp() * e[:, 0]).unsqueeze(-2)  # (S, 1, K)
+        alphas, norms, at = [a], [], []
         for t in range(1, T):
-            step = (a @ A) * e[:, t]
-            norm = step.sum(-1)
-            if padded:
-                keep = present[:, t]
-                a = torch.where(keep.unsqueeze(-1), step / norm.unsqueeze(-1), a)
-                norm = torch.where(keep, norm, torch.ones_like(norm))
-            else:
-                a = step / norm.unsqueeze(-1)
-            c.append(norm)
+            a = torch.bmm(a, steps[t - 1])
+            if t % every == 0:
+                n = a.sum(-1, keepdim=True)
+                a = a / n
+                norms.append(n)
+                at.append(t)
             alphas.append(a)
-        c = torch.stack(c, dim=1)
-        if not bool((c > 0).all()):
+        alpha = torch.cat(alphas, dim=1)  # (S, T, K), each step up to its factor
+        total = alpha.sum(-1)
+        if not bool((total > 0).all()):
             return None
-        alpha = torch.stack(alphas, dim=1)
-        log_scale = (c.log() + shift).cumsum(1)
+        log_scale = total.log() + shift.cumsum(1)
+        if norms:
+            divided = total.new_zeros(S, T)
+            divided[:, at] = torch.cat(norms, dim=1).squeeze(-1).log()
+            log_scale = log_scale + divided.cumsum(1)
+        alpha = alpha / total.unsqueeze(-1)
         if not backward:
             return alpha, log_scale, e, None
-        b = torch.ones_like(a)
+        b = torch.ones_like(e[:, 0]).unsqueeze(-1)  # (S, K, 1)
         betas = [b]
         for t in range(T - 2, -1, -1):
-            step = ((e[:, t + 1] * b) @ A.mT) / c[:, t + 1, None]
-            b = torch.where(present[:, t + 1, None], step, b) if padded else step
+            b = torch.bmm(steps[t], b)
+            if t % every == 0:
+                b = b / b.sum(-2, keepdim=True)
             betas.append(b)
-        return alpha, log_scale, e, torch.stack(betas[::-1], dim=1)
+        beta = torch.cat(betas[::-1], dim=-1).mT  # (S, T, K)
+        if not bool((beta.sum(-1) > 0).all()):
+            return None
+        return alpha, log_scale, e, beta
 
     @staticmethod
     def _log_forward(ll, log_init, log_trans, present) -> torch.Tensor:
