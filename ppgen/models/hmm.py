@@ -31,12 +31,12 @@ _FORCED_KIND = {
 }
 
 
-#: Largest S * K^3 * max(1, (100 / T)^6) for which the recursions use blocked prefix products
+#: Largest S * K^3 * max(1, (100 / T)^6) (512) for which the recursions use blocked prefix products
 #: rather than the step loop (see HMM._parallel). Measured on one CPU thread, float64, time of
 #: posteriors blocked / loop at (S, T, K) = 1 x 100 x 4: 0.75, 1 x 1000 x 2: 0.22, 1 x 100 x 2:
 #: 0.96, 1 x 50 x 2: 1.08, 10 x 200 x 3: 0.89, 10 x 300 x 4: 1.06, 50 x 1000 x 4: 1.7, 3 x 6 x 3:
 #: 1.9 (script in the commit adding it; notes/hmmspeed.md).
-_PARALLEL_LIMIT = 256
+_PARALLEL_LIMIT = 512
 
 #: EM iterations each start runs before only the best goes on (HMM.fit_defaults).
 _SCREEN_STEPS = 10
