@@ -526,9 +526,15 @@ class HMM(GenerativeModel):
         Returns None when a product underflows (data all but impossible under the model).
         """
         S, T, K = ll.shape
-        e, shift, M = cls._transfer_matrices(ll, log_trans, present)
+        e, shift = cls._scaled_emissions(ll, present)
         every = _renormalize_every(ll.dtype)
-        steps = M.transpose(0, 1).contiguous().unbind(0)  # contiguous per step: fast bmm
+        # Transfer matrices M_t = A diag(e_t) built time-major (T-1, S, K, K), so that each
+        # step's (S, K, K) is contiguous for bmm without copying M; identity on padded steps.
+        M = log_trans.exp() * e.transpose(0, 1).contiguous()[1:, :, None, :]
+        if not bool(present.all()):
+            eye = torch.eye(K, dtype=ll.dtype, device=ll.device)
+            M = torch.where(present.T[1:, :, None, None], M, eye)
+        steps = M.unbind(0)
         a = (log_init.exp() * e[:, 0]).unsqueeze(-2)  # (S, 1, K)
         alphas, norms, at = [a], [], []
         for t in range(1, T):
