@@ -600,8 +600,9 @@ def main(argv=None) -> int:
 
 **Default fit against hmmlearn's best of {HL_RESTARTS}** (table "Default fit" below). ppgen:
 `ppgen.fit(HMM(K, family[, covariance]), data)` with no options (maximum likelihood by
-Baum-Welch EM: 4 k-means starts run to tol 1e-8 nats per step, plus K "corner"
-starts of the initial distribution when there are fewer than 2K sequences); seeds 1 and 2 add
+Baum-Welch EM: 4 k-means starts screened for 10 iterations each, the best run on to tol 1e-8
+nats per step, plus K "corner" starts of the initial distribution when there are fewer than 2K
+sequences, screened and finished alike); seeds 1 and 2 add
 only `seed=`. hmmlearn: `GaussianHMM`/`PoissonHMM` with `random_state` 0..{HL_RESTARTS - 1},
 `n_iter={HL_CONVERGED["n_iter"]}, tol={HL_CONVERGED["tol"]:g}` (run to convergence; every run
 checked converged, monotone and finite), the best total log-likelihood kept. hmmlearn's time

@@ -31,8 +31,22 @@ _FORCED_KIND = {
 }
 
 
-#: Largest S * K^3 * log2(T) for which the recursions use prefix products (see HMM._parallel).
-_PARALLEL_LIMIT = 4096
+#: Largest S * K^3 * max(1, (100 / T)^6) (512) for which the recursions use blocked prefix products
+#: rather than the step loop (see HMM._parallel). Measured on one CPU thread, float64, time of
+#: posteriors blocked / loop at (S, T, K) = 1 x 100 x 4: 0.75, 1 x 1000 x 2: 0.22, 1 x 100 x 2:
+#: 0.96, 1 x 50 x 2: 1.08, 10 x 200 x 3: 0.89, 10 x 300 x 4: 1.06, 50 x 1000 x 4: 1.7, 3 x 6 x 3:
+#: 1.9 (script in the commit adding it; notes/hmmspeed.md).
+_PARALLEL_LIMIT = 512
+
+#: EM iterations each start runs before only the best goes on (HMM.fit_defaults).
+_SCREEN_STEPS = 10
+
+
+def _renormalize_every(dtype: torch.dtype) -> int:
+    """Steps between renormalizations of the scaled recursions: a step's normalizer is rarely
+    below 1e-40, so 7 steps stay clear of float64's smallest normal number (1e-308); float32
+    (1e-38) renormalizes every step."""
+    return max(1, int(-math.log10(torch.finfo(dtype).tiny) // 40))
 
 
 def stationary_distribution(transition: torch.Tensor) -> torch.Tensor:
@@ -394,15 +408,13 @@ class HMM(GenerativeModel):
 
     @staticmethod
     def _parallel(shape: torch.Size) -> bool:
-        """Whether prefix products beat step loops for sequences of this (S, T, K) shape.
-
-        A step loop costs a few microseconds of op dispatch per step whatever its size; prefix
-        products cost O(S K^3) work per step per doubling, so they win for few sequences with
-        few states (one long series), and lose on large batches (measured: 1 x 100 x K=2 is
-        ~10x faster by prefix products, 50 x 1000 x K=4 several times slower).
+        """Whether blocked prefix products beat the step loop for sequences of this (S, T, K)
+        shape. The loop costs op dispatch on 2 T steps, the blocks on about 4 sqrt(T) steps but
+        also O(S T K^3) arithmetic in tiny batched matrix products instead of O(S T K^2): they
+        win on long series with few sequences and few states (:data:`_PARALLEL_LIMIT`).
         """
         S, T, K = shape
-        return S * K**3 * math.ceil(math.log2(max(T, 2))) <= _PARALLEL_LIMIT
+        return S * K**3 * max(1.0, (100 / T) ** 6) <= _PARALLEL_LIMIT
 
     @classmethod
     def _transfer_matrices(cls, ll, log_trans, present):
@@ -416,84 +428,146 @@ class HMM(GenerativeModel):
         return e, shift, M
 
     @staticmethod
-    def _prefix_products(M: torch.Tensor, reverse: bool = False):
-        """Inclusive prefix (suffix when ``reverse``) products of M (S, T, K, K) over time, by
-        doubling (Hillis-Steele), each divided by its largest entry; returns them and the logs
-        of the scales divided out (S, T)."""
-        T, d = M.shape[1], 1
-        log_scale = M.new_zeros(M.shape[:2])
-        while d < T:
-            joined = M[:, : T - d] @ M[:, d:]
-            summed = log_scale[:, : T - d] + log_scale[:, d:]
-            if reverse:
-                M = torch.cat([joined, M[:, T - d :]], dim=1)
-                log_scale = torch.cat([summed, log_scale[:, T - d :]], dim=1)
-            else:
-                M = torch.cat([M[:, :d], joined], dim=1)
-                log_scale = torch.cat([log_scale[:, :d], summed], dim=1)
-            top = M.amax((-2, -1))
-            M = M / top[..., None, None]
-            log_scale = log_scale + top.log()
-            d *= 2
-        return M, log_scale
+    def _blocked_scan(v0: torch.Tensor, M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row vectors v_t = v0 M_1 ... M_t (t = 0..T-1) of v0 (S, K) and M (S, T-1, K, K),
+        each divided by its sum, and the logs of those sums (S, T).
+
+        Time is cut into B ~ sqrt(T) blocks of B steps: a loop over the B steps of every block
+        at once gives each block's prefix products (O(K^3) each, divided by their largest
+        entry), a loop over the blocks carries the vector across block ends, and one batched
+        product gives every v_t. About 2 sqrt(T) Python steps instead of T.
+        """
+        S, T1, K = M.shape[0], M.shape[1], M.shape[-1]
+        norm0 = v0.sum(-1)
+        v = v0 / norm0.unsqueeze(-1)
+        if T1 == 0:
+            return v.unsqueeze(1), norm0.log().unsqueeze(1)
+        B = math.ceil(math.sqrt(T1))
+        nB = math.ceil(T1 / B)
+        pad = nB * B - T1
+        if pad:  # identity factors after the end change nothing
+            eye = torch.eye(K, dtype=M.dtype, device=M.device).expand(S, pad, K, K)
+            M = torch.cat([M, eye], dim=1)
+        M = M.reshape(S, nB, B, K, K)
+        # Logs are taken once after each loop (fewer ops per step): scales kept as factors.
+        P = M[:, :, 0]
+        prods, tops = [], []
+        for j in range(B):
+            if j:
+                P = P @ M[:, :, j]
+            top = P.amax((-2, -1), keepdim=True)
+            P = P / top
+            prods.append(P)
+            tops.append(top)
+        log_p = torch.cat(tops, -1).squeeze(-2).log().cumsum(-1)  # (S, nB, B)
+        last = prods[-1]
+        starts, norms = [v], [norm0]
+        for b in range(nB - 1):
+            w = (v.unsqueeze(-2) @ last[:, b]).squeeze(-2)
+            n = w.sum(-1, keepdim=True)
+            v = w / n
+            starts.append(v)
+            norms.append(n.squeeze(-1))
+        # log of block b's start scale: the norms so far and the block products before it.
+        log_start = torch.stack(norms, dim=1).log().cumsum(1)
+        log_start[:, 1:] += log_p[:, :-1, -1].cumsum(1)
+        prods = torch.stack(prods, dim=2)  # (S, nB, B, K, K)
+        W = (torch.stack(starts, dim=1)[:, :, None, None, :] @ prods).squeeze(-2)  # (S,nB,B,K)
+        n = W.sum(-1)
+        log_n = log_start.unsqueeze(-1) + n.log() + log_p
+        V = (W / n.unsqueeze(-1)).reshape(S, nB * B, K)[:, :T1]
+        log_n = log_n.reshape(S, nB * B)[:, :T1]
+        return (
+            torch.cat([v0.unsqueeze(1) / norm0[:, None, None], V], dim=1),
+            torch.cat([norm0.log().unsqueeze(1), log_n], dim=1),
+        )
 
     @classmethod
-    def _parallel_forward_backward(cls, ll, log_init, log_trans, present):
-        """Log forward and backward variables (S, T, K) from prefix and suffix products of the
-        transfer matrices: O(log T) batched steps. None if a product underflowed."""
+    def _parallel_forward_backward(cls, ll, log_init, log_trans, present, backward: bool = True):
+        """Forward(-backward) variables by blocked prefix products (:meth:`_blocked_scan`).
+
+        Returns the filtered probabilities a_t (S, T, K), log scales l_t (S, T) with
+        log alpha_t = log a_t + l_t (so l_{T-1} = log p(x)), the shifted emissions e (S, T, K)
+        and, when ``backward``, the backward variables b_t (S, T, K) up to a factor per step
+        (a_t * b_t normalized are the smoothed marginals). None if a product underflowed.
+        """
         e, shift, M = cls._transfer_matrices(ll, log_trans, present)
         first = log_init.exp() * e[:, 0]
-        P, log_p = cls._prefix_products(M)
-        forward = (first.unsqueeze(-2).unsqueeze(1) @ P).squeeze(-2).log() + log_p.unsqueeze(-1)
-        log_alpha = torch.cat([first.log().unsqueeze(1), forward], dim=1)
-        log_alpha = log_alpha + shift.cumsum(1).unsqueeze(-1)
-        Q, log_q = cls._prefix_products(M, reverse=True)
-        later = shift.flip(1).cumsum(1).flip(1)[:, 1:]  # sum of shifts after step t
-        backward = Q.sum(-1).log() + (log_q + later).unsqueeze(-1)
-        log_beta = torch.cat([backward, ll.new_zeros(ll.shape[0], 1, ll.shape[-1])], dim=1)
-        if not bool(torch.isfinite((log_alpha + log_beta).logsumexp(-1)).all()):
+        S = first.shape[0]
+        if backward:
+            # beta_t^T = 1^T M_{T-1}^T ... M_{t+1}^T: the same scan on the reversed transposes,
+            # run with the forward one as a batch of 2 S (half the Python steps).
+            first = torch.cat([first, torch.ones_like(first)])
+            M = torch.cat([M, M.flip(1).mT])
+        scanned, log_a = cls._blocked_scan(first, M)
+        alpha, log_scale = scanned[:S], log_a[:S] + shift.cumsum(1)
+        if not bool(torch.isfinite(log_scale[:, -1]).all()):
             return None
-        return log_alpha, log_beta
+        if not backward:
+            return alpha, log_scale, e, None
+        beta = scanned[S:].flip(1)
+        if not bool(torch.isfinite(beta).all()):
+            return None
+        return alpha, log_scale, e, beta
 
     @classmethod
     def _scaled_forward_backward(cls, ll, log_init, log_trans, present, backward: bool = True):
         """Scaled forward(-backward) recursions in probability space (Rabiner 1989, sec. V.A).
 
-        Returns normalized forward variables a_t (S, T, K) (the filtered probabilities), the
-        normalizers c_t (S, T) of the shifted emissions e_t = exp(ll_t - m_t), the shifts m_t
-        (S, T), so that sum_t (log c_t + m_t) = log p(x), and, when ``backward``, the scaled
-        backward variables b_t (S, T, K), so that a_t * b_t are the smoothed marginals.
-        A step loop over (S, K) tensors costs a few small ops per step; the log-space version
-        costs a logsumexp over (S, K, K) per step and is kept for the rare underflow.
-        Returns None when a normalizer underflows (data all but impossible under the model).
+        Returns what :meth:`_parallel_forward_backward` returns: normalized forward variables
+        a_t (S, T, K) (the filtered probabilities), log scales l_t (S, T) with log alpha_t =
+        log a_t + l_t (so l_{T-1} = log p(x)), the shifted emissions e_t = exp(ll_t - m_t) and,
+        when ``backward``, the backward variables b_t (S, T, K) up to a factor per step.
+        One batched vector-matrix product per step with the transfer matrices M_t (identity on
+        padded steps, so no selection is needed); vectors are renormalized only every few
+        steps (:func:`_renormalize_every`: M_t's entries are at most 1, so nothing overflows)
+        and the steps in between normalized afterwards at once. The log-space version costs a
+        logsumexp over (S, K, K) per step and is kept for the rare underflow.
+        Returns None when a product underflows (data all but impossible under the model).
         """
         S, T, K = ll.shape
         e, shift = cls._scaled_emissions(ll, present)
-        A = log_trans.exp()
-        a = log_init.exp() * e[:, 0]
-        c = [a.sum(-1)]
-        a = a / c[0].unsqueeze(-1)
-        alphas = [a]
+        every = _renormalize_every(ll.dtype)
+        # Transfer matrices M_t = A diag(e_t) built time-major (T-1, S, K, K), so that each
+        # step's (S, K, K) is contiguous for bmm without copying M; identity on padded steps.
+        M = log_trans.exp() * e.transpose(0, 1).contiguous()[1:, :, None, :]
+        if not bool(present.all()):
+            eye = torch.eye(K, dtype=ll.dtype, device=ll.device)
+            M = torch.where(present.T[1:, :, None, None], M, eye)
+        steps = M.unbind(0)
+        a = (log_init.exp() * e[:, 0]).unsqueeze(-2)  # (S, 1, K)
+        alphas, norms, at = [a], [], []
         for t in range(1, T):
-            step = (a @ A) * e[:, t]
-            norm = step.sum(-1)
-            keep = present[:, t]
-            a = torch.where(keep.unsqueeze(-1), step / norm.unsqueeze(-1), a)
-            c.append(torch.where(keep, norm, torch.ones_like(norm)))
+            a = torch.bmm(a, steps[t - 1])
+            if t % every == 0:
+                n = a.sum(-1, keepdim=True)
+                a = a / n
+                norms.append(n)
+                at.append(t)
             alphas.append(a)
-        c = torch.stack(c, dim=1)
-        if not bool((c > 0).all()):
+        alpha = torch.cat(alphas, dim=1)  # (S, T, K), each step up to its factor
+        total = alpha.sum(-1)
+        if not bool((total > 0).all()):
             return None
-        alpha = torch.stack(alphas, dim=1)
+        log_scale = total.log() + shift.cumsum(1)
+        if norms:
+            divided = total.new_zeros(S, T)
+            divided[:, at] = torch.cat(norms, dim=1).squeeze(-1).log()
+            log_scale = log_scale + divided.cumsum(1)
+        alpha = alpha / total.unsqueeze(-1)
         if not backward:
-            return alpha, c, shift, e, None
-        b = torch.ones_like(a)
+            return alpha, log_scale, e, None
+        b = torch.ones_like(e[:, 0]).unsqueeze(-1)  # (S, K, 1)
         betas = [b]
         for t in range(T - 2, -1, -1):
-            step = ((e[:, t + 1] * b) @ A.mT) / c[:, t + 1, None]
-            b = torch.where(present[:, t + 1, None], step, b)
+            b = torch.bmm(steps[t], b)
+            if t % every == 0:
+                b = b / b.sum(-2, keepdim=True)
             betas.append(b)
-        return alpha, c, shift, e, torch.stack(betas[::-1], dim=1)
+        beta = torch.cat(betas[::-1], dim=-1).mT  # (S, T, K)
+        if not bool((beta.sum(-1) > 0).all()):
+            return None
+        return alpha, log_scale, e, beta
 
     @staticmethod
     def _log_forward(ll, log_init, log_trans, present) -> torch.Tensor:
@@ -520,15 +594,19 @@ class HMM(GenerativeModel):
     @classmethod
     def _forward(cls, ll, log_init, log_trans, present) -> torch.Tensor:
         """Log forward variables log p(x[:t+1], z_t), (S, T, K)."""
-        if cls._parallel(ll.shape):
-            logs = cls._parallel_forward_backward(ll, log_init, log_trans, present)
-            if logs is not None:
-                return logs[0]
-        scaled = cls._scaled_forward_backward(ll, log_init, log_trans, present, backward=False)
+        scaled = cls._probability_recursions(ll, log_init, log_trans, present, backward=False)
         if scaled is None:
             return cls._log_forward(ll, log_init, log_trans, present)
-        alpha, c, shift, _, _ = scaled
-        return alpha.log() + (c.log() + shift).cumsum(1).unsqueeze(-1)
+        alpha, log_scale, _, _ = scaled
+        return alpha.log() + log_scale.unsqueeze(-1)
+
+    @classmethod
+    def _probability_recursions(cls, ll, log_init, log_trans, present, backward: bool = True):
+        """The faster of :meth:`_parallel_forward_backward` and :meth:`_scaled_forward_backward`
+        for this shape (:meth:`_parallel`), or None if it underflowed."""
+        if cls._parallel(ll.shape):
+            return cls._parallel_forward_backward(ll, log_init, log_trans, present, backward)
+        return cls._scaled_forward_backward(ll, log_init, log_trans, present, backward)
 
     @classmethod
     def _log_likelihood(cls, ll, log_init, log_trans, present) -> torch.Tensor:
@@ -592,21 +670,21 @@ class HMM(GenerativeModel):
         recursion = self._recursion_inputs(x, mask, params, lengths)
         ll, log_init, log_trans, present = recursion
         weight = present[:, 1:, None].to(x.dtype)
-        logs = None
-        if self._parallel(ll.shape):
-            logs = self._parallel_forward_backward(ll, log_init, log_trans, present)
-        scaled = None if logs is not None else self._scaled_forward_backward(*recursion)
+        scaled = self._probability_recursions(*recursion)
         if scaled is not None:
-            alpha, c, shift, e, beta = scaled
-            log_lik = (c.log() + shift).sum(1)
+            alpha, log_scale, e, beta = scaled
+            log_lik = log_scale[:, -1]
+            # Both recursions give a_t * b_t up to a factor per step: normalize.
             gamma = alpha * beta
-            # xi_t(i, j) = a_t(i) A_ij e_t+1(j) b_t+1(j) / c_t+1, summed over t and sequences.
-            right = e[:, 1:] * beta[:, 1:] / c[:, 1:, None] * weight
-            transitions = torch.einsum("sti,stj->ij", alpha[:, :-1], right) * log_trans.exp()
+            gamma = gamma / gamma.sum(-1, keepdim=True)
+            # xi_t(i, j) = a_t(i) A_ij e_t+1(j) b_t+1(j) / Z_t, Z_t its sum over i and j.
+            A = log_trans.exp()
+            right = e[:, 1:] * beta[:, 1:]
+            norm = ((alpha[:, :-1] @ A) * right).sum(-1, keepdim=True)
+            transitions = torch.einsum("sti,stj->ij", alpha[:, :-1], right * weight / norm) * A
         else:
-            if logs is None:
-                logs = self._log_forward(*recursion), self._log_backward(ll, log_trans, present)
-            alpha, beta = logs
+            alpha = self._log_forward(*recursion)
+            beta = self._log_backward(ll, log_trans, present)
             log_lik = alpha[:, -1].logsumexp(-1)
             gamma = (alpha + beta - log_lik[:, None, None]).exp()
             log_xi = (
@@ -762,8 +840,11 @@ class HMM(GenerativeModel):
     def fit_defaults(self, method: str) -> dict[str, Any]:
         """Likelihood surfaces of HMMs have many local optima (geyser has several): MAP restarts
         8 times and EM 4 (k-means starts with different seeds and jitter), the best kept; EM's
-        ``tol`` is in nats per observed time step."""
-        return {"map": {"n_init": 8}, "em": {"n_init": 4, "tol": 1e-8}}.get(method, {})
+        ``tol`` is in nats per observed time step. EM screens its starts: each runs
+        ``screen_steps=10`` iterations and only the best goes on to convergence (then the
+        corner starts of :meth:`em_restarts` alike)."""
+        em = {"n_init": 4, "tol": 1e-8, "screen_steps": _SCREEN_STEPS}
+        return {"map": {"n_init": 8}, "em": em}.get(method, {})
 
     def init_params(
         self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator

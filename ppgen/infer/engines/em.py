@@ -64,6 +64,13 @@ class EmOptions:
         1e-3 stops slow EM runs up to a nat short of the optimum (earthquake Poisson mixtures),
         and the extra iterations are cheap next to the starts. A run that reaches ``max_steps``
         first warns (:class:`ppgen.ConvergenceWarning`) and sets ``Fit.converged`` False.
+    screen_steps : int
+        0 (the default, but HMM's default is 10) runs every start to convergence. Above 0,
+        starts are screened: each of the ``n_init`` starts runs at most ``screen_steps``
+        iterations, only the best (highest log joint) is run on to convergence; then the
+        model's own starts (:meth:`em_restarts`, all made from that estimate) are screened
+        and finished the same way. The winner's iterations are exactly those of an unscreened
+        run from the same start.
     """
 
     n_init: int = 1
@@ -71,10 +78,15 @@ class EmOptions:
     fixed: Mapping[str, Any] | None = None
     max_steps: int = 1000
     tol: float = 1e-8
+    screen_steps: int = 0
 
     def __post_init__(self) -> None:
         check_positive_int(self.n_init, "n_init")
         check_positive_int(self.max_steps, "max_steps")
+        if isinstance(self.screen_steps, bool) or not isinstance(self.screen_steps, int):
+            raise ValueError(f"screen_steps must be an integer >= 0, got {self.screen_steps!r}")
+        if self.screen_steps < 0:
+            raise ValueError(f"screen_steps must be an integer >= 0, got {self.screen_steps}")
         if self.fixed is not None and not isinstance(self.fixed, Mapping):
             raise ValueError(
                 f"fixed must be a dict of site names to values, got {type(self.fixed).__name__}"
@@ -101,20 +113,20 @@ class EM(Engine):
         if fixed:
             # The model's M-step and starts keep them (the model is the fit's private copy).
             model.hold(fixed)
-        best = None
-        for restart in range(n_init):
-            init = {**initial_values(problem, problem.seed + restart, options.init_values), **fixed}
-            desc = f"em {restart + 1}/{n_init}" if n_init > 1 else "em"
-            params, objective = self._iterate(problem, init, options, desc)
-            if best is None or objective[-1] > best[1][-1]:
-                best = (params, objective)
+        starts = (
+            ({**initial_values(problem, problem.seed + r, options.init_values), **fixed},
+             f"em {r + 1}/{n_init}" if n_init > 1 else "em")
+            for r in range(n_init)
+        )  # fmt: skip
+        best: list = [None]  # the best (params, log joints) so far, updated by _run_starts
+        self._run_starts(problem, starts, options, best)
         # The model's own starts, each made from the best estimate so far.
-        extra = model.em_restarts(problem.x, problem.mask, lambda: best[0], **problem.data)
-        for k, start in enumerate(extra):
-            start = {**start, **fixed}
-            params, objective = self._iterate(problem, start, options, f"em start {k + 1}")
-            if objective[-1] > best[1][-1]:
-                best = (params, objective)
+        extra = model.em_restarts(problem.x, problem.mask, lambda: best[0][0], **problem.data)
+        if options.screen_steps:
+            extra = list(extra)  # screened together: all made from the k-means starts' best
+        extra = (({**start, **fixed}, f"em start {k + 1}") for k, start in enumerate(extra))
+        self._run_starts(problem, extra, options, best)
+        best = best[0]
         losses = -np.asarray(best[1])
         converged = len(losses) < options.max_steps
         if not converged:
@@ -129,18 +141,58 @@ class EM(Engine):
             info["fixed"] = ", ".join(fixed)  # a string: saved fits keep it
         return EngineResult(params={**best[0], **fixed}, losses=losses, info=info)
 
+    def _run_starts(self, problem: Problem, starts, options: EmOptions, best: list) -> None:
+        """EM from each of ``starts`` ((params, label) pairs, made lazily); ``best[0]``, the
+        best (params, log joints) so far or None, is replaced by any run that ends higher.
+        Unscreened, every start runs to convergence (the first of equals kept). Screened
+        (``screen_steps``, more than one start), each runs that many iterations and only the
+        best is resumed to convergence: its iterations are those of an unscreened run, since a
+        run's state is its current parameters and log joints."""
+        screen = options.screen_steps
+        if screen:
+            starts = list(starts)
+            if len(starts) == 1:
+                screen = 0
+        leader = None
+        for params, desc in starts:
+            run = self._iterate(problem, params, options, desc, steps=screen or None)
+            if not screen:
+                if best[0] is None or run[1][-1] > best[0][1][-1]:
+                    best[0] = run[:2]
+            elif leader is None or run[1][-1] > leader[1][-1]:
+                leader = run
+        if leader is None:
+            return
+        if not leader[2]:  # screened, not over: resume it
+            leader = self._iterate(
+                problem, leader[0], options, "em (best start)", objective=leader[1]
+            )
+        if best[0] is None or leader[1][-1] > best[0][1][-1]:
+            best[0] = leader[:2]
+
     @staticmethod
     def _iterate(
-        problem: Problem, params: Params, options: EmOptions, desc: str
-    ) -> tuple[Params, list[float]]:
-        """EM from ``params`` until the log joint gains less than ``tol`` per observation; the
-        parameters the last log joint was computed at, and the log joints."""
+        problem: Problem,
+        params: Params,
+        options: EmOptions,
+        desc: str,
+        objective: list[float] | None = None,
+        steps: int | None = None,
+    ) -> tuple[Params, list[float], bool]:
+        """EM from ``params`` until the log joint gains less than ``tol`` per observation or
+        ``max_steps`` log joints are in ``objective`` (resumed: the previous ones), at most
+        ``steps`` iterations. Returns the parameters the last log joint was computed at once it
+        converged, else the next iterate (where a resumed run goes on), the log joints, and
+        whether the run is over (converged or at ``max_steps``)."""
         model, x, mask = problem.model, problem.x, problem.mask
-        objective: list[float] = []
-        bar = progress_bar(options.max_steps, desc, problem.progress)
+        objective = [] if objective is None else list(objective)
+        left = options.max_steps - len(objective)
+        todo = left if steps is None else min(steps, left)
+        bar = progress_bar(todo, desc, problem.progress)
+        done = todo == left
         # The M-step's values are valid by construction: argument checks would only cost time.
         with torch.no_grad(), pyro.validation_enabled(False):
-            for _ in range(options.max_steps):
+            for _ in range(todo):
                 new, log_joint = model.em_step(x, mask, params, **problem.data)
                 objective.append(float(log_joint))
                 bar.update()
@@ -148,10 +200,11 @@ class EM(Engine):
                     len(objective) > 1
                     and objective[-1] - objective[-2] <= options.tol * problem.n_units
                 ):
+                    done = True
                     break
                 params = new
         bar.close()
-        return params, objective
+        return params, objective, done
 
 
 def _support_text(support: Any) -> str:
