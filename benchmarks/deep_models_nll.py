@@ -512,8 +512,9 @@ def _earlier_run(name: str, rerun: str) -> str:
     else:
         earlier = text.split("## Machine", 1)[-1].strip() if "## Machine" in text else ""
     return (
-        f"## Runs\n\n{rerun[0].upper()}{rerun[1:]} comes from a run of `--rows ar` alone (machine below); the "
-        f"other rows from the full run on this machine:\n\n{earlier.strip()}"
+        f"## Runs\n\n{rerun[0].upper()}{rerun[1:]} comes from a run of `--rows ar` alone "
+        f"(machine below); the other rows from the full run on this machine:\n\n"
+        f"{earlier.strip()}"
     )
 
 
