@@ -15,7 +15,7 @@ from torch.distributions import constraints
 from ppgen._utils import check_int, check_ints, progress_bar
 from ppgen.data.schema import Schema
 from ppgen.models.amortized import ACTIVATIONS
-from ppgen.models.base import GenerativeModel, Params, constant_columns
+from ppgen.models.base import GenerativeModel, Params, refuse_constant_continuous
 
 __all__ = ["COUNT_HEADS", "Autoregressive", "MaskedLinear", "RowsDistribution"]
 
@@ -259,16 +259,7 @@ class Autoregressive(GenerativeModel):
         }[kind]
 
     def check_data(self, x: torch.Tensor, mask: torch.Tensor) -> None:
-        """Refuse continuous columns that are constant: their exact density is unbounded."""
-        continuous = [j for j, kind in enumerate(self.kinds) if kind == "continuous"]
-        names = [self.names[j] for j in continuous]
-        flat = constant_columns(x[:, continuous], mask[:, continuous], names)
-        if flat:
-            raise ValueError(
-                f"columns {flat} are constant (or missing) in the training data; a density "
-                f"on a constant column is unbounded, so {type(self).__name__} cannot fit it: "
-                "drop them"
-            )
+        refuse_constant_continuous(self, x, mask, self.kinds, self.names)
 
     def build(self, schema: Schema) -> Autoregressive:
         super().build(schema)

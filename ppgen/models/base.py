@@ -358,3 +358,22 @@ def constant_columns(x: torch.Tensor, mask: torch.Tensor, names: Iterable[str]) 
     low = torch.where(mask, x, torch.full_like(x, big)).amin(0)
     high = torch.where(mask, x, torch.full_like(x, -big)).amax(0)
     return [name for name, flat in zip(names, (low >= high).tolist(), strict=True) if flat]
+
+
+def refuse_constant_continuous(
+    model: GenerativeModel,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    kinds: tuple[str, ...],
+    names: tuple[str, ...],
+) -> None:
+    """The :meth:`GenerativeModel.check_data` of exact densities without a variance floor:
+    a continuous column that is constant has an unbounded density, so it is refused by name."""
+    continuous = [j for j, kind in enumerate(kinds) if kind == "continuous"]
+    picked = [names[j] for j in continuous]
+    flat = constant_columns(x[:, continuous], mask[:, continuous], picked)
+    if flat:
+        raise ValueError(
+            f"columns {flat} are constant (or missing) in the training data; a density on a "
+            f"constant column is unbounded, so {type(model).__name__} cannot fit it: drop them"
+        )

@@ -13,7 +13,7 @@ import zuko
 from ppgen._utils import check_int, check_ints
 from ppgen.data.schema import Schema
 from ppgen.models.autoregressive import RowsDistribution
-from ppgen.models.base import GenerativeModel, Params, constant_columns
+from ppgen.models.base import GenerativeModel, Params, refuse_constant_continuous
 
 __all__ = ["FLOW_KINDS", "Flow"]
 
@@ -111,16 +111,7 @@ class Flow(GenerativeModel):
         return f"Flow({self.kind}, {self.transforms})"
 
     def check_data(self, x: torch.Tensor, mask: torch.Tensor) -> None:
-        """Refuse continuous columns that are constant: their exact density is unbounded."""
-        continuous = [j for j, kind in enumerate(self.kinds) if kind == "continuous"]
-        names = [self.names[j] for j in continuous]
-        flat = constant_columns(x[:, continuous], mask[:, continuous], names)
-        if flat:
-            raise ValueError(
-                f"columns {flat} are constant (or missing) in the training data; a density "
-                f"on a constant column is unbounded, so {type(self).__name__} cannot fit it: "
-                "drop them"
-            )
+        refuse_constant_continuous(self, x, mask, self.kinds, self.names)
 
     def build(self, schema: Schema) -> Flow:
         super().build(schema)
