@@ -13,7 +13,7 @@ import importlib
 import importlib.util
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # for type checkers and editors; __all__ is _LAZY's keys
     from ppgen import datasets, evaluate, guides, plot, select
     from ppgen._utils import ConvergenceWarning
     from ppgen.classify import GenerativeClassifier
@@ -83,41 +83,7 @@ _LAZY: dict[str, str | None] = {
     "Flow": "ppgen.models.flow",
 }
 
-# Literal, for linters and readers; tests/test_cli_registry.py checks it equals _LAZY's keys.
-__all__ = [
-    "datasets",
-    "evaluate",
-    "guides",
-    "plot",
-    "select",
-    "fit",
-    "Fit",
-    "NonFiniteLossError",
-    "ConvergenceWarning",
-    "mcmc",
-    "MCMCResult",
-    "load",
-    "Schema",
-    "Imputer",
-    "pool",
-    "pool_fit",
-    "ampute",
-    "tipping_point",
-    "compare",
-    "GenerativeClassifier",
-    "GenerativeModel",
-    "GaussianMixture",
-    "PPCA",
-    "FactorAnalysis",
-    "HMM",
-    "VAE",
-    "HierarchicalVAE",
-    "Diffusion",
-    "RBM",
-    "EBM",
-    "Autoregressive",
-    "Flow",
-]
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
