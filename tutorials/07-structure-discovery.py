@@ -272,7 +272,7 @@ ppgen.plot.states(hmm, discoveries, "discoveries", ax=ax)
 plt.show()
 
 # %% [markdown]
-# Two states (a quiet regime of about 2.5 discoveries a year and a busy one of about 6, as
+# Two states (a quiet regime of about 2.5 discoveries a year and a busy one of about 5.8, as
 # in tutorial 04) beat one by BIC, by a modest 3 units; a third state raises the log-likelihood
 # by only 3.2 nats for 6 more parameters, and BIC drops by 21.
 #
