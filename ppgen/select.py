@@ -406,9 +406,13 @@ class SelectionReport:
         lines = [
             f"Selection over {len(self.table)} {self.family} candidates "
             f"({' x '.join(self.keys)}), n = {self.n}.",
-            "BIC and ICL in mclust's convention: 2 log L - df log n (larger is better; "
-            "Fit.bic is the negative).",
         ]
+        scored = [c.upper() for c in ("bic", "icl") if c in self.picks]
+        if scored:  # ICL only for mixtures; neither when not asked for
+            lines.append(
+                f"{' and '.join(scored)} in mclust's convention: 2 log L - df log n "
+                "(larger is better; Fit.bic is the negative)."
+            )
         if "heldout" in self.criteria:
             lines.append(
                 f"heldout: mean log-likelihood per row of a {self.heldout_fraction:.0%} split "

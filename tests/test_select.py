@@ -156,6 +156,7 @@ def test_select_other_families_and_errors(faithful):
     steps = pd.DataFrame({"y": np.random.default_rng(0).normal(4.0 * z, 1.0)})
     states = select("hmm", steps, grid={"states": [1, 2]}, criteria=("bic",))
     assert states.best == (2,)
+    assert "BIC in mclust's convention" in states.summary()  # no ICL for state models
     assert {"gmm", "ppca", "fa", "hmm"} <= set(FAMILIES)
     with pytest.raises(ValueError, match="family must be one of"):
         select("kmeans", faithful)
