@@ -502,6 +502,47 @@ def transitions(fit: Fit, ax: Axes | None = None) -> Axes:
     return ax
 
 
+def loadings(report: Any, ax: Axes | None = None, *, annotate: bool | None = None) -> Axes:
+    """Heat map of factor loadings: items down, factors across, red positive, blue negative.
+
+    Parameters
+    ----------
+    report : ppgen.evaluate.FactorReport or DataFrame
+        :func:`ppgen.evaluate.factor_report`'s result (its pattern loadings), or any items x
+        factors table of loadings (e.g. ``report.structure``).
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure by default.
+    annotate : bool, optional
+        Write each loading in its cell; by default when the table has at most 200 cells.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    table = report if isinstance(report, pd.DataFrame) else getattr(report, "loadings", None)
+    if not isinstance(table, pd.DataFrame):
+        raise ValueError(
+            "loadings takes ppgen.evaluate.factor_report(fit, data) or an items x factors "
+            f"DataFrame, got {type(report).__name__}"
+        )
+    values = table.to_numpy(dtype=float)
+    n_items, n_factors = values.shape
+    ax = _axes(ax)
+    image = ax.imshow(values, cmap="RdBu_r", vmin=-1.0, vmax=1.0, aspect="auto")
+    if annotate if annotate is not None else values.size <= 200:
+        for i in range(n_items):
+            for j in range(n_factors):
+                strong = abs(values[i, j]) > 0.6
+                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center",
+                        color="white" if strong else "black", fontsize="x-small")  # fmt: skip
+    ax.set_xticks(range(n_factors), [str(c) for c in table.columns])
+    ax.set_yticks(range(n_items), [str(r) for r in table.index])
+    ax.set_xlabel("factor")
+    ax.set_title("factor loadings")
+    ax.figure.colorbar(image, ax=ax, label="loading")
+    return ax
+
+
 # -- multiple imputation ------------------------------------------------------------------------
 
 

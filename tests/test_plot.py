@@ -226,3 +226,22 @@ def test_latent_errors(ppca, wine, gmm, faithful):
     one = ppgen.fit(ppgen.PPCA(1), faithful, method="map")
     with pytest.raises(ValueError, match="two latent dimensions; this PPCA has 1"):
         plot.latent(one, faithful)
+
+
+def test_loadings_heat_map_shows_the_report_table():
+    """Two simulated factors: the image holds exactly factor_report's pattern loadings, items
+    and factors labelled by name, one text per cell."""
+    rng = np.random.default_rng(0)
+    pattern = np.kron(np.eye(2), np.full((3, 1), 0.8))
+    x = rng.normal(size=(300, 2)) @ pattern.T + 0.6 * rng.normal(size=(300, 6))
+    data = pd.DataFrame(x, columns=[f"item{j}" for j in range(6)])
+    fit = ppgen.fit(ppgen.FactorAnalysis(2, rotation="varimax"), data)
+    report = ppgen.evaluate.factor_report(fit, data)
+    ax = ppgen.plot.loadings(report)
+    np.testing.assert_array_equal(ax.images[0].get_array(), report.loadings.to_numpy())
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(data.columns)
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(report.loadings.columns)
+    assert len(ax.texts) == 12
+    with pytest.raises(ValueError, match="factor_report"):
+        ppgen.plot.loadings(fit)
+    plt.close("all")

@@ -237,11 +237,8 @@ print(f"TLI {ind.tli:.3f}, RMSEA {ind.rmsea:.3f}, chi-square BIC {ind.bic:.1f}")
 phi = pd.DataFrame(report.solution.phi, index=loadings.columns, columns=loadings.columns)
 display(phi)
 
-fig, ax = plt.subplots(figsize=(4.5, 7))
-image = ax.imshow(loadings.to_numpy(), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
-ax.set_xticks(range(5), loadings.columns, rotation=45, ha="right")
-ax.set_yticks(range(25), loadings.index)
-fig.colorbar(image, ax=ax, label="pattern loading")
+fig, ax = plt.subplots(figsize=(5, 7))
+ppgen.plot.loadings(loadings, ax=ax)  # the named pattern loadings, red positive, blue negative
 ax.set_title("BFI, 5 factors, minres + oblimin")
 plt.show()
 
