@@ -68,6 +68,9 @@ def test_tutorial_runs(path: Path, kernel_name: str, tmp_path: Path) -> None:
         nb,
         kernel_name=kernel_name,
         timeout=CELL_TIMEOUT,
+        # A loaded machine can take over nbclient's default 60 s to start a kernel; a kernel
+        # that merely starts late is not a broken tutorial.
+        startup_timeout=300,
         resources={"metadata": {"path": str(tmp_path)}},  # the kernel's working directory
     )
     start = time.perf_counter()
