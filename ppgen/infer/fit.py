@@ -157,11 +157,13 @@ def fit(
             if partial is not None:
                 partial = layout.postprocess(built, engine, partial)
                 _record(partial, ctx, problem, engine)
-                exc.fit = layout.result(built, schema, engine, partial, seed=seed, enc=enc)
+                exc.fit = _whole(
+                    layout.result(built, schema, engine, partial, seed=seed, enc=enc), ctx, engine
+                )
             raise
     result = layout.postprocess(built, engine, result)
     _record(result, ctx, problem, engine)
-    return layout.result(built, schema, engine, result, seed=seed, enc=enc)
+    return _whole(layout.result(built, schema, engine, result, seed=seed, enc=enc), ctx, engine)
 
 
 # -- distributed runs (see ppgen.infer.distributed) ---------------------------------------------
@@ -227,6 +229,14 @@ def _distribute(problem: Any, engine: Engine, ctx: dist.Context, seed: int) -> A
     return dataclasses.replace(
         problem, distributed=ctx, n_global=int(counts[0]), n_units=int(counts[1])
     )
+
+
+def _whole(fit: Fit, ctx: dist.Context | None, engine: Engine) -> Fit:
+    """A row-parallel fit keeps no training rows: each rank held a shard, and methods that
+    default to the training data (``to_arviz``, ``loo``) must be given the whole table."""
+    if ctx is None or type(engine).parallel != "rows":
+        return fit
+    return dataclasses.replace(fit, train=None)
 
 
 def _record(result: Any, ctx: dist.Context | None, problem: Any, engine: Engine) -> None:

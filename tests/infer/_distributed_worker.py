@@ -34,7 +34,7 @@ def table(n: int = N_ROWS, seed: int = 0) -> np.ndarray:
     return centers[rng.integers(0, 2, n)] + rng.normal(size=(n, 3))
 
 
-def vae_table(n: int = 240, seed: int = 1) -> np.ndarray:
+def vae_table(n: int = 241, seed: int = 1) -> np.ndarray:
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(n, 2))
     return np.tanh(z @ rng.normal(size=(2, 5))) + 0.1 * rng.normal(size=(n, 5))
