@@ -60,7 +60,7 @@ def full_elbo() -> tuple[float, float]:
     with pyro.get_param_store().scope():
         _, prog, guide, enc = worker.elbo_setup(worker.table())
         pyro.set_rng_seed(0)
-        draws = [-worker.elbo_loss(prog, guide, enc.x, enc.mask, None, False) for _ in range(100)]
+        draws = [-worker.elbo_loss(prog, guide, enc.x, enc.mask, None, False) for _ in range(60)]
     return float(np.mean(draws)), float(np.std(draws, ddof=1) / math.sqrt(len(draws)))
 
 
