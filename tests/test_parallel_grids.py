@@ -10,7 +10,7 @@ import torch
 import ppgen
 from ppgen._parallel import parallel_map, resolve_map
 
-GRID = {"structure": ["EII", "VVV"], "K": [1, 2]}
+GRID = {"structure": ["EII", "VVV"], "K": [2]}
 
 
 def _table() -> np.ndarray:

@@ -115,6 +115,14 @@ def main(out: Path, part: str = "fast") -> None:
         res["elbo_global"] = torch.tensor(good)
         res["elbo_local"] = torch.tensor(bad)
     lap("grad_elbo")
+    # 3. SVI of the global sites through ppgen.fit: the same guide and draws on every rank.
+    sfit = ppgen.fit(
+        ppgen.GaussianMixture(2), data, method="svi", distributed=True, max_steps=30, num_draws=5
+    )
+    res["svi_params"] = {k: v.clone() for k, v in sfit.params.items()}
+    res["svi_samples"] = {k: v.clone() for k, v in sfit.samples.items()}
+    res["svi_losses"] = torch.as_tensor(sfit.losses)
+    lap("svi")
     # 4. Minibatch SVI of a VAE: identical weights on every rank.
     vdata = vae_table()
     vfit = ppgen.fit(

@@ -124,6 +124,14 @@ def test_distributed_map_equals_one_process_map(slow_ranks):
             torch.testing.assert_close(r["map_params"][k], v, rtol=1e-5, atol=1e-5)
 
 
+def test_svi_of_global_sites_is_identical_on_every_rank(ranks):
+    a, b = ranks
+    assert torch.equal(a["svi_losses"], b["svi_losses"]) and len(a["svi_losses"]) == 30
+    for k in a["svi_params"]:
+        assert torch.equal(a["svi_params"][k], b["svi_params"][k])
+        assert torch.equal(a["svi_samples"][k], b["svi_samples"][k])
+
+
 def test_minibatch_training_keeps_identical_weights(ranks):
     assert torch.equal(ranks[0]["vae_weights"], ranks[1]["vae_weights"])
     assert torch.equal(ranks[0]["vae_losses"], ranks[1]["vae_losses"])
