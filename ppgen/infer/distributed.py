@@ -41,6 +41,7 @@ import torch
 from pyro.poutine.messenger import Messenger
 
 __all__ = [
+    "DATA_PLATES",
     "ENV_KEYS",
     "Context",
     "GlobalPlate",
@@ -288,9 +289,14 @@ def gather_rows(tensor: torch.Tensor, ctx: Context, dim: int = 0) -> torch.Tenso
 
 
 # -- the data plate ------------------------------------------------------------------------------
+#: The names of the plate over the observations in ppgen's models: rows, or whole sequences.
+DATA_PLATES = ("data", "sequences")
+
+
 class GlobalPlate(Messenger):
-    """Rescale the sites of the data plate (``pyro.plate("data", n_local, ...)``) from the
-    rank's ``n_local`` rows to the table's ``n_global``.
+    """Rescale the sites of the data plate (``pyro.plate("data", n_local, ...)``, or
+    ``"sequences"`` for sequence models) from the rank's ``n_local`` units to the table's
+    ``n_global``.
 
     A plate over this rank's rows scales each row's log density by ``n_local / batch``; the
     ELBO of the whole table needs ``n_global / batch``. Multiplying those sites' scale by
@@ -299,13 +305,13 @@ class GlobalPlate(Messenger):
     ``n_global`` rows), so that the ranks' averaged gradient is the full-data gradient.
     """
 
-    def __init__(self, n_global: int, n_local: int, plate: str = "data") -> None:
+    def __init__(self, n_global: int, n_local: int, plates: tuple[str, ...] = DATA_PLATES) -> None:
         super().__init__()
         if n_local < 1:
             raise ValueError(f"a rank holds no rows (n_local={n_local}); use fewer ranks")
         self.factor = float(n_global) / float(n_local)
-        self.plate = plate
+        self.plates = tuple(plates)
 
     def _process_message(self, msg: dict) -> None:
-        if msg["type"] == "sample" and any(f.name == self.plate for f in msg["cond_indep_stack"]):
+        if msg["type"] == "sample" and any(f.name in self.plates for f in msg["cond_indep_stack"]):
             msg["scale"] = msg["scale"] * self.factor
