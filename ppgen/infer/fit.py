@@ -8,6 +8,7 @@ to the layout, which builds the :class:`Fit`.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import numpy as np
@@ -180,6 +181,13 @@ def _encode_shard(
     and this rank's share of the encoded rows (sequences), or all of them for chain-parallel
     engines (NUTS)."""
     sharded = type(engine).parallel == "rows"
+    files = data if isinstance(data, (list, tuple)) else [data]
+    if files and all(isinstance(f, (str, os.PathLike)) for f in files):
+        # Each rank would stream the whole file set; sharding row groups is not done yet.
+        raise ValueError(
+            "distributed= takes an in-memory table (DataFrame, array, tensor or sequences); "
+            f"streamed files ({data!r}) are not sharded over ranks yet"
+        )
     if sharded and isinstance(layout, Rows):
         # Infer from every row, encode only this rank's: memory per rank follows its shard.
         schema = encode_args.pop("schema") or Schema.infer(

@@ -202,6 +202,11 @@ def test_distributed_option_is_checked():
         ppgen.fit(ppgen.GaussianMixture(1), worker.table(20), distributed="yes")
 
 
+def test_files_are_not_sharded_yet(tmp_path):
+    with pytest.raises(ValueError, match="not sharded over ranks"):
+        ppgen.fit(ppgen.VAE(2), str(tmp_path / "x.parquet"), distributed=True)
+
+
 def test_world_of_one_fit_records_its_rows():
     fit = ppgen.fit(
         ppgen.GaussianMixture(1), worker.table(30), method="map", distributed=True, max_steps=5
