@@ -121,6 +121,8 @@ def fit(
             f"method={engine.name!r} ({type(engine).__name__}) does not run distributed yet; "
             "use distributed=False, or one of the data-parallel engines (em, map, svi, nuts)"
         )
+    if ctx is not None and ctx.rank:
+        progress = False  # one bar per run: rank 0's
     if standardize is None:
         standardize = model.standardize
     layout = get_layout(model.layout)
