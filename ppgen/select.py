@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ppgen._parallel import resolve_map
 from ppgen.infer.fit import fit as _fit
 from ppgen.models import covariances
 from ppgen.models.covariances import STRUCTURES, reciprocal_condition
@@ -487,6 +488,8 @@ def select(
     fit_options: Mapping[str, Any] | None = None,
     model_options: Mapping[str, Any] | None = None,
     map_fn: Callable[..., Iterable[Any]] = map,
+    n_jobs: int | None = None,
+    backend: str | None = None,
 ) -> SelectionReport:
     """Fit every candidate of ``family`` on ``grid`` and report each criterion's choice.
 
@@ -520,6 +523,13 @@ def select(
     map_fn : callable
         Maps the candidate fits (builtin ``map``: serial); a parallel map gives the same
         results (:func:`evaluate_candidates`).
+    n_jobs : int, optional
+        Fit the candidates (and bootstrap refits) on this many local processes with joblib
+        (-1: one per core); the results equal the serial run's exactly (each candidate carries
+        its own seed). Instead of ``map_fn``.
+    backend : str, optional
+        joblib's backend for ``n_jobs`` (``"loky"`` processes by default; ``"dask"`` or
+        ``"ray"`` where the user has registered a cluster).
 
     Returns
     -------
@@ -558,6 +568,7 @@ def select(
     jobs = [
         _Job(family, c, frame, heldout, criteria, seed, options, model_options) for c in candidates
     ]
+    map_fn = resolve_map(map_fn, n_jobs, backend)
     results = evaluate_candidates(jobs, map_fn)
     table = _table(fam, results, criteria)
     picks = _picks(table, fam.keys, criteria)

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 # models build flow guides (models/vae.py and models/hvae.py import ppgen.guides.flows) while
 # guides import nothing from ppgen, and a guide is a generic building block, not a model.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("ppgen._utils", "ppgen._arviz")),
+    ("base", ("ppgen._utils", "ppgen._arviz", "ppgen._parallel")),
     ("data", ("ppgen.data", "ppgen.datasets")),
     ("guides", ("ppgen.guides",)),
     ("models", ("ppgen.models",)),
@@ -43,7 +43,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # Test helpers shared by tests and benchmarks: may use every layer below the interfaces, and
     # nothing in the package may import them (checked below).
     ("testing", ("ppgen.testing",)),
-    ("interfaces", ("ppgen.cli", "ppgen.io", "ppgen")),
+    ("interfaces", ("ppgen.cli", "ppgen.io", "ppgen", "ppgen.__main__")),
 )
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
 

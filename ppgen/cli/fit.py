@@ -113,6 +113,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MODEL",
         help="where to save the fit, e.g. model.ppgen",
     )
+    parser.add_argument(
+        "--distributed",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="data-parallel fit over the processes of a torchrun launch (torchrun "
+        "--nproc-per-node N -m ppgen fit ...): auto (default) when launched by torchrun; rank 0 "
+        "alone saves the fit and prints the report",
+    )
 
 
 def _sequence_options(
@@ -154,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
     frame = read_csv(args.data)
     options.update(_sequence_options(args, frame, spec.sequences))
     start = time.perf_counter()
+    distributed = {"auto": "auto", "yes": True, "no": False}[args.distributed]
     fit = ppgen.fit(
         model,
         frame,
@@ -162,15 +171,25 @@ def run(args: argparse.Namespace) -> int:
         kinds=kinds,
         standardize=False if args.no_standardize else None,  # None: the model's own
         progress=progress(args.quiet),
+        distributed=distributed,
         **options,
     )
     elapsed = time.perf_counter() - start
+    if _rank() != 0:
+        return 0  # every rank holds the same fit; one writes it and reports
     fit.save(args.output)
     print(fit.schema.format(frame[list(fit.schema.names)]) + "\n")
     print(format_table(_report(args, fit, frame, elapsed)))
     print_summary(fit)
     print_support_warnings(fit, frame)
     return 0
+
+
+def _rank() -> int:
+    """This process's rank in a running process group (0 without one)."""
+    from ppgen.infer.distributed import context
+
+    return context().rank
 
 
 def _report(args, fit: Fit, frame: pd.DataFrame, elapsed: float) -> list[tuple]:

@@ -33,13 +33,20 @@ from ppgen.evaluate.estimate import (
     jacobian,
     make_estimate,
 )
-from ppgen.infer.weights import importance_log_weights, iwae_rows
+from ppgen.infer import distributed as dist
+from ppgen.infer.weights import importance_log_weights, iwae_rows, sharded_log_weights
 
 __all__ = ["Estimate", "elbo", "iwae"]
 
 
 def elbo(
-    fit: Any, data: Any, *, num_particles: int = 100, seed: int = 0, batch_size: int | None = None
+    fit: Any,
+    data: Any,
+    *,
+    num_particles: int = 100,
+    seed: int = 0,
+    batch_size: int | None = None,
+    distributed: bool | str = False,
 ) -> Estimate:
     """Evidence lower bound of each row, ``E_q[log p(x_i, z_i) - log q(z_i | x_i)]``.
 
@@ -57,6 +64,11 @@ def elbo(
     batch_size : int, optional
         Rows evaluated at once (all particles of a row together); by default as many as keep
         about two million particle-row-column values in memory.
+    distributed : {False, True, "auto"}
+        Share the rows among the ranks of a ``torchrun`` launch (every rank passes the same
+        table and receives the whole result, rows in their original order); see
+        :func:`ppgen.infer.weights.sharded_log_weights` for the seeding, which makes the
+        result the same for any number of ranks. ``"auto"``: only under a launcher.
 
     Returns
     -------
@@ -73,7 +85,8 @@ def elbo(
     The gap to the exact log-likelihood is the KL divergence from the guide to the posterior.
     """
     enc = encode_rows(fit, data)
-    log_w = _log_weights(fit, enc, check_count(num_particles, "num_particles"), seed, batch_size)
+    k = check_count(num_particles, "num_particles")
+    log_w = _log_weights(fit, enc, k, seed, batch_size, distributed)
     if log_w is None:
         return _exact(fit, enc)
     per_row, k = log_w.mean(0), log_w.shape[0]
@@ -82,7 +95,13 @@ def elbo(
 
 
 def iwae(
-    fit: Any, data: Any, *, k: int = 100, seed: int = 0, batch_size: int | None = None
+    fit: Any,
+    data: Any,
+    *,
+    k: int = 100,
+    seed: int = 0,
+    batch_size: int | None = None,
+    distributed: bool | str = False,
 ) -> Estimate:
     """Importance-weighted lower bound of each row, ``log (1/k) sum_j w_ij`` (Burda et al. 2016).
 
@@ -99,6 +118,8 @@ def iwae(
         Seed of the draws.
     batch_size : int, optional
         Rows evaluated at once, as in :func:`elbo`.
+    distributed : {False, True, "auto"}
+        Rows shared among ranks, as in :func:`elbo`.
 
     Returns
     -------
@@ -119,7 +140,7 @@ def iwae(
     Burda, Y., Grosse, R. & Salakhutdinov, R. (2016). Importance weighted autoencoders. *ICLR*.
     """
     enc = encode_rows(fit, data)
-    log_w = _log_weights(fit, enc, check_count(k, "k"), seed, batch_size)
+    log_w = _log_weights(fit, enc, check_count(k, "k"), seed, batch_size, distributed)
     if log_w is None:
         return _exact(fit, enc)
     kk = log_w.shape[0]
@@ -135,7 +156,7 @@ def iwae(
 
 # -- internals ------------------------------------------------------------------------------------
 def _log_weights(
-    fit: Any, enc: Any, k: int, seed: int, batch_size: int | None
+    fit: Any, enc: Any, k: int, seed: int, batch_size: int | None, distributed: Any = False
 ) -> np.ndarray | None:
     """Log importance weights, shape (k, n), on the encoded scale; None without local latents."""
     if fit.model.unnormalized:
@@ -143,6 +164,11 @@ def _log_weights(
         raise ValueError(
             f"{type(fit.model).__name__} is an energy-based model whose partition function is "
             "unknown: estimate log p with ppgen.evaluate.ais(fit, data)"
+        )
+    ctx = dist.resolve(distributed, enc.x.device)
+    if ctx is not None:
+        return sharded_log_weights(
+            fit.model, enc.x, enc.mask, k, ctx, params=fit.params, seed=seed, batch_size=batch_size
         )
     return importance_log_weights(
         fit.model, enc.x, enc.mask, k, params=fit.params, seed=seed, batch_size=batch_size

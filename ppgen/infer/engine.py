@@ -78,6 +78,11 @@ class Problem:
         Per-row log-Jacobian of the encoding (rows layout): added to an encoded-scale log
         density it gives the density on the data's own scale, so engines can report figures
         on the scale of ``ppgen.evaluate``.
+    distributed : ppgen.infer.distributed.Context or None
+        Set by ``ppgen.fit(..., distributed=...)``: this rank's place in a data-parallel run
+        (None: one process, the serial path). ``x`` then holds this rank's rows only.
+    n_global : int or None
+        Rows of the whole table across ranks (distributed runs; None otherwise): the plate scale.
     """
 
     model: GenerativeModel
@@ -88,6 +93,8 @@ class Problem:
     seed: int = 0
     progress: bool | None = None
     log_jacobian: torch.Tensor | None = None
+    distributed: Any = None
+    n_global: int | None = None
 
 
 @dataclass
@@ -115,6 +122,10 @@ class Engine:
     loss_label: ClassVar[str] = "loss (nats)"
     #: What one entry of the loss trace is, for plot axes.
     step_label: ClassVar[str] = "optimization step"
+    #: How the engine runs under ``ppgen.fit(..., distributed=True)``: ``"rows"`` (each rank
+    #: fits its share of the rows and the ranks reduce statistics or gradients), ``"chains"``
+    #: (each rank runs a share of the chains on all rows, draws gathered), or ``""`` (refused).
+    parallel: ClassVar[str] = ""
 
     @dataclass(frozen=True)
     class Options:

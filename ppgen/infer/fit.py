@@ -7,14 +7,19 @@ to the layout, which builds the :class:`Fit`.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from typing import Any
 
+import numpy as np
+import pyro
 import torch
 
 from ppgen._utils import seeded
 from ppgen.data.schema import Schema
-from ppgen.infer.engine import names, parse_options, resolve
-from ppgen.infer.layouts import get_layout
+from ppgen.infer import distributed as dist
+from ppgen.infer.engine import Engine, names, parse_options, resolve
+from ppgen.infer.layouts import Layout, Rows, get_layout
 from ppgen.infer.optim import NonFiniteLossError
 from ppgen.infer.result import Fit
 from ppgen.models.base import GenerativeModel
@@ -38,6 +43,7 @@ def fit(
     standardize: bool | None = None,
     schema: Schema | None = None,
     progress: bool | None = None,
+    distributed: bool | str = False,
     **options: Any,
 ) -> Fit:
     """Fit ``model`` to ``data`` and return an immutable :class:`Fit`.
@@ -82,6 +88,15 @@ def fit(
         data as given unless built with ``standardize=True``).
     progress : bool or None
         Show a progress bar; by default only when stderr is a terminal.
+    distributed : {False, True, "auto"}
+        Data-parallel fitting over the processes of a ``torchrun`` launch (see
+        :mod:`ppgen.infer.distributed` and docs/scaling.md). Every rank passes the same table;
+        the schema is inferred from all of it, then each rank keeps its share of the rows (a
+        seeded split) and the engine reduces across ranks: EM sums its statistics, MAP and SVI
+        and minibatch training average gradients, NUTS runs a share of the chains on all rows
+        and gathers them. ``fit.info`` records ``world_size`` and ``rows_per_rank``. ``"auto"``:
+        only when launched by torchrun (or a process group is running); ``True`` without a
+        launcher runs the same code as one rank. Default False: the serial fit, unchanged.
     **options
         Method options, fields of each engine's ``Options`` (e.g.
         :class:`ppgen.infer.engines.map.MapOptions`): ``max_steps``, ``tol``, ``lr``,
@@ -100,6 +115,14 @@ def fit(
         values (when the engine could keep them).
     """
     engine = resolve(method, model)
+    ctx = dist.resolve(distributed, device)
+    if ctx is not None and not type(engine).parallel:
+        raise ValueError(
+            f"method={engine.name!r} ({type(engine).__name__}) does not run distributed yet; "
+            "use distributed=False, or one of the data-parallel engines (em, map, svi, nuts)"
+        )
+    if ctx is not None and ctx.rank:
+        progress = False  # one bar per run: rank 0's
     if standardize is None:
         standardize = model.standardize
     layout = get_layout(model.layout)
@@ -113,9 +136,7 @@ def fit(
     parsed = parse_options(
         engine, {**model.fit_defaults(engine.name), **options}, also=layout.options
     )
-    schema, enc = layout.encode(
-        model,
-        data,
+    encode_args = dict(
         schema=schema,
         kinds=kinds,
         standardize=standardize,
@@ -123,16 +144,119 @@ def fit(
         dtype=dtype,
         **layout_options,
     )
+    if ctx is None:
+        schema, enc = layout.encode(model, data, **encode_args)
+    else:
+        schema, enc = _encode_shard(layout, model, data, engine, ctx, seed, encode_args)
     with seeded(seed, enc.x.device):
         built = layout.build(model, schema, enc)
         problem = layout.problem(built, schema, enc, seed=seed, progress=progress)
+        if ctx is not None:
+            problem = _distribute(problem, engine, ctx, seed)
         try:
             result = engine.run(problem, parsed)
         except NonFiniteLossError as exc:
             partial = getattr(exc, "result", None)
             if partial is not None:
                 partial = layout.postprocess(built, engine, partial)
-                exc.fit = layout.result(built, schema, engine, partial, seed=seed, enc=enc)
+                _record(partial, ctx, problem, engine)
+                exc.fit = _whole(
+                    layout.result(built, schema, engine, partial, seed=seed, enc=enc), ctx, engine
+                )
             raise
     result = layout.postprocess(built, engine, result)
-    return layout.result(built, schema, engine, result, seed=seed, enc=enc)
+    _record(result, ctx, problem, engine)
+    return _whole(layout.result(built, schema, engine, result, seed=seed, enc=enc), ctx, engine)
+
+
+# -- distributed runs (see ppgen.infer.distributed) ---------------------------------------------
+def _encode_shard(
+    layout: Layout,
+    model: GenerativeModel,
+    data: Any,
+    engine: Engine,
+    ctx: dist.Context,
+    seed: int,
+    encode_args: dict[str, Any],
+) -> tuple[Schema, Any]:
+    """The schema of the whole table (identical on every rank: every rank read the same table)
+    and this rank's share of the encoded rows (sequences), or all of them for chain-parallel
+    engines (NUTS)."""
+    sharded = type(engine).parallel == "rows"
+    files = data if isinstance(data, (list, tuple)) else [data]
+    if files and all(isinstance(f, (str, os.PathLike)) for f in files):
+        # Each rank would stream the whole file set; sharding row groups is not done yet.
+        raise ValueError(
+            "distributed= takes an in-memory table (DataFrame, array, tensor or sequences); "
+            f"streamed files ({data!r}) are not sharded over ranks yet"
+        )
+    if sharded and isinstance(layout, Rows):
+        # Infer from every row, encode only this rank's: memory per rank follows its shard.
+        schema = encode_args.pop("schema") or Schema.infer(
+            data,
+            kinds=encode_args["kinds"],
+            standardize=encode_args["standardize"],
+            supported=model.supported_kinds,
+        )
+        rows = dist.shard_rows(len(data), ctx, seed)
+        return layout.encode(model, dist.take_rows(data, rows), schema=schema, **encode_args)
+    schema, enc = layout.encode(model, data, **encode_args)
+    if not sharded:
+        return schema, enc
+    rows = dist.shard_rows(int(enc.x.shape[0]), ctx, seed)
+    return schema, _subset(enc, rows)
+
+
+def _subset(enc: Any, rows: np.ndarray) -> Any:
+    """The units ``rows`` (first dimension) of an encoded dataclass: its tensors and per-unit
+    tuples indexed, everything else kept."""
+    n = int(enc.x.shape[0])
+    index = torch.as_tensor(rows, dtype=torch.long)
+    changes = {}
+    for f in dataclasses.fields(enc):
+        value = getattr(enc, f.name)
+        if isinstance(value, torch.Tensor) and value.ndim and value.shape[0] == n:
+            changes[f.name] = value[index.to(value.device)]
+        elif isinstance(value, tuple) and len(value) == n:
+            changes[f.name] = tuple(value[i] for i in rows)
+    return dataclasses.replace(enc, **changes)
+
+
+def _distribute(problem: Any, engine: Engine, ctx: dist.Context, seed: int) -> Any:
+    """The problem of this rank: the global counts, identical starting weights (rank 0's), and
+    for row-parallel engines an RNG stream of its own (rank 0 keeps the serial one), so the
+    ranks' Monte-Carlo draws are independent."""
+    params = [p for p in problem.model.parameters()]
+    dist.broadcast_(params, ctx)
+    if type(engine).parallel != "rows":
+        return dataclasses.replace(problem, distributed=ctx, n_global=int(problem.x.shape[0]))
+    counts = torch.tensor(
+        [problem.x.shape[0], problem.n_units], dtype=torch.float64, device=dist.comm_device(ctx)
+    )
+    dist.all_reduce_sum(counts, ctx)
+    if ctx.rank:
+        pyro.set_rng_seed(int(np.random.SeedSequence([int(seed), ctx.rank]).generate_state(1)[0]))
+    return dataclasses.replace(
+        problem, distributed=ctx, n_global=int(counts[0]), n_units=int(counts[1])
+    )
+
+
+def _whole(fit: Fit, ctx: dist.Context | None, engine: Engine) -> Fit:
+    """A row-parallel fit keeps no training rows: each rank held a shard, and methods that
+    default to the training data (``to_arviz``, ``loo``) must be given the whole table."""
+    if ctx is None or type(engine).parallel != "rows":
+        return fit
+    return dataclasses.replace(fit, train=None)
+
+
+def _record(result: Any, ctx: dist.Context | None, problem: Any, engine: Engine) -> None:
+    """``world_size`` and the rows each rank held (all of them for chain-parallel engines), in
+    ``result.info``."""
+    if ctx is None:
+        return
+    n = int(problem.x.shape[0])
+    result.info["world_size"] = ctx.world_size
+    if type(engine).parallel == "rows":
+        result.info["rows_per_rank"] = dist.gather_sizes(n, ctx)
+    else:
+        result.info["rows_per_rank"] = [n] * ctx.world_size

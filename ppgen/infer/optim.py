@@ -9,6 +9,7 @@ import torch
 from pyro import poutine
 
 from ppgen._utils import progress_bar
+from ppgen.infer import distributed as dist
 
 __all__ = ["NonFiniteLossError", "optimize"]
 
@@ -41,6 +42,8 @@ def optimize(
     clip_norm: float | None = 10.0,
     progress: bool | None = None,
     desc: str = "fit",
+    distributed: dist.Context | None = None,
+    weight: float = 1.0,
 ) -> np.ndarray:
     """Minimize ``loss_fn`` over the Pyro parameters it touches; return the loss per step.
 
@@ -48,17 +51,32 @@ def optimize(
     optimizers) falls below ``tol``, or after ``max_steps``. A non-finite loss or gradient stops
     training before the optimizer moves, so the parameters keep their last good values, and
     raises :class:`NonFiniteLossError`.
+
+    In a distributed run (``distributed``, a :class:`~ppgen.infer.distributed.Context`) every
+    rank starts from rank 0's parameters and, after each backward pass, the ranks' losses and
+    gradients are replaced by their means weighted by ``weight`` (the rank's rows in the step):
+    the ranks take identical steps, stop at the same step, and a non-finite loss on any rank
+    stops them all.
     """
     params = _collect_params(loss_fn)
     if not params:
         raise ValueError("the model and guide have no parameters to optimize")
+    sync = _no_sync
+    if distributed is not None and distributed.active:
+        dist.broadcast_(params, distributed)
+
+        def sync(loss: torch.Tensor) -> torch.Tensor:
+            return dist.average_gradients(loss, params, weight, distributed)
+
     losses: list[float] = []
     bar = progress_bar(max_steps, desc, progress)
     try:
         if optimizer == "lbfgs":
-            _run_lbfgs(loss_fn, params, lr or 1.0, max_steps, tol, losses, bar)
+            _run_lbfgs(loss_fn, params, lr or 1.0, max_steps, tol, losses, bar, sync)
         elif optimizer in ("adam", "clipped_adam"):
-            _run_adam(loss_fn, params, lr or 0.01, max_steps, tol, patience, clip_norm, losses, bar)
+            _run_adam(
+                loss_fn, params, lr or 0.01, max_steps, tol, patience, clip_norm, losses, bar, sync
+            )
         else:
             raise ValueError(
                 f"optimizer must be 'adam', 'clipped_adam' or 'lbfgs', got {optimizer!r}"
@@ -82,12 +100,19 @@ def _check_finite(loss: torch.Tensor, params: list[torch.Tensor], step: int) -> 
         )
 
 
-def _run_adam(loss_fn, params, lr, max_steps, tol, patience, clip_norm, losses, bar) -> None:
+def _no_sync(loss: torch.Tensor) -> torch.Tensor:
+    return loss
+
+
+def _run_adam(
+    loss_fn, params, lr, max_steps, tol, patience, clip_norm, losses, bar, sync=_no_sync
+) -> None:
     opt = torch.optim.Adam(params, lr=lr)
     for step in range(max_steps):
         opt.zero_grad()
         loss = loss_fn()
         loss.backward()
+        loss = sync(loss)
         _check_finite(loss, params, step)
         if clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(params, clip_norm)
@@ -103,7 +128,7 @@ def _run_adam(loss_fn, params, lr, max_steps, tol, patience, clip_norm, losses, 
                 break
 
 
-def _run_lbfgs(loss_fn, params, lr, max_steps, tol, losses, bar) -> None:
+def _run_lbfgs(loss_fn, params, lr, max_steps, tol, losses, bar, sync=_no_sync) -> None:
     opt = torch.optim.LBFGS(
         params, lr=lr, max_iter=20, line_search_fn="strong_wolfe", tolerance_change=1e-12
     )
@@ -115,6 +140,7 @@ def _run_lbfgs(loss_fn, params, lr, max_steps, tol, losses, bar) -> None:
         opt.zero_grad()
         loss = loss_fn()
         loss.backward()
+        loss = sync(loss)  # the ranks' mean: every rank's line search sees the same values
         _check_finite(loss, params, step)
         return loss
 

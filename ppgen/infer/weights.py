@@ -18,9 +18,18 @@ import pyro
 import torch
 
 from ppgen._utils import seeded
+from ppgen.infer import distributed as dist
 from ppgen.models.weights import particle_log_weights
 
-__all__ = ["MAX_ELEMENTS", "check_count", "importance_log_weights", "iwae_data_rows", "iwae_rows"]
+__all__ = [
+    "BLOCK_ROWS",
+    "MAX_ELEMENTS",
+    "check_count",
+    "importance_log_weights",
+    "iwae_data_rows",
+    "iwae_rows",
+    "sharded_log_weights",
+]
 
 #: Upper bound on particles x rows x columns held at once; rows are processed in chunks.
 MAX_ELEMENTS = 2**21
@@ -86,6 +95,64 @@ def importance_log_weights(
                 raise RuntimeError("the guide sampled local latents for some rows only")
             out.append(lw)
     return torch.cat(out, dim=-1).double().cpu().numpy()
+
+
+#: Rows per seeded block of a distributed evaluation (:func:`sharded_log_weights`).
+BLOCK_ROWS = 128
+
+
+def block_seed(seed: int, block: int) -> int:
+    """The seed of block ``block`` of a distributed evaluation seeded with ``seed``."""
+    return int(np.random.SeedSequence([int(seed), int(block)]).generate_state(1)[0])
+
+
+def sharded_log_weights(
+    model: Any,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    k: int,
+    ctx: dist.Context,
+    *,
+    params: Mapping[str, torch.Tensor] | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+) -> np.ndarray | None:
+    """:func:`importance_log_weights` of a distributed evaluation: every rank holds all rows
+    and weighs a contiguous share of fixed blocks of rows, and the blocks are gathered in order.
+
+    Block ``b`` (rows ``b * B`` to ``(b + 1) * B``, ``B = batch_size`` or :data:`BLOCK_ROWS`,
+    fewer when the particles would exceed :data:`MAX_ELEMENTS`) draws under its own seed
+    :func:`block_seed`, so a row's draws depend on the seed and its block only: the result is
+    identical for any number of ranks, including one process with ``distributed=True``. (It
+    differs from the serial evaluation, whose single stream runs through all rows.)
+    """
+    n, d = x.shape
+    rows = max(1, MAX_ELEMENTS // (k * max(d, 1)))
+    rows = min(rows, check_count(batch_size, "batch_size") if batch_size else BLOCK_ROWS)
+    n_blocks = -(-n // rows)
+    counts = dist.split_counts(n_blocks, ctx.world_size)
+    first = sum(counts[: ctx.rank])
+    out = []
+    with pyro.get_param_store().scope(), torch.no_grad():
+        for b in range(first, first + counts[ctx.rank]):
+            xb, mb = x[b * rows : (b + 1) * rows], mask[b * rows : (b + 1) * rows]
+            with seeded(block_seed(seed, b), x.device):
+                lw = particle_log_weights(model, xb, mb, k, params=params)
+            if lw is None:
+                break
+            out.append(lw.double())
+        if not out:
+            # No block here, or no local latents: ask row 0 which (every rank holds all rows).
+            with seeded(block_seed(seed, 0), x.device):
+                probe = particle_log_weights(model, x[:1], mask[:1], k, params=params)
+            if probe is None:
+                return None
+            local = probe.double()[..., :0]
+        else:
+            local = torch.cat(out, dim=-1)
+    if ctx.backend == "nccl":
+        local = local.to(dist.comm_device(ctx))
+    return dist.gather_rows(local, ctx, dim=-1).cpu().numpy()
 
 
 def iwae_rows(log_w: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from pyro.infer.autoguide import AutoDelta, AutoGuideList, AutoMultivariateNorma
 from pyro.infer.autoguide.initialization import init_to_value
 
 from ppgen.guides.flows import FlowGuide
+from ppgen.infer import distributed as dist
 from ppgen.infer.engine import Engine, Problem, check_positive_int, model_class
 from ppgen.infer.optim import optimize
 from ppgen.models.base import GenerativeModel, Params
@@ -132,12 +133,27 @@ def optimize_once(
     guide = make_guide(model, prog, guide_kind, init)
     elbo_class = TraceEnum_ELBO if model.enumerated else Trace_ELBO
     elbo = elbo_class(max_plate_nesting=model.max_plate_nesting, num_particles=num_particles)
+    ctx, fit_prog, fit_guide, weight = problem.distributed, prog, guide, 1.0
+    if ctx is not None and problem.n_global is not None:
+        # This rank's rows stand for the whole table: the data plate is scaled to the global N,
+        # and the ranks' gradients are averaged by their minibatch sizes (optimize's sync).
+        n_local = int(x.shape[0])
+        scale = dist.GlobalPlate(problem.n_global, n_local)
+        fit_prog, fit_guide = scale(prog), scale(guide)
+        weight = float(min(subsample_size or n_local, n_local))
 
     def loss_fn() -> torch.Tensor:
-        return elbo.differentiable_loss(prog, guide, x, mask, subsample_size)
+        return elbo.differentiable_loss(fit_prog, fit_guide, x, mask, subsample_size)
 
     try:
-        losses = optimize(loss_fn, progress=problem.progress, desc=desc, **optimizer_options)
+        losses = optimize(
+            loss_fn,
+            progress=problem.progress,
+            desc=desc,
+            distributed=ctx,
+            weight=weight,
+            **optimizer_options,
+        )
     except FloatingPointError as exc:
         exc.guide = guide
         raise

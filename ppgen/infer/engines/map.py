@@ -85,6 +85,7 @@ class MAP(PyroEngine):
     kind: ClassVar[str] = "point"
     loss_label: ClassVar[str] = "negative log joint (nats)"
     Options = MapOptions
+    parallel: ClassVar[str] = "rows"
 
     def run(self, problem: Problem, options: MapOptions) -> EngineResult:
         with param_store_scope():

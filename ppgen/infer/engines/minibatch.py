@@ -16,6 +16,7 @@ from pyro.infer import Trace_ELBO
 from pyro.poutine.messenger import Messenger
 
 from ppgen._utils import ConvergenceWarning, progress_bar
+from ppgen.infer import distributed as dist
 from ppgen.infer.engine import Engine, EngineResult, Problem, check_positive_int, model_class
 from ppgen.infer.optim import NonFiniteLossError
 from ppgen.models.base import GenerativeModel
@@ -157,6 +158,9 @@ class MinibatchSVI(Engine):
     loss_label: ClassVar[str] = "negative ELBO (nats)"
     step_label: ClassVar[str] = "epoch"
     Options = MinibatchOptions
+    #: Distributed: each rank trains on its rows; every step averages the ranks' gradients
+    #: (weighted by their minibatch rows), so the weights stay identical on every rank.
+    parallel: ClassVar[str] = "rows"
 
     def accepts(self, model: GenerativeModel | type[GenerativeModel]) -> bool:
         cls = model_class(model)
@@ -173,13 +177,15 @@ class MinibatchSVI(Engine):
         if elbo == "auto":
             elbo = "direct" if cls.implements("elbo_rows") else "trace"
         n = x.shape[0]
+        ctx = problem.distributed if problem.distributed is not None else None
         # Its own generator: the split and minibatch order do not depend on the global RNG.
-        generator = torch.Generator().manual_seed(int(seed))
+        # Each rank of a distributed run splits and shuffles its own rows with its own stream.
+        generator = torch.Generator().manual_seed(_rank_seed(seed, ctx))
         order = torch.randperm(n, generator=generator)
         validation = float(options.validation)
         n_val = 0 if validation == 0 else min(n - 1, max(1, round(validation * n)))
         val_rows, train_rows = order[:n_val].to(x.device), order[n_val:].to(x.device)
-        trainer = _Trainer(model, elbo, int(options.num_particles), options.objective)
+        trainer = _Trainer(model, elbo, int(options.num_particles), options.objective, ctx)
         try:
             losses, val_losses, best_epoch, stopped = trainer.run(
                 x,
@@ -206,6 +212,9 @@ class MinibatchSVI(Engine):
             )
             raise
         model.eval()
+        val_jacobian = None
+        if ctx is not None:
+            n_val, val_jacobian = _global_validation(problem, val_rows, ctx)
         if not stopped and n_val > 0:
             warnings.warn(
                 f"training reached max_epochs={options.max_epochs} before the validation loss "
@@ -221,7 +230,7 @@ class MinibatchSVI(Engine):
             "best_epoch": best_epoch,
             "stopped_early": stopped,
             "validation_losses": val_losses,
-            "validation_elbo": _data_scale_elbo(val_losses, problem, val_rows),
+            "validation_elbo": _data_scale_elbo(val_losses, problem, val_rows, val_jacobian),
             "n_validation": n_val,
             "batch_size": int(options.batch_size),
             "lr": float(options.lr),
@@ -233,22 +242,57 @@ class MinibatchSVI(Engine):
         return EngineResult(params={}, losses=np.asarray(losses, dtype=float), info=info)
 
 
-def _data_scale_elbo(val_losses: list[float], problem: Problem, rows: torch.Tensor) -> list:
+def _data_scale_elbo(
+    val_losses: list[float], problem: Problem, rows: torch.Tensor, jacobian: float | None = None
+) -> list:
     """The validation curve as ELBO per row on the data's own scale (nats, higher is better):
     minus the loss plus the encoding's mean log-Jacobian over the validation rows, the scale of
-    ``ppgen.evaluate.elbo``. Empty without validation rows or a Jacobian."""
-    if problem.log_jacobian is None or not len(rows):
+    ``ppgen.evaluate.elbo`` (``jacobian``: that mean over every rank's validation rows).
+    Empty without validation rows or a Jacobian."""
+    if problem.log_jacobian is None or not val_losses:
         return []
-    jacobian = float(problem.log_jacobian[rows].mean())
+    if jacobian is None:
+        if not len(rows):
+            return []
+        jacobian = float(problem.log_jacobian[rows].mean())
     return [jacobian - loss for loss in val_losses]
+
+
+def _rank_seed(seed: int, ctx: dist.Context | None) -> int:
+    """Rank 0 (and a serial run) keeps ``seed``; other ranks get streams of their own."""
+    if ctx is None or ctx.rank == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), ctx.rank]).generate_state(1)[0])
+
+
+def _global_validation(
+    problem: Problem, rows: torch.Tensor, ctx: dist.Context
+) -> tuple[int, float | None]:
+    """Validation rows over all ranks, and their mean log-Jacobian (None without one)."""
+    jac = problem.log_jacobian
+    local = float(jac[rows].sum()) if jac is not None and len(rows) else 0.0
+    t = torch.tensor([float(len(rows)), local], dtype=torch.float64, device=dist.comm_device(ctx))
+    dist.all_reduce_sum(t, ctx)
+    n_val = int(t[0].item())
+    return n_val, (float(t[1] / n_val) if jac is not None and n_val else None)
 
 
 class _Trainer:
     """The loss of a minibatch, one way or another (see ``elbo`` in :class:`MinibatchOptions`)."""
 
-    def __init__(self, model: Any, elbo: str, num_particles: int, objective: str = "elbo") -> None:
+    def __init__(
+        self,
+        model: Any,
+        elbo: str,
+        num_particles: int,
+        objective: str = "elbo",
+        ctx: dist.Context | None = None,
+    ) -> None:
         self.model, self.kind, self.num_particles = model, elbo, num_particles
         self.objective = objective
+        # A distributed run (None: serial). In a world of one the code path is the same, with
+        # no communication.
+        self.ctx = ctx
         if elbo == "trace" and objective == "elbo":
             # vectorize_particles: one pass over all particles (a plate at dim -2).
             self.pyro_elbo = Trace_ELBO(
@@ -284,10 +328,18 @@ class _Trainer:
         clip_norm: float | None = None,
     ) -> tuple[float, str | None]:
         """One Adam step on a minibatch: its loss and None, or (without stepping) the loss and
-        ``"loss"`` or ``"gradient"``, whichever is not finite."""
+        ``"loss"`` or ``"gradient"``, whichever is not finite. Distributed, the loss and the
+        gradients are the ranks' means weighted by their rows in the step (a rank may have
+        none), so every rank takes the same step or stops."""
         opt.zero_grad(set_to_none=True)
-        loss = self.loss(x, mask, kl_weight)
-        loss.backward()
+        if x.shape[0]:
+            loss = self.loss(x, mask, kl_weight)
+            loss.backward()
+        else:
+            loss = params[0].new_zeros(())
+        self.local_loss = loss.detach()  # this rank's, for the epoch's mean over all rows
+        if self.ctx is not None:
+            loss = dist.average_gradients(loss, params, float(x.shape[0]), self.ctx)
         loss = loss.detach()
         grads = [p.grad for p in params if p.grad is not None]
         # One reduction and one host sync per step: the gradient's norm is finite iff every
@@ -302,6 +354,23 @@ class _Trainer:
             torch.nn.utils.clip_grads_with_norm_(params, clip_norm, norm)
         opt.step()
         return loss_value, None
+
+    def _mean(self, total: float, n: int) -> float:
+        """``total / n``, both summed over the ranks in a distributed run."""
+        if self.ctx is None:
+            return total / n
+        t = torch.tensor([total, float(n)], dtype=torch.float64, device=dist.comm_device(self.ctx))
+        dist.all_reduce_sum(t, self.ctx)
+        return float(t[0] / t[1])
+
+    def _validation(self, x: torch.Tensor, mask: torch.Tensor, seed: int) -> float:
+        """The validation loss, over every rank's held-out rows in a distributed run (the
+        same value on each, so early stopping decides alike)."""
+        if self.ctx is None:
+            return self.validation_loss(x, mask, seed)
+        n = int(x.shape[0])
+        local = self.validation_loss(x, mask, seed) * n if n else 0.0
+        return self._mean(local, n)
 
     @torch.no_grad()
     def validation_loss(self, x: torch.Tensor, mask: torch.Tensor, seed: int) -> float:
@@ -345,6 +414,22 @@ class _Trainer:
         n_train = len(train_rows)
         size = min(batch_size, n_train)
         xv, mv = x[val_rows], mask[val_rows]
+        ctx = self.ctx
+        has_validation = len(val_rows) > 0
+        if ctx is not None:
+            # Lockstep: every rank takes the same number of steps per epoch, each its share of
+            # a global minibatch of about batch_size rows; the rank holding the most rows has
+            # a row in every step, so no step is empty everywhere.
+            sizes = torch.tensor(
+                [n_train, len(val_rows)], dtype=torch.float64, device=dist.comm_device(ctx)
+            )
+            dist.all_reduce_sum(sizes, ctx)
+            global_train = int(sizes[0].item())
+            steps = min(
+                math.ceil(global_train / min(batch_size, global_train)),
+                dist.all_reduce_max(n_train, ctx),
+            )
+            has_validation = int(sizes[1].item()) > 0
         losses: list[float] = []
         self.losses = losses  # complete epochs so far, also when training stops on an error
         val_losses: list[float] = []
@@ -359,20 +444,26 @@ class _Trainer:
                     kl_weight = min(1.0, epoch / kl_warmup) if kl_warmup else 1.0
                     perm = train_rows[torch.randperm(n_train, generator=generator).to(x.device)]
                     total = 0.0
-                    for start in range(0, n_train, size):
-                        rows = perm[start : start + size]
+                    if ctx is None:
+                        batches = [perm[i : i + size] for i in range(0, n_train, size)]
+                    else:
+                        batches = list(torch.tensor_split(perm, steps))
+                    for rows in batches:
                         loss, bad = self.step(
                             x[rows], mask[rows], opt, params, kl_weight, clip_norm
                         )
                         if bad:
                             _raise_non_finite(bad, step, epoch)
-                        total += loss * len(rows)
+                        if ctx is None:
+                            total += loss * len(rows)
+                        else:
+                            total += float(self.local_loss) * len(rows)
                         step += 1
                     # Under warm-up this is the KL-weighted loss; validation is unweighted.
-                    losses.append(total / n_train)
+                    losses.append(self._mean(total, n_train))
                     bar.update()
-                    if len(val_rows):
-                        val = self.validation_loss(xv, mv, seed)
+                    if has_validation:
+                        val = self._validation(xv, mv, seed)
                         val_losses.append(val)
                         bar.set_postfix(loss=f"{losses[-1]:.4g}", val=f"{val:.4g}", refresh=False)
                         # During warm-up the objective is still changing: do not stop then.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 from pyro import poutine
 
+from ppgen._utils import seeded
 from ppgen.infer.engine import EngineResult, Problem, check_positive_int
 from ppgen.infer.engines._pyro import (
     OPTIMIZER_OPTIONS,
@@ -64,6 +66,7 @@ class SVI(PyroEngine):
     kind: ClassVar[str] = "draws"
     loss_label: ClassVar[str] = "negative ELBO (nats)"
     Options = SviOptions
+    parallel: ClassVar[str] = "rows"
 
     def run(self, problem: Problem, options: SviOptions) -> EngineResult:
         model, x, mask = problem.model, problem.x, problem.mask
@@ -84,7 +87,10 @@ class SVI(PyroEngine):
                     params=_median(exc.guide, model, x, mask), losses=exc.losses
                 )
                 raise
-            with torch.no_grad():
+            ctx = problem.distributed
+            # Ranks draw from their own streams; the kept draws must be identical on all.
+            same = seeded(problem.seed, x.device) if ctx is not None else contextlib.nullcontext()
+            with torch.no_grad(), same:
                 traces = [
                     poutine.trace(fitted).get_trace(x, mask) for _ in range(options.num_draws)
                 ]
