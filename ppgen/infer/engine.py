@@ -78,6 +78,14 @@ class Problem:
         Per-row log-Jacobian of the encoding (rows layout): added to an encoded-scale log
         density it gives the density on the data's own scale, so engines can report figures
         on the scale of ``ppgen.evaluate``.
+    distributed : ppgen.infer.distributed.Context or None
+        Set by ``ppgen.fit(..., distributed=...)``: this rank's place in a data-parallel run
+        (None: one process, the serial path). ``x`` then holds this rank's rows only.
+    stream : callable or None
+        A table streamed from files (``ppgen.fit(model, "data.parquet")``,
+        :mod:`ppgen.infer.stream`): called with no argument, it yields the whole table as
+        encoded chunks ``(x, mask, data)``; ``x`` and ``mask`` are then a seeded sample of it
+        (the starts' rows). None for tables in memory.
     """
 
     model: GenerativeModel
@@ -88,6 +96,8 @@ class Problem:
     seed: int = 0
     progress: bool | None = None
     log_jacobian: torch.Tensor | None = None
+    distributed: Any = None
+    stream: Any = None
 
 
 @dataclass
