@@ -17,6 +17,7 @@ from ppgen.infer.engine import names, parse_options, resolve
 from ppgen.infer.layouts import get_layout
 from ppgen.infer.optim import NonFiniteLossError
 from ppgen.infer.result import Fit
+from ppgen.infer.stream import is_source
 from ppgen.models.base import GenerativeModel
 
 __all__ = ["METHODS", "fit"]
@@ -46,9 +47,12 @@ def fit(
     ----------
     model : GenerativeModel
         An unfitted model, e.g. ``ppgen.GaussianMixture(3)``; it is copied, never changed.
-    data : DataFrame, ndarray or Tensor
-        Rows are observations. Missing entries (NaN) are masked in the likelihood. Sequence
-        models (:class:`ppgen.HMM`) take sequences instead, with options ``id_column`` and
+    data : DataFrame, ndarray or Tensor, or a Parquet table
+        Rows are observations. A ``.parquet`` path, a directory or list of them, or a
+        ``pyarrow.dataset.Dataset`` is streamed in chunks, never held whole (``method="em"``;
+        options ``chunk_rows``, ``sample_rows``, ``scan_levels``: :mod:`ppgen.infer.stream`).
+        Missing entries (NaN) are masked in the likelihood. Sequence models
+        (:class:`ppgen.HMM`) take sequences instead, with options ``id_column`` and
         ``time_column``, and return a :class:`ppgen.infer.sequences.SequenceFit`. Amortized
         models (:class:`ppgen.VAE`) are trained by minibatch SVI with early stopping (method
         ``"svi"`` only; options in :class:`ppgen.infer.engines.minibatch.MinibatchOptions`).
@@ -102,6 +106,13 @@ def fit(
     engine = resolve(method, model)
     if standardize is None:
         standardize = model.standardize
+    source = None
+    if is_source(data):  # a table larger than memory: see ppgen.infer.stream
+        from ppgen.infer.stream import stream_sample
+
+        source, data, schema = stream_sample(
+            model, engine, data, seed, options, schema=schema, kinds=kinds, standardize=standardize
+        )
     layout = get_layout(model.layout)
     layout_options = {k: options.pop(k) for k in layout.options if k in options}
     if "fixed" in options and "fixed" not in engine.option_names():
@@ -126,6 +137,8 @@ def fit(
     with seeded(seed, enc.x.device):
         built = layout.build(model, schema, enc)
         problem = layout.problem(built, schema, enc, seed=seed, progress=progress)
+        if source is not None:
+            problem = source.problem(problem, schema)
         try:
             result = engine.run(problem, parsed)
         except NonFiniteLossError as exc:
