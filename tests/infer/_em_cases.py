@@ -48,11 +48,12 @@ CASES = {
     "gmm_eev": (lambda: ppgen.GaussianMixture(2, covariance_type="EEV"), _table),
     "gmm_diag_map": (lambda: ppgen.GaussianMixture(2, "diag", prior="default"), _table),
     "ppca": (lambda: ppgen.PPCA(1), _table),
+    "fa": (lambda: ppgen.FactorAnalysis(1, rotation=None), _table),
     "hmm": (lambda: ppgen.HMM(2), _sequences),
 }
 
 #: Units (rows or sequences) of rank 0; rank 1 holds the rest (uneven splits).
-SPLIT = {"gmm_full": 100, "gmm_eev": 100, "gmm_diag_map": 100, "ppca": 100, "hmm": 6}
+SPLIT = {"gmm_full": 100, "gmm_eev": 100, "gmm_diag_map": 100, "ppca": 100, "fa": 100, "hmm": 6}
 
 
 def problem(case: str, rank: int | None = None):

@@ -1,5 +1,5 @@
 """Distributed EM is exact (issue 20): GaussianMixture (full with missing entries, a parsimonious
-structure, diagonal posterior mode), PPCA and an HMM over sequences, fitted with rows split
+structure, diagonal posterior mode), PPCA, factor analysis and an HMM over sequences, fitted with rows split
 unevenly over 2 gloo ranks on 127.0.0.1 (rank 1 holds every partially observed row, rank 0 none
 of either missingness pattern), equal the one-process run to 1e-10 in float64 at every
 iteration from the same start; a whole engine run (its own starts, from the seeded sample that
