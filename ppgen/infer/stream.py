@@ -87,7 +87,11 @@ class Source:
     def frames(self, columns: list[str] | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
         """The table in chunks of at most ``chunk_rows`` rows: (first row, DataFrame)."""
         first = 0
-        for batch in self.dataset.to_batches(columns=columns, batch_size=self.chunk_rows):
+        # Little read-ahead: memory stays a few row groups, whatever the table's length.
+        batches = self.dataset.to_batches(
+            columns=columns, batch_size=self.chunk_rows, batch_readahead=1, fragment_readahead=1
+        )
+        for batch in batches:
             if batch.num_rows:
                 yield first, batch.to_pandas()
                 first += batch.num_rows

@@ -702,7 +702,7 @@ class GaussianMixture(GenerativeModel):
         ``(m - mu)(m - mu)^T`` per unit of weight (per column for a diagonal covariance, whose
         columns count their own observed rows): the exact constrained maximizer, also with
         missing entries (their conditional covariances do not depend on the mean chosen).
-        The parsimonious structures (not VVV/VVI): :meth:`_structured_m_step`."""
+        The parsimonious structures (not VVV/VVI): :meth:`_structured_update`."""
         return self._gaussian_update(
             self._gaussian_statistics(x, mask, resp, params, conditional),
             params,

@@ -13,6 +13,9 @@ from ppgen.infer.layouts import get_layout
 
 #: Iterations compared one by one.
 STEPS = 12
+#: Cases also fitted by a whole engine run (its own starts), and its options.
+RUN = ("gmm_full", "hmm")
+RUN_OPTIONS = {"n_init": 2, "max_steps": 200}
 
 
 def _table(seed: int = 0) -> np.ndarray:

@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _em_cases import CASES, STEPS, problem, start  # noqa: E402
+from _em_cases import CASES, RUN, RUN_OPTIONS, STEPS, problem, start  # noqa: E402
 
 from ppgen.infer.engines.em import EM, EmOptions, em_iteration  # noqa: E402
 
@@ -36,8 +36,10 @@ def main() -> None:
                 for _ in range(STEPS):
                     params, objective = em_iteration(prob, params)
                     trace.append(({k: v.clone() for k, v in params.items()}, float(objective)))
-            run = EM().run(prob, EmOptions(n_init=2, max_steps=300))
-            results[case] = {"trace": trace, "params": run.params, "losses": run.losses}
+            results[case] = {"trace": trace}
+            if case in RUN:
+                run = EM().run(prob, EmOptions(**RUN_OPTIONS))
+                results[case].update(params=run.params, losses=run.losses)
     finally:
         torch.distributed.destroy_process_group()
     torch.save(results, out / f"rank{rank}.pt")

@@ -1,10 +1,10 @@
-"""Distributed EM is exact (issue 20): GaussianMixture (full with missing entries, a parsimonious
-structure, diagonal posterior mode), PPCA, factor analysis and an HMM over sequences, fitted with rows split
-unevenly over 2 gloo ranks on 127.0.0.1 (rank 1 holds every partially observed row, rank 0 none
-of either missingness pattern), equal the one-process run to 1e-10 in float64 at every
-iteration from the same start; a whole engine run (its own starts, from the seeded sample that
-is here the whole table) equals the one-process engine run, and both ranks hold identical
-parameters."""
+"""Distributed EM is exact (issue 20): GaussianMixture (full with missing entries, a
+parsimonious structure, diagonal posterior mode), PPCA, factor analysis and an HMM over
+sequences, fitted with rows split unevenly over 2 gloo ranks on 127.0.0.1 (rank 1 holds every
+partially observed row, rank 0 none of either missingness pattern), equal the one-process run to
+1e-10 in float64 at every iteration from the same start; a whole engine run (its own starts,
+from the seeded sample that is here the whole table) equals the one-process engine run, and both
+ranks hold identical parameters."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _em_cases import CASES, STEPS, problem, start  # noqa: E402
+from _em_cases import CASES, RUN, RUN_OPTIONS, STEPS, problem, start  # noqa: E402
 
 from ppgen.infer.engines.em import EM, EmOptions  # noqa: E402
 
@@ -79,12 +79,12 @@ def test_every_iteration_equals_one_process(ranks, case):
         assert all(torch.equal(p0[k], p1[k]) for k in p0)
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", RUN)
 def test_engine_run_equals_one_process(ranks, case):
     whole = problem(case)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref = EM().run(whole, EmOptions(n_init=2, max_steps=300))
+        ref = EM().run(whole, EmOptions(**RUN_OPTIONS))
     for r in range(2):
         got = ranks[r][case]
         assert len(got["losses"]) == len(ref.losses)

@@ -41,13 +41,13 @@ def _close(a: dict, b: dict, tol: float = 1e-10) -> None:
     ids=["full", "VEI"],
 )
 def test_streamed_em_equals_in_memory(tmp_path, make):
-    df = _table()
+    df = _table(160)
     path = tmp_path / "t.parquet"
     df.to_parquet(path, row_group_size=50)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref = ppgen.fit(make(), df, seed=3, max_steps=40)
-        got = ppgen.fit(make(), str(path), seed=3, max_steps=40, chunk_rows=37)
+        ref = ppgen.fit(make(), df, seed=3, max_steps=25)
+        got = ppgen.fit(make(), str(path), seed=3, max_steps=25, chunk_rows=37)
     # The sample is the whole (small) table in order: the same starts, the same iterates.
     # (Parquet reads text back as pandas' string dtype: only the recorded dtype differs.)
     assert [replace(c, dtype="") for c in got.schema.columns] == [
@@ -69,6 +69,7 @@ def test_streamed_ppca_from_files_equals_in_memory(tmp_path):
         got = ppgen.fit(ppgen.PPCA(1), paths, init_values=start, max_steps=30, chunk_rows=64)
     np.testing.assert_allclose(got.losses, ref.losses, rtol=1e-12)
     _close(got.params, ref.params)
+    assert got.info["streamed_rows"] == len(df) and "streamed_rows" not in ref.info
 
 
 def test_sample_rule_and_unseen_labels(tmp_path):

@@ -174,6 +174,8 @@ class EM(Engine):
         info = {"n_init": n_init, "n_steps": len(losses), "converged": converged}
         if fixed:
             info["fixed"] = ", ".join(fixed)  # a string: saved fits keep it
+        if problem.stream is not None:
+            info["streamed_rows"] = problem.n_units  # Fit.train holds only the sample
         return EngineResult(params={**best[0], **fixed}, losses=losses, info=info)
 
     def _run_starts(self, problem: Problem, starts, options: EmOptions, best: list) -> None:
