@@ -77,24 +77,39 @@ class Source:
     chunk_rows: int
 
     def sample(self, size: int, seed: int) -> pd.DataFrame:
-        """The seeded sample of the module's rule, in table order."""
+        """The seeded sample of the module's rule, in table order (one pass over the table,
+        keeping only the drawn rows)."""
         if self.n_rows == 0:
             raise ValueError("the streamed table has no rows")
         size = min(int(size), self.n_rows)
         rows = np.sort(np.random.default_rng(seed).choice(self.n_rows, size, replace=False))
-        return self.dataset.take(rows).to_pandas().reset_index(drop=True)
+        picked = []
+        for first, frame in self.frames():
+            lo, hi = np.searchsorted(rows, [first, first + len(frame)])
+            if hi > lo:
+                picked.append(frame.iloc[rows[lo:hi] - first])
+        return pd.concat(picked, ignore_index=True)
+
+    def _tables(self, columns: list[str] | None) -> Iterator[Any]:
+        """The table one Parquet row group at a time (the dataset's scanner reads ahead and
+        holds more, growing with the file), or by the scanner for other datasets."""
+        for fragment in self.dataset.get_fragments():
+            try:
+                groups = fragment.split_by_row_group()
+            except (AttributeError, NotImplementedError):
+                groups = [fragment]
+            for group in groups:
+                yield group.to_table(columns=columns)
 
     def frames(self, columns: list[str] | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
-        """The table in chunks of at most ``chunk_rows`` rows: (first row, DataFrame)."""
+        """The table in chunks of at most ``chunk_rows`` rows (row groups are read whole, then
+        cut): (first row, DataFrame)."""
         first = 0
-        # Little read-ahead: memory stays a few row groups, whatever the table's length.
-        batches = self.dataset.to_batches(
-            columns=columns, batch_size=self.chunk_rows, batch_readahead=1, fragment_readahead=1
-        )
-        for batch in batches:
-            if batch.num_rows:
-                yield first, batch.to_pandas()
-                first += batch.num_rows
+        for table in self._tables(columns):
+            for batch in table.to_batches(max_chunksize=self.chunk_rows):
+                if batch.num_rows:
+                    yield first, batch.to_pandas()
+                    first += batch.num_rows
 
     def levels(self, schema: Schema) -> Schema:
         """``schema`` with every label of its categorical and binary columns found in one pass
