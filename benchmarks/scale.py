@@ -12,6 +12,9 @@ sections, e.g. VAE SVI and IWAE evaluation, may be added by other parts of issue
 * ``ranks``: the same EM on the same table with rows sharded over 1 and 2 ranks (torchrun,
   gloo on 127.0.0.1, statistics all-reduced each iteration); speed-up = time per iteration on 1
   rank / on 2 ranks, and its share of the ceiling (goal >= 90 % at 10^6 rows).
+* CPU seconds per iteration are summed over the processes of a row (``cpu_s_per_iter``): on a
+  shared machine wall times move with the load, CPU time much less; CPU efficiency of 2 ranks =
+  CPU of 1 rank / CPU of 2 ranks (the share of the work that is not overhead).
 * ``stream``: EM on a Parquet file of n rows (written in row groups of 65,536) read in chunks of
   65,536 rows: time per iteration and peak resident memory of the process (``ru_maxrss``), vs
   the same fit in memory (``memory`` rows): streamed memory should be flat in n.
@@ -93,23 +96,29 @@ def _start(prob):
     return prob.model.init_params(prob.x[:n], prob.mask[:n], gen)
 
 
-def _iterate(prob, iters: int) -> list[float]:
+def _iterate(prob, iters: int) -> tuple[list[float], list[float]]:
+    """Wall and process CPU seconds of each of ``iters`` EM iterations."""
     from ppgen.infer.engines.em import em_iteration, start_problem
 
     params = _start(start_problem(prob))
-    times = []
+    times, cpu = [], []
     with torch.no_grad():
         for _ in range(iters):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             params, _ = em_iteration(prob, params)
             times.append(time.perf_counter() - t0)
-    return times
+            cpu.append(time.process_time() - c0)
+    return times, cpu
 
 
-def _report(times: list[float], **extra) -> None:
-    steady = times[1:] if len(times) > 1 else times
+def _median(values: list[float]) -> float:
+    return float(np.median(values[1:] if len(values) > 1 else values))
+
+
+def _report(times: tuple[list[float], list[float]], **extra) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MB (Linux: KB)
-    print(json.dumps({"per_iter": float(np.median(steady)), "peak_mb": peak, **extra}))
+    wall, cpu = times
+    print(json.dumps({"per_iter": _median(wall), "cpu": _median(cpu), "peak_mb": peak, **extra}))
 
 
 def worker(args) -> None:
@@ -141,7 +150,11 @@ def worker(args) -> None:
     bounds = np.linspace(0, args.rows, world + 1).astype(int)
     mine = x[bounds[rank] : bounds[rank + 1]]
     del x
-    times = _iterate(_problem(mine, world > 1, args.rows), args.iters)
+    wall, cpu = _iterate(_problem(mine, world > 1, args.rows), args.iters)
+    # CPU seconds of every rank, summed: the work the run costs, whatever else runs here.
+    total = torch.tensor(cpu, dtype=torch.float64)
+    torch.distributed.all_reduce(total)
+    times = (wall, total.tolist())
     torch.distributed.destroy_process_group()
     if rank == 0:
         _report(times, rows=args.rows, ranks=world)
@@ -179,10 +192,11 @@ def main() -> None:
     rows_out = []
     shape = f"{args.rows:.0e} x {args.dims}"
 
-    def add(section, setting, rows, per_iter, peak, note=""):
+    def add(section, setting, rows, per_iter, peak, note="", cpu=float("nan")):
         rows_out.append({
             "section": section, "setting": setting, "rows": rows,
             "s_per_iter": f"{per_iter:.3f}" if per_iter == per_iter else "",
+            "cpu_s_per_iter": f"{cpu:.3f}" if cpu == cpu else "",
             "peak_mb": f"{peak:.0f}" if peak == peak else "", "note": note,
         })  # fmt: skip
         print(rows_out[-1], flush=True)
@@ -199,28 +213,30 @@ def main() -> None:
         per_pair = max(o["per_iter"] for o in outs)
         ceiling = 2 * one["per_iter"] / per_pair
         add("ceiling", "1 process", args.rows, one["per_iter"], one["peak_mb"],
-            f"whole run {t_one:.1f} s")  # fmt: skip
+            f"whole run {t_one:.1f} s", one["cpu"])  # fmt: skip
         add("ceiling", "2 processes side by side", args.rows, per_pair, outs[0]["peak_mb"],
             f"whole run {t_pair:.1f} s; ceiling = 2 x 1 process / pair = {ceiling:.2f}",
+            sum(o["cpu"] for o in outs),
         )  # fmt: skip
     else:
         ceiling = float("nan")
     if "ranks" not in skip:
         torchrun = str(Path(sys.executable).with_name("torchrun"))
-        per = {}
+        per, cpus = {}, {}
         for n in (1, 2):
             cmd = [torchrun, "--standalone", f"--nproc-per-node={n}", str(HERE), "worker",
                    "--mode", "rank", *base]  # fmt: skip
             res = _run(cmd)
-            per[n] = res["per_iter"]
+            per[n], cpus[n] = res["per_iter"], res["cpu"]
             note = ""
             if n == 2:
                 speed = per[1] / per[2]
                 note = f"speed-up {speed:.2f}"
                 if ceiling == ceiling:
                     note += f" = {100 * speed / ceiling:.0f} % of the ceiling {ceiling:.2f}"
+                note += f"; CPU efficiency {100 * cpus[1] / cpus[2]:.0f} %"
             add("ranks", f"{n} rank{'s' * (n > 1)} (torchrun, gloo)", args.rows, per[n],
-                res["peak_mb"], note)  # fmt: skip
+                res["peak_mb"], note, cpus[n])  # fmt: skip
     if "stream" not in skip:
         with tempfile.TemporaryDirectory() as tmp:
             for n in [int(float(v)) for v in args.stream_rows.split(",")]:
@@ -228,16 +244,17 @@ def main() -> None:
                 write_parquet(path, n, args.dims)
                 res = _run(_self("--mode", "stream", "--path", str(path), "--iters",
                                  str(args.iters)))  # fmt: skip
-                add("stream", "Parquet, chunks of 65,536", n, res["per_iter"], res["peak_mb"])
+                add("stream", "Parquet, chunks of 65,536", n, res["per_iter"], res["peak_mb"],
+                    cpu=res["cpu"])  # fmt: skip
                 mem = _run(_self("--mode", "memory", "--rows", str(n), "--dims", str(args.dims),
                                  "--iters", str(args.iters)))  # fmt: skip
-                add("stream", "in memory", n, mem["per_iter"], mem["peak_mb"])
+                add("stream", "in memory", n, mem["per_iter"], mem["peak_mb"], cpu=mem["cpu"])
                 os.remove(path)
     load = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
     import csv
 
-    fields = ["section", "setting", "rows", "s_per_iter", "peak_mb", "note"]
+    fields = ["section", "setting", "rows", "s_per_iter", "cpu_s_per_iter", "peak_mb", "note"]
     csv_path = RESULTS / "scale.csv"
     with open(csv_path, "w", newline="") as fh:
         out = csv.DictWriter(fh, fieldnames=fields)
