@@ -50,18 +50,27 @@ CASES = {
     "gmm_full": (lambda: ppgen.GaussianMixture(2), _table),
     "gmm_eev": (lambda: ppgen.GaussianMixture(2, covariance_type="EEV"), _table),
     "gmm_diag_map": (lambda: ppgen.GaussianMixture(2, "diag", prior="default"), _table),
+    "gmm_diag_rank_without_rows": (lambda: ppgen.GaussianMixture(2, "diag"), _table),
     "ppca": (lambda: ppgen.PPCA(1), _table),
     "fa": (lambda: ppgen.FactorAnalysis(1, rotation=None), _table),
     "hmm": (lambda: ppgen.HMM(2), _sequences),
 }
 
 #: Units (rows or sequences) of rank 0; rank 1 holds the rest (uneven splits).
-SPLIT = {"gmm_full": 100, "gmm_eev": 100, "gmm_diag_map": 100, "ppca": 100, "fa": 100, "hmm": 6}
+SPLIT = {
+    "gmm_full": 100,
+    "gmm_eev": 100,
+    "gmm_diag_map": 100,
+    "gmm_diag_rank_without_rows": 0,
+    "ppca": 100,
+    "fa": 100,
+    "hmm": 6,
+}
 
 
 def problem(case: str, rank: int | None = None):
-    """The whole problem (``rank=None``) or rank ``rank``'s share of it, on the schema of the
-    whole table; a rank's problem is marked distributed with the global number of units."""
+    """The whole problem (``rank=None``) or rank ``rank``'s share of its encoded units (rows
+    or sequences), marked distributed; ``n_units`` stays the whole table's."""
     make, data = CASES[case]
     model, table = make(), data()
     layout = get_layout(model.layout)
@@ -73,13 +82,19 @@ def problem(case: str, rank: int | None = None):
     if rank is None:
         return whole
     cut = SPLIT[case]
-    part = table[:cut] if rank == 0 else table[cut:]
-    _, enc = layout.encode(
-        model, part, schema=schema, kinds=None, standardize=model.standardize, device=None,
-        dtype=None,
-    )  # fmt: skip
-    mine = layout.problem(layout.build(model, schema, enc), schema, enc, seed=0, progress=False)
-    return dataclasses.replace(mine, distributed="test", n_units=whole.n_units)
+    units = slice(0, cut) if rank == 0 else slice(cut, None)
+    n = whole.x.shape[0]
+    data = {
+        k: v[units] if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == n else v
+        for k, v in whole.data.items()
+    }
+    x, mask = whole.x[units], whole.mask[units]
+    if "lengths" in data and len(data["lengths"]):  # padded to this rank's longest sequence
+        steps = int(data["lengths"].max())
+        x, mask = x[:, :steps], mask[:, :steps]
+    return dataclasses.replace(
+        whole, x=x, mask=mask, data=data, log_jacobian=None, distributed="test"
+    )
 
 
 def start(case: str) -> dict[str, torch.Tensor]:

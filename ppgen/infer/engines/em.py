@@ -257,23 +257,31 @@ def em_iteration(problem: Problem, params: Params) -> tuple[Params, torch.Tensor
     ]  # fmt: skip
     stats: dict[str, torch.Tensor] | None = None
     for x, mask, data in chunks:
+        if not x.shape[0]:
+            continue
         part = model.em_statistics(x, mask, params, **data)
         stats = part if stats is None else {k: stats[k] + v for k, v in part.items()}
-    if stats is None:  # a rank (or a stream) without rows: zero statistics of the right shapes
-        part = model.em_statistics(problem.x[:0], problem.mask[:0], params, **_head(problem, 0))
-        stats = {k: torch.zeros_like(v) for k, v in part.items()}
+    if stats is None:  # a rank without rows: zero statistics, shaped by one unobserved unit
+        stats = _zero_statistics(problem, params)
     if shared:
         stats = _reduce.sum_statistics(stats)
     return model.em_update(stats, params)
 
 
-def _head(problem: Problem, n: int) -> dict[str, Any]:
-    """``problem.data`` for the first ``n`` units (per-unit tensors cut, others kept)."""
-    units = problem.x.shape[0]
-    return {
-        k: v[:n] if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == units else v
+def _zero_statistics(problem: Problem, params: Params) -> dict[str, torch.Tensor]:
+    """Statistics of no rows: zeros shaped as the model's statistics of one unit with nothing
+    observed (per-unit data such as sequence lengths set to 1)."""
+    x, units = problem.x, problem.x.shape[0]
+    one = x.new_zeros((1,) + tuple(x.shape[1:]))
+    data = {
+        k: v.new_ones((1,) + tuple(v.shape[1:]))
+        if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == units
+        else v
         for k, v in problem.data.items()
     }
+    mask = torch.zeros(one.shape, dtype=torch.bool, device=x.device)
+    part = problem.model.em_statistics(one, mask, params, **data)
+    return {k: torch.zeros_like(v) for k, v in part.items()}
 
 
 def start_problem(problem: Problem) -> Problem:
