@@ -83,12 +83,15 @@ class Source:
             raise ValueError("the streamed table has no rows")
         size = min(int(size), self.n_rows)
         rows = np.sort(np.random.default_rng(seed).choice(self.n_rows, size, replace=False))
-        picked = []
-        for first, frame in self.frames():
-            lo, hi = np.searchsorted(rows, [first, first + len(frame)])
+        import pyarrow as pa
+
+        picked, first = [], 0
+        for table in self._tables(None):  # Arrow tables: only the drawn rows become pandas
+            lo, hi = np.searchsorted(rows, [first, first + table.num_rows])
             if hi > lo:
-                picked.append(frame.iloc[rows[lo:hi] - first])
-        return pd.concat(picked, ignore_index=True)
+                picked.append(table.take(pa.array(rows[lo:hi] - first)))
+            first += table.num_rows
+        return pa.concat_tables(picked).to_pandas()
 
     def _tables(self, columns: list[str] | None) -> Iterator[Any]:
         """The table one Parquet row group at a time (the dataset's scanner reads ahead and
