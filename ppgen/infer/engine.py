@@ -83,6 +83,11 @@ class Problem:
         (None: one process, the serial path). ``x`` then holds this rank's rows only.
     n_global : int or None
         Rows of the whole table across ranks (distributed runs; None otherwise): the plate scale.
+    stream : callable or None
+        A table streamed from files (``ppgen.fit(model, "data.parquet")``,
+        :mod:`ppgen.infer.stream`): called with no argument, it yields the whole table as
+        encoded chunks ``(x, mask, data)``; ``x`` and ``mask`` are then a seeded sample of it
+        (the starts' rows). None for tables in memory.
     """
 
     model: GenerativeModel
@@ -95,6 +100,7 @@ class Problem:
     log_jacobian: torch.Tensor | None = None
     distributed: Any = None
     n_global: int | None = None
+    stream: Any = None
 
 
 @dataclass

@@ -8,7 +8,6 @@ to the layout, which builds the :class:`Fit`.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from ppgen.infer.engine import Engine, names, parse_options, resolve
 from ppgen.infer.layouts import Layout, Rows, get_layout
 from ppgen.infer.optim import NonFiniteLossError
 from ppgen.infer.result import Fit
+from ppgen.infer.stream import is_source
 from ppgen.models.base import GenerativeModel
 
 __all__ = ["METHODS", "fit"]
@@ -52,9 +52,12 @@ def fit(
     ----------
     model : GenerativeModel
         An unfitted model, e.g. ``ppgen.GaussianMixture(3)``; it is copied, never changed.
-    data : DataFrame, ndarray or Tensor
-        Rows are observations. Missing entries (NaN) are masked in the likelihood. Sequence
-        models (:class:`ppgen.HMM`) take sequences instead, with options ``id_column`` and
+    data : DataFrame, ndarray or Tensor, or a Parquet table
+        Rows are observations. A ``.parquet`` path, a directory or list of them, or a
+        ``pyarrow.dataset.Dataset`` is streamed in chunks, never held whole (``method="em"``;
+        options ``chunk_rows``, ``sample_rows``, ``scan_levels``: :mod:`ppgen.infer.stream`).
+        Missing entries (NaN) are masked in the likelihood. Sequence models
+        (:class:`ppgen.HMM`) take sequences instead, with options ``id_column`` and
         ``time_column``, and return a :class:`ppgen.infer.sequences.SequenceFit`. Amortized
         models (:class:`ppgen.VAE`) are trained by minibatch SVI with early stopping (method
         ``"svi"`` only; options in :class:`ppgen.infer.engines.minibatch.MinibatchOptions`).
@@ -125,6 +128,19 @@ def fit(
         progress = False  # one bar per run: rank 0's
     if standardize is None:
         standardize = model.standardize
+    source = None
+    if ctx is not None and is_source(data):
+        # Each rank would stream the whole file set; sharding row groups is not done yet.
+        raise ValueError(
+            "distributed= takes an in-memory table (DataFrame, array, tensor or sequences); "
+            f"streamed files ({data!r}) are not sharded over ranks yet"
+        )
+    if is_source(data):  # a table larger than memory: see ppgen.infer.stream
+        from ppgen.infer.stream import stream_sample
+
+        source, data, schema = stream_sample(
+            model, engine, data, seed, options, schema=schema, kinds=kinds, standardize=standardize
+        )
     layout = get_layout(model.layout)
     layout_options = {k: options.pop(k) for k in layout.options if k in options}
     if "fixed" in options and "fixed" not in engine.option_names():
@@ -153,6 +169,8 @@ def fit(
         problem = layout.problem(built, schema, enc, seed=seed, progress=progress)
         if ctx is not None:
             problem = _distribute(problem, engine, ctx, seed)
+        if source is not None:
+            problem = source.problem(problem, schema)
         try:
             result = engine.run(problem, parsed)
         except NonFiniteLossError as exc:
@@ -183,13 +201,6 @@ def _encode_shard(
     and this rank's share of the encoded rows (sequences), or all of them for chain-parallel
     engines (NUTS)."""
     sharded = type(engine).parallel == "rows"
-    files = data if isinstance(data, (list, tuple)) else [data]
-    if files and all(isinstance(f, (str, os.PathLike)) for f in files):
-        # Each rank would stream the whole file set; sharding row groups is not done yet.
-        raise ValueError(
-            "distributed= takes an in-memory table (DataFrame, array, tensor or sequences); "
-            f"streamed files ({data!r}) are not sharded over ranks yet"
-        )
     if sharded and isinstance(layout, Rows):
         # Infer from every row, encode only this rank's: memory per rank follows its shard.
         schema = encode_args.pop("schema") or Schema.infer(

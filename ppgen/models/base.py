@@ -221,6 +221,23 @@ class GenerativeModel(PyroModule):
         arguments (``lengths`` for sequences)."""
         raise NotImplementedError
 
+    def em_statistics(
+        self, x: torch.Tensor, mask: torch.Tensor | None, params: Params, **data: Any
+    ) -> dict[str, torch.Tensor]:
+        """The E-step at ``params`` as a dict of tensors that are sums over the rows (or
+        sequences), the log-likelihood ``"log_lik"`` among them: those of disjoint sets of
+        rows add up to those of their union. With :meth:`em_update`, it lets the EM engine
+        sum the statistics over row chunks (streamed tables) and over processes
+        (``torch.distributed``) before the M-step; ``em_step`` is their composition."""
+        raise NotImplementedError
+
+    def em_update(
+        self, stats: dict[str, torch.Tensor], params: Params
+    ) -> tuple[Params, torch.Tensor]:
+        """The M-step from :meth:`em_statistics` summed over all rows, and the objective (log
+        joint: ``stats["log_lik"]`` plus the log prior, added once) at ``params``."""
+        raise NotImplementedError
+
     def em_restarts(
         self,
         x: torch.Tensor,

@@ -107,12 +107,13 @@ class BayesianPCA(PPCA):
     def loadings_penalty(self, params: Params, default: torch.Tensor) -> torch.Tensor:
         return params["noise"] * torch.diag_embed(params["alpha"])
 
-    def em_step(
-        self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
+    def em_update(
+        self, stats: dict[str, torch.Tensor], params: Params
     ) -> tuple[Params, torch.Tensor]:
-        """PPCA's EM step with the ARD precisions in the W update, then alpha's closed form;
-        returns the objective (log-likelihood + log prior of W and alpha) at ``params``."""
-        new, objective = super().em_step(x, mask, params)
+        """PPCA's M-step with the ARD precisions in the W update, then alpha's closed form;
+        returns the objective (log-likelihood + log prior of W and alpha) at ``params``.
+        PPCA's ``em_step`` (the E-step's statistics, then this) is BayesianPCA's EM step."""
+        new, objective = super().em_update(stats, params)
         new["alpha"] = self._alpha(new["W"])
         return new, objective
 

@@ -247,23 +247,46 @@ class FactorAnalysis(GenerativeModel):
         log_likelihood : Tensor
             At the ``params`` given (before the step).
         """
+        return self.em_update(self.em_statistics(x, mask, params), params)
+
+    def em_statistics(
+        self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`em_step`'s E-step at ``params`` as sums over the rows (those of disjoint row
+        sets add up: distributed and streamed EM): per column j over the rows where it is
+        observed, the count ``n``, ``A = sum E[zt zt^T]``, ``b = sum x_ij E[zt]`` and
+        ``sxx = sum x_ij^2``; and the log-likelihood ``log_lik``."""
         obs = x.new_ones(x.shape) if mask is None else mask.to(x.dtype)
         x0 = torch.where(obs > 0, x, x.new_zeros(()))
-        log_lik = self.log_prob(x0, mask, params).sum()
+        stats = {"log_lik": self.log_prob(x0, mask, params).sum()}
         if self.fm != "ml":
-            return dict(params), log_lik
+            return stats
         m, S = self.posterior(x0, mask, params)
         n, q = m.shape
         mt = torch.cat([m, m.new_ones(n, 1)], dim=1)  # E[(z, 1)]
         second = mt.unsqueeze(-1) * mt.unsqueeze(-2)
         second[:, :q, :q] += S  # E[(z, 1)(z, 1)^T]
-        A = (obs.mT @ second.reshape(n, -1)).reshape(-1, q + 1, q + 1)  # (d, q+1, q+1)
-        b = (x0 * obs).mT @ mt  # (d, q+1)
+        stats["A"] = (obs.mT @ second.reshape(n, -1)).reshape(-1, q + 1, q + 1)  # (d, q+1, q+1)
+        stats["b"] = (x0 * obs).mT @ mt  # (d, q+1)
+        stats["sxx"] = (x0**2 * obs).sum(0)
+        stats["n"] = obs.sum(0)
+        return stats
+
+    def em_update(
+        self, stats: dict[str, torch.Tensor], params: Params
+    ) -> tuple[Params, torch.Tensor]:
+        """The M-step of :meth:`em_step` from :meth:`em_statistics` (summed over all rows), and
+        the log-likelihood at ``params``."""
+        log_lik = stats["log_lik"]
+        if self.fm != "ml":
+            return dict(params), log_lik
+        A, b = stats["A"], stats["b"]
+        q = A.shape[-1] - 1
         coef = torch.linalg.solve(A, b.unsqueeze(-1)).squeeze(-1)
-        n_j = obs.sum(0).clamp_min(1)
+        n_j = stats["n"].clamp_min(1)
         # E[(x - c zt)^2] summed = sum x^2 - 2 c.b + c A c; at the optimum c A = b^T.
-        psi = ((x0**2 * obs).sum(0) - (coef * b).sum(-1)) / n_j
-        floor = 1e-6 * torch.clamp((x0**2 * obs).sum(0) / n_j, min=1e-12)
+        psi = (stats["sxx"] - (coef * b).sum(-1)) / n_j
+        floor = 1e-6 * torch.clamp(stats["sxx"] / n_j, min=1e-12)
         new = {"loadings": coef[:, :q], "mean": coef[:, q], "uniquenesses": psi.clamp_min(floor)}
         return new, log_lik
 

@@ -30,7 +30,11 @@ from ppgen.models.likelihoods import (
     check_estimator,
     gaussian_coords,
     gaussian_m_step,
+    gaussian_statistics,
+    gaussian_update,
     relabel_by_score,
+    scatter_about,
+    second_moment_center,
 )
 
 __all__ = ["GaussianMixture"]
@@ -553,17 +557,39 @@ class GaussianMixture(GenerativeModel):
                 "GaussianMixture(count_family='negbinomial') has no closed-form M-step "
                 "(negative binomial dispersion); use method='map'"
             )
-        n_k = resp.sum(0)
-        out = {"weights": self._weights(n_k)}
+        return self._update(self._statistics(x, mask, resp, params, conditional), params)
+
+    def _statistics(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        resp: torch.Tensor,
+        params: Params | None,
+        conditional: GaussianConditional | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`m_step`'s sufficient statistics given ``resp``: sums over the rows."""
+        stats = {"rows": resp.new_tensor(float(x.shape[0])), "n_k": resp.sum(0)}
         if self.continuous:
             mc = None if mask is None else self._cont(mask)
-            out.update(self._gaussian_m_step(self._cont(x), mc, resp, params, conditional))
+            block = self._gaussian_statistics(self._cont(x), mc, resp, params, conditional)
+            stats.update({f"gauss:{k}": v for k, v in block.items()})
         if self.emission.parts:
-            out.update(self.emission.m_step(x, self._full_mask(x, mask), resp, params))
+            stats.update(self.emission.statistics(x, self._full_mask(x, mask), resp, params))
+        return stats
+
+    def _update(self, stats: dict[str, torch.Tensor], params: Params | None) -> Params:
+        """:meth:`m_step` from :meth:`_statistics` summed over any split of the rows."""
+        n_k = stats["n_k"]
+        out = {"weights": self._weights(n_k)}
+        if self.continuous:
+            block = {k[6:]: v for k, v in stats.items() if k.startswith("gauss:")}
+            out.update(self._gaussian_update(block, params, stats["rows"]))
+        if self.emission.parts:
+            out.update(self.emission.update(stats, params))
         if self.ml and params is not None:
             # A component that lost every row keeps its parameters (its weight is floored): the
             # M-step has nothing to estimate them from.
-            empty = n_k <= _EMPTY * x.shape[0]
+            empty = n_k <= _EMPTY * stats["rows"]
             if bool(empty.any()):
                 for name, value in out.items():
                     if name != "weights" and name in params:
@@ -632,11 +658,33 @@ class GaussianMixture(GenerativeModel):
         and the M-step's conditional moments come from the same per-row factorizations
         (:class:`~ppgen.models.distributions.GaussianConditional`), not two of each.
         """
+        return self.em_update(self.em_statistics(x, mask, params), params)
+
+    def em_statistics(
+        self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
+    ) -> dict[str, torch.Tensor]:
+        """The E-step at ``params`` as sums over the rows (so that those of disjoint row sets
+        add up: distributed and streamed EM): the row count ``rows``, the log-likelihood
+        ``log_lik``, the expected class counts ``n_k``, the Gaussian block's weighted sums
+        and second moments (``gauss:*``, :func:`~ppgen.models.likelihoods.gaussian_statistics`,
+        conditional moments of missing entries included) and the other kinds' counts."""
+        self._check_built()
+        if not self.emission.has_m_step:
+            raise ValueError(
+                "GaussianMixture(count_family='negbinomial') has no closed-form M-step "
+                "(negative binomial dispersion); use method='map'"
+            )
         log_resp, cond = self._components(x, mask, params)
         log_lik = log_resp.logsumexp(-1)
         resp = (log_resp - log_lik.unsqueeze(-1)).exp()
-        new = self.m_step(x, mask, resp, params, cond)
-        return new, log_lik.sum() + self.log_prior(params)
+        return {"log_lik": log_lik.sum(), **self._statistics(x, mask, resp, params, cond)}
+
+    def em_update(
+        self, stats: dict[str, torch.Tensor], params: Params
+    ) -> tuple[Params, torch.Tensor]:
+        """The M-step from :meth:`em_statistics` (summed over all rows) and the log joint at
+        ``params``: :meth:`em_step` is ``em_update(em_statistics(x, mask, params), params)``."""
+        return self._update(stats, params), stats["log_lik"] + self.log_prior(params)
 
     def _gaussian_m_step(
         self,
@@ -654,20 +702,41 @@ class GaussianMixture(GenerativeModel):
         ``(m - mu)(m - mu)^T`` per unit of weight (per column for a diagonal covariance, whose
         columns count their own observed rows): the exact constrained maximizer, also with
         missing entries (their conditional covariances do not depend on the mean chosen).
-        The parsimonious structures (not VVV/VVI): :meth:`_structured_m_step`."""
-        if self.structure not in _UNCONSTRAINED:
-            return self._structured_m_step(x, mask, resp, params, conditional)
-        block = gaussian_m_step(
-            x,
-            mask,
-            resp,
+        The parsimonious structures (not VVV/VVI): :meth:`_structured_update`."""
+        return self._gaussian_update(
+            self._gaussian_statistics(x, mask, resp, params, conditional),
             params,
-            covariance_type=self._storage,
-            loc_scale=self.loc_scale,
-            covariance_prior=self.covariance_prior,
-            conditional=conditional,
-            ridge=self._ridge(x),
+            resp.new_tensor(float(x.shape[0])),
         )
+
+    def _gaussian_statistics(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        resp: torch.Tensor,
+        params: Params | None,
+        conditional: GaussianConditional | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The Gaussian block's sufficient statistics (:func:`gaussian_statistics`): per column
+        for VVI, else the full second moments (the parsimonious structures need the whole
+        scatter, also the diagonal ones, whose shared volumes or shapes tie the columns)."""
+        storage = self._storage if self.structure in _UNCONSTRAINED else "full"
+        return gaussian_statistics(
+            x, mask, resp, params, covariance_type=storage, loc_scale=self.loc_scale,
+            covariance_prior=self.covariance_prior, conditional=conditional,
+            ridge=self._ridge(x),
+        )  # fmt: skip
+
+    def _gaussian_update(
+        self, stats: dict[str, torch.Tensor], params: Params | None, rows: torch.Tensor
+    ) -> Params:
+        """``locs`` and ``precision`` from :meth:`_gaussian_statistics` over ``rows`` rows."""
+        if self.structure not in _UNCONSTRAINED:
+            return self._structured_update(stats, params, rows)
+        block = gaussian_update(
+            stats, params, covariance_type=self._storage, loc_scale=self.loc_scale,
+            covariance_prior=self.covariance_prior, ridge=self._ridge(rows),
+        )  # fmt: skip
         if "locs" not in self.held:
             return block
         shift = block["locs"] - self.held["locs"]
@@ -679,13 +748,8 @@ class GaussianMixture(GenerativeModel):
             precision = torch.cholesky_inverse(torch.linalg.cholesky(cov))
         return {"locs": self.held["locs"], "precision": precision}
 
-    def _structured_m_step(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor | None,
-        resp: torch.Tensor,
-        params: Params | None,
-        conditional: GaussianConditional | None,
+    def _structured_update(
+        self, stats: dict[str, torch.Tensor], params: Params | None, rows: torch.Tensor
     ) -> Params:
         """Maximum-likelihood ``locs`` and ``precision`` of a parsimonious structure
         (:func:`ppgen.models.covariances.m_step`), from the expected scatter matrices.
@@ -699,41 +763,17 @@ class GaussianMixture(GenerativeModel):
         where spherical and common-orientation structures are defined, as in mclust; the ridge
         ``reg_covar`` enters as ``n_k * reg_covar`` on the scatter's diagonal (for VVV that is
         the covariance plus ``reg_covar``, scikit-learn's ridge), which keeps the structure."""
-        d = x.shape[-1]
-        rows, cond_cov = x, None
-        if mask is not None and not bool(mask.all()):
-            resp = resp * mask.any(-1, keepdim=True).to(resp.dtype)  # nothing observed: out
-            if conditional is None:
-                if params is None:  # a first step: condition on the diagonal fit
-                    params = gaussian_m_step(
-                        x, mask, resp, None, covariance_type="diag", loc_scale=self.loc_scale,
-                        covariance_prior=self.covariance_prior, ridge=self._ridge(x),
-                    )  # fmt: skip
-                precision = params["precision"]
-                if precision.dim() == 2:
-                    precision = torch.diag_embed(precision)
-                conditional = condition_on_precision(
-                    x, ~mask, params["locs"].unsqueeze(-2), precision.unsqueeze(-3)
-                )
-            rows, cond_cov = conditional.mean, conditional.covariance_sum(resp.mT)
-        n_k = resp.sum(0)
-        n_safe = n_k.clamp_min(_EMPTY * x.shape[0])
-        if rows.dim() == 2:
-            locs = (resp.mT @ rows) / n_safe[:, None]
-        else:
-            locs = (resp.mT.unsqueeze(-2) @ rows).squeeze(-2) / n_safe[:, None]
+        n_k, s_kd = stats["n"], stats["s"]
+        d = s_kd.shape[-1]
+        n_safe = n_k.clamp_min(_EMPTY * rows)
+        locs = s_kd / n_safe[:, None]
         if "locs" in self.held:  # the scatter around the held means (the constrained maximizer)
             locs = self.held["locs"]
-        # All components in one batched product (K, d, n) @ (K, n, d): a Python loop over K
-        # costs more than the arithmetic on small tables.
-        diff = (rows.unsqueeze(0) if rows.dim() == 2 else rows) - locs.unsqueeze(-2)
-        scatter = (diff * resp.mT.unsqueeze(-1)).mT @ diff
-        if cond_cov is not None:
-            scatter = scatter + cond_cov
+        scatter = scatter_about(stats, second_moment_center(params, s_kd), locs)
         cols = [self.schema.columns[j] for j in self.continuous]
-        scale = x.new_tensor([c.scale for c in cols])
+        scale = s_kd.new_tensor([c.scale for c in cols])
         outer = scale[:, None] * scale
-        eye = torch.eye(d, dtype=x.dtype, device=x.device)
+        eye = torch.eye(d, dtype=s_kd.dtype, device=s_kd.device)
         scatter = scatter * outer + (n_safe * self.reg_covar)[:, None, None] * eye
         start = None
         if params is not None and "precision" in params:

@@ -753,6 +753,17 @@ class HMM(GenerativeModel):
         expected count (a state never left) keeps its values from ``params`` (uniform without),
         so structural zeros survive.
         """
+        return self._update(self._statistics(x, mask, post, params, lengths), params)
+
+    def _statistics(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        post: dict[str, torch.Tensor],
+        params: Params | None,
+        lengths: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`m_step`'s sufficient statistics: sums over sequences (and their steps)."""
         if self.initial != "learned":
             raise ValueError("method='em' needs initial='learned'; use method='map'")
         if not self.emission.has_m_step:
@@ -763,27 +774,30 @@ class HMM(GenerativeModel):
         mask = torch.ones_like(x, dtype=torch.bool) if mask is None else mask
         present = self._present(x, lengths)
         gamma = post["marginals"] * present.unsqueeze(-1).to(x.dtype)
+        p = x.shape[-1]
+        stats = self.emission.statistics(
+            x.reshape(-1, p),
+            (mask & present.unsqueeze(-1)).reshape(-1, p),
+            gamma.reshape(-1, self.n_states),
+            params,
+        )
+        return {"initial": gamma[:, 0].sum(0), "transitions": post["transitions"], **stats}
+
+    def _update(self, stats: dict[str, torch.Tensor], params: Params | None) -> Params:
+        """:meth:`m_step` from :meth:`_statistics` summed over any split of the sequences."""
         a0 = 0.0 if self.ml else self.initial_concentration - 1
         a1 = 0.0 if self.ml else self.transition_concentration - 1
-        initial = (gamma[:, 0].sum(0) + a0).clamp_min(0)
-        trans = (post["transitions"] + a1).clamp_min(0)
+        initial = (stats["initial"] + a0).clamp_min(0)
+        trans = (stats["transitions"] + a1).clamp_min(0)
         previous = torch.ones_like(trans)
         if params is not None and "transition" in params:
             previous = params["transition"]
         trans = torch.where(trans.sum(-1, keepdim=True) > 0, trans, previous)
-        p = x.shape[-1]
         out = {
             "initial": initial / initial.sum(),
             "transition": trans / trans.sum(-1, keepdim=True),
         }
-        out.update(
-            self.emission.m_step(
-                x.reshape(-1, p),
-                (mask & present.unsqueeze(-1)).reshape(-1, p),
-                gamma.reshape(-1, self.n_states),
-                params,
-            )
-        )
+        out.update(self.emission.update(stats, params))
         # Held sites (fixable_sites): initial, transition and each emission part's sites have
         # terms of their own in the expected log joint, so the free updates above are already
         # the maximizers given them; a held transition keeps its zeros exactly.
@@ -813,9 +827,22 @@ class HMM(GenerativeModel):
     def em_step(self, x, mask, params, lengths=None) -> tuple[Params, torch.Tensor]:
         """One Baum-Welch iteration: :meth:`m_step` after :meth:`posteriors` at ``params``, and
         the log joint at ``params`` (which the forward pass computes anyway)."""
+        return self.em_update(self.em_statistics(x, mask, params, lengths), params)
+
+    def em_statistics(self, x, mask, params, lengths=None) -> dict[str, torch.Tensor]:
+        """The E-step (forward-backward) at ``params`` as sums over sequences, so that those
+        of disjoint sets of sequences add up (distributed and streamed EM): the
+        log-likelihood ``log_lik``, the expected first states ``initial``, the expected
+        transition counts ``transitions`` and the emissions' statistics
+        (:meth:`~ppgen.models.likelihoods.Emission.statistics`)."""
         post = self.posteriors(x, mask, params, lengths)
-        log_joint = post["log_lik"].sum() + self.log_prior(params)
-        return self.m_step(x, mask, post, params, lengths), log_joint
+        stats = self._statistics(x, mask, post, params, lengths)
+        return {"log_lik": post["log_lik"].sum(), **stats}
+
+    def em_update(self, stats, params) -> tuple[Params, torch.Tensor]:
+        """Baum-Welch's M-step from :meth:`em_statistics` (summed over all sequences) and the
+        log joint at ``params``; :meth:`em_step` is their composition."""
+        return self._update(stats, params), stats["log_lik"] + self.log_prior(params)
 
     @property
     def default_method(self) -> str:

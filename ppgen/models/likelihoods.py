@@ -60,6 +60,10 @@ __all__ = [
     "condition_on_precision",
     "gaussian_coords",
     "gaussian_m_step",
+    "gaussian_statistics",
+    "gaussian_update",
+    "scatter_about",
+    "second_moment_center",
     "relabel_by_score",
 ]
 
@@ -149,28 +153,54 @@ def gaussian_m_step(
     approach. *NIPS* 6.
     Little, R. J. A. & Rubin, D. B. (2002). *Statistical Analysis with Missing Data*, ch. 11.
     """
-    d, K = x.shape[-1], resp.shape[-1]
-    prior_prec = 1.0 / loc_scale**2
+    stats = gaussian_statistics(
+        x, mask, resp, params, covariance_type=covariance_type, loc_scale=loc_scale,
+        covariance_prior=covariance_prior, conditional=conditional, ridge=ridge,
+    )  # fmt: skip
+    return gaussian_update(
+        stats, params, covariance_type=covariance_type, loc_scale=loc_scale,
+        covariance_prior=covariance_prior, ridge=ridge,
+    )  # fmt: skip
+
+
+def second_moment_center(params: Params | None, like: torch.Tensor) -> torch.Tensor:
+    """Where the full block's second moments are centred: the current ``locs`` (close to the
+    new means, so the scatter about them loses no digits to cancellation), else 0."""
+    if params is not None and "locs" in params:
+        return params["locs"]
+    return like.new_zeros(())
+
+
+def gaussian_statistics(
+    x: torch.Tensor,
+    mask: torch.Tensor | None,
+    resp: torch.Tensor,
+    params: Params | None,
+    *,
+    covariance_type: str,
+    loc_scale: float,
+    covariance_prior: float,
+    conditional: GaussianConditional | None = None,
+    ridge: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """The E-step's sufficient statistics of :func:`gaussian_m_step`: sums over the rows, so
+    statistics of disjoint sets of rows add up to those of their union (distributed and
+    streamed EM, :mod:`ppgen.infer.engines.em`).
+
+    Diagonal: per class and column, the observed rows' weight ``n``, sum ``s`` and sum of
+    squares ``q`` (K, d). Full: the weight ``n`` (K,), the sum ``s`` (K, d) of conditional
+    means and the second moments ``ss`` (K, d, d) about the current ``locs`` (zero without
+    ``params``) including the missing blocks' conditional covariances. Without ``params`` (a
+    first step) partially observed rows are conditioned on the diagonal fit of these rows, so
+    only statistics made with ``params`` add up exactly."""
+    K = resp.shape[-1]
     if covariance_type == "diag":
         obs = x.new_ones(x.shape) if mask is None else mask.to(x.dtype)
         xo = torch.where(obs > 0, x, x.new_zeros(()))
-        n_kd, s_kd = resp.mT @ obs, resp.mT @ xo
-        if ridge is not None:
-            n_safe = n_kd.clamp_min(torch.finfo(x.dtype).tiny)
-            locs = s_kd / n_safe
-            sq = resp.mT @ (xo * xo) - 2 * locs * s_kd + n_kd * locs**2
-            return {"locs": locs, "precision": (sq.clamp_min(0) / n_safe + ridge).reciprocal()}
-        if params is None:
-            locs = s_kd / n_kd.clamp_min(1e-12)
-        else:
-            lam = params["precision"]
-            locs = lam * s_kd / (n_kd * lam + prior_prec)
-        sq = resp.mT @ (xo * xo) - 2 * locs * s_kd + n_kd * locs**2
-        var = (covariance_prior + sq) / (n_kd + 1.0)
-        return {"locs": locs, "precision": var.reciprocal()}
-    given = params is not None
+        return {"n": resp.mT @ obs, "s": resp.mT @ xo, "q": resp.mT @ (xo * xo)}
     rows = x  # E[x_i | x_o, k]: (n, d) when the same for every class, else (K, n, d)
     cond_cov = None  # sum_i r_ik Cov[x_i | x_o, k], (K, d, d)
+    center = second_moment_center(params, x)
     if mask is not None and not bool(mask.all()):
         resp = resp * mask.any(-1, keepdim=True).to(resp.dtype)
         rows = torch.where(mask, x, x.new_zeros(()))
@@ -186,37 +216,85 @@ def gaussian_m_step(
                         x, mask, resp, None, covariance_type="diag", loc_scale=loc_scale,
                         covariance_prior=covariance_prior, ridge=ridge,
                     )  # fmt: skip
-                    precision = torch.diag_embed(start["precision"])
-                    params = {"locs": start["locs"], "precision": precision}
+                    given = {"locs": start["locs"], "precision": start["precision"]}
+                else:
+                    given = params
+                precision = given["precision"]
+                if precision.dim() == 2:  # a diagonal structure's precisions
+                    precision = torch.diag_embed(precision)
                 cond = condition_on_precision(
-                    x[partial],
-                    ~mask[partial],
-                    params["locs"].unsqueeze(-2),
-                    params["precision"].unsqueeze(-3),
-                )
+                    x[partial], ~mask[partial], given["locs"].unsqueeze(-2),
+                    precision.unsqueeze(-3),
+                )  # fmt: skip
                 rows = rows.expand(K, -1, -1).clone()
                 rows[:, partial] = cond.mean
                 cond_cov = cond.covariance_sum(resp[partial].mT)
     n_k = resp.sum(0)
     s_kd = resp.mT @ rows if rows.dim() == 2 else (resp.mT.unsqueeze(-2) @ rows).squeeze(-2)
-    eye = torch.eye(d, dtype=x.dtype, device=x.device)
-    if ridge is not None or not given:
-        locs = s_kd / n_k.clamp_min(torch.finfo(x.dtype).tiny).unsqueeze(-1)
+    # One component at a time: a (K, n, d) temporary costs more in memory traffic than the loop
+    # costs in Python (4x slower at 50,000 rows) when every class sees the same rows.
+    second = []
+    for k in range(K):
+        diff = (rows if rows.dim() == 2 else rows[k]) - (center if center.dim() == 0 else center[k])
+        second.append((diff * resp[:, k : k + 1]).mT @ diff)
+    second = torch.stack(second)
+    if cond_cov is not None:
+        second = second + cond_cov
+    return {"n": n_k, "s": s_kd, "ss": second}
+
+
+def scatter_about(stats: dict[str, torch.Tensor], center: torch.Tensor, locs: torch.Tensor):
+    """``sum_i r_ik E[(x_i - locs_k)(x_i - locs_k)^T]`` (K, d, d) from full statistics whose
+    second moments ``ss`` are about ``center``: ``ss - t e^T - e t^T + n e e^T`` with
+    ``e = locs - center`` and ``t = s - n center``."""
+    n_k = stats["n"]
+    shift = locs - center
+    t = stats["s"] - n_k[:, None] * center
+    cross = t.unsqueeze(-1) * shift.unsqueeze(-2)
+    outer = shift.unsqueeze(-1) * shift.unsqueeze(-2)
+    return stats["ss"] - cross - cross.mT + n_k[:, None, None] * outer
+
+
+def gaussian_update(
+    stats: dict[str, torch.Tensor],
+    params: Params | None,
+    *,
+    covariance_type: str,
+    loc_scale: float,
+    covariance_prior: float,
+    ridge: torch.Tensor | None = None,
+) -> Params:
+    """:func:`gaussian_m_step` from :func:`gaussian_statistics` (summed over any split of the
+    rows), ``params`` the same as the statistics were made under."""
+    prior_prec = 1.0 / loc_scale**2
+    s_kd = stats["s"]
+    tiny = torch.finfo(s_kd.dtype).tiny
+    if covariance_type == "diag":
+        n_kd = stats["n"]
+        if ridge is not None:
+            n_safe = n_kd.clamp_min(tiny)
+            locs = s_kd / n_safe
+            sq = stats["q"] - 2 * locs * s_kd + n_kd * locs**2
+            return {"locs": locs, "precision": (sq.clamp_min(0) / n_safe + ridge).reciprocal()}
+        if params is None:
+            locs = s_kd / n_kd.clamp_min(1e-12)
+        else:
+            lam = params["precision"]
+            locs = lam * s_kd / (n_kd * lam + prior_prec)
+        sq = stats["q"] - 2 * locs * s_kd + n_kd * locs**2
+        var = (covariance_prior + sq) / (n_kd + 1.0)
+        return {"locs": locs, "precision": var.reciprocal()}
+    n_k, d = stats["n"], s_kd.shape[-1]
+    eye = torch.eye(d, dtype=s_kd.dtype, device=s_kd.device)
+    if ridge is not None or params is None:
+        locs = s_kd / n_k.clamp_min(tiny).unsqueeze(-1)
     else:
         lam = params["precision"]
         lhs = n_k[:, None, None] * lam + prior_prec * eye
         locs = torch.linalg.solve(lhs, lam @ s_kd.unsqueeze(-1)).squeeze(-1)
-    # One component at a time: a (K, n, d) temporary costs more in memory traffic than the loop
-    # costs in Python (4x slower at 50,000 rows) when every class sees the same rows.
-    scatter = []
-    for k in range(K):
-        diff = (rows if rows.dim() == 2 else rows[k]) - locs[k]
-        scatter.append((diff * resp[:, k : k + 1]).mT @ diff)
-    scatter = torch.stack(scatter)
-    if cond_cov is not None:
-        scatter = scatter + cond_cov
+    scatter = scatter_about(stats, second_moment_center(params, s_kd), locs)
     if ridge is not None:
-        cov = scatter / n_k.clamp_min(torch.finfo(x.dtype).tiny)[:, None, None]
+        cov = scatter / n_k.clamp_min(tiny)[:, None, None]
         cov = cov + torch.diag_embed(ridge).expand_as(cov)
     else:
         cov = (covariance_prior * eye + scatter) / (n_k[:, None, None] + 1.0)
@@ -271,11 +349,30 @@ class ColumnLikelihood:
     def m_step(
         self, x: torch.Tensor, mask: torch.Tensor, resp: torch.Tensor, params: Params | None
     ) -> Params:
-        """Maximize the expected log joint given responsibilities ``resp`` (n, K)."""
+        """Maximize the expected log joint given responsibilities ``resp`` (n, K):
+        :meth:`update` of :meth:`statistics`."""
+        return self.update(self.statistics(x, mask, resp, params), params)
+
+    def statistics(
+        self, x: torch.Tensor, mask: torch.Tensor, resp: torch.Tensor, params: Params | None
+    ) -> dict[str, torch.Tensor]:
+        """The M-step's sufficient statistics given ``resp`` (n, K): sums over the rows (those
+        of disjoint row sets add up), keyed ``"<first site>:<name>"`` so that the parts of an
+        :class:`Emission` never collide."""
         raise ValueError(
             f"{type(self).__name__} likelihood (columns {', '.join(map(repr, self.names))}) "
             "has no closed-form M-step; use method='map'"
         )
+
+    def update(self, stats: dict[str, torch.Tensor], params: Params | None) -> Params:
+        """The M-step from :meth:`statistics` (summed over any split of the rows)."""
+        raise NotImplementedError
+
+    def _counts(self, x, mask, resp) -> dict[str, torch.Tensor]:
+        """Per class and column: observed weight ``n`` and weighted sum ``s`` (K, c)."""
+        obs = self._cols(mask).to(x.dtype)
+        key = self.sites[0]
+        return {f"{key}:n": resp.mT @ obs, f"{key}:s": resp.mT @ (self._cols(x) * obs)}
 
     def init_step(self, x: torch.Tensor, mask: torch.Tensor, resp: torch.Tensor) -> Params:
         """Starting values from memberships ``resp``: the M-step, or moments where none exists."""
@@ -383,17 +480,23 @@ class Normal(ColumnLikelihood):
         lp = dist.Normal(params["locs"], params["precision"].rsqrt()).log_prob(xs)
         return torch.where(ms, lp, lp.new_zeros(())).sum(-1)
 
-    def m_step(self, x, mask, resp, params):
-        return gaussian_m_step(
-            self._cols(x),
-            self._cols(mask),
-            resp,
-            params,
-            covariance_type=self.covariance_type,
-            loc_scale=self.loc_scale,
-            covariance_prior=self.covariance_prior,
-            ridge=self.ridge(x),
+    def _options(self, like: torch.Tensor) -> dict:
+        return {
+            "covariance_type": self.covariance_type,
+            "loc_scale": self.loc_scale,
+            "covariance_prior": self.covariance_prior,
+            "ridge": self.ridge(like),
+        }
+
+    def statistics(self, x, mask, resp, params):
+        stats = gaussian_statistics(
+            self._cols(x), self._cols(mask), resp, params, **self._options(x)
         )
+        return {f"locs:{k}": v for k, v in stats.items()}
+
+    def update(self, stats, params):
+        own = {k[len("locs:") :]: v for k, v in stats.items() if k.startswith("locs:")}
+        return gaussian_update(own, params, **self._options(own["s"]))
 
     def sample(self, states, params):
         return self._dist(params["locs"][states], params["precision"][states], None).sample()
@@ -455,10 +558,12 @@ class Poisson(ColumnLikelihood):
         lp = dist.Poisson(params["rates"], validate_args=False).log_prob(xs)
         return torch.where(ms, lp, lp.new_zeros(())).sum(-1)
 
-    def m_step(self, x, mask, resp, params):
-        obs = self._cols(mask).to(x.dtype)
-        n_kc, s_kc = resp.mT @ obs, resp.mT @ (self._cols(x) * obs)
-        tiny = torch.finfo(x.dtype).tiny
+    def statistics(self, x, mask, resp, params):
+        return self._counts(x, mask, resp)
+
+    def update(self, stats, params):
+        n_kc, s_kc = stats["rates:n"], stats["rates:s"]
+        tiny = torch.finfo(n_kc.dtype).tiny
         if self.ml:
             rates = s_kc / n_kc.clamp_min(tiny)
             # A class that holds no row keeps its rate (or, at the start, the overall mean).
@@ -548,12 +653,14 @@ class Bernoulli(ColumnLikelihood):
         lp = torch.where(xs > 0.5, p.log(), torch.log1p(-p))
         return torch.where(ms, lp, lp.new_zeros(())).sum(-1)
 
-    def m_step(self, x, mask, resp, params):
-        obs = self._cols(mask).to(x.dtype)
-        n_kc, s_kc = resp.mT @ obs, resp.mT @ (self._cols(x) * obs)
+    def statistics(self, x, mask, resp, params):
+        return self._counts(x, mask, resp)
+
+    def update(self, stats, params):
+        n_kc, s_kc = stats["probs:n"], stats["probs:s"]
         a = 0.0 if self.ml else self.concentration - 1
         n_kc = n_kc + 2 * a
-        probs = (s_kc + a) / n_kc.clamp_min(torch.finfo(x.dtype).tiny)
+        probs = (s_kc + a) / n_kc.clamp_min(torch.finfo(n_kc.dtype).tiny)
         probs = torch.where(n_kc > 0, probs, probs.new_full((), 0.5))
         return {"probs": probs.clamp(1e-12, 1 - 1e-12)}
 
@@ -597,11 +704,13 @@ class Binomial(ColumnLikelihood):
         lp = dist.Binomial(self._size(p), probs=p, validate_args=False).log_prob(xs)
         return torch.where(ms, lp, lp.new_zeros(())).sum(-1)
 
-    def m_step(self, x, mask, resp, params):
-        obs = self._cols(mask).to(x.dtype)
-        n_kc, s_kc = resp.mT @ obs, resp.mT @ (self._cols(x) * obs)
+    def statistics(self, x, mask, resp, params):
+        return self._counts(x, mask, resp)
+
+    def update(self, stats, params):
+        n_kc, s_kc = stats["success:n"], stats["success:s"]
         a = 0.0 if self.ml else self.concentration - 1
-        p = (s_kc + a) / (n_kc * self._size(x) + 2 * a)
+        p = (s_kc + a) / (n_kc * self._size(n_kc) + 2 * a)
         return {"success": p.clamp(1e-12, 1 - 1e-12)}
 
     def sample(self, states, params):
@@ -643,11 +752,17 @@ class Categorical(ColumnLikelihood):
             out = out + torch.where(mask[..., j : j + 1], lp, lp.new_zeros(()))
         return out
 
-    def m_step(self, x, mask, resp, params):
+    def statistics(self, x, mask, resp, params):
         out = {}
         for site, j, C in zip(self.sites, self.positions, self.n_categories, strict=True):
             onehot = torch.nn.functional.one_hot(x[..., j].long().clamp(0, C - 1), C).to(x.dtype)
-            counts = resp.mT @ (onehot * mask[..., j : j + 1].to(x.dtype))  # (K, C)
+            out[f"{site}:counts"] = resp.mT @ (onehot * mask[..., j : j + 1].to(x.dtype))
+        return out
+
+    def update(self, stats, params):
+        out = {}
+        for site, C in zip(self.sites, self.n_categories, strict=True):
+            counts = stats[f"{site}:counts"]  # (K, C)
             probs = (counts + (0.0 if self.ml else self.concentration - 1)).clamp_min(0)
             total = probs.sum(-1, keepdim=True)
             # A class that holds no row of this column: uniform (nothing to learn from).
@@ -777,6 +892,18 @@ class Emission:
     ) -> Params:
         """Closed-form M-step of every part; ``x``, ``mask`` (n, p) and ``resp`` (n, K)."""
         return {k: v for part in self.parts for k, v in part.m_step(x, mask, resp, params).items()}
+
+    def statistics(
+        self, x: torch.Tensor, mask: torch.Tensor, resp: torch.Tensor, params: Params | None
+    ) -> dict[str, torch.Tensor]:
+        """Every part's :meth:`ColumnLikelihood.statistics` (sums over the rows)."""
+        return {
+            k: v for part in self.parts for k, v in part.statistics(x, mask, resp, params).items()
+        }
+
+    def update(self, stats: dict[str, torch.Tensor], params: Params | None) -> Params:
+        """Every part's M-step from :meth:`statistics` summed over any split of the rows."""
+        return {k: v for part in self.parts for k, v in part.update(stats, params).items()}
 
     def init_step(self, x: torch.Tensor, mask: torch.Tensor, resp: torch.Tensor) -> Params:
         """Starting values of every part from memberships ``resp`` (n, K)."""

@@ -270,14 +270,44 @@ class PPCA(GenerativeModel):
         log_joint : Tensor
             :meth:`log_joint` at the ``params`` given (before the step), for monitoring.
         """
-        W, loc, noise = params["W"], params["loc"], params["noise"]
+        return self.em_update(self.em_statistics(x, mask, params), params)
+
+    def em_statistics(
+        self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`em_step`'s E-step at ``params`` as sums over the rows (those of disjoint row
+        sets add up: distributed and streamed EM). Per column j, over the rows where it is
+        observed, with ``y = x - loc`` (the current ``loc``, so that the squared residuals
+        lose no digits to cancellation): the count ``n``, ``sy``, ``syy``, ``sm = sum m_i``,
+        ``sym = sum y_ij m_i``, ``smm = sum m_i m_i^T`` and ``sS = sum S_i``; and the
+        log-likelihood ``log_lik``."""
         obs = x.new_ones(x.shape) if mask is None else mask.to(x.dtype)
         x0 = torch.where(obs > 0, x, x.new_zeros(()))
-        log_joint = self.log_joint(x0, mask, params)
+        log_lik = self.log_prob(x0, mask, params).sum()
         m, S = self.posterior(x0, mask, params)  # (n, q), (n, q, q)
         n, q = m.shape
-        # loc_j = sum_{i in O_j} (x_ij - W_j m_i) / (n_j + noise / loc_scale^2)
-        n_j = obs.sum(0)
+        y = (x0 - params["loc"]) * obs
+        return {
+            "log_lik": log_lik,
+            "n": obs.sum(0),
+            "sy": y.sum(0),
+            "syy": (y * y).sum(0),
+            "sm": obs.mT @ m,
+            "sym": y.mT @ m,
+            "smm": (obs.mT @ (m.unsqueeze(-1) * m.unsqueeze(-2)).reshape(n, q * q)).reshape(
+                -1, q, q
+            ),
+            "sS": (obs.mT @ S.reshape(n, q * q)).reshape(-1, q, q),
+        }
+
+    def em_update(
+        self, stats: dict[str, torch.Tensor], params: Params
+    ) -> tuple[Params, torch.Tensor]:
+        """The M-step of :meth:`em_step` from :meth:`em_statistics` (summed over all rows),
+        and :meth:`log_joint` at ``params``."""
+        W, loc, noise = params["W"], params["loc"], params["noise"]
+        n_j, sy, sm = stats["n"], stats["sy"], stats["sm"]
+        q = sm.shape[-1]
         u = self.unit
         # Prior precisions of loc and W relative to the noise (0: maximum likelihood), and the
         # inverse-gamma prior's (2b, 2(a + 1)) in the noise update.
@@ -285,25 +315,30 @@ class PPCA(GenerativeModel):
             noise / (self.loc_scale * u) ** 2, noise / (self.weight_scale * u) ** 2
         )  # fmt: skip
         two_b, two_a1 = (0.0, 0.0) if self.ml else (2 * self.noise_prior * u**2, 4.0)
-        loc = ((x0 - m @ W.mT) * obs).sum(0) / (n_j + loc_prec).clamp_min(1e-300)
+        # loc_j = sum_{i in O_j} (x_ij - W_j m_i) / (n_j + noise / loc_scale^2)
+        new_loc = (sy + n_j * loc - (W * sm).sum(-1)) / (n_j + loc_prec).clamp_min(1e-300)
+        shift = new_loc - loc  # the new loc in the statistics' coordinates y = x - loc
         # sum over the rows where column j is observed of E[z z^T] = m m^T + S: (d, q, q)
-        second = (obs.mT @ (m.unsqueeze(-1) * m.unsqueeze(-2) + S).reshape(n, q * q)).reshape(
-            -1, q, q
-        )
-        eye_q = torch.eye(q, dtype=x.dtype, device=x.device)
-        rhs = ((x0 - loc) * obs).mT @ m  # (d, q)
+        second = stats["smm"] + stats["sS"]
+        eye_q = torch.eye(q, dtype=sm.dtype, device=sm.device)
+        rhs = stats["sym"] - shift.unsqueeze(-1) * sm  # sum (x_ij - loc_j) m_i: (d, q)
         lhs = second + self.loadings_penalty(params, w_prec * eye_q)
         W = torch.linalg.solve(lhs, rhs.unsqueeze(-1)).squeeze(-1)
         # Expected squared residuals: (x_ij - loc_j - W_j m_i)^2 + W_j S_i W_j^T on observed
-        # entries; the second term summed over i is W_j (second_j - sum m m^T) W_j^T.
-        resid = ((x0 - loc - m @ W.mT) ** 2 * obs).sum()
-        cov_sum = second - (obs.mT @ (m.unsqueeze(-1) * m.unsqueeze(-2)).reshape(n, q * q)).reshape(
-            -1, q, q
-        )
-        spread = torch.einsum("jq,jqr,jr->", W, cov_sum, W)
+        # entries, expanded in the statistics: sum (y - shift - W m)^2 plus W_j sS_j W_j^T.
+        resid = (
+            stats["syy"]
+            - 2 * shift * sy
+            - 2 * (W * stats["sym"]).sum(-1)
+            + n_j * shift**2
+            + 2 * shift * (W * sm).sum(-1)
+            + torch.einsum("jq,jqr,jr->j", W, stats["smm"], W)
+        ).sum()
+        spread = torch.einsum("jq,jqr,jr->", W, stats["sS"], W)
         # InverseGamma(1, noise_prior) prior: mode of (a + N/2, b + R/2) is (2b + R) / (N + 4).
-        noise = (two_b + resid + spread) / (obs.sum() + two_a1)
-        return {"W": W, "loc": loc, "noise": noise}, log_joint
+        noise = (two_b + resid + spread) / (n_j.sum() + two_a1)
+        log_joint = stats["log_lik"] + self.log_prior(params)
+        return {"W": W, "loc": new_loc, "noise": noise}, log_joint
 
     def loadings_penalty(self, params: Params, default: torch.Tensor) -> torch.Tensor:
         """The noise variance times the prior precision of each row of W in :meth:`em_step`'s

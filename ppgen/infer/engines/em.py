@@ -7,10 +7,25 @@ the default), the log joint with ``prior="default"`` (the posterior mode).
 ``init_params=``): the model's M-step maximizes over the free sites with the held ones at their
 values, and every start (the model's screened ones too) begins from them. Models declare which
 sites they can hold exactly (``fixable_sites``) and take them through ``hold``; see
-:class:`EmOptions`."""
+:class:`EmOptions`.
+
+Data-parallel and streamed EM (issue 20) is exact. Models that split their step into
+:meth:`~ppgen.models.base.GenerativeModel.em_statistics` (sums over rows: GaussianMixture of every
+structure and column kind with missing entries, PPCA, BayesianPCA, FactorAnalysis, HMM over
+sequences) and :meth:`~ppgen.models.base.GenerativeModel.em_update` are iterated on statistics
+summed over the chunks of a streamed table (:mod:`ppgen.infer.stream`) and, when the rows are
+sharded over the processes of ``ppgen.fit(..., distributed=...)``, all-reduced in float64 before
+each update (:mod:`ppgen.infer._reduce`): every rank holds the same parameters, and the log-prior
+is added once, to the reduced log-likelihood, on which convergence is decided. Starting values
+are then made from a seeded sample of at most :data:`START_ROWS` rows (sequences) of the whole
+table, identical on every rank (:func:`ppgen.infer._reduce.gather_sample`; a streamed table's
+schema sample), not from every row as in one process: the starts, and so possibly the optimum
+reached from them, can differ from a one-process run's; from the same start (``init_values``),
+every iterate equals the one-process iterate to rounding (1e-10)."""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,11 +37,16 @@ import torch
 from pyro.distributions import constraints
 
 from ppgen._utils import ConvergenceWarning, progress_bar
+from ppgen.infer import _reduce
 from ppgen.infer.engine import Engine, EngineResult, Problem, check_positive_int, model_class
 from ppgen.infer.engines._pyro import initial_values
 from ppgen.models.base import GenerativeModel, Params
 
-__all__ = ["EM"]
+__all__ = ["EM", "START_ROWS"]
+
+#: Rows (sequences) of the seeded sample that distributed and streamed EM make their starting
+#: values from (:func:`ppgen.infer._reduce.gather_sample`).
+START_ROWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -101,6 +121,9 @@ class EM(Engine):
     kind: ClassVar[str] = "point"
     loss_label: ClassVar[str] = "negative log-likelihood (nats)"  # log joint with a prior
     step_label: ClassVar[str] = "EM iteration"
+    #: Under ``ppgen.fit(..., distributed=True)`` each rank holds a share of the rows and the
+    #: ranks sum EM's sufficient statistics.
+    parallel: ClassVar[str] = "rows"
     Options = EmOptions
 
     def accepts(self, model: GenerativeModel | type[GenerativeModel]) -> bool:
@@ -113,15 +136,27 @@ class EM(Engine):
         if fixed:
             # The model's M-step and starts keep them (the model is the fit's private copy).
             model.hold(fixed)
+        shared = _reduce.world_size(problem) > 1
+        if problem.stream is not None or shared:
+            if not type(model).implements("em_statistics"):
+                raise ValueError(
+                    f"{model.label()} has no EM sufficient statistics (em_statistics): it "
+                    "cannot be fitted by EM on a streamed or distributed table"
+                )
+        begin = start_problem(problem)
+
+        def start(r: int) -> Params:
+            values = initial_values(begin, problem.seed + r, options.init_values)
+            return _reduce.broadcast_params(values) if shared else values
+
         starts = (
-            ({**initial_values(problem, problem.seed + r, options.init_values), **fixed},
-             f"em {r + 1}/{n_init}" if n_init > 1 else "em")
+            ({**start(r), **fixed}, f"em {r + 1}/{n_init}" if n_init > 1 else "em")
             for r in range(n_init)
-        )  # fmt: skip
+        )
         best: list = [None]  # the best (params, log joints) so far, updated by _run_starts
         self._run_starts(problem, starts, options, best)
         # The model's own starts, each made from the best estimate so far.
-        extra = model.em_restarts(problem.x, problem.mask, lambda: best[0][0], **problem.data)
+        extra = model.em_restarts(begin.x, begin.mask, lambda: best[0][0], **begin.data)
         if options.screen_steps:
             extra = list(extra)  # screened together: all made from the k-means starts' best
         extra = (({**start, **fixed}, f"em start {k + 1}") for k, start in enumerate(extra))
@@ -139,6 +174,8 @@ class EM(Engine):
         info = {"n_init": n_init, "n_steps": len(losses), "converged": converged}
         if fixed:
             info["fixed"] = ", ".join(fixed)  # a string: saved fits keep it
+        if problem.stream is not None:
+            info["streamed_rows"] = problem.n_units  # Fit.train holds only the sample
         return EngineResult(params={**best[0], **fixed}, losses=losses, info=info)
 
     def _run_starts(self, problem: Problem, starts, options: EmOptions, best: list) -> None:
@@ -184,7 +221,6 @@ class EM(Engine):
         ``steps`` iterations. Returns the parameters the last log joint was computed at once it
         converged, else the next iterate (where a resumed run goes on), the log joints, and
         whether the run is over (converged or at ``max_steps``)."""
-        model, x, mask = problem.model, problem.x, problem.mask
         objective = [] if objective is None else list(objective)
         left = options.max_steps - len(objective)
         todo = left if steps is None else min(steps, left)
@@ -193,7 +229,7 @@ class EM(Engine):
         # The M-step's values are valid by construction: argument checks would only cost time.
         with torch.no_grad(), pyro.validation_enabled(False):
             for _ in range(todo):
-                new, log_joint = model.em_step(x, mask, params, **problem.data)
+                new, log_joint = em_iteration(problem, params)
                 objective.append(float(log_joint))
                 bar.update()
                 if (
@@ -205,6 +241,68 @@ class EM(Engine):
                 params = new
         bar.close()
         return params, objective, done
+
+
+def em_iteration(problem: Problem, params: Params) -> tuple[Params, torch.Tensor]:
+    """One EM iteration of ``problem`` from ``params``: the model's ``em_step`` on a table in
+    one process; else its ``em_statistics`` summed over the chunks of a streamed table and
+    over the ranks of a distributed run, then ``em_update`` (the same parameters on every
+    rank). Returns the next parameters and the log joint at ``params``."""
+    model = problem.model
+    shared = _reduce.world_size(problem) > 1
+    if problem.stream is None and not shared:
+        return model.em_step(problem.x, problem.mask, params, **problem.data)
+    chunks = problem.stream() if problem.stream is not None else [
+        (problem.x, problem.mask, problem.data)
+    ]  # fmt: skip
+    stats: dict[str, torch.Tensor] | None = None
+    for x, mask, data in chunks:
+        if not x.shape[0]:
+            continue
+        part = model.em_statistics(x, mask, params, **data)
+        stats = part if stats is None else {k: stats[k] + v for k, v in part.items()}
+    if stats is None:  # a rank without rows: zero statistics, shaped by one unobserved unit
+        stats = _zero_statistics(problem, params)
+    if shared:
+        stats = _reduce.sum_statistics(stats)
+    return model.em_update(stats, params)
+
+
+def _zero_statistics(problem: Problem, params: Params) -> dict[str, torch.Tensor]:
+    """Statistics of no rows: zeros shaped as the model's statistics of one unit with nothing
+    observed (per-unit data such as sequence lengths set to 1)."""
+    x, units = problem.x, problem.x.shape[0]
+    one = x.new_zeros((1,) + tuple(x.shape[1:]))
+    data = {
+        k: v.new_ones((1,) + tuple(v.shape[1:]))
+        if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == units
+        else v
+        for k, v in problem.data.items()
+    }
+    mask = torch.zeros(one.shape, dtype=torch.bool, device=x.device)
+    part = problem.model.em_statistics(one, mask, params, **data)
+    return {k: torch.zeros_like(v) for k, v in part.items()}
+
+
+def start_problem(problem: Problem) -> Problem:
+    """The problem EM's starting values are made from: ``problem`` itself in one process (its
+    rows, or a streamed table's seeded sample), else, on every rank of a distributed run, the
+    seeded sample of at most :data:`START_ROWS` units of the whole table
+    (:func:`ppgen.infer._reduce.gather_sample`)."""
+    if _reduce.world_size(problem) <= 1:
+        return problem
+    units = problem.x.shape[0]
+    per_unit = {
+        k: v for k, v in problem.data.items()
+        if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == units
+    }  # fmt: skip
+    sample = _reduce.gather_sample(
+        {"x": problem.x, "mask": problem.mask, **per_unit}, problem.seed, START_ROWS
+    )
+    data = {**problem.data, **{k: sample[k] for k in per_unit}}
+    return dataclasses.replace(
+        problem, x=sample["x"], mask=sample["mask"], data=data, distributed=None
+    )
 
 
 def _support_text(support: Any) -> str:

@@ -1,0 +1,224 @@
+"""Tables larger than memory: ``ppgen.fit(model, "data.parquet", ...)`` (issue 20).
+
+A Parquet file, a directory of them, a list of files or a ``pyarrow.dataset.Dataset`` is read
+in chunks of ``chunk_rows`` rows (``pyarrow``, the ``ppgen[scale]`` extra) and never held
+whole: memory is flat in the number of rows. The EM engine (:mod:`ppgen.infer.engines.em`)
+sums each chunk's sufficient statistics (:meth:`~ppgen.models.base.GenerativeModel.em_statistics`),
+so the fit equals the in-memory fit of the same table from the same start (to rounding, 1e-10).
+
+Rules
+-----
+* **Schema from a seeded sample.** ``sample_rows`` rows (default 20,000; all of them for a
+  smaller table) are drawn without replacement by ``numpy.random.default_rng(seed)`` over the
+  table's row numbers (files in the order given, rows in file order) and read; the column kinds,
+  categories and standardization are :meth:`ppgen.data.Schema.infer`'s on that sample (or the
+  ``schema=`` passed). EM's starting values are made from the same sample.
+* **Categories seen later.** A label of a categorical (or binary) column that is not in the
+  sample is an error (``ValueError`` naming the column, the label and the chunk's first row),
+  unless ``scan_levels=True``: then one more pass reads the categorical columns only and adds
+  every label to the schema before fitting.
+* Only maximum-likelihood or posterior-mode EM (``method="em"``) of row models streams
+  (GaussianMixture, PPCA, FactorAnalysis); minibatch engines do not yet.
+* ``Fit.train`` holds the encoded sample, not the table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ppgen.data.schema import Schema
+
+__all__ = ["CHUNK_ROWS", "SAMPLE_ROWS", "Source", "is_source", "open_source"]
+
+#: Rows read and encoded at a time.
+CHUNK_ROWS = 65_536
+#: Rows of the seeded sample the schema and EM's starts are made from.
+SAMPLE_ROWS = 20_000
+
+
+def _pyarrow_dataset():
+    try:
+        import pyarrow.dataset as ds
+    except ImportError:  # pragma: no cover - the extra is installed in the test environment
+        raise ImportError(
+            "streaming a Parquet table needs pyarrow: pip install 'ppgen[scale]'"
+        ) from None
+    return ds
+
+
+def _is_path(value: Any) -> bool:
+    return isinstance(value, str | os.PathLike) and (
+        str(value).endswith(".parquet") or os.path.isdir(value)
+    )
+
+
+def is_source(data: Any) -> bool:
+    """Whether ``data`` is a table to stream: a ``.parquet`` path or a directory, a non-empty
+    list or tuple of ``.parquet`` paths, or a ``pyarrow.dataset.Dataset``."""
+    if _is_path(data):
+        return True
+    if isinstance(data, list | tuple) and data and all(_is_path(p) for p in data):
+        return True
+    return type(data).__module__.startswith("pyarrow") and hasattr(data, "to_batches")
+
+
+@dataclasses.dataclass
+class Source:
+    """A streamed table: the ``pyarrow`` dataset, its row count, the chunk size."""
+
+    dataset: Any
+    n_rows: int
+    chunk_rows: int
+
+    def sample(self, size: int, seed: int) -> pd.DataFrame:
+        """The seeded sample of the module's rule, in table order (one pass over the table,
+        keeping only the drawn rows)."""
+        if self.n_rows == 0:
+            raise ValueError("the streamed table has no rows")
+        size = min(int(size), self.n_rows)
+        rows = np.sort(np.random.default_rng(seed).choice(self.n_rows, size, replace=False))
+        import pyarrow as pa
+
+        picked, first = [], 0
+        for table in self._tables(None):  # Arrow tables: only the drawn rows become pandas
+            lo, hi = np.searchsorted(rows, [first, first + table.num_rows])
+            if hi > lo:
+                picked.append(table.take(pa.array(rows[lo:hi] - first)))
+            first += table.num_rows
+        return pa.concat_tables(picked).to_pandas()
+
+    def _tables(self, columns: list[str] | None) -> Iterator[Any]:
+        """The table one Parquet row group at a time (the dataset's scanner reads ahead and
+        holds more, growing with the file), or by the scanner for other datasets."""
+        for fragment in self.dataset.get_fragments():
+            try:
+                groups = fragment.split_by_row_group()
+            except (AttributeError, NotImplementedError):
+                groups = [fragment]
+            for group in groups:
+                yield group.to_table(columns=columns)
+
+    def frames(self, columns: list[str] | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
+        """The table in chunks of at most ``chunk_rows`` rows (row groups are read whole, then
+        cut): (first row, DataFrame)."""
+        first = 0
+        for table in self._tables(columns):
+            for batch in table.to_batches(max_chunksize=self.chunk_rows):
+                if batch.num_rows:
+                    yield first, batch.to_pandas()
+                    first += batch.num_rows
+
+    def levels(self, schema: Schema) -> Schema:
+        """``schema`` with every label of its categorical and binary columns found in one pass
+        over those columns (new labels after the sample's, in order of appearance)."""
+        cats = [c.name for c in schema.columns if c.categories is not None]
+        if not cats:
+            return schema
+        seen = {name: list(schema.columns[schema.names.index(name)].categories) for name in cats}
+        for _, frame in self.frames(cats):
+            for name in cats:
+                known = set(seen[name])
+                for value in pd.unique(frame[name].dropna()):
+                    if value not in known:
+                        seen[name].append(value)
+                        known.add(value)
+        columns = []
+        for c in schema.columns:
+            if c.categories is None or len(seen[c.name]) == len(c.categories):
+                columns.append(c)
+                continue
+            kind = "categorical" if c.kind == "binary" and len(seen[c.name]) > 2 else c.kind
+            columns.append(dataclasses.replace(c, kind=kind, categories=tuple(seen[c.name])))
+        return dataclasses.replace(schema, columns=tuple(columns))
+
+    def problem(self, problem: Any, schema: Schema) -> Any:
+        """``problem`` (made on the sample) streaming the whole table: ``Problem.stream`` the
+        encoded chunks, tolerances per row of the whole table."""
+        stream = self.chunks(schema, problem.x.device, problem.x.dtype)
+        return dataclasses.replace(problem, stream=stream, n_units=self.n_rows)
+
+    def chunks(self, schema: Schema, device: Any, dtype: Any):
+        """A callable yielding the encoded chunks ``(x, mask, {})`` (the EM engine's
+        ``Problem.stream``); an unseen label raises a ``ValueError`` naming the chunk."""
+
+        def iterate():
+            for first, frame in self.frames(list(schema.names)):
+                try:
+                    enc = schema.encode(frame, device=device, dtype=dtype)
+                except ValueError as exc:
+                    raise ValueError(
+                        f"streamed table, rows {first}..{first + len(frame) - 1}: {exc} "
+                        "(the schema was read from a seeded sample of rows; pass "
+                        "scan_levels=True to collect every category first, or schema=)"
+                    ) from None
+                yield enc.x, enc.mask, {}
+
+        return iterate
+
+
+def open_source(data: Any, chunk_rows: int | None = None) -> Source:
+    """The :class:`Source` of ``data`` (see :func:`is_source`)."""
+    ds = _pyarrow_dataset()
+    if chunk_rows is None:
+        chunk_rows = CHUNK_ROWS
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    if hasattr(data, "to_batches") and not isinstance(data, list | tuple | str):
+        dataset = data
+    else:
+        paths = [os.fspath(p) for p in data] if isinstance(data, list | tuple) else os.fspath(data)
+        missing = [p for p in ([paths] if isinstance(paths, str) else paths)
+                   if not os.path.exists(p)]  # fmt: skip
+        if missing:
+            raise ValueError(f"no such Parquet file or directory: {missing}")
+        dataset = ds.dataset(paths, format="parquet")
+    return Source(dataset, int(dataset.count_rows()), chunk_rows)
+
+
+def stream_sample(
+    model: Any,
+    engine: Any,
+    data: Any,
+    seed: int,
+    options: dict[str, Any],
+    *,
+    schema: Schema | None,
+    kinds: dict[str, str] | None,
+    standardize: bool,
+) -> tuple[Source, pd.DataFrame, Schema]:
+    """For :func:`ppgen.fit`: the :class:`Source` of ``data``, its seeded sample and the
+    schema (inferred from the sample, every label added with ``scan_levels``). Pops the
+    streaming options ``chunk_rows``, ``sample_rows`` and ``scan_levels`` from ``options``.
+
+    Raises
+    ------
+    ValueError
+        For an engine other than EM, a sequence model, or a bad option value.
+    """
+    chunk_rows = options.pop("chunk_rows", None)
+    sample_rows = options.pop("sample_rows", SAMPLE_ROWS)
+    scan_levels = options.pop("scan_levels", False)
+    if engine.name != "em" or model.layout != "rows":
+        raise ValueError(
+            f"a streamed table (Parquet) is fitted by method='em' on a table of rows; got "
+            f"method={engine.name!r} for {model.label()}: read the table into memory"
+        )
+    if isinstance(sample_rows, bool) or not isinstance(sample_rows, int) or sample_rows < 1:
+        raise ValueError(f"sample_rows must be a positive integer, got {sample_rows!r}")
+    if not isinstance(scan_levels, bool):
+        raise ValueError(f"scan_levels must be True or False, got {scan_levels!r}")
+    source = open_source(data, chunk_rows)
+    sample = source.sample(sample_rows, seed)
+    if schema is None:
+        schema = Schema.infer(
+            sample, kinds=kinds, standardize=standardize, supported=model.supported_kinds
+        )
+    if scan_levels:
+        schema = source.levels(schema)
+    return source, sample, schema
