@@ -15,12 +15,14 @@ Safeguards, so that the fixed point and the monotone objective of EM are kept:
 - the extrapolated point must be in every site's support (the model's priors say which: a
   simplex, positive-definite precisions, positive rates); otherwise ``a`` is moved halfway to
   -1 until it is (``a = -1`` is ``theta2``, the plain two steps);
-- the objective at ``theta'`` must be finite and at least the plain step's (at ``theta1``);
-  otherwise the cycle falls back to ``theta2``, as plain EM would have reached.
+- the objective at the next iterate ``M(theta')`` must be finite and at least the plain
+  step's (at ``theta1``); otherwise the cycle falls back to ``theta2``, where plain EM would
+  be. (The objective at ``theta'`` itself is not used: for a constrained covariance structure
+  ``theta'`` may lie outside the model, where the likelihood can exceed the model's.)
 
-So the log joint never decreases, and a run stops, as plain EM does, when one plain EM step
-gains less than the tolerance: the stopping test is the same quantity as plain EM's, and the
-returned parameters are those the last objective was computed at.
+So the recorded log joints never decrease, and a run stops, as plain EM does, when one plain
+EM step (the first of a cycle, between two iterates of the model) gains less than the
+tolerance; the returned parameters are those the last objective was computed at.
 
 Reference
 ---------
@@ -93,6 +95,7 @@ def squarem(
     objective = [] if objective is None else list(objective)
     names = list(params)
     largest = 1.0  # the steplength cap, grown after it is used
+    fallback = None  # (theta2, objective at theta1) of the last extrapolated cycle
 
     def evaluate(p: Params) -> tuple[Params, float]:
         new, value = step(p)
@@ -100,19 +103,26 @@ def squarem(
             on_step()
         return new, float(value)
 
-    def converged() -> bool:
-        return len(objective) > 1 and objective[-1] - objective[-2] <= tol
-
     while len(objective) < max_steps:
         theta1, value0 = evaluate(params)
+        if fallback is not None:
+            # The extrapolated cycle's iterate must not be below the plain step before it;
+            # else the cycle is replaced by plain EM's two steps (theta2).
+            previous, floor = fallback
+            fallback = None
+            if not (math.isfinite(value0) and value0 >= floor):
+                params = previous
+                largest = max(1.0, largest / _GROWTH**2)
+                continue
         objective.append(value0)
-        if converged() or not math.isfinite(value0):
+        if not math.isfinite(value0):
             return params, objective, True
         if len(objective) >= max_steps:
             return theta1, objective, True
         theta2, value1 = evaluate(theta1)
         objective.append(value1)
-        if converged() or not math.isfinite(value1):
+        # Plain EM's stopping rule, on a plain step between two iterates of the model.
+        if value1 - value0 <= tol or not math.isfinite(value1):
             return theta1, objective, True
         if len(objective) >= max_steps:
             return theta2, objective, True
@@ -125,23 +135,23 @@ def squarem(
             continue
         raw = -math.sqrt(r2 / v2)
         alpha = min(max(raw, -largest), -1.0)
-        capped = raw <= -largest
-        if capped:  # SQUAREM's rule: a step at the cap raises the cap for the next cycle
+        if raw <= -largest:  # SQUAREM's rule: a step at the cap raises the cap
             largest *= _GROWTH
         while True:
             trial = {k: params[k] - 2 * alpha * r[k] + alpha * alpha * v[k] for k in names}
             if alpha == -1.0 or _valid(supports, trial):
                 break
             alpha = (alpha - 1.0) / 2 if alpha < -1.01 else -1.0
-        if alpha == -1.0:  # the extrapolation is theta2 itself: a plain step
+        if alpha == -1.0:  # the extrapolation is theta2 itself: plain steps
             params = theta2
             continue
-        theta3, value_trial = evaluate(trial)
-        if math.isfinite(value_trial) and value_trial >= value1:
-            objective.append(value_trial)
-            params = theta3
-        else:  # the safeguard: where plain EM would be
+        # The objective at the extrapolated point is not compared: it may lie outside the
+        # model's parameter space (a constrained covariance structure), where the likelihood
+        # can exceed the model's. The EM step from it returns into the model; that iterate is
+        # checked against plain EM at the next evaluation.
+        theta3, _ = evaluate(trial)
+        if not _valid({}, theta3):
             params = theta2
-            if capped:
-                largest = max(1.0, largest / _GROWTH**2)
+            continue
+        params, fallback = theta3, (theta2, value1)
     return params, objective, True
