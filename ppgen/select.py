@@ -266,15 +266,22 @@ def _fit_candidate(
     options: Mapping[str, Any],
     model_options: Mapping[str, Any],
 ) -> Fit:
-    """The candidate fitted from each of its family's starts, the highest final objective
-    (lowest last loss) kept; the first of equals."""
+    """The candidate fitted from each of its family's starts: the highest final objective
+    (lowest last loss) among the fits the family's singularity rule accepts, else among all;
+    the first of equals. (A start that ends on a collapsed component, a spike of high
+    likelihood, does not displace a proper optimum found from another start.)"""
     variants = family.starts(*candidate, **model_options) if family.starts else [model_options]
-    best = None
+    if len(variants) == 1:
+        model = family.build(*candidate, **variants[0])
+        return _fit(model, data, seed=seed, progress=False, **options)
+    best, best_key = None, None
     for variant in variants:
         model = family.build(*candidate, **variant)
         fitted = _fit(model, data, seed=seed, progress=False, **options)
-        if best is None or float(fitted.losses[-1]) < float(best.losses[-1]):
-            best = fitted
+        proper = family.singular is None or family.singular(fitted) is None
+        key = (proper, -float(fitted.losses[-1]))
+        if best is None or key > best_key:
+            best, best_key = fitted, key
     return best
 
 
