@@ -73,6 +73,28 @@ def _diagonal_log_density(
     return -0.5 * terms.sum(-1)
 
 
+#: A screened start is dropped when it is further below the leader than this many times the
+#: gain its EM steps can still make (:func:`_hopeless`).
+_HOPELESS_MARGIN = 100.0
+
+
+def _hopeless(value: float, gains: tuple[float, ...], lead: float) -> bool:
+    """Whether a screened start at log-likelihood ``value``, whose last two EM gains are
+    ``gains``, cannot reach the leader's ``lead``: EM converges linearly, so with the gains
+    shrinking by the ratio ``rho`` per step what is left is about ``g rho / (1 - rho)`` (a
+    geometric series from the last gain g). A start is dropped only when the leader is ahead
+    by more than :data:`_HOPELESS_MARGIN` times that, and never while its gains grow (it may
+    be leaving a saddle). The leader's current value is below its final one (EM never
+    decreases the likelihood), so the test is conservative in that respect."""
+    if len(gains) < 2 or not all(math.isfinite(g) and g > 0 for g in gains):
+        return False
+    rho = gains[1] / gains[0]
+    if rho >= 1:
+        return False
+    left = gains[1] * rho / (1 - rho)
+    return lead - value > _HOPELESS_MARGIN * left + 1e-9 * abs(lead)
+
+
 class _MixedRow(dist.TorchDistribution):
     """Whole rows given their class: the continuous block's masked Gaussian density plus the
     other kinds' masked log-likelihoods (``others``, already evaluated at the row's class).
@@ -807,9 +829,11 @@ class GaussianMixture(GenerativeModel):
         Maximum likelihood (``prior=None``): the best of ``n_init`` starts
         (:meth:`init_candidates`) after at most ``init_steps`` EM iterations each (a start stops
         earlier once its relative gain per iteration is below 1e-8), by log-likelihood;
-        starts that fail (non-finite) are dropped. On more than :data:`SCREEN_ROWS` rows the
-        starts are screened on a random subsample of that many (the EM driver then finishes
-        the best on all rows), so screening costs no more than a few full iterations.
+        starts that fail (non-finite) are dropped, and so are starts that fall hopelessly
+        behind the leader (:func:`_hopeless`: the starts run in lockstep). On more than
+        :data:`SCREEN_ROWS` rows the starts are screened on a random subsample of that many
+        (the EM driver then finishes the best on all rows), so screening costs no more than a
+        few full iterations.
         Posterior mode (``prior="default"``), one component, or a model without closed-form
         EM: one k-means start, :meth:`init_candidates` with ``n=1``.
         """
@@ -821,19 +845,37 @@ class GaussianMixture(GenerativeModel):
         if x.shape[0] > SCREEN_ROWS:
             rows = torch.randperm(x.shape[0], generator=generator)[:SCREEN_ROWS].to(x.device)
             xs, ms = x[rows], mask[rows]
+        # The starts run in lockstep, one EM step each per round, so that a start that cannot
+        # catch up with the leader is dropped early (_hopeless); every other start follows
+        # exactly the iterations it would run alone, so the winner is unchanged.
         with torch.no_grad():
-            for params in self.init_candidates(x, mask, generator, self.n_init):
-                value = -math.inf
-                for _ in range(self.init_steps):
-                    new, objective = self.em_step(xs, ms, params)
-                    gain, value = float(objective) - value, float(objective)
+            starts = [
+                {"params": params, "value": -math.inf, "gains": (), "done": False}
+                for params in self.init_candidates(x, mask, generator, self.n_init)
+            ]
+            for _ in range(self.init_steps):
+                active = [s for s in starts if not s["done"]]
+                if not active:
+                    break
+                for start in active:
+                    new, objective = self.em_step(xs, ms, start["params"])
+                    gain, value = float(objective) - start["value"], float(objective)
+                    start["value"] = value
                     if not math.isfinite(value):
-                        break
-                    params = new
+                        start["done"] = True
+                        continue
+                    start["params"] = new
+                    start["gains"] = (*start["gains"][-1:], gain)
                     if gain <= _SCREEN_TOL * abs(value):  # this start has converged
-                        break
-                if math.isfinite(value) and value > best_value:
-                    best, best_value = params, value
+                        start["done"] = True
+                lead = max(s["value"] for s in starts)
+                for start in active:
+                    if not start["done"] and _hopeless(start["value"], start["gains"], lead):
+                        start["done"] = start["dropped"] = True
+            for start in starts:
+                value = start["value"]
+                if not start.get("dropped") and math.isfinite(value) and value > best_value:
+                    best, best_value = start["params"], value
         if best is None:  # every start failed: the first one, unrefined
             return self.init_candidates(x, mask, generator, 1)[0]
         return self._proper(x, mask, best)
