@@ -76,22 +76,25 @@ def _diagonal_log_density(
 #: A screened start is dropped when it is further below the leader than this many times the
 #: gain its EM steps can still make (:func:`_hopeless`).
 _HOPELESS_MARGIN = 100.0
+#: ... judged on its last this many gains, all shrinking.
+_HOPELESS_STEPS = 10
 
 
 def _hopeless(value: float, gains: tuple[float, ...], lead: float) -> bool:
-    """Whether a screened start at log-likelihood ``value``, whose last two EM gains are
-    ``gains``, cannot reach the leader's ``lead``: EM converges linearly, so with the gains
-    shrinking by the ratio ``rho`` per step what is left is about ``g rho / (1 - rho)`` (a
-    geometric series from the last gain g). A start is dropped only when the leader is ahead
-    by more than :data:`_HOPELESS_MARGIN` times that, and never while its gains grow (it may
-    be leaving a saddle). The leader's current value is below its final one (EM never
-    decreases the likelihood), so the test is conservative in that respect."""
-    if len(gains) < 2 or not all(math.isfinite(g) and g > 0 for g in gains):
+    """Whether a screened start at log-likelihood ``value``, whose last EM gains are ``gains``
+    (oldest first), cannot reach the leader's ``lead``. EM converges linearly: with the gains
+    shrinking by at most the ratio ``rho`` per step what is left is at most about
+    ``g rho / (1 - rho)`` (a geometric series from the last gain g). A start is judged only
+    after :data:`_HOPELESS_STEPS` gains that all shrank, with ``rho`` the largest of their
+    ratios, and dropped when the leader is ahead by more than :data:`_HOPELESS_MARGIN` times
+    that estimate. The leader's current value is below its final one (EM never decreases the
+    likelihood), so the test is conservative in that respect."""
+    if len(gains) < _HOPELESS_STEPS or not all(math.isfinite(g) and g > 0 for g in gains):
         return False
-    rho = gains[1] / gains[0]
+    rho = max(b / a for a, b in zip(gains[:-1], gains[1:], strict=True))
     if rho >= 1:
         return False
-    left = gains[1] * rho / (1 - rho)
+    left = gains[-1] * rho / (1 - rho)
     return lead - value > _HOPELESS_MARGIN * left + 1e-9 * abs(lead)
 
 
@@ -865,7 +868,7 @@ class GaussianMixture(GenerativeModel):
                         start["done"] = True
                         continue
                     start["params"] = new
-                    start["gains"] = (*start["gains"][-1:], gain)
+                    start["gains"] = (*start["gains"][1 - _HOPELESS_STEPS :], gain)
                     if gain <= _SCREEN_TOL * abs(value):  # this start has converged
                         start["done"] = True
                 lead = max(s["value"] for s in starts)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 import ppgen
@@ -15,12 +16,13 @@ torch.set_num_threads(1)
 
 
 def test_hopeless_only_when_far_behind_with_shrinking_gains():
-    # Gains 1.0 then 0.5: about 0.5 left; 100 x 0.5 = 50.
-    assert _hopeless(-1000.0, (1.0, 0.5), lead=-900.0)
-    assert not _hopeless(-1000.0, (1.0, 0.5), lead=-960.0)
-    assert not _hopeless(-1000.0, (0.5, 1.0), lead=0.0)  # growing gains: maybe a saddle
-    assert not _hopeless(-1000.0, (0.5,), lead=0.0)  # too early to tell
-    assert not _hopeless(-1000.0, (math.inf, 0.5), lead=0.0)  # the first step's "gain"
+    # Ten gains halving each step (the last 2^-9): about 2^-9 left; 100 x that is ~0.2.
+    halving = tuple(0.5**k for k in range(10))
+    assert _hopeless(-1000.0, halving, lead=-999.0)
+    assert not _hopeless(-1000.0, halving, lead=-999.9)
+    assert not _hopeless(-1000.0, halving[:-1] + (1.0,), lead=0.0)  # a gain grew: a saddle?
+    assert not _hopeless(-1000.0, halving[:5], lead=0.0)  # too early to tell
+    assert not _hopeless(-1000.0, (math.inf,) + halving[1:], lead=0.0)  # the first "gain"
 
 
 def _one_by_one(model, x, mask, n_init, init_steps):
@@ -43,16 +45,22 @@ def _one_by_one(model, x, mask, n_init, init_steps):
     return best
 
 
-def test_lockstep_screening_keeps_the_one_by_one_winner():
+def _separated():
     # Three unit-variance clusters 100 apart in 5 dimensions: two of the ten k-means++ starts
     # merge two clusters and crawl for 100 steps far below the others (they are dropped).
     rng = np.random.default_rng(0)
     centres = np.zeros((3, 5))
     centres[1, 0] = centres[2, 1] = 100.0
-    x = np.vstack([rng.normal(size=(300, 5)) + c for c in centres])
+    return np.vstack([rng.normal(size=(300, 5)) + c for c in centres])
+
+
+@pytest.mark.parametrize("name", ["separated", "wine"])
+def test_lockstep_screening_keeps_the_one_by_one_winner(name):
+    # wine: a case where a looser rule (two gains, no minimum) dropped the winning start.
+    x = _separated() if name == "separated" else ppgen.datasets.load("wine", label=False)
     fit = ppgen.fit(ppgen.GaussianMixture(3, "full"), x, progress=False, max_steps=1)
     model, enc = fit.model, fit.encode(x)
     lockstep = model.init_params(enc.x, enc.mask, torch.Generator().manual_seed(0))
     alone = model._proper(enc.x, enc.mask, _one_by_one(model, enc.x, enc.mask, 10, 100))
-    for name, value in alone.items():
-        torch.testing.assert_close(lockstep[name], value, rtol=0, atol=1e-12)
+    for key, value in alone.items():
+        torch.testing.assert_close(lockstep[key], value, rtol=0, atol=1e-12)
