@@ -106,6 +106,13 @@ class Family:
         Whether the data are sequences (held-out split and bootstrap are then not offered).
     model_defaults : dict
         Constructor options every candidate gets unless ``model_options`` overrides them.
+    starts : callable, optional
+        ``starts(*candidate, **model_options) -> list of dict``: several constructor options
+        to fit a candidate with, the fit with the highest final objective kept (independent
+        starts); None fits the candidate once with ``model_options``.
+    fit_defaults : dict
+        :func:`ppgen.fit` options every candidate gets under ``method="em"`` (the default)
+        unless ``fit_options`` overrides them.
     """
 
     keys: tuple[str, ...]
@@ -115,28 +122,45 @@ class Family:
     singular: Callable[[Fit], str | None] | None = None
     sequences: bool = False
     model_defaults: Mapping[str, Any] = field(default_factory=dict)
+    starts: Callable[..., list[Mapping[str, Any]]] | None = None
+    fit_defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 #: The mixtures' starts in :func:`select`, as mclust's: the model-based hierarchical
 #: agglomeration of the data (VVV criterion, computed once and shared by every structure and
-#: K) cut at K; see :func:`_gmm_build` for the one k-means++ start the unconstrained structures
+#: K) cut at K; see :func:`_gmm_starts` for the one k-means++ start the unconstrained structures
 #: add. ``model_options={"init": "kmeans", "n_init": 10, "init_steps": 100}`` restores
 #: GaussianMixture's own default (10 screened k-means++ starts; ~5x the time).
 GMM_SELECT_STARTS = MappingProxyType({"init": "hc"})
 
+#: The EM options of the "gmm" family: SQUAREM-accelerated EM (``accelerate``, same stopping
+#: rule as plain EM: one plain step gaining less than 1e-8 nats per row); several times fewer
+#: EM steps on the slowly converging candidates (benchmarks/results/select_faithful.md).
+GMM_SELECT_FIT = MappingProxyType({"accelerate": True})
+
 
 def _gmm_build(structure: str, K: int, **options: Any) -> GaussianMixture:
-    """A candidate mixture. Unless ``options`` say otherwise, one start (the hierarchical
-    one) for the parsimonious structures, as mclust; the unconstrained ones (VVV, VVI), whose
-    closed-form M-step is the cheapest iteration, also run one k-means++ start to convergence
-    and keep the better: measured on faithful, the hierarchical start alone ends below
-    mclust's VVV,4 and VVV,6 (our agglomeration is not exactly mclust's), both starts reach
-    them (benchmarks/results/select_faithful.md)."""
-    if covariances.canonical(structure) in ("VVV", "VVI"):
-        options = {"n_init": 2, "init_steps": 1000, **options}
-    else:
-        options = {"n_init": 1, **options}
-    return GaussianMixture(int(K), structure, **options)
+    """A candidate mixture from one start unless ``options`` say otherwise (see
+    :func:`_gmm_starts`)."""
+    return GaussianMixture(int(K), structure, **{"n_init": 1, **options})
+
+
+def _gmm_starts(structure: str, K: int, **options: Any) -> list[Mapping[str, Any]]:
+    """The starts of a candidate mixture: the hierarchical one alone for the parsimonious
+    structures, as mclust. The unconstrained ones (VVV, VVI), whose closed-form M-step is the
+    cheapest iteration, are also fitted from one k-means++ start and the better fit is kept:
+    measured on faithful, the hierarchical start alone ends below mclust's VVV,4 and VVV,6
+    (our agglomeration is not exactly mclust's), both starts reach them
+    (benchmarks/results/select_faithful.md). Options naming the starts (``init``, ``n_init``,
+    ``init_partition``) are used as given, once."""
+    own = {"init", "n_init", "init_steps", "init_partition"} & set(options)
+    if (
+        covariances.canonical(structure) in ("VVV", "VVI")
+        and not own - {"init"}
+        and (options.get("init", "hc") == "hc")
+    ):
+        return [options, {**options, "init": "kmeans"}]
+    return [options]
 
 
 def _gmm_singular(fit: Fit) -> str | None:
@@ -174,6 +198,8 @@ FAMILIES: dict[str, Family] = {
         mixture=True,
         singular=_gmm_singular,
         model_defaults=GMM_SELECT_STARTS,
+        starts=_gmm_starts,
+        fit_defaults=GMM_SELECT_FIT,
     ),
     "ppca": Family(
         keys=("q",),
@@ -233,6 +259,33 @@ def _n_obs(fit: Fit, data: Any) -> int:
     return int(enc.n_steps) if hasattr(enc, "n_steps") else len(enc.x)
 
 
+def _fit_candidate(
+    family: Family,
+    candidate: tuple,
+    data: Any,
+    seed: int,
+    options: Mapping[str, Any],
+    model_options: Mapping[str, Any],
+) -> Fit:
+    """The candidate fitted from each of its family's starts: the highest final objective
+    (lowest last loss) among the fits the family's singularity rule accepts, else among all;
+    the first of equals. (A start that ends on a collapsed component, a spike of high
+    likelihood, does not displace a proper optimum found from another start.)"""
+    variants = family.starts(*candidate, **model_options) if family.starts else [model_options]
+    if len(variants) == 1:
+        model = family.build(*candidate, **variants[0])
+        return _fit(model, data, seed=seed, progress=False, **options)
+    best, best_key = None, None
+    for variant in variants:
+        model = family.build(*candidate, **variant)
+        fitted = _fit(model, data, seed=seed, progress=False, **options)
+        proper = family.singular is None or family.singular(fitted) is None
+        key = (proper, -float(fitted.losses[-1]))
+        if best is None or key > best_key:
+            best, best_key = fitted, key
+    return best
+
+
 def _run(job: _Job) -> _Result:
     """Fit one candidate and compute its criteria (NaN when failed or singular)."""
     family = FAMILIES[job.family]
@@ -241,8 +294,8 @@ def _run(job: _Job) -> _Result:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            model = family.build(*job.candidate, **job.model_options)
-            fitted = _fit(model, job.data, seed=job.seed, progress=False, **job.options)
+            fitted = _fit_candidate(family, job.candidate, job.data, job.seed, job.options,
+                                    job.model_options)  # fmt: skip
         except (ValueError, RuntimeError, FloatingPointError) as err:
             return _Result(job.candidate, nan, float("nan"), float("nan"), f"failed: {err}")
     notes += sorted({type(w.message).__name__ for w in caught if "Convergence" in str(w.category)})
@@ -263,8 +316,8 @@ def _run(job: _Job) -> _Result:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                model = family.build(*job.candidate, **job.model_options)
-                part = _fit(model, train, seed=job.seed, progress=False, **job.options)
+                part = _fit_candidate(family, job.candidate, train, job.seed, job.options,
+                                      job.model_options)  # fmt: skip
             why = family.singular(part) if family.singular is not None else None
             if why is None:
                 values["heldout"] = float(np.mean(part.log_prob(test)))
@@ -367,9 +420,8 @@ class SelectionReport:
     def fit(self, data: Any, candidate: tuple | None = None) -> Fit:
         """Refit ``candidate`` (default :attr:`best`) to ``data`` with the selection's seed and
         options: the same fit the table scored when ``data`` is the selection's data."""
-        family = FAMILIES[self.family]
-        model = family.build(*(candidate or self.best), **self.model_options)
-        return _fit(model, data, seed=self.seed, progress=False, **self.fit_options)
+        return _fit_candidate(FAMILIES[self.family], candidate or self.best, data, self.seed,
+                              self.fit_options, self.model_options)  # fmt: skip
 
     def memberships(self, data: Any, candidate: tuple | None = None) -> pd.DataFrame:
         """Each row's most probable component of the chosen mixture, its probability,
@@ -553,6 +605,8 @@ def select(
     if not 0 < heldout_fraction < 1:
         raise ValueError(f"heldout_fraction must be in (0, 1), got {heldout_fraction!r}")
     options = dict(fit_options or {})
+    if options.get("method") in (None, "em"):
+        options = {**fam.fit_defaults, **options}
     frame = _frame(data)
     n_cols = frame.shape[1] - (1 if "id_column" in options else 0)
     candidates = _grid(fam, grid, len(frame), n_cols)

@@ -296,26 +296,30 @@ def _common_orientation(
         orient = torch.linalg.eigh(scatter.sum(0))[1]
     top = torch.linalg.eigvalsh(scatter)[:, -1]  # a_k
 
-    def eigenvalues(orient: torch.Tensor) -> torch.Tensor:
-        omega = ((scatter @ orient) * orient).sum(-2)  # diag(D^T W_k D), (K, d)
+    def eigenvalues(omega: torch.Tensor) -> torch.Tensor:
+        """Lambda_k from omega_k = diag(D^T W_k D), (K, d)."""
         if structure == "VVE":
             return omega / n_k[:, None]
         vol = _geomean(omega)
         return omega / vol[:, None] * (vol.sum() / n)
 
+    # W_k D for the current D, computed once per new D (each is used up to three times).
+    rotated = scatter @ orient
     value = math.inf
     for _ in range(max_iter):
-        lam = eigenvalues(orient)
+        lam = eigenvalues((rotated * orient).sum(-2))
         inv = lam.reciprocal()  # M_k, (K, d)
-        wdm = (scatter @ orient) * inv[:, None, :]  # W_k D M_k
+        wdm = rotated * inv[:, None, :]  # W_k D M_k
         orient = _polar(-(wdm - top[:, None, None] * orient * inv[:, None, :]).sum(0))
-        wdm = (scatter @ orient) * inv[:, None, :]
+        rotated = scatter @ orient
+        wdm = rotated * inv[:, None, :]
         best = inv.max(-1).values  # b_k
-        orient = _polar(-(wdm - best[:, None, None] * (scatter @ orient)).sum(0))
-        omega = ((scatter @ orient) * orient).sum(-2)
+        orient = _polar(-(wdm - best[:, None, None] * rotated).sum(0))
+        rotated = scatter @ orient
+        omega = (rotated * orient).sum(-2)
         new = float((n_k * lam.log().sum(-1)).sum() + (omega * inv).sum())
         if _converged(value, new, tol):
             break
         value = new
-    lam = eigenvalues(orient)
+    lam = eigenvalues((rotated * orient).sum(-2))
     return (orient * lam.unsqueeze(-2)) @ orient.mT

