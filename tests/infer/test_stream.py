@@ -36,18 +36,23 @@ def _close(a: dict, b: dict, tol: float = 1e-10) -> None:
 
 
 @pytest.mark.parametrize(
-    "make",
-    [lambda: ppgen.GaussianMixture(2), lambda: ppgen.GaussianMixture(2, covariance_type="VEI")],
-    ids=["full", "VEI"],
+    ("make", "options"),
+    [
+        (lambda: ppgen.GaussianMixture(2), {}),
+        (lambda: ppgen.GaussianMixture(2, covariance_type="VEI"), {}),
+        # Accelerated EM (SQUAREM) steps through the same statistics path.
+        (lambda: ppgen.GaussianMixture(2, covariance_type="VEI"), {"accelerate": True}),
+    ],
+    ids=["full", "VEI", "VEI-accelerated"],
 )
-def test_streamed_em_equals_in_memory(tmp_path, make):
+def test_streamed_em_equals_in_memory(tmp_path, make, options):
     df = _table(160)
     path = tmp_path / "t.parquet"
     df.to_parquet(path, row_group_size=50)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref = ppgen.fit(make(), df, seed=3, max_steps=25)
-        got = ppgen.fit(make(), str(path), seed=3, max_steps=25, chunk_rows=37)
+        ref = ppgen.fit(make(), df, seed=3, max_steps=25, **options)
+        got = ppgen.fit(make(), str(path), seed=3, max_steps=25, chunk_rows=37, **options)
     # The sample is the whole (small) table in order: the same starts, the same iterates.
     # (Parquet reads text back as pandas' string dtype: only the recorded dtype differs.)
     assert [replace(c, dtype="") for c in got.schema.columns] == [

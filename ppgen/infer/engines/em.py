@@ -238,9 +238,10 @@ class EM(Engine):
         bar = progress_bar(todo, desc, problem.progress)
         if options.accelerate and steps is None:
             with torch.no_grad(), pyro.validation_enabled(False):
-                supports = {k: p.support for k, p in model.priors(x).items()}
+                supports = {k: p.support for k, p in problem.model.priors(problem.x).items()}
                 out = squarem(
-                    lambda p: model.em_step(x, mask, p, **problem.data),
+                    # Through em_iteration: streamed and distributed runs accelerate too.
+                    lambda p: em_iteration(problem, p),
                     params,
                     supports,
                     tol=options.tol * problem.n_units,
