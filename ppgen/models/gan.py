@@ -514,6 +514,16 @@ class GAN(GenerativeModel):
             mb = None if mask is None else (mask if len(ind) == mask.shape[-2] else mask[ind])
             pyro.sample("x", _NoiseModel(self, z, mb), obs=xb)
 
+    def guide(self, x: torch.Tensor, mask: torch.Tensor | None = None, subsample_size=None) -> None:
+        """The prior ``z ~ Normal(0, I)``: a GAN has no encoder, so ``ppgen.evaluate.elbo`` and
+        ``iwae`` propose from the prior (valid, loose bounds of the noise model's likelihood;
+        ``decoder_ais`` anneals from the prior to the posterior instead)."""
+        self._check_built()
+        like = self.mode_loc
+        with pyro.plate("data", x.shape[-2], subsample_size=subsample_size, dim=-1) as ind:
+            zero = like.new_zeros(len(ind), self.n_latent)
+            pyro.sample("z", dist.Normal(zero, 1.0).to_event(1))
+
     def init_params(
         self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator
     ) -> Params:
@@ -589,7 +599,7 @@ class _NoiseModel(dist.TorchDistribution):
 
     def __init__(self, gan: GAN, z: torch.Tensor, mask: torch.Tensor | None) -> None:
         self.gan, self.z, self.obs_mask = gan, z, mask
-        super().__init__(z.shape[:-1], torch.Size([len(gan.parts)]), validate_args=False)
+        super().__init__(z.shape[:-1], torch.Size([gan.dim]), validate_args=False)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         return self.gan.decode_log_likelihood({}, self.z, value, self.obs_mask, self.gan.noise)

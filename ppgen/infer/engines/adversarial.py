@@ -54,7 +54,8 @@ class AdversarialOptions:
     max_steps : int
         Generator steps at most.
     batch_size : int
-        Rows per step (rounded down to a multiple of the model's ``pac``; at least one pack).
+        Rows per step, at most the number of training rows (rounded down to a multiple of the
+        model's ``pac``; at least one pack).
     lr, critic_lr : float
         Adam learning rates of the generator and the critic.
     weight_decay : float
@@ -165,7 +166,9 @@ class Adversarial(Engine):
         opt_c = torch.optim.Adam(
             c_params, lr=options.critic_lr, betas=betas, weight_decay=options.weight_decay
         )
-        batch = max(pac, options.batch_size // pac * pac)
+        # No larger than the training rows (a multiple of pac, at least one pack): a batch of
+        # 500 draws from 50 rows costs ten times the step and tells the critic nothing more.
+        batch = max(pac, min(options.batch_size, train.shape[0]) // pac * pac)
         metric = _Validation(model, val, train, options, seed) if n_val else None
         average = _Average(g_params, float(options.ema))
 
