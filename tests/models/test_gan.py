@@ -23,6 +23,7 @@ from ppgen.models.gan import GAN
 torch.set_num_threads(1)
 
 TINY = {"max_steps": 12, "eval_every": 4, "patience": 2, "n_eval_samples": 50}
+RING_ON_MODE = 0.8  # share of draws within 3 sd of some mode
 FIXED = {**TINY, "validation": 0}  # no stopping rule: every step runs
 
 
@@ -233,3 +234,46 @@ def test_decode_log_likelihood_by_hand(conditional):
                 terms.append(log_prior + _by_hand(raw, x[i], seen[i], sigma))
             expected = np.logaddexp.reduce(terms)
             np.testing.assert_allclose(got[s, i], expected, rtol=1e-10, atol=1e-10)
+
+
+# -- slow: mode coverage and sample quality ------------------------------------------------------
+def _ring(n: int, sd: float, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """A 2-D mixture of 8 equal Gaussians (sd ``sd``) on a circle of radius 2."""
+    rng = np.random.default_rng(seed)
+    angles = 2 * np.pi * np.arange(8) / 8
+    centers = np.stack([2 * np.cos(angles), 2 * np.sin(angles)], 1)
+    k = rng.integers(8, size=n)
+    rows = centers[k] + sd * rng.normal(size=(n, 2))
+    return pd.DataFrame(rows, columns=["x", "y"]), centers
+
+
+@pytest.mark.slow
+def test_ring_of_eight_gaussians_every_mode_is_covered():
+    sd = 0.05
+    data, centers = _ring(2000, sd, seed=0)
+    fit = ppgen.fit(GAN(), data, seed=0, progress=False, dtype=torch.float32)
+    drawn = fit.sample(2000, seed=1).to_numpy()
+    distance = np.linalg.norm(drawn[:, None, :] - centers[None], axis=-1)  # (n, 8)
+    per_mode = (distance < 3 * sd).mean(0)
+    assert per_mode.min() >= 0.01, per_mode  # every mode recalled
+    assert (distance.min(1) < 3 * sd).mean() >= RING_ON_MODE, per_mode
+
+
+@pytest.mark.slow
+def test_penguins_valid_categories_and_detection_beats_the_factorized_baseline():
+    from sklearn.model_selection import train_test_split
+
+    from ppgen.comparison import BASELINES
+    from ppgen.evaluate import c2st
+
+    data = ppgen.datasets.load("penguins")
+    train, test = train_test_split(data, test_size=0.25, random_state=0)
+    fit = ppgen.fit(GAN(), train, seed=0, progress=False, dtype=torch.float32)
+    drawn = fit.sample(len(test), seed=1)
+    for name in ("species", "island", "sex", "year"):
+        assert set(drawn[name].dropna().unique()) <= set(data[name].dropna().unique()), name
+    real = test.dropna()
+    baseline = BASELINES["independent"](train, 0).sample(len(real), 1)
+    gan_score = c2st(real, drawn.iloc[: len(real)], seed=0).detection
+    base_score = c2st(real, baseline, seed=0).detection
+    assert gan_score > base_score, (gan_score, base_score)

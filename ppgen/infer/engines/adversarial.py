@@ -11,8 +11,8 @@ Stopping is by sample quality on held-out rows instead: a fraction ``validation`
 rows is set aside; every ``eval_every`` generator steps the generator draws rows with the same
 noise each time (common random numbers, so evaluations compare without Monte-Carlo noise) and
 their distance to the held-out rows is computed, by default the model's
-:meth:`~ppgen.models.gan.GAN.sample_distance` (unbiased MMD^2 with a Gaussian kernel whose
-bandwidth is the median distance between held-out rows, fixed for the run), or a callable
+:meth:`~ppgen.models.gan.GAN.sample_distance` (unbiased MMD^2 with a multi-scale Gaussian kernel
+scaled by the median distance between held-out rows, fixed for the run), or a callable
 ``metric(real, fake) -> float`` on encoded rows (lower is better). Training stops after
 ``patience`` evaluations without a better distance, and the generator of the best evaluation is
 kept. The metric is computed below the inference layer (the model's own primitive or the
@@ -80,15 +80,15 @@ class AdversarialOptions:
         0 evaluates and keeps the raw weights.
     """
 
-    max_steps: int = 3000
+    max_steps: int = 5000
     batch_size: int = 500
     lr: float = 2e-4
     critic_lr: float = 2e-4
     weight_decay: float = 1e-6
     critic_steps: int = 1
     validation: float = 0.2
-    eval_every: int = 50
-    patience: int = 10
+    eval_every: int = 100
+    patience: int = 8
     n_eval_samples: int = 1000
     metric: Callable[[torch.Tensor, torch.Tensor], float] | None = None
     ema: float = 0.995
