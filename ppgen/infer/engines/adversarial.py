@@ -71,6 +71,10 @@ class AdversarialOptions:
         Generator steps between two evaluations of the held-out distance.
     patience : int
         Evaluations without a better distance before stopping.
+    min_delta : float
+        What counts as better for ``patience``: a distance below the best by at least this
+        fraction of the first evaluation's distance (improvements within the metric's noise
+        do not keep a plateau running; the best generator is kept either way).
     n_eval_samples : int
         Generated rows compared with the held-out rows at each evaluation.
     metric : callable, optional
@@ -90,7 +94,8 @@ class AdversarialOptions:
     critic_steps: int = 1
     validation: float = 0.2
     eval_every: int = 100
-    patience: int = 8
+    patience: int = 6
+    min_delta: float = 0.01
     n_eval_samples: int = 1000
     metric: Callable[[torch.Tensor, torch.Tensor], float] | None = None
     ema: float = 0.995
@@ -108,6 +113,7 @@ class AdversarialOptions:
         check_number(self.lr, "lr")
         check_number(self.critic_lr, "critic_lr")
         check_number(self.weight_decay, "weight_decay", positive=False)
+        check_number(self.min_delta, "min_delta", positive=False)
         if not 0 <= float(self.validation) < 1:
             raise ValueError(f"validation must be a fraction in [0, 1), got {self.validation!r}")
         if not 0 <= float(self.ema) < 1:
@@ -179,6 +185,7 @@ class Adversarial(Engine):
         distances: list[float] = []
         eval_steps: list[int] = []
         best, best_step, best_state, stopped = math.inf, 0, None, False
+        reference, since = math.inf, 0  # the last distance that counted as an improvement
         bar = progress_bar(options.max_steps, "adversarial", problem.progress)
         model.train()
         critic.train()
@@ -206,9 +213,13 @@ class Adversarial(Engine):
                     best, best_step = distance, step
                     with average.swapped():
                         best_state = copy.deepcopy(model.state_dict())
-                elif len(distances) - eval_steps.index(best_step) - 1 >= options.patience:
-                    stopped = True
-                    break
+                if distance < reference - options.min_delta * abs(distances[0]):
+                    reference, since = distance, 0
+                else:
+                    since += 1
+                    if since >= options.patience:
+                        stopped = True
+                        break
         except NonFiniteLossError as exc:
             model.eval()
             exc.result = EngineResult(
