@@ -47,13 +47,15 @@ SHOWN = [
 ]
 
 
-def anchors(result, python: str, epochs: int, seed: int, budget: float) -> list[dict]:
+def anchors(
+    result, python: str, epochs: int, seed: int, budget: float, kinds=("ctgan", "tvae")
+) -> list[dict]:
     rows = []
     schema = Schema.infer(pd.concat([result.train, result.test]))
     with tempfile.TemporaryDirectory() as tmp:
         train_path = Path(tmp) / "train.csv"
         result.train.to_csv(train_path, index=False)
-        for kind in ("ctgan", "tvae"):
+        for kind in kinds:
             row = dict.fromkeys(COLUMNS, math.nan)
             row.update(model=f"{kind.upper()} ({epochs} epochs, ctgan package)")
             out = Path(tmp) / f"{kind}.csv"
@@ -96,12 +98,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ctgan-python", default="/work/venvs/ctgan/bin/python")
     parser.add_argument("--name", default="compare")
+    # e.g. --models gan,independent --anchors ctgan: the GAN against CTGAN alone (issue 16)
+    parser.add_argument("--models", default=None, help="ppgen.compare's models (default: all)")
+    parser.add_argument("--anchors", default="ctgan,tvae", help="anchor rows of the ctgan package")
     args = parser.parse_args()
     rows, notes = [], []
     for name in args.datasets.split(","):
         data = ppgen.datasets.load(name)
         start = time.perf_counter()
-        result = ppgen.compare(data, seed=args.seed, budget_s=args.budget, progress=False)
+        models = args.models.split(",") if args.models else None
+        result = ppgen.compare(
+            data, models=models, seed=args.seed, budget_s=args.budget, progress=False
+        )
         wall = time.perf_counter() - start
         notes.append(
             f"- {name}: {len(data)} rows x {data.shape[1]} columns; ppgen.compare took "
@@ -109,7 +117,8 @@ def main() -> None:
         )
         table = result.table.to_dict("records")
         if Path(args.ctgan_python).exists():
-            table += anchors(result, args.ctgan_python, args.epochs, args.seed, args.budget)
+            kinds = tuple(k for k in args.anchors.split(",") if k)
+            table += anchors(result, args.ctgan_python, args.epochs, args.seed, args.budget, kinds)
         else:
             notes.append(f"- {name}: no ctgan venv at {args.ctgan_python}; anchors skipped")
         for row in table:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # for type checkers and editors; __all__ is _LAZY's keys
     )
     from ppgen.models.autoregressive import Autoregressive
     from ppgen.models.flow import Flow
+    from ppgen.models.gan import GAN
 
 __version__ = "0.1.0"
 
@@ -82,6 +83,7 @@ _LAZY: dict[str, str | None] = {
     "Autoregressive": "ppgen.models.autoregressive",
     "Flow": "ppgen.models.flow",
 }
+_LAZY["GAN"] = "ppgen.models.gan"  # issue 16
 
 __all__ = list(_LAZY)
 

@@ -175,6 +175,15 @@ CASES["EBM"] = Case(
     options={"cd": {"max_epochs": 2, "n_chains": 20, "k": 5}},
 )
 
+# Issue 16: the GAN (an implicit model) and its adversarial engine, a few generator steps.
+ENGINE_OPTIONS["adversarial"] = {"max_steps": 6, "eval_every": 3, "n_eval_samples": 30}
+CASES["GAN"] = Case(
+    make=lambda: ppgen.GAN(2, hidden=(8,), critic_hidden=(8,), pac=2, max_modes=2),
+    data="wine_mixed",
+    cli=("--model", "gan", "--n-latent", "2", "--hidden", "8"),
+    cli_data="wine4",
+)
+
 
 def _grid() -> list[Any]:
     params = []

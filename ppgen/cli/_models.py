@@ -308,3 +308,18 @@ OPTIONS["n_steps"] = (
 FIT_MODELS["diffusion"] = CliModel(
     "diffusion", "denoising diffusion model (DDPM)", ("n_steps", "hidden")
 )
+
+
+# Issue 16: the GAN (--hidden sets the generator's widths; the critic keeps its own default).
+def _gan_options(options: dict[str, Any]) -> dict[str, Any]:
+    if len(options.get("n_latent", ())) > 1:
+        raise ValueError("--n-latent of --model gan is one number")
+    return _one_latent(options)
+
+
+FIT_MODELS["gan"] = CliModel(
+    "gan",
+    "generative adversarial network (CTGAN-style, WGAN-GP critic)",
+    ("n_latent", "hidden"),
+    convert=_gan_options,
+)

@@ -283,3 +283,6 @@ for _name, _target in (
     ("hmc", "ppgen.infer.engines.hmc:HMC"),
 ):
     register(_name, _target)
+
+# Issue 16: adversarial training of implicit models (GAN).
+register("adversarial", "ppgen.infer.engines.adversarial:Adversarial")

@@ -58,6 +58,12 @@ if TYPE_CHECKING:
 _LAZY["Diffusion"] = "ppgen.models.diffusion"
 __all__ += ["Diffusion"]
 
+# Issue 16: the GAN.
+if TYPE_CHECKING:
+    from ppgen.models.gan import GAN
+_LAZY["GAN"] = "ppgen.models.gan"
+__all__ += ["GAN"]
+
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:

@@ -65,6 +65,9 @@ class GenerativeModel(PyroModule):
     #: RBM, EBM; the partition function is unknown): engines that maximize or sample the
     #: program's density (MAP, SVI, NUTS) refuse it, and contrastive divergence fits it.
     unnormalized: ClassVar[bool] = False
+    #: Whether the model is implicit: it generates rows but states no density of them (GAN);
+    #: it is trained by its own engine (adversarial), never by maximizing its Pyro program.
+    implicit: ClassVar[bool] = False
 
     # -- how ppgen.fit treats the model (read by ppgen.infer) ----------------------------------
     #: Whether :func:`ppgen.fit` standardizes continuous columns by default (its
@@ -188,6 +191,12 @@ class GenerativeModel(PyroModule):
             raise NotImplementedError(
                 f"{type(self).__name__} is an energy-based model whose partition function is "
                 "intractable: estimate log p with ppgen.evaluate.ais(fit, data)"
+            )
+        if self.implicit:
+            raise NotImplementedError(
+                f"{type(self).__name__} is an implicit model with no likelihood: estimate log p "
+                "under a Gaussian noise model with ppgen.evaluate.decoder_ais(fit, data), or "
+                "judge its samples with ppgen.evaluate (c2st, mmd, prdc, quality)"
             )
         raise NotImplementedError(
             f"{type(self).__name__} has no tractable likelihood; estimate it with "
@@ -334,6 +343,22 @@ class GenerativeModel(PyroModule):
     def annealer(self, x: torch.Tensor, mask: torch.Tensor, params: Params) -> Any:
         """The annealing path from a tractable base fitted to rows ``x`` to the model, for
         AIS of log Z (:mod:`ppgen.evaluate.partition`)."""
+        raise NotImplementedError
+
+    def decode_log_likelihood(
+        self,
+        params: Params,
+        z: torch.Tensor,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        sigma: float | torch.Tensor,
+    ) -> torch.Tensor:
+        """``log p(x_obs | z)`` of each row under a noise model around a decoder's output, shape
+        ``(S..., N)`` for ``z`` of shape ``(S..., N, n_latent)`` with a standard Normal prior
+        (``mask`` True = observed; ``sigma`` a float or per-column tensor on the encoded scale):
+        continuous columns Normal around the output, labels Categorical with the decoder's
+        probabilities. :func:`ppgen.evaluate.decoder_ais` anneals over ``z`` with it (Wu et al.
+        2017); implemented by decoder models without a likelihood (GAN)."""
         raise NotImplementedError
 
     def n_parameters(self) -> int:

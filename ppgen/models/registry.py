@@ -141,3 +141,5 @@ register_model("RBM", "ppgen.models.rbm:RBM", alias="rbm")  # energy-based model
 register_model("EBM", "ppgen.models.ebm:EBM", alias="ebm")
 # Issue 15.
 register_model("Diffusion", "ppgen.models.diffusion:Diffusion", alias="diffusion")
+# Issue 16: the GAN (an implicit model, trained adversarially).
+register_model("GAN", "ppgen.models.gan:GAN", alias="gan")

@@ -164,7 +164,8 @@ class MinibatchSVI(Engine):
 
     def accepts(self, model: GenerativeModel | type[GenerativeModel]) -> bool:
         cls = model_class(model)
-        return bool(cls.amortized)
+        # An implicit model (GAN) has networks but no objective to maximize: its own engine.
+        return bool(cls.amortized) and not cls.implicit
 
     def run(self, problem: Problem, options: MinibatchOptions) -> EngineResult:
         model, x, mask, seed = problem.model, problem.x, problem.mask, problem.seed
