@@ -180,7 +180,9 @@ def transition(
             break
         forward = directions[:, j]
         f2 = forward.unsqueeze(-1)
-        signed_eps = torch.where(f2, step_size, -step_size).to(u0.dtype)
+        # (a tensor of the data's dtype first: torch.where on two floats would round to float32)
+        eps = torch.full_like(lp0, float(step_size)).unsqueeze(-1)
+        signed_eps = torch.where(f2, eps, -eps)
         # The new subtree grows from the end the chain's direction points to.
         cur = [torch.where(f2, r, l) for r, l in zip(right, left, strict=True)]
         sub_ok = active.clone()
