@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -109,6 +110,202 @@ def _subtree_checks(n: int) -> range:
     return range(top - t + 1, top + 1)
 
 
+class _Trees:
+    """Every chain's NUTS transition as a state machine advanced one leaf at a time.
+
+    Each chain is somewhere in its own transition (doubling ``j``, leaf ``n`` of the subtree
+    being built); :meth:`leaf` takes one leapfrog step for every chain that is building (one
+    batched gradient over those rows only) and returns the chains whose transition ended.
+    Chains either wait for the others (:func:`transition`: every tree built in lockstep) or
+    start their next transition at once (:func:`sample`: after warm-up, when nothing adapts,
+    so no chain idles while another finishes a deeper tree).
+    """
+
+    def __init__(
+        self,
+        state: hmc.Point,
+        log_density: hmc.LogDensity,
+        step_size: float,
+        inv_mass: torch.Tensor,
+        max_tree_depth: int,
+        max_energy_error: float,
+    ) -> None:
+        u = state.u
+        chains, dim = u.shape
+        self.log_density, self.inv_mass = log_density, inv_mass
+        self.eps, self.max_depth, self.max_error = (
+            float(step_size),
+            max_tree_depth,
+            max_energy_error,
+        )
+        self.state = state
+        device = u.device
+        # Bit counts of leaf indices: the checkpoint slot an even leaf writes, and the slots
+        # [lo, hi] an odd leaf checks (see _subtree_checks).
+        leaves = 2 ** max(max_tree_depth - 1, 0)
+        self.slot = torch.tensor([bin(n).count("1") for n in range(leaves)], device=device)
+        checks = [_subtree_checks(n) for n in range(leaves)]
+        self.lo = torch.tensor([c.start if c else 1 for c in checks], device=device)
+        self.hi = torch.tensor([c.stop - 1 if c else 0 for c in checks], device=device)
+        self.slots = torch.arange(max_tree_depth, device=device)
+        # Per chain: the transition's initial energy, ends (u, p, g), proposal (u, lp, g, H),
+        # log summed weights, momentum sum, doubling j, leaf n, directions, statistics; the
+        # subtree's current leaf, log weight, momentum sum, validity, proposal, checkpoints.
+        zeros = torch.zeros_like(state.log_density)
+        ints = torch.zeros(chains, dtype=torch.int64, device=device)
+        self.h0, self.log_w, self.s_log_w, self.sum_acc = (zeros.clone() for _ in range(4))
+        self.j, self.n, self.depth, self.n_steps = (ints.clone() for _ in range(4))
+        self.divergent = torch.zeros(chains, dtype=torch.bool, device=device)
+        self.s_ok = self.divergent.clone()
+        self.dirs = torch.zeros(chains, max_tree_depth, dtype=torch.bool, device=device)
+        self.left = [u, u, state.grad]
+        self.right = list(self.left)
+        self.cur = list(self.left)
+        self.prop = [u, state.log_density, state.grad, zeros]
+        self.s_prop = list(self.prop)
+        self.rho, self.s_rho = torch.zeros_like(u), torch.zeros_like(u)
+        self.ckpt_p = torch.zeros(chains, max_tree_depth, dim, dtype=u.dtype, device=device)
+        self.ckpt_r = torch.zeros_like(self.ckpt_p)
+
+    def begin(
+        self,
+        mask: torch.Tensor,
+        momentum: torch.Tensor | None = None,
+        directions: torch.Tensor | None = None,
+    ) -> None:
+        """Start a transition of the chains in ``mask`` from their current state."""
+        u, lp, g = self.state
+        if momentum is None:
+            momentum = torch.randn_like(u) * self.inv_mass.rsqrt()
+        if directions is None:
+            directions = torch.rand(self.dirs.shape, dtype=u.dtype, device=u.device) < 0.5
+        m2 = mask.unsqueeze(-1)
+        h0 = -lp + 0.5 * (self.inv_mass * momentum * momentum).sum(-1)
+        self.h0 = torch.where(mask, h0, self.h0)
+        self.dirs = torch.where(m2, directions, self.dirs)
+        start = [u, momentum, g]
+        self.left = [torch.where(m2, a, b) for a, b in zip(start, self.left, strict=True)]
+        self.right = [torch.where(m2, a, b) for a, b in zip(start, self.right, strict=True)]
+        self.prop = _where(mask, [u, lp, g, h0], self.prop)
+        self.rho = torch.where(m2, momentum, self.rho)
+        for name in ("log_w", "sum_acc"):
+            setattr(self, name, torch.where(mask, 0.0, getattr(self, name)))
+        for name in ("j", "depth", "n_steps"):
+            setattr(self, name, torch.where(mask, 0, getattr(self, name)))
+        self.divergent = self.divergent & ~mask
+        self._subtree(mask)
+
+    def _subtree(self, mask: torch.Tensor) -> None:
+        """Start doubling ``j`` of the chains in ``mask``, from the end their direction
+        points to."""
+        fwd = self.dirs.gather(1, self.j.clamp(max=self.max_depth - 1).unsqueeze(-1))
+        side = [torch.where(fwd, r, lf) for r, lf in zip(self.right, self.left, strict=True)]
+        m2 = mask.unsqueeze(-1)
+        self.cur = [torch.where(m2, a, b) for a, b in zip(side, self.cur, strict=True)]
+        self.n = torch.where(mask, 0, self.n)
+        self.s_log_w = torch.where(mask, -math.inf, self.s_log_w)
+        self.s_rho = torch.where(m2, 0.0, self.s_rho)
+        self.s_ok = self.s_ok | mask
+
+    def leaf(self, building: torch.Tensor) -> torch.Tensor:
+        """One leapfrog step of every chain in ``building`` (each in a valid subtree); returns
+        the chains whose transition ended with it."""
+        idx = building.nonzero().squeeze(-1)
+        fwd = self.dirs.gather(1, self.j.clamp(max=self.max_depth - 1).unsqueeze(-1))
+        # (a tensor of the data's dtype first: torch.where on two floats would round to float32)
+        eps = torch.full_like(self.h0, self.eps).unsqueeze(-1)
+        eps = torch.where(fwd, eps, -eps)
+        u, p, g = (t.clone() for t in self.cur)
+        lp = torch.zeros_like(self.h0)
+        if idx.numel():
+            # Only the rows of chains still building are evaluated (a masked chain costs
+            # nothing in the model); the others keep their values.
+            new, p_new = hmc.leapfrog(
+                u[idx], p[idx], g[idx], eps[idx], 1, self._gradient, self.inv_mass
+            )
+            u[idx], p[idx], g[idx], lp[idx] = new.u, p_new, new.grad, new.log_density
+        b2 = building.unsqueeze(-1)
+        h = -lp + 0.5 * (self.inv_mass * p * p).sum(-1)
+        delta = h - self.h0
+        div = building & ~(delta <= self.max_error)  # NaN counts as divergent
+        log_w_leaf = torch.nan_to_num(-delta, nan=-math.inf)
+        self.sum_acc = self.sum_acc + torch.where(building, log_w_leaf.clamp(max=0.0).exp(), 0.0)
+        self.n_steps = self.n_steps + building
+        # Progressive uniform sampling inside the subtree: leaf n with probability w_n / W.
+        grown = torch.logaddexp(self.s_log_w, log_w_leaf)
+        take = building & (torch.rand_like(h) < (log_w_leaf - grown).exp())
+        self.s_log_w = torch.where(building, grown, self.s_log_w)
+        self.s_prop = _where(take, [u, lp, g, h], self.s_prop)
+        self.s_rho = self.s_rho + torch.where(b2, p, 0.0)
+        # Even leaves open subtrees: keep their momentum and the momentum sum before them.
+        # Odd leaves close the subtrees whose first leaves sit in slots lo..hi.
+        n = self.n.clamp(max=len(self.slot) - 1)
+        even = building & (self.n % 2 == 0)
+        rows = even.nonzero().squeeze(-1)
+        if rows.numel():
+            slot = self.slot[n[rows]]
+            self.ckpt_p[rows, slot] = p[rows]
+            self.ckpt_r[rows, slot] = self.s_rho[rows] - p[rows]
+        checked = (self.slots >= self.lo[n].unsqueeze(-1)) & (
+            self.slots <= self.hi[n].unsqueeze(-1)
+        )
+        rho_sub = self.s_rho.unsqueeze(1) - self.ckpt_r
+        v_first = (self.inv_mass * self.ckpt_p * rho_sub).sum(-1)
+        v_last = (self.inv_mass * p.unsqueeze(1) * rho_sub).sum(-1)
+        turned = (checked & ~((v_first > 0) & (v_last > 0))).any(-1) & building
+        self.divergent = self.divergent | div
+        self.s_ok = self.s_ok & ~div & ~turned
+        self.cur = [u, p, g]
+        self.n = self.n + building
+        # A finished subtree is merged if valid (biased progressive sampling of the proposal),
+        # then the whole trajectory is checked.
+        finished = building & (~self.s_ok | (self.n == 2**self.j))
+        merge = finished & self.s_ok
+        m2, f2 = merge.unsqueeze(-1), fwd
+        self.right = [torch.where(m2 & f2, c, r) for c, r in zip(self.cur, self.right, strict=True)]
+        self.left = [
+            torch.where(m2 & ~f2, c, lf) for c, lf in zip(self.cur, self.left, strict=True)
+        ]
+        ratio = (self.s_log_w - self.log_w).clamp(max=0.0).exp()
+        self.prop = _where(merge & (torch.rand_like(h) < ratio), self.s_prop, self.prop)
+        self.log_w = torch.where(merge, torch.logaddexp(self.log_w, self.s_log_w), self.log_w)
+        self.rho = torch.where(m2, self.rho + self.s_rho, self.rho)
+        self.depth = self.depth + merge
+        turning = _turning(self.left[1], self.right[1], self.rho, self.inv_mass)
+        ended = finished & (~self.s_ok | turning | (self.j + 1 >= self.max_depth))
+        grow = finished & ~ended
+        self.j = self.j + grow
+        self._subtree(grow)
+        return ended
+
+    def _gradient(self, u: torch.Tensor, last: bool) -> tuple[hmc.Point, torch.Tensor]:
+        s = hmc.point(u, self.log_density)
+        return s, s.grad
+
+    def proposal(self) -> hmc.Point:
+        return hmc.Point(self.prop[0], self.prop[1], self.prop[2])
+
+    def tree(self) -> Tree:
+        accept = self.sum_acc / self.n_steps.clamp(min=1).to(self.sum_acc.dtype)
+        return Tree(
+            accept,
+            self.prop[3],
+            self.divergent,
+            self.depth,
+            self.n_steps,
+            self.left[0],
+            self.right[0],
+        )
+
+
+def _where(mask: torch.Tensor, new: list, old: list) -> list:
+    """``torch.where`` of each (chains, ...) tensor of ``new`` against ``old``, row mask."""
+    return [
+        torch.where(mask.reshape(mask.shape + (1,) * (a.dim() - 1)), a, b)
+        for a, b in zip(new, old, strict=True)
+    ]
+
+
 def transition(
     state: hmc.Point,
     log_density: hmc.LogDensity,
@@ -147,106 +344,68 @@ def transition(
     (Point, Tree)
         The new state and the transition's statistics.
     """
-    u0, lp0, g0 = state
-    chains, dim = u0.shape
-    if momentum is None:
-        momentum = torch.randn_like(u0) * inv_mass.rsqrt()
-    if directions is None:
-        directions = torch.rand(chains, max_tree_depth, dtype=u0.dtype, device=u0.device) < 0.5
-    h0 = -lp0 + 0.5 * (inv_mass * momentum * momentum).sum(-1)
-    zero_i = torch.zeros(chains, dtype=torch.int64, device=u0.device)
-    # The trajectory: its two ends (position, momentum, gradient), its proposal, the log of
-    # its summed weights exp(H0 - H) and the sum of its momenta.
-    left = [u0, momentum, g0]
-    right = [u0, momentum, g0]
-    proposal = [u0, lp0, g0, h0]
-    log_w = torch.zeros_like(lp0)
-    rho = momentum.clone()
-    active = torch.ones(chains, dtype=torch.bool, device=u0.device)
-    depth, n_steps = zero_i.clone(), zero_i.clone()
-    sum_acc = torch.zeros_like(lp0)
-    divergent = torch.zeros_like(active)
-    # Checkpoints of the subtree being built: first momenta and momentum sums before them (a
-    # slot is always written before it is read within a subtree, so it is never cleared).
-    ckpt_p = torch.zeros(chains, max_tree_depth, dim, dtype=u0.dtype, device=u0.device)
-    ckpt_r = torch.zeros_like(ckpt_p)
+    trees = _Trees(state, log_density, step_size, inv_mass, max_tree_depth, max_energy_error)
+    building = torch.ones_like(state.log_density, dtype=torch.bool)
+    trees.begin(building, momentum, directions)
+    while bool(building.any()):
+        building = building & ~trees.leaf(building)
+    return trees.proposal(), trees.tree()
 
-    def gradient(u: torch.Tensor, last: bool) -> tuple[hmc.Point, torch.Tensor]:
-        s = hmc.point(u, log_density)
-        return s, s.grad
 
-    for j in range(max_tree_depth):
-        if not bool(active.any()):
-            break
-        forward = directions[:, j]
-        f2 = forward.unsqueeze(-1)
-        # (a tensor of the data's dtype first: torch.where on two floats would round to float32)
-        eps = torch.full_like(lp0, float(step_size)).unsqueeze(-1)
-        signed_eps = torch.where(f2, eps, -eps)
-        # The new subtree grows from the end the chain's direction points to.
-        cur = [torch.where(f2, r, l) for r, l in zip(right, left, strict=True)]
-        sub_ok = active.clone()
-        sub_log_w = torch.full_like(lp0, -math.inf)
-        sub_rho = torch.zeros_like(u0)
-        sub_prop = [t.clone() for t in proposal]
-        for n in range(2**j):
-            idx = sub_ok.nonzero().squeeze(-1)
-            if idx.numel() == 0:
-                break
-            # One leapfrog step of the chains still building (rows gathered, so a masked
-            # chain costs nothing in the model), scattered back; masked rows keep their values.
-            new, p_new = hmc.leapfrog(
-                cur[0][idx], cur[1][idx], cur[2][idx], signed_eps[idx], 1, gradient, inv_mass
-            )
-            u, p, g = cur[0].clone(), cur[1].clone(), cur[2].clone()
-            lp = torch.zeros_like(lp0)
-            u[idx], p[idx], g[idx], lp[idx] = new.u, p_new, new.grad, new.log_density
-            h = -lp + 0.5 * (inv_mass * p * p).sum(-1)
-            delta = h - h0
-            div = sub_ok & ~(delta <= max_energy_error)  # NaN counts as divergent
-            log_w_leaf = torch.nan_to_num(-delta, nan=-math.inf)
-            sum_acc = sum_acc + torch.where(sub_ok, log_w_leaf.clamp(max=0.0).exp(), 0.0)
-            n_steps = n_steps + sub_ok
-            # Progressive uniform sampling inside the subtree: leaf n with prob w_n / W.
-            grown = torch.logaddexp(sub_log_w, log_w_leaf)
-            take = sub_ok & (torch.rand_like(lp0) < (log_w_leaf - grown).exp())
-            sub_log_w = torch.where(sub_ok, grown, sub_log_w)
-            t2 = take.unsqueeze(-1)
-            sub_prop = [
-                torch.where(t2, u, sub_prop[0]),
-                torch.where(take, lp, sub_prop[1]),
-                torch.where(t2, g, sub_prop[2]),
-                torch.where(take, h, sub_prop[3]),
-            ]
-            sub_rho = sub_rho + torch.where(sub_ok.unsqueeze(-1), p, 0.0)
-            turned = torch.zeros_like(sub_ok)
-            if n % 2 == 0:  # leaf n may open subtrees: keep its momentum and the sum before it
-                k = bin(n).count("1")
-                ckpt_p[:, k] = p
-                ckpt_r[:, k] = sub_rho - p
-            for k in _subtree_checks(n):
-                turned |= _turning(ckpt_p[:, k], p, sub_rho - ckpt_r[:, k], inv_mass)
-            divergent |= div
-            sub_ok = sub_ok & ~div & ~turned
-            cur = [u, p, g]
-        # Merge the valid subtrees; biased progressive sampling of the proposal.
-        merge = sub_ok
-        m2 = merge.unsqueeze(-1)
-        right = [torch.where(m2 & f2, c, r) for c, r in zip(cur, right, strict=True)]
-        left = [torch.where(m2 & ~f2, c, l) for c, l in zip(cur, left, strict=True)]
-        take = merge & (torch.rand_like(lp0) < (sub_log_w - log_w).clamp(max=0.0).exp())
-        t2 = take.unsqueeze(-1)
-        proposal = [
-            torch.where(t2 if t.dim() == 2 else take, s, t)
-            for s, t in zip(sub_prop, proposal, strict=True)
-        ]
-        log_w = torch.where(merge, torch.logaddexp(log_w, sub_log_w), log_w)
-        rho = torch.where(m2, rho + sub_rho, rho)
-        depth = depth + merge
-        active = merge & ~_turning(left[1], right[1], rho, inv_mass)
-    new_state = hmc.Point(proposal[0], proposal[1], proposal[2])
-    accept = sum_acc / n_steps.clamp(min=1).to(sum_acc.dtype)
-    return new_state, Tree(accept, proposal[3], divergent, depth, n_steps, left[0], right[0])
+def sample(
+    state: hmc.Point,
+    log_density: hmc.LogDensity,
+    step_size: float,
+    inv_mass: torch.Tensor,
+    num_samples: int,
+    *,
+    max_tree_depth: int = 10,
+    max_energy_error: float = 1000.0,
+    on_draw: Callable[[int], None] | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``num_samples`` NUTS transitions of every chain, each chain starting its next
+    transition as soon as its tree is built (nothing adapts, so the chains need not wait for
+    each other: the gradient evaluations per draw are the chains' mean tree size, not the
+    deepest tree's). Returns the draws ``(chains, num_samples, dim)`` and the statistics of
+    :class:`Tree` per ``(chain, draw)``; ``on_draw(k)`` is called when ``k`` draws (over all
+    chains) were added."""
+    trees = _Trees(state, log_density, step_size, inv_mass, max_tree_depth, max_energy_error)
+    chains, dim = state.u.shape
+    rows = torch.arange(chains, device=state.u.device)
+    draws = state.u.new_empty(chains, num_samples, dim)
+    stats = {
+        "acceptance_rate": state.u.new_empty(chains, num_samples),
+        "energy": state.u.new_empty(chains, num_samples),
+        "diverging": torch.empty(chains, num_samples, dtype=torch.bool, device=rows.device),
+        "tree_depth": torch.empty(chains, num_samples, dtype=torch.int64, device=rows.device),
+        "n_steps": torch.empty(chains, num_samples, dtype=torch.int64, device=rows.device),
+    }
+    count = torch.zeros(chains, dtype=torch.int64, device=rows.device)
+    building = torch.ones(chains, dtype=torch.bool, device=rows.device)
+    trees.begin(building)
+    while bool(building.any()):
+        ended = trees.leaf(building)
+        if not bool(ended.any()):
+            continue
+        r = rows[ended]
+        k = count[r]
+        tree = trees.tree()
+        draws[r, k] = trees.prop[0][r]
+        for name, value in zip(
+            ("acceptance_rate", "energy", "diverging", "tree_depth", "n_steps"),
+            (tree.accept_prob, tree.energy, tree.divergent, tree.tree_depth, tree.n_steps),
+            strict=True,
+        ):
+            stats[name][r, k] = value[r]
+        count = count + ended
+        trees.state = hmc.Point(*_where(ended, trees.prop[:3], list(trees.state)))
+        building = count < num_samples
+        again = ended & building
+        if bool(again.any()):
+            trees.begin(again)
+        if on_draw is not None:
+            on_draw(int(ended.sum()))
+    return draws, stats
 
 
 def run_nuts_batched(
@@ -288,32 +447,23 @@ def run_nuts_batched(
         if num_warmup:
             eps = warm.final_step_size()
         bar.set_description("nuts sampling")
-        chains, dim = state.u.shape
-        draws = torch.empty(chains, num_samples, dim, dtype=dtype, device=device)
-        stats = {
-            k: torch.empty(chains, num_samples, dtype=dtype, device=device)
-            for k in ("energy", "acceptance_rate")
-        }
-        ints = {
-            k: torch.empty(chains, num_samples, dtype=torch.int64, device=device)
-            for k in ("n_steps", "tree_depth")
-        }
-        diverging = torch.empty(chains, num_samples, dtype=torch.bool, device=device)
-        for i in range(num_samples):
-            state, tree = transition(state, potential, eps, inv_mass, **options)
-            draws[:, i] = state.u
-            stats["energy"][:, i] = tree.energy
-            stats["acceptance_rate"][:, i] = tree.accept_prob
-            ints["n_steps"][:, i] = tree.n_steps
-            ints["tree_depth"][:, i] = tree.tree_depth
-            diverging[:, i] = tree.divergent
-            bar.set_postfix(step_size=f"{eps:.3g}", depth=int(tree.tree_depth.max()), refresh=False)
-            bar.update()
+        bar.set_postfix(step_size=f"{eps:.3g}", refresh=False)
+        added = [0, 0]  # draws over all chains, bar steps shown
+
+        def on_draw(k: int) -> None:
+            added[0] += k
+            steps = added[0] // num_chains - added[1]
+            if steps > 0:
+                bar.update(steps)
+                added[1] += steps
+
+        draws, stats = sample(
+            state, potential, eps, inv_mass, num_samples, on_draw=on_draw, **options
+        )
     finally:
         bar.close()
     samples = {k: v.detach().cpu().numpy() for k, v in potential.constrain(draws).items()}
-    sample_stats = {k: v.cpu().numpy() for k, v in {**stats, **ints}.items()}
-    sample_stats["diverging"] = diverging.cpu().numpy()
+    sample_stats = {k: v.cpu().numpy() for k, v in stats.items()}
     return MCMCResult(
         samples=samples,
         sample_stats=sample_stats,
