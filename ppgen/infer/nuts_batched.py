@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -118,7 +118,9 @@ class _Trees:
     batched gradient over those rows only) and returns the chains whose transition ended.
     Chains either wait for the others (:func:`transition`: every tree built in lockstep) or
     start their next transition at once (:func:`sample`: after warm-up, when nothing adapts,
-    so no chain idles while another finishes a deeper tree).
+    so no chain idles while another finishes a deeper tree). Vectors are packed (a leaf's
+    position, momentum and gradient in one ``(chains, 3, dim)`` tensor) so that each masked
+    update is one operation: the Python work per leaf is what batching does not amortize.
     """
 
     def __init__(
@@ -132,12 +134,12 @@ class _Trees:
     ) -> None:
         u = state.u
         chains, dim = u.shape
-        self.log_density, self.inv_mass = log_density, inv_mass
-        self.eps, self.max_depth, self.max_error = (
-            float(step_size),
-            max_tree_depth,
-            max_energy_error,
-        )
+        # The step size and inverse mass a transition starts with stay its own (the driver
+        # may change ``eps`` and ``inv_mass`` between leaves during warm-up).
+        self.log_density, self.inv_mass, self.eps = log_density, inv_mass, float(step_size)
+        self.max_depth, self.max_error = max_tree_depth, max_energy_error
+        self.eps_c = u.new_full((chains, 1), float(step_size))
+        self.im = inv_mass.expand(chains, dim).clone()
         self.state = state
         device = u.device
         # Bit counts of leaf indices: the checkpoint slot an even leaf writes, and the slots
@@ -148,9 +150,10 @@ class _Trees:
         self.lo = torch.tensor([c.start if c else 1 for c in checks], device=device)
         self.hi = torch.tensor([c.stop - 1 if c else 0 for c in checks], device=device)
         self.slots = torch.arange(max_tree_depth, device=device)
-        # Per chain: the transition's initial energy, ends (u, p, g), proposal (u, lp, g, H),
-        # log summed weights, momentum sum, doubling j, leaf n, directions, statistics; the
-        # subtree's current leaf, log weight, momentum sum, validity, proposal, checkpoints.
+        # Per chain: the transition's initial energy, log summed weights, doubling j, leaf n,
+        # directions, statistics, the ends (left/right x u/p/g), the proposal (u/g and
+        # log density/H), the momentum sum; the subtree's leaf (u/p/g), log weight, momentum
+        # sum, validity, proposal and checkpoints.
         zeros = torch.zeros_like(state.log_density)
         ints = torch.zeros(chains, dtype=torch.int64, device=device)
         self.h0, self.log_w, self.s_log_w, self.sum_acc = (zeros.clone() for _ in range(4))
@@ -158,13 +161,12 @@ class _Trees:
         self.divergent = torch.zeros(chains, dtype=torch.bool, device=device)
         self.s_ok = self.divergent.clone()
         self.dirs = torch.zeros(chains, max_tree_depth, dtype=torch.bool, device=device)
-        self.left = [u, u, state.grad]
-        self.right = list(self.left)
-        self.cur = list(self.left)
-        self.prop = [u, state.log_density, state.grad, zeros]
-        self.s_prop = list(self.prop)
+        self.ends = u.new_zeros(chains, 2, 3, dim)
+        self.cur = u.new_zeros(chains, 3, dim)
+        self.pv, self.s_pv = u.new_zeros(chains, 2, dim), u.new_zeros(chains, 2, dim)
+        self.ps, self.s_ps = u.new_zeros(chains, 2), u.new_zeros(chains, 2)
         self.rho, self.s_rho = torch.zeros_like(u), torch.zeros_like(u)
-        self.ckpt_p = torch.zeros(chains, max_tree_depth, dim, dtype=u.dtype, device=device)
+        self.ckpt_p = u.new_zeros(chains, max_tree_depth, dim)
         self.ckpt_r = torch.zeros_like(self.ckpt_p)
 
     def begin(
@@ -179,53 +181,60 @@ class _Trees:
             momentum = torch.randn_like(u) * self.inv_mass.rsqrt()
         if directions is None:
             directions = torch.rand(self.dirs.shape, dtype=u.dtype, device=u.device) < 0.5
-        m2 = mask.unsqueeze(-1)
-        h0 = -lp + 0.5 * (self.inv_mass * momentum * momentum).sum(-1)
+        m2, m3 = mask[:, None], mask[:, None, None]
+        self.eps_c = torch.where(m2, self.eps, self.eps_c)
+        self.im = torch.where(m2, self.inv_mass, self.im)
+        h0 = -lp + 0.5 * (self.im * momentum * momentum).sum(-1)
         self.h0 = torch.where(mask, h0, self.h0)
         self.dirs = torch.where(m2, directions, self.dirs)
-        start = [u, momentum, g]
-        self.left = [torch.where(m2, a, b) for a, b in zip(start, self.left, strict=True)]
-        self.right = [torch.where(m2, a, b) for a, b in zip(start, self.right, strict=True)]
-        self.prop = _where(mask, [u, lp, g, h0], self.prop)
+        start = torch.stack([u, momentum, g], 1)
+        self.ends = torch.where(mask[:, None, None, None], start.unsqueeze(1), self.ends)
+        self.pv = torch.where(m3, torch.stack([u, g], 1), self.pv)
+        self.ps = torch.where(m2, torch.stack([lp, h0], 1), self.ps)
         self.rho = torch.where(m2, momentum, self.rho)
-        for name in ("log_w", "sum_acc"):
-            setattr(self, name, torch.where(mask, 0.0, getattr(self, name)))
-        for name in ("j", "depth", "n_steps"):
-            setattr(self, name, torch.where(mask, 0, getattr(self, name)))
+        self.log_w = torch.where(mask, 0.0, self.log_w)
+        self.sum_acc = torch.where(mask, 0.0, self.sum_acc)
+        self.j = torch.where(mask, 0, self.j)
+        self.depth = torch.where(mask, 0, self.depth)
+        self.n_steps = torch.where(mask, 0, self.n_steps)
         self.divergent = self.divergent & ~mask
         self._subtree(mask)
+
+    def _forward(self) -> torch.Tensor:
+        """Each chain's direction at its current doubling, (chains, 1) bool."""
+        return self.dirs.gather(1, self.j.clamp(max=self.max_depth - 1).unsqueeze(-1))
 
     def _subtree(self, mask: torch.Tensor) -> None:
         """Start doubling ``j`` of the chains in ``mask``, from the end their direction
         points to."""
-        fwd = self.dirs.gather(1, self.j.clamp(max=self.max_depth - 1).unsqueeze(-1))
-        side = [torch.where(fwd, r, lf) for r, lf in zip(self.right, self.left, strict=True)]
-        m2 = mask.unsqueeze(-1)
-        self.cur = [torch.where(m2, a, b) for a, b in zip(side, self.cur, strict=True)]
+        side = self._forward().long()[:, :, None, None].expand(-1, 1, 3, self.cur.shape[-1])
+        start = self.ends.gather(1, side).squeeze(1)
+        self.cur = torch.where(mask[:, None, None], start, self.cur)
         self.n = torch.where(mask, 0, self.n)
         self.s_log_w = torch.where(mask, -math.inf, self.s_log_w)
-        self.s_rho = torch.where(m2, 0.0, self.s_rho)
+        self.s_rho = torch.where(mask[:, None], 0.0, self.s_rho)
         self.s_ok = self.s_ok | mask
 
     def leaf(self, building: torch.Tensor) -> torch.Tensor:
         """One leapfrog step of every chain in ``building`` (each in a valid subtree); returns
         the chains whose transition ended with it."""
         idx = building.nonzero().squeeze(-1)
-        fwd = self.dirs.gather(1, self.j.clamp(max=self.max_depth - 1).unsqueeze(-1))
-        # (a tensor of the data's dtype first: torch.where on two floats would round to float32)
-        eps = torch.full_like(self.h0, self.eps).unsqueeze(-1)
-        eps = torch.where(fwd, eps, -eps)
-        u, p, g = (t.clone() for t in self.cur)
+        fwd = self._forward()
+        eps = torch.where(fwd, self.eps_c, -self.eps_c)
+        leaf = self.cur.clone()
         lp = torch.zeros_like(self.h0)
         if idx.numel():
             # Only the rows of chains still building are evaluated (a masked chain costs
             # nothing in the model); the others keep their values.
+            c = self.cur[idx]
             new, p_new = hmc.leapfrog(
-                u[idx], p[idx], g[idx], eps[idx], 1, self._gradient, self.inv_mass
+                c[:, 0], c[:, 1], c[:, 2], eps[idx], 1, self._gradient, self.im[idx]
             )
-            u[idx], p[idx], g[idx], lp[idx] = new.u, p_new, new.grad, new.log_density
-        b2 = building.unsqueeze(-1)
-        h = -lp + 0.5 * (self.inv_mass * p * p).sum(-1)
+            leaf[idx] = torch.stack([new.u, p_new, new.grad], 1)
+            lp[idx] = new.log_density
+        p = leaf[:, 1]
+        b2 = building[:, None]
+        h = -lp + 0.5 * (self.im * p * p).sum(-1)
         delta = h - self.h0
         div = building & ~(delta <= self.max_error)  # NaN counts as divergent
         log_w_leaf = torch.nan_to_num(-delta, nan=-math.inf)
@@ -235,47 +244,47 @@ class _Trees:
         grown = torch.logaddexp(self.s_log_w, log_w_leaf)
         take = building & (torch.rand_like(h) < (log_w_leaf - grown).exp())
         self.s_log_w = torch.where(building, grown, self.s_log_w)
-        self.s_prop = _where(take, [u, lp, g, h], self.s_prop)
+        self.s_pv = torch.where(take[:, None, None], leaf[:, 0::2], self.s_pv)
+        self.s_ps = torch.where(take[:, None], torch.stack([lp, h], 1), self.s_ps)
         self.s_rho = self.s_rho + torch.where(b2, p, 0.0)
         # Even leaves open subtrees: keep their momentum and the momentum sum before them.
         # Odd leaves close the subtrees whose first leaves sit in slots lo..hi.
         n = self.n.clamp(max=len(self.slot) - 1)
-        even = building & (self.n % 2 == 0)
-        rows = even.nonzero().squeeze(-1)
+        rows = (building & (self.n % 2 == 0)).nonzero().squeeze(-1)
         if rows.numel():
             slot = self.slot[n[rows]]
             self.ckpt_p[rows, slot] = p[rows]
             self.ckpt_r[rows, slot] = self.s_rho[rows] - p[rows]
-        checked = (self.slots >= self.lo[n].unsqueeze(-1)) & (
-            self.slots <= self.hi[n].unsqueeze(-1)
-        )
+        checked = (self.slots >= self.lo[n, None]) & (self.slots <= self.hi[n, None])
         rho_sub = self.s_rho.unsqueeze(1) - self.ckpt_r
-        v_first = (self.inv_mass * self.ckpt_p * rho_sub).sum(-1)
-        v_last = (self.inv_mass * p.unsqueeze(1) * rho_sub).sum(-1)
+        im = self.im.unsqueeze(1)
+        v_first = (im * self.ckpt_p * rho_sub).sum(-1)
+        v_last = (im * p.unsqueeze(1) * rho_sub).sum(-1)
         turned = (checked & ~((v_first > 0) & (v_last > 0))).any(-1) & building
         self.divergent = self.divergent | div
         self.s_ok = self.s_ok & ~div & ~turned
-        self.cur = [u, p, g]
+        self.cur = leaf
         self.n = self.n + building
         # A finished subtree is merged if valid (biased progressive sampling of the proposal),
         # then the whole trajectory is checked.
         finished = building & (~self.s_ok | (self.n == 2**self.j))
         merge = finished & self.s_ok
-        m2, f2 = merge.unsqueeze(-1), fwd
-        self.right = [torch.where(m2 & f2, c, r) for c, r in zip(self.cur, self.right, strict=True)]
-        self.left = [
-            torch.where(m2 & ~f2, c, lf) for c, lf in zip(self.cur, self.left, strict=True)
-        ]
+        m2 = merge[:, None]
+        side = torch.cat([~fwd, fwd], 1) & m2  # (chains, 2): which end the subtree replaces
+        self.ends = torch.where(side[:, :, None, None], leaf.unsqueeze(1), self.ends)
         ratio = (self.s_log_w - self.log_w).clamp(max=0.0).exp()
-        self.prop = _where(merge & (torch.rand_like(h) < ratio), self.s_prop, self.prop)
+        moved = merge & (torch.rand_like(h) < ratio)
+        self.pv = torch.where(moved[:, None, None], self.s_pv, self.pv)
+        self.ps = torch.where(moved[:, None], self.s_ps, self.ps)
         self.log_w = torch.where(merge, torch.logaddexp(self.log_w, self.s_log_w), self.log_w)
         self.rho = torch.where(m2, self.rho + self.s_rho, self.rho)
         self.depth = self.depth + merge
-        turning = _turning(self.left[1], self.right[1], self.rho, self.inv_mass)
+        turning = _turning(self.ends[:, 0, 1], self.ends[:, 1, 1], self.rho, self.im)
         ended = finished & (~self.s_ok | turning | (self.j + 1 >= self.max_depth))
         grow = finished & ~ended
-        self.j = self.j + grow
-        self._subtree(grow)
+        if bool(grow.any()):
+            self.j = self.j + grow
+            self._subtree(grow)
         return ended
 
     def _gradient(self, u: torch.Tensor, last: bool) -> tuple[hmc.Point, torch.Tensor]:
@@ -283,27 +292,19 @@ class _Trees:
         return s, s.grad
 
     def proposal(self) -> hmc.Point:
-        return hmc.Point(self.prop[0], self.prop[1], self.prop[2])
+        return hmc.Point(self.pv[:, 0], self.ps[:, 0], self.pv[:, 1])
 
     def tree(self) -> Tree:
         accept = self.sum_acc / self.n_steps.clamp(min=1).to(self.sum_acc.dtype)
         return Tree(
             accept,
-            self.prop[3],
+            self.ps[:, 1],
             self.divergent,
             self.depth,
             self.n_steps,
-            self.left[0],
-            self.right[0],
+            self.ends[:, 0, 0],
+            self.ends[:, 1, 0],
         )
-
-
-def _where(mask: torch.Tensor, new: list, old: list) -> list:
-    """``torch.where`` of each (chains, ...) tensor of ``new`` against ``old``, row mask."""
-    return [
-        torch.where(mask.reshape(mask.shape + (1,) * (a.dim() - 1)), a, b)
-        for a, b in zip(new, old, strict=True)
-    ]
 
 
 def transition(
@@ -390,7 +391,7 @@ def sample(
         r = rows[ended]
         k = count[r]
         tree = trees.tree()
-        draws[r, k] = trees.prop[0][r]
+        draws[r, k] = trees.pv[r, 0]
         for name, value in zip(
             ("acceptance_rate", "energy", "diverging", "tree_depth", "n_steps"),
             (tree.accept_prob, tree.energy, tree.divergent, tree.tree_depth, tree.n_steps),
@@ -398,7 +399,12 @@ def sample(
         ):
             stats[name][r, k] = value[r]
         count = count + ended
-        trees.state = hmc.Point(*_where(ended, trees.prop[:3], list(trees.state)))
+        new, old = trees.proposal(), trees.state
+        trees.state = hmc.Point(
+            torch.where(ended[:, None], new.u, old.u),
+            torch.where(ended, new.log_density, old.log_density),
+            torch.where(ended[:, None], new.grad, old.grad),
+        )
         building = count < num_samples
         again = ended & building
         if bool(again.any()):
@@ -406,6 +412,71 @@ def sample(
         if on_draw is not None:
             on_draw(int(ended.sum()))
     return draws, stats
+
+
+def _warm_up(
+    state: hmc.Point,
+    log_density: hmc.LogDensity,
+    warm: Warmup,
+    eps: float,
+    inv_mass: torch.Tensor,
+    num_warmup: int,
+    max_tree_depth: int,
+    bar: Any,
+) -> tuple[hmc.Point, float, torch.Tensor, int]:
+    """Warm-up with chains that do not wait for each other: each chain starts its next tree
+    when its last one is built, with the step size and mass matrix current at that moment.
+    Adaptation advances in rounds of ``chains`` finished transitions (whichever chains
+    finished them): one dual-averaging update from their mean acceptance statistic, their
+    draws pooled into Stan's mass-matrix windows (after a window the step size is searched
+    again and the dual averaging restarts there), so ``num_warmup`` rounds cost as many
+    transitions as ``num_warmup`` lockstep iterations, without the lockstep's wait for the
+    deepest tree.
+    Returns the state (the chains' last draws), the final step size and inverse mass, and
+    the warm-up's divergences."""
+    if num_warmup == 0:
+        return state, eps, inv_mass, 0
+    chains = state.u.shape[0]
+    trees = _Trees(state, log_density, eps, inv_mass, max_tree_depth, 1000.0)
+    building = torch.ones(chains, dtype=torch.bool, device=state.u.device)
+    trees.begin(building)
+    acc: list[torch.Tensor] = []
+    draws: list[torch.Tensor] = []
+    rounds = divergences = 0
+    while bool(building.any()):
+        ended = trees.leaf(building)
+        if not bool(ended.any()):
+            continue
+        tree = trees.tree()
+        new, old = trees.proposal(), trees.state
+        trees.state = hmc.Point(
+            torch.where(ended[:, None], new.u, old.u),
+            torch.where(ended, new.log_density, old.log_density),
+            torch.where(ended[:, None], new.grad, old.grad),
+        )
+        building = building & ~ended
+        if rounds >= num_warmup:  # the last transitions finish; nothing adapts any more
+            continue
+        acc.append(tree.accept_prob[ended])
+        draws.append(new.u[ended])
+        divergences += int(tree.divergent[ended].sum())
+        if sum(len(a) for a in acc) >= chains:
+            trees.eps = warm.adapt_step_size(torch.cat(acc))
+            updated = warm.accumulate(rounds, torch.cat(draws))
+            if updated is not None:
+                # Stan's step-size search again under the new metric, from the chains' last
+                # draws (its trial moves are discarded: chains mid-tree keep their own start).
+                trees.inv_mass = updated
+                _, trees.eps = warm.find_step_size(trees.state, log_density, updated, trees.eps)
+            acc, draws = [], []
+            rounds += 1
+            bar.set_postfix(step_size=f"{trees.eps:.3g}", refresh=False)
+            bar.update()
+        if rounds < num_warmup:
+            trees.begin(ended)
+            building = building | ended
+    final = warm.final_step_size() if num_warmup else eps
+    return trees.state, final, trees.inv_mass, divergences
 
 
 def run_nuts_batched(
@@ -433,19 +504,9 @@ def run_nuts_batched(
     try:
         warm = Warmup(num_warmup, target_accept_prob, 2**max_tree_depth, 0.0)
         state, eps = warm.find_step_size(state, potential, inv_mass, 1.0)
-        warmup_divergences = 0
-        for i in range(num_warmup):
-            state, tree = transition(state, potential, eps, inv_mass, **options)
-            warmup_divergences += int(tree.divergent.sum())
-            eps = warm.adapt_step_size(tree.accept_prob)
-            inv_mass_new = warm.accumulate(i, state.u)
-            if inv_mass_new is not None:
-                inv_mass = inv_mass_new
-                state, eps = warm.find_step_size(state, potential, inv_mass, eps)
-            bar.set_postfix(step_size=f"{eps:.3g}", depth=int(tree.tree_depth.max()), refresh=False)
-            bar.update()
-        if num_warmup:
-            eps = warm.final_step_size()
+        state, eps, inv_mass, warmup_divergences = _warm_up(
+            state, potential, warm, eps, inv_mass, num_warmup, max_tree_depth, bar
+        )
         bar.set_description("nuts sampling")
         bar.set_postfix(step_size=f"{eps:.3g}", refresh=False)
         added = [0, 0]  # draws over all chains, bar steps shown

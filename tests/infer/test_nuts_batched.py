@@ -242,9 +242,9 @@ def test_subtree_checkpoint_slots():
 
 
 def test_asynchronous_chains_hit_a_correlated_gaussians_moments():
-    # sample(): 64 chains of 100 + 300 transitions with a fixed step and mass, started
+    # sample(): 64 chains of 60 + 250 transitions with a fixed step and mass, started
     # over-dispersed; each chain starts its next tree as soon as its last one is built.
-    chains, draws = 64, 300
+    chains, draws = 64, 250
     inv_mass = torch.tensor([0.8, 3.0], dtype=torch.float64)
     calls = []
 
@@ -254,7 +254,7 @@ def test_asynchronous_chains_hit_a_correlated_gaussians_moments():
 
     with seeded(2):
         state = hmc.point(3 * torch.randn(chains, 2, dtype=torch.float64), gaussian)
-        burn, _ = sample(state, gaussian, 0.45, inv_mass, 100)
+        burn, _ = sample(state, gaussian, 0.45, inv_mass, 60)
         state = hmc.point(burn[:, -1], gaussian)
         out, st = sample(state, counted, 0.45, inv_mass, draws)
     # Every leapfrog step of a chain evaluates its row once; the batched evaluations are as
@@ -273,7 +273,7 @@ def test_asynchronous_chains_hit_a_correlated_gaussians_moments():
     assert np.abs(z_sd).max() < 4, z_sd
     # Split R-hat of converged chains is about sqrt(1 + 1 / ESS per half-chain): ~1.01 for
     # 128 halves of ~40 effective draws, so the bound is 1.02.
-    assert table["r_hat"].max() < 1.02 and table["ess_bulk"].min() > 3000
+    assert table["r_hat"].max() < 1.02 and table["ess_bulk"].min() > 2500
     corr = np.corrcoef(x.reshape(-1, 2).T)[0, 1]
     assert abs(corr - 0.9) < 0.01
 
@@ -306,7 +306,9 @@ def test_mcmc_nuts_warms_up_and_matches_closed_form_moments():
     assert set(stats_) == {"diverging", "energy", "acceptance_rate", "n_steps", "tree_depth"}
     assert (stats_["n_steps"] >= stats_["tree_depth"]).all()
     assert (stats_["n_steps"] <= 2 ** (stats_["tree_depth"] + 1) - 1).all()
-    assert 0.6 < stats_["acceptance_rate"].mean() < 0.97
+    # Loose: with 60 warm-up iterations Stan's schedule leaves 6 after the last mass update,
+    # too few for dual averaging to settle (the benchmarks' 300 leave 30).
+    assert 0.6 < stats_["acceptance_rate"].mean() < 0.995
     assert math.isnan(result.trajectory_length)
     assert "tree_depth" in result.to_arviz().sample_stats
 
@@ -358,3 +360,15 @@ def test_nuts_noncentred_eight_schools_agrees_with_a_long_nuts_run_without_diver
     samples = {**result.samples, "log_tau": np.log(result.samples["tau"])}
     _agrees(samples, SCHOOLS_REFERENCE, sd_skip=["tau"])
     assert result.divergences == 0
+
+
+def test_fit_method_hmc_with_the_nuts_kernel():
+    import ppgen
+
+    data = ppgen.datasets.load("faithful").iloc[:60]
+    options = {"num_chains": 4, "warmup_steps": 5, "num_samples": 5, "max_tree_depth": 3}
+    fit = ppgen.fit(ppgen.GaussianMixture(2), data, method="hmc", kernel="nuts", **options)
+    assert fit.kind == "mcmc" and fit.info["kernel"] == "nuts"
+    assert fit.samples["locs"].shape == (4, 5, 2, 2) and fit.divergent.shape == (4, 5)
+    with pytest.raises(ValueError, match="kernel"):
+        ppgen.fit(ppgen.GaussianMixture(2), data, method="hmc", kernel="mala")
