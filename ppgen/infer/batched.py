@@ -39,10 +39,12 @@ class MCMCResult:
         Each latent site's draws on its own support, shaped ``(chain, draw, *site_shape)``.
     sample_stats : dict of str to ndarray
         Per ``(chain, draw)``: ``diverging`` (bool), ``energy`` (the Hamiltonian),
-        ``acceptance_rate`` and ``n_steps`` (leapfrog steps), ArviZ's names.
+        ``acceptance_rate`` and ``n_steps`` (leapfrog steps), and for NUTS ``tree_depth``,
+        ArviZ's names.
     kernel : str
+        ``"chees"`` or ``"nuts"``.
     step_size, trajectory_length : float
-        The adapted values used for every draw.
+        The adapted values used for every draw (NUTS has no fixed trajectory length: NaN).
     inv_mass : ndarray, shape (dim,)
         Adapted diagonal inverse mass matrix (unconstrained space, sites in ``samples`` order).
     info : dict
