@@ -16,6 +16,7 @@ Stan Development Team. Stan Reference Manual, "HMC algorithm parameters" (adapta
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ from ppgen import _arviz
 from ppgen.infer import hmc
 from ppgen.infer.potential import Potential
 
-__all__ = ["MCMCResult", "Warmup", "start_chains", "windows"]
+__all__ = ["MCMCResult", "Warmup", "make_result", "start_chains", "windows"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,37 @@ class MCMCResult:
             f"num_chains={self.num_chains}, num_samples={self.num_samples}, "
             f"divergences={self.divergences})"
         )
+
+
+def make_result(
+    potential: Potential,
+    draws: torch.Tensor,
+    stats: dict[str, torch.Tensor],
+    *,
+    kernel: str,
+    step_size: float,
+    trajectory_length: float,
+    inv_mass: torch.Tensor,
+    started: float,
+    **info: Any,
+) -> MCMCResult:
+    """The :class:`MCMCResult` of unconstrained ``draws`` (chains, draws, dim) and per-draw
+    ``stats``; ``started`` is the run's ``time.perf_counter()`` at its start, ``info`` the
+    kernel's settings (``num_warmup``, ``warmup_divergences``, ``seed``, ...)."""
+    samples = {k: v.detach().cpu().numpy() for k, v in potential.constrain(draws).items()}
+    return MCMCResult(
+        samples=samples,
+        sample_stats={k: v.cpu().numpy() for k, v in stats.items()},
+        kernel=kernel,
+        step_size=float(step_size),
+        trajectory_length=float(trajectory_length),
+        inv_mass=inv_mass.cpu().numpy(),
+        info={
+            "vectorized": bool(potential.vectorized),
+            **info,
+            "seconds": time.perf_counter() - started,
+        },
+    )
 
 
 def start_chains(

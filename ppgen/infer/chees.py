@@ -34,12 +34,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
 from ppgen._utils import check_number, check_positive_int, progress_bar, seeded
 from ppgen.infer import hmc
-from ppgen.infer.batched import MCMCResult, Warmup, start_chains
+from ppgen.infer.batched import MCMCResult, Warmup, make_result, start_chains
 from ppgen.infer.nuts_batched import run_nuts_batched
 from ppgen.infer.potential import Potential
 
@@ -128,31 +127,19 @@ def mcmc(
     with seeded(seed):
         potential = Potential(model_fn, args, kwargs, vectorize=vectorize)
         center = potential.unconstrain(init) if init is not None else None
+        common = {
+            "num_chains": num_chains,
+            "num_warmup": num_warmup,
+            "num_samples": num_samples,
+            "center": center,
+            "init_radius": init_radius,
+            "target_accept_prob": target_accept_prob,
+            "progress": progress,
+            "seed": seed,
+        }
         if kernel == "nuts":
-            return run_nuts_batched(
-                potential,
-                num_chains=num_chains,
-                num_warmup=num_warmup,
-                num_samples=num_samples,
-                center=center,
-                init_radius=init_radius,
-                target_accept_prob=target_accept_prob,
-                max_tree_depth=max_tree_depth,
-                progress=progress,
-                seed=seed,
-            )
-        return run_chees(
-            potential,
-            num_chains=num_chains,
-            num_warmup=num_warmup,
-            num_samples=num_samples,
-            center=center,
-            init_radius=init_radius,
-            target_accept_prob=target_accept_prob,
-            max_leapfrog=max_leapfrog,
-            progress=progress,
-            seed=seed,
-        )
+            return run_nuts_batched(potential, max_tree_depth=max_tree_depth, **common)
+        return run_chees(potential, max_leapfrog=max_leapfrog, **common)
 
 
 def run_chees(
@@ -223,24 +210,20 @@ def run_chees(
             bar.update()
     finally:
         bar.close()
-    samples = {k: v.detach().cpu().numpy() for k, v in potential.constrain(draws).items()}
-    sample_stats = {k: v.cpu().numpy() for k, v in stats.items()}
-    sample_stats["n_steps"] = sample_stats["n_steps"].astype(np.int64)
-    sample_stats["diverging"] = diverging.cpu().numpy()
-    return MCMCResult(
-        samples=samples,
-        sample_stats=sample_stats,
+    stats["n_steps"] = stats["n_steps"].to(torch.int64)
+    stats["diverging"] = diverging
+    return make_result(
+        potential,
+        draws,
+        stats,
         kernel="chees",
-        step_size=float(eps),
-        trajectory_length=float(length),
-        inv_mass=inv_mass.cpu().numpy(),
-        info={
-            "vectorized": bool(potential.vectorized),
-            "num_warmup": num_warmup,
-            "warmup_divergences": warmup_divergences,
-            "seconds": time.perf_counter() - started,
-            "seed": seed,
-        },
+        step_size=eps,
+        trajectory_length=length,
+        inv_mass=inv_mass,
+        started=started,
+        num_warmup=num_warmup,
+        warmup_divergences=warmup_divergences,
+        seed=seed,
     )
 
 

@@ -53,7 +53,7 @@ import torch
 
 from ppgen._utils import progress_bar
 from ppgen.infer import hmc
-from ppgen.infer.batched import MCMCResult, Warmup, start_chains
+from ppgen.infer.batched import MCMCResult, Warmup, make_result, start_chains
 from ppgen.infer.potential import Potential
 
 __all__ = ["Tree", "run_nuts_batched", "transition"]
@@ -523,21 +523,17 @@ def run_nuts_batched(
         )
     finally:
         bar.close()
-    samples = {k: v.detach().cpu().numpy() for k, v in potential.constrain(draws).items()}
-    sample_stats = {k: v.cpu().numpy() for k, v in stats.items()}
-    return MCMCResult(
-        samples=samples,
-        sample_stats=sample_stats,
+    return make_result(
+        potential,
+        draws,
+        stats,
         kernel="nuts",
-        step_size=float(eps),
+        step_size=eps,
         trajectory_length=math.nan,
-        inv_mass=inv_mass.cpu().numpy(),
-        info={
-            "vectorized": bool(potential.vectorized),
-            "num_warmup": num_warmup,
-            "warmup_divergences": warmup_divergences,
-            "seconds": time.perf_counter() - started,
-            "seed": seed,
-            "max_tree_depth": max_tree_depth,
-        },
+        inv_mass=inv_mass,
+        started=started,
+        num_warmup=num_warmup,
+        warmup_divergences=warmup_divergences,
+        seed=seed,
+        max_tree_depth=max_tree_depth,
     )
