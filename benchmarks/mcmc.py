@@ -199,6 +199,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["logistic", "schools"])
     parser.add_argument("--no-pyro", action="store_true")
     parser.add_argument("--kernels", nargs="+", default=["chees", "nuts"])
+    parser.add_argument("--table", default="mcmc", help="results/<table>.md and .csv")
     parser.add_argument("--scaling", action="store_true", help="only the gradient-cost table")
     args = parser.parse_args()
     if args.scaling:
@@ -231,7 +232,7 @@ def main() -> None:
         "best ppgen row's ESS/CPU-s divided by this row's. Sizes are per chain. One run each, "
         "on a shared machine: CPU time, not wall time, is compared."
     )
-    write_table("mcmc", rows, notes, title="MCMC: bulk ESS per CPU-second")
+    write_table(args.table, rows, notes, title="MCMC: bulk ESS per CPU-second")
 
 
 if __name__ == "__main__":

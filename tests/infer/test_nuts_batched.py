@@ -355,7 +355,9 @@ def test_nuts_noncentred_eight_schools_agrees_with_a_long_nuts_run_without_diver
         num_samples=200,
         kernel="nuts",
         seed=0,
-        target_accept_prob=0.9,
+        # At 0.9, seed 0 gave 1 divergence in 12,800 draws (the means and sds agreed); 0.95 as
+        # in test_chees.py's schools test.
+        target_accept_prob=0.95,
     )
     samples = {**result.samples, "log_tau": np.log(result.samples["tau"])}
     _agrees(samples, SCHOOLS_REFERENCE, sd_skip=["tau"])
