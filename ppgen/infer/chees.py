@@ -32,84 +32,20 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
-from ppgen import _arviz
 from ppgen._utils import check_number, check_positive_int, progress_bar, seeded
 from ppgen.infer import hmc
+from ppgen.infer.batched import MCMCResult, Warmup, make_result, start_chains
+from ppgen.infer.nuts_batched import run_nuts_batched
 from ppgen.infer.potential import Potential
 
 __all__ = ["MCMCResult", "mcmc", "run_chees"]
 
 #: Kernels of :func:`mcmc`.
-KERNELS = ("chees",)
-
-
-@dataclass(frozen=True)
-class MCMCResult:
-    """Draws of :func:`ppgen.mcmc`.
-
-    Attributes
-    ----------
-    samples : dict of str to ndarray
-        Each latent site's draws on its own support, shaped ``(chain, draw, *site_shape)``.
-    sample_stats : dict of str to ndarray
-        Per ``(chain, draw)``: ``diverging`` (bool), ``energy`` (the Hamiltonian),
-        ``acceptance_rate`` and ``n_steps`` (leapfrog steps), ArviZ's names.
-    kernel : str
-    step_size, trajectory_length : float
-        The adapted values used for every draw.
-    inv_mass : ndarray, shape (dim,)
-        Adapted diagonal inverse mass matrix (unconstrained space, sites in ``samples`` order).
-    info : dict
-        ``vectorized`` (whether vmap served the chains), ``num_warmup``, ``warmup_divergences``,
-        ``seconds`` (wall time of warm-up and sampling), ``seed``.
-    """
-
-    samples: dict[str, np.ndarray]
-    sample_stats: dict[str, np.ndarray]
-    kernel: str
-    step_size: float
-    trajectory_length: float
-    inv_mass: np.ndarray
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def num_chains(self) -> int:
-        return int(next(iter(self.samples.values())).shape[0])
-
-    @property
-    def num_samples(self) -> int:
-        """Draws per chain."""
-        return int(next(iter(self.samples.values())).shape[1])
-
-    @property
-    def divergences(self) -> int:
-        """Divergent transitions after warm-up, over all chains."""
-        return int(self.sample_stats["diverging"].sum())
-
-    def to_arviz(self) -> Any:
-        """ArviZ InferenceData with the posterior and the sampler's statistics."""
-        return _arviz.inference_data(
-            self.samples,
-            sample_stats=self.sample_stats,
-            attrs={"kernel": self.kernel, "step_size": self.step_size},
-        )
-
-    def summary(self) -> Any:
-        """ArviZ's summary: mean, sd, HDI, MCSE, bulk/tail ESS and R-hat per scalar."""
-        return _arviz.summary(self.samples)
-
-    def __repr__(self) -> str:
-        return (
-            f"MCMCResult(kernel={self.kernel!r}, sites={list(self.samples)}, "
-            f"num_chains={self.num_chains}, num_samples={self.num_samples}, "
-            f"divergences={self.divergences})"
-        )
+KERNELS = ("chees", "nuts")
 
 
 def mcmc(
@@ -124,6 +60,7 @@ def mcmc(
     init_radius: float = 2.0,
     target_accept_prob: float = 0.8,
     max_leapfrog: int = 1000,
+    max_tree_depth: int = 10,
     vectorize: bool = True,
     progress: bool | None = None,
     **kwargs: Any,
@@ -140,9 +77,10 @@ def mcmc(
         more than a few).
     num_warmup, num_samples : int
         Adaptation iterations and kept draws, per chain.
-    kernel : {"chees"}
-        ChEES-HMC (see :mod:`ppgen.infer.chees`). The masked NUTS kernel of issue 19 is not
-        built yet.
+    kernel : {"chees", "nuts"}
+        ChEES-HMC (see :mod:`ppgen.infer.chees`: every chain takes the same number of leapfrog
+        steps) or masked iterative NUTS (:mod:`ppgen.infer.nuts_batched`: each chain's own
+        No-U-Turn tree, built in lockstep with the others).
     seed : int
         Same seed, same draws.
     init : dict, optional
@@ -152,7 +90,9 @@ def mcmc(
     target_accept_prob : float
         Mean acceptance probability the step size is tuned to.
     max_leapfrog : int
-        Cap on leapfrog steps per transition.
+        Cap on leapfrog steps per transition (ChEES).
+    max_tree_depth : int
+        Cap on NUTS's doublings: at most ``2^max_tree_depth - 1`` leapfrog steps (NUTS).
     vectorize : bool
         Vectorize the model over chains with ``torch.func.vmap`` (a model it cannot run falls
         back to a loop over chains, with a :class:`~ppgen.infer.potential.VectorizationWarning`).
@@ -174,11 +114,11 @@ def mcmc(
     >>> result = ppgen.mcmc(model, X, y, num_chains=64)  # doctest: +SKIP
     """
     if kernel not in KERNELS:
-        hint = " (batched NUTS is not available yet: use Pyro's NUTS)" if kernel == "nuts" else ""
-        raise ValueError(f"kernel must be one of {list(KERNELS)}, got {kernel!r}{hint}")
+        raise ValueError(f"kernel must be one of {list(KERNELS)}, got {kernel!r}")
     check_positive_int(num_chains, "num_chains")
     check_positive_int(num_samples, "num_samples")
     check_positive_int(max_leapfrog, "max_leapfrog")
+    check_positive_int(max_tree_depth, "max_tree_depth")
     if isinstance(num_warmup, bool) or not isinstance(num_warmup, int) or num_warmup < 0:
         raise ValueError(f"num_warmup must be a non-negative integer, got {num_warmup!r}")
     check_number(init_radius, "init_radius", positive=False)
@@ -187,18 +127,19 @@ def mcmc(
     with seeded(seed):
         potential = Potential(model_fn, args, kwargs, vectorize=vectorize)
         center = potential.unconstrain(init) if init is not None else None
-        return run_chees(
-            potential,
-            num_chains=num_chains,
-            num_warmup=num_warmup,
-            num_samples=num_samples,
-            center=center,
-            init_radius=init_radius,
-            target_accept_prob=target_accept_prob,
-            max_leapfrog=max_leapfrog,
-            progress=progress,
-            seed=seed,
-        )
+        common = {
+            "num_chains": num_chains,
+            "num_warmup": num_warmup,
+            "num_samples": num_samples,
+            "center": center,
+            "init_radius": init_radius,
+            "target_accept_prob": target_accept_prob,
+            "progress": progress,
+            "seed": seed,
+        }
+        if kernel == "nuts":
+            return run_nuts_batched(potential, max_tree_depth=max_tree_depth, **common)
+        return run_chees(potential, max_leapfrog=max_leapfrog, **common)
 
 
 def run_chees(
@@ -219,12 +160,12 @@ def run_chees(
     (the caller seeds it). ``center`` (dim,) is the unconstrained start the chains scatter
     around (zeros by default)."""
     started = time.perf_counter()
-    state = _start(potential, num_chains, center, init_radius)
+    state = start_chains(potential, num_chains, center, init_radius)
     dtype, device = state.u.dtype, state.u.device
     inv_mass = torch.ones(potential.dim, dtype=dtype, device=device)
     bar = progress_bar(num_warmup + num_samples, "chees warmup", progress)
     try:
-        warm = _Warmup(num_warmup, target_accept_prob, max_leapfrog, learning_rate)
+        warm = Warmup(num_warmup, target_accept_prob, max_leapfrog, learning_rate)
         state, eps = warm.find_step_size(state, potential, inv_mass, 1.0)
         traj = _TrajectoryLength(eps, learning_rate)
         warmup_divergences = 0
@@ -269,48 +210,20 @@ def run_chees(
             bar.update()
     finally:
         bar.close()
-    samples = {k: v.detach().cpu().numpy() for k, v in potential.constrain(draws).items()}
-    sample_stats = {k: v.cpu().numpy() for k, v in stats.items()}
-    sample_stats["n_steps"] = sample_stats["n_steps"].astype(np.int64)
-    sample_stats["diverging"] = diverging.cpu().numpy()
-    return MCMCResult(
-        samples=samples,
-        sample_stats=sample_stats,
+    stats["n_steps"] = stats["n_steps"].to(torch.int64)
+    stats["diverging"] = diverging
+    return make_result(
+        potential,
+        draws,
+        stats,
         kernel="chees",
-        step_size=float(eps),
-        trajectory_length=float(length),
-        inv_mass=inv_mass.cpu().numpy(),
-        info={
-            "vectorized": bool(potential.vectorized),
-            "num_warmup": num_warmup,
-            "warmup_divergences": warmup_divergences,
-            "seconds": time.perf_counter() - started,
-            "seed": seed,
-        },
-    )
-
-
-def _start(
-    potential: Potential, chains: int, center: torch.Tensor | None, radius: float
-) -> hmc.Point:
-    """Chains scattered uniformly around ``center``; chains with a non-finite log density or
-    gradient are drawn again (up to 100 times)."""
-    dim, dtype, device = potential.dim, potential.dtype, potential.device
-    if not dtype.is_floating_point:
-        dtype = torch.get_default_dtype()
-    center = torch.zeros(dim, dtype=dtype, device=device) if center is None else center
-    u = center + radius * (2 * torch.rand(chains, dim, dtype=dtype, device=device) - 1)
-    state = hmc.point(u, potential)
-    for _ in range(100):
-        bad = ~(state.log_density.isfinite() & state.grad.isfinite().all(-1))
-        if not bad.any():
-            return state
-        fresh = center + radius * (2 * torch.rand(chains, dim, dtype=dtype, device=device) - 1)
-        state = hmc.point(torch.where(bad.unsqueeze(-1), fresh, state.u), potential)
-    raise ValueError(
-        f"no starting point with a finite log density found for {int(bad.sum())} chain(s) in "
-        f"100 tries (uniform within {radius} of the start in unconstrained space); give init "
-        "values inside the model's support"
+        step_size=eps,
+        trajectory_length=length,
+        inv_mass=inv_mass,
+        started=started,
+        num_warmup=num_warmup,
+        warmup_divergences=warmup_divergences,
+        seed=seed,
     )
 
 
@@ -326,90 +239,6 @@ def _van_der_corput(i: int) -> float:
 
 def _n_steps(length: float, eps: float, cap: int) -> int:
     return int(min(max(math.ceil(length / eps), 1), cap))
-
-
-def _windows(num_warmup: int) -> tuple[int, list[int]]:
-    """Stan's adaptation schedule: the first iteration of the mass windows and each window's
-    end (exclusive); none for very short warm-ups."""
-    if num_warmup < 20:
-        return num_warmup, []
-    init, term = int(0.15 * num_warmup), int(0.1 * num_warmup)
-    last = num_warmup - term
-    ends, start, size = [], init, 25
-    while start < last:
-        end = start + size
-        if end + 2 * size > last:
-            end = last
-        ends.append(end)
-        start, size = end, 2 * size
-    return init, ends
-
-
-class _Warmup:
-    """Step size by dual averaging (Hoffman & Gelman 2014, section 3.2; Stan's constants) and
-    the pooled-variance diagonal mass matrix in Stan's windows."""
-
-    def __init__(self, num_warmup: int, target: float, max_leapfrog: int, lr: float) -> None:
-        self.target, self.max_leapfrog = float(target), max_leapfrog
-        self.first, self.ends = _windows(num_warmup)
-        self.gamma, self.t0, self.kappa = 0.05, 10.0, 0.75
-        self._sum = self._sumsq = None
-        self._count = 0
-
-    def restart(self, eps: float) -> None:
-        self.mu, self.t, self.h_bar = math.log(10 * eps), 0, 0.0
-        self.log_eps, self.log_eps_bar = math.log(eps), 0.0
-
-    def adapt_step_size(self, accept_prob: torch.Tensor) -> float:
-        self.t += 1
-        stat = float(torch.nan_to_num(accept_prob, nan=0.0).mean())
-        eta = 1.0 / (self.t + self.t0)
-        self.h_bar = (1 - eta) * self.h_bar + eta * (self.target - stat)
-        self.log_eps = self.mu - math.sqrt(self.t) / self.gamma * self.h_bar
-        w = self.t**-self.kappa
-        self.log_eps_bar = w * self.log_eps + (1 - w) * self.log_eps_bar
-        return math.exp(self.log_eps)
-
-    def final_step_size(self) -> float:
-        return math.exp(self.log_eps_bar)
-
-    def accumulate(self, i: int, u: torch.Tensor) -> torch.Tensor | None:
-        """Pool iteration ``i``'s draws; at a window's end, the new inverse mass."""
-        if not self.ends or i < self.first:
-            return None
-        x = u.detach().to(torch.float64)
-        if self._sum is None:
-            self._sum, self._sumsq, self._count = x.sum(0), (x * x).sum(0), x.shape[0]
-        else:
-            self._sum, self._sumsq = self._sum + x.sum(0), self._sumsq + (x * x).sum(0)
-            self._count += x.shape[0]
-        if i + 1 != self.ends[0]:
-            return None
-        self.ends.pop(0)
-        n = self._count
-        mean = self._sum / n
-        var = ((self._sumsq - n * mean * mean) / max(n - 1, 1)).clamp_min(0.0)
-        var = (n / (n + 5.0)) * var + 1e-3 * (5.0 / (n + 5.0))  # Stan's regularization
-        self._sum = self._sumsq = None
-        return var.to(u.dtype)
-
-    def find_step_size(
-        self, state: hmc.Point, potential: Potential, inv_mass: torch.Tensor, eps: float
-    ) -> tuple[hmc.Point, float]:
-        """Double or halve ``eps`` until one leapfrog step's mean acceptance crosses 1/2
-        (Hoffman & Gelman 2014, Algorithm 4, over all chains at once); the trial transitions
-        are valid HMC moves, kept. Restarts the dual averaging at the result."""
-        state, prop = hmc.step(state, potential, eps, 1, inv_mass)
-        direction = 1.0 if float(prop.accept_prob.mean()) > 0.5 else -1.0
-        for _ in range(100):
-            trial = eps * 2.0**direction
-            state, prop = hmc.step(state, potential, trial, 1, inv_mass)
-            crossed = (float(prop.accept_prob.mean()) > 0.5) != (direction > 0)
-            if crossed:
-                break
-            eps = trial
-        self.restart(eps)
-        return state, eps
 
 
 class _TrajectoryLength:

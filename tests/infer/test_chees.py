@@ -21,7 +21,8 @@ from ppgen import _arviz
 from ppgen._utils import seeded
 from ppgen.evaluate.nested import nested_rhat
 from ppgen.infer import hmc
-from ppgen.infer.chees import _van_der_corput, _windows, mcmc
+from ppgen.infer.batched import windows as _windows
+from ppgen.infer.chees import _van_der_corput, mcmc
 from ppgen.infer.potential import Potential, VectorizationWarning
 from ppgen.testing.posteriors import breast_cancer, eight_schools
 from ppgen.testing.posteriors import logistic as _logistic

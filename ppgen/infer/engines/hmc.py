@@ -1,4 +1,5 @@
-"""``method="hmc"``: ChEES-HMC over the global sites, many chains as one tensor, from the MAP.
+"""``method="hmc"``: ChEES-HMC (or batched NUTS, ``kernel="nuts"``) over the global sites, many
+chains as one tensor, from the MAP.
 
 The model's Pyro program (the collapsed one when local latents integrate out, as for MAP and
 NUTS) becomes a vectorized log density (:class:`~ppgen.infer.potential.Potential`) and
@@ -27,6 +28,7 @@ from ppgen.infer.engine import EngineResult, Problem, check_positive_int
 from ppgen.infer.engines._pyro import param_store_scope, program
 from ppgen.infer.engines.map import MAP, MapOptions
 from ppgen.infer.engines.nuts import NUTS, NutsOptions
+from ppgen.infer.nuts_batched import run_nuts_batched
 from ppgen.infer.potential import Potential
 
 __all__ = ["HMC"]
@@ -47,7 +49,12 @@ class HmcOptions:
     target_accept_prob : float
         Mean acceptance probability the step size is tuned to.
     max_leapfrog : int
-        Cap on leapfrog steps per transition.
+        Cap on leapfrog steps per transition (ChEES).
+    kernel : {"chees", "nuts"}
+        ChEES-HMC, or the masked NUTS of :mod:`ppgen.infer.nuts_batched` (each chain's own
+        No-U-Turn tree, the chains as one tensor).
+    max_tree_depth : int
+        Cap on NUTS's doublings (``kernel="nuts"``).
     """
 
     num_samples: int = 250
@@ -57,10 +64,15 @@ class HmcOptions:
     init_radius: float = 0.1
     target_accept_prob: float = 0.8
     max_leapfrog: int = 1000
+    kernel: str = "chees"
+    max_tree_depth: int = 10
 
     def __post_init__(self) -> None:
         NutsOptions.__post_init__(self)  # the checks of the options both engines share
         check_positive_int(self.max_leapfrog, "max_leapfrog")
+        check_positive_int(self.max_tree_depth, "max_tree_depth")
+        if self.kernel not in ("chees", "nuts"):
+            raise ValueError(f"kernel must be 'chees' or 'nuts', got {self.kernel!r}")
         check_number(self.init_radius, "init_radius", positive=False)
         if self.warmup_steps < 0:
             raise ValueError(
@@ -81,18 +93,20 @@ class HMC(NUTS):
             start = MAP().optimize(problem, MapOptions(init_values=options.init_values))
         potential = Potential(program(model), (problem.x, problem.mask))
         known = {k: v for k, v in start.params.items() if k in potential.names}
-        result = run_chees(
-            potential,
-            num_chains=options.num_chains,
-            num_warmup=int(options.warmup_steps),
-            num_samples=options.num_samples,
-            center=potential.unconstrain(known),
-            init_radius=options.init_radius,
-            target_accept_prob=options.target_accept_prob,
-            max_leapfrog=options.max_leapfrog,
-            progress=problem.progress,
-            seed=problem.seed,
-        )
+        common = {
+            "num_chains": options.num_chains,
+            "num_warmup": int(options.warmup_steps),
+            "num_samples": options.num_samples,
+            "center": potential.unconstrain(known),
+            "init_radius": options.init_radius,
+            "target_accept_prob": options.target_accept_prob,
+            "progress": problem.progress,
+            "seed": problem.seed,
+        }
+        if options.kernel == "nuts":
+            result = run_nuts_batched(potential, max_tree_depth=options.max_tree_depth, **common)
+        else:
+            result = run_chees(potential, max_leapfrog=options.max_leapfrog, **common)
         x = problem.x
         samples = {
             k: torch.as_tensor(v, dtype=x.dtype, device=x.device)
@@ -108,6 +122,7 @@ class HMC(NUTS):
             "step_size": result.step_size,
             "trajectory_length": result.trajectory_length,
             "vectorized": result.info["vectorized"],
+            "kernel": options.kernel,
         }
         return EngineResult(
             params=self.estimate(samples),
