@@ -244,3 +244,17 @@ def test_evaluate_prints_bounds_next_to_the_exact_likelihood(method, tmp_path, c
     assert bits == pytest.approx(-exact / (13 * np.log(2)), abs=1e-3)
     if method != "ais":  # the bounds' zero Monte-Carlo error is explained
         assert "note: exact: the guide is the model's exact posterior" in out
+
+
+def test_max_steps_caps_the_engine_or_is_refused_by_name(faithful_csv, tmp_path, capsys):
+    model = tmp_path / "m.ppgen"
+    gmm = ["fit", str(faithful_csv), "--model", "gmm", "--n-components", "2", "--n-init", "1"]
+    status, out, _ = _main([*gmm, "--max-steps", "3", "--seed", "0", "--quiet", "-o", str(model)],
+                           capsys)  # fmt: skip
+    assert status == 0
+    steps = len(ppgen.load(model).losses)
+    assert 0 < steps <= 3
+    assert f", {steps} steps" in out
+    vae = ["fit", str(faithful_csv), "--model", "vae", "--max-steps", "3", "-o", str(model)]
+    status, _, err = _main(vae, capsys)
+    _assert_one_line_error(status, err, "max_steps", "max_epochs")

@@ -105,6 +105,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="restarts from different seeds, the best kept (map and em only)",
     )
+    parser.add_argument(
+        "--max-steps",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="cap on the engine's iterations (em, map, svi, adversarial: EM steps, optimizer "
+        "steps, generator steps); default: the engine's own",
+    )
     add_quiet(parser)
     parser.add_argument(
         "-o",
@@ -154,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.n_init is not None:  # an engine without restarts names it as an unknown option
         options["n_init"] = args.n_init
+    if args.max_steps is not None:  # likewise for an engine counting epochs (max_epochs)
+        options["max_steps"] = args.max_steps
     if not spec.sequences:
         _sequence_options(args, None, sequences=False)  # rejects --sequence-col and --time-col
     model = spec.build(args)
