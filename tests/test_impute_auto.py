@@ -23,8 +23,8 @@ def _clusters(n: int = 300, seed: int = 0) -> pd.DataFrame:
 
 
 def test_heldout_score_ranks_the_true_mixture_first():
-    """The held-out conditional log density prefers the true K = 3 over K = 1 and PPCA(1);
-    every row and column keeps an observed cell; the hidden cells are seeded."""
+    """The held-out CRPS (and the conditional log density) prefers the true K = 3 over K = 1
+    and PPCA(1); every row and column keeps an observed cell; the hidden cells are seeded."""
     from ppgen.impute.auto import _hide, heldout_scores
 
     df = _clusters(200)
@@ -33,8 +33,9 @@ def test_heldout_score_ranks_the_true_mixture_first():
         ("gmm", {"n_components": 3}),
         ("ppca", {"n_components": 1}),
     ]
-    table = heldout_scores(df, grid, seed=0)
-    assert table["heldout"].idxmax() == 1
+    table = heldout_scores(df, grid, seed=0, folds=1)
+    assert table["crps"].idxmin() == 1  # the criterion
+    assert table["heldout"].idxmax() == 1  # the log density agrees here
     hide = _hide(df, 0.1, 0)
     assert np.array_equal(hide, _hide(df, 0.1, 0)) and not np.array_equal(hide, _hide(df, 0.1, 1))
     assert abs(hide.sum() / df.notna().to_numpy().sum() - 0.1) < 0.03
@@ -48,8 +49,8 @@ def test_auto_picks_the_true_mixture_and_refits_it():
     imp = ppgen.Imputer("auto", n_imputations=3, method="em", seed=0).fit(df)
     table = imp.selection_
     assert len(table) == 5 + 3  # GMM K = 1-4, 6; PPCA q = 1, 2, 3 on 4 columns
-    assert table["heldout"].notna().all()
-    assert table.loc[table["chosen"], "heldout"].item() == table["heldout"].max()
+    assert table["heldout"].notna().all() and table["crps"].notna().all()
+    assert table.loc[table["chosen"], "crps"].item() == table["crps"].min()
     assert imp.choice_ == ("gmm", {"n_components": 3})
     assert type(imp.fit_.model).__name__ == "GaussianMixture"
     # The refit is the chosen model fitted as a named Imputer would: same tables.
@@ -70,6 +71,38 @@ def test_auto_on_a_mixed_table_tries_mixtures_only():
     imp = ppgen.Imputer("auto", n_imputations=2, method="em").fit(df)
     assert set(imp.selection_["model"]) == {"gmm"}
     assert imp.choice_[1]["n_components"] >= 2
+
+
+def test_crps_is_the_energy_form_of_its_definition():
+    """_crps_sum against the O(M^2) definition: numeric cells in standard deviations, categorical
+    cells with the 0/1 distance (half the Brier score of the draws' frequencies, made unbiased)."""
+    from ppgen.impute.auto import _crps_sum
+
+    rng = np.random.default_rng(0)
+    n, m = 7, 6
+    truth = pd.DataFrame({"x": rng.normal(size=n), "g": rng.choice(list("abc"), n)})
+    draws = [
+        pd.DataFrame({"x": rng.normal(size=n), "g": rng.choice(list("abc"), n)}) for _ in range(m)
+    ]
+    hide = rng.random((n, 2)) < 0.6
+    expected = 0.0
+    for i, j in zip(*np.nonzero(hide), strict=True):
+        x = [d.iat[i, j] for d in draws]
+        y = truth.iat[i, j]
+        dist = (lambda a, b: abs(a - b) / 2.5) if j == 0 else (lambda a, b: float(a != b))
+        pairs = sum(dist(a, b) for k, a in enumerate(x) for l, b in enumerate(x) if k != l)
+        expected += np.mean([dist(a, y) for a in x]) - pairs / (2 * m * (m - 1))
+    got = _crps_sum(truth, draws, hide, [True, False], [2.5, 1.0])
+    assert got == pytest.approx(expected, abs=1e-12)
+    # Categorical: (1/2) * (sum_k p_k^2 - 2 p_y + 1) with the unbiased sum of squares.
+    g = [d.at[0, "g"] for d in draws]
+    p = {v: g.count(v) / m for v in set(g)}
+    one = np.zeros((n, 2), bool)
+    one[0, 1] = True
+    brier = 0.5 * (
+        1 - 2 * p.get(truth.at[0, "g"], 0) + (m * sum(v * v for v in p.values()) - 1) / (m - 1)
+    )
+    assert _crps_sum(truth, draws, one, [True, False], [1.0, 1.0]) == pytest.approx(brier)
 
 
 def _split(df: pd.DataFrame, share: float = 0.7) -> tuple[pd.DataFrame, pd.DataFrame]:

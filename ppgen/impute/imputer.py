@@ -53,9 +53,10 @@ class Imputer:
         they carry the uncertainty of the missing values but not that of the networks), built
         with ``**model_options``; or an unfitted model instance (then ``model_options`` must
         be empty). ``"auto"`` chooses among Gaussian mixtures (K = 1-4, 6) and, on numeric tables,
-        PPCA of four sizes, by the held-out conditional log density of 10% of the observed
-        cells (:mod:`ppgen.impute.auto`; ``selection_`` holds the scores), then fits the winner
-        with ``method``.
+        PPCA of four sizes, by how well draws of each from its conditional distribution
+        predict observed cells hidden from its fit (the continuous ranked probability score of
+        10% of the observed cells, three hold-outs; :mod:`ppgen.impute.auto`; ``selection_``
+        holds the scores), then fits the winner with ``method``.
     n_imputations : int, default 20
         Number ``m`` of completed tables. With ``n_imputations=1`` :meth:`transform` returns one
         table of the input's type, so the imputer drops into a scikit-learn ``Pipeline``.
@@ -362,7 +363,7 @@ class Imputer:
         return self
 
     def _choose(self, frame: pd.DataFrame, kinds: dict[str, str] | None) -> None:
-        """``model="auto"``: the grid's best held-out conditional log density (see
+        """``model="auto"``: the grid's best held-out CRPS of the imputation draws (see
         :mod:`ppgen.impute.auto`)."""
         from ppgen.impute.auto import default_grid, heldout_scores
 
@@ -377,7 +378,7 @@ class Imputer:
         ) and not any(v in ("categorical", "binary", "ordinal") for v in (kinds or {}).values())
         grid = default_grid(frame.shape[1], numeric)
         table = heldout_scores(frame, grid, seed=int(self.seed), kinds=kinds)
-        best = int(table["heldout"].idxmax())
+        best = int(table["crps"].idxmin())
         table["chosen"] = table.index == best
         self.selection_ = table
         self.choice_ = (str(table.at[best, "model"]), dict(table.at[best, "options"]))
