@@ -56,10 +56,18 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--fit-rows", type=int, default=50_000)
     parser.add_argument("-m", type=int, default=2)
+    parser.add_argument("--max-steps", type=int, default=200, help="EM steps of the fit")
     args = parser.parse_args()
     df = table(args.rows)
     start = time.perf_counter()
-    imputer = ppgen.Imputer("gmm", n_components=3, n_imputations=args.m, method="em", seed=0)
+    imputer = ppgen.Imputer(
+        "gmm",
+        n_components=3,
+        n_imputations=args.m,
+        method="em",
+        seed=0,
+        fit_options={"max_steps": args.max_steps},
+    )
     imputer.fit(df.iloc[: args.fit_rows])
     t_fit = time.perf_counter() - start
     start = time.perf_counter()
@@ -77,6 +85,7 @@ def main() -> None:
         "rows x cols": f"{df.shape[0]} x {df.shape[1]}",
         "missing cells": int(df.isna().to_numpy().sum()),
         "fit rows": args.fit_rows,
+        "EM steps": len(imputer.fit_.losses),
         "m": args.m,
         "EM fit s": t_fit,
         "Fit.impute s/table": t_impute,
