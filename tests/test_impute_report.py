@@ -196,6 +196,13 @@ def test_study_bias_and_coverage(mechanism, model, options, request):
                 "three species (see test_gmm1_mar_bias_is_the_single_gaussians_misspecification)"
             )
         )
+    if model == "ppca":
+        # benchmarks/results/imputation_study_ppca2_small.md (40 replications): bill depth
+        # -10.2 under MAR and -9.8 under MCAR (about -50%, ~4 MC se): PPCA(2)'s rank-2 plus
+        # isotropic-noise covariance cannot hold the four columns' covariance.
+        request.applymarker(
+            pytest.mark.xfail(reason="PPCA(2) bill-depth bias about -10 under MCAR and MAR")
+        )
     population = ppgen.datasets.load("penguins")[PENGUIN_COLUMNS].dropna().reset_index(drop=True)
     imputer = ppgen.Imputer(model, n_imputations=10, method="em", proper="bootstrap", **options)
     replications = 200
