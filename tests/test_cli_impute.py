@@ -111,3 +111,94 @@ def test_imputations_keep_the_support_and_print_the_schema(data_csv, tmp_path, c
     assert negatives["truncate"] == 0
     assert negatives["none"] > 0
     assert data["Ozone"].min() >= 0
+
+
+# -- --delta: pattern-mixture sensitivity analysis on the command line ----------------------------
+
+
+def _long(path: Path) -> list[pd.DataFrame]:
+    long = pd.read_csv(path)
+    return [
+        part.drop(columns=[".imp", ".id"]).reset_index(drop=True)
+        for _, part in long.groupby(".imp", sort=True)
+    ]
+
+
+def test_delta_shifts_the_imputed_column_and_redraws_the_rest_of_its_rows(
+    data_csv, tmp_path, capsys
+):
+    data = pd.read_csv(data_csv)
+    base = ["--model", "gmm", "--n-components", 1, "-m", M, "--method", "em"]
+    base += ["--kind", "Month=continuous", "--kind", "Day=continuous"]
+    runs = {
+        "mar": [],
+        "zero": ["--delta", "Ozone=0"],
+        "units": ["--delta", "Ozone=-10"],
+        "sd": ["--delta", "Ozone=-0.5", "--delta-scale", "sd"],
+    }
+    tables, reports = {}, {}
+    for name, extra in runs.items():
+        out = tmp_path / f"{name}.csv"
+        assert _run(data_csv, *base, *extra, "-o", out) == 0
+        reports[name] = capsys.readouterr().out
+        tables[name] = _long(out)
+    # delta = 0 is the MAR imputation, byte for byte.
+    assert (tmp_path / "zero.csv").read_bytes() == (tmp_path / "mar.csv").read_bytes()
+    assert "delta (MNAR)  Ozone -10\n" in reports["units"]
+    assert "delta (MNAR)  Ozone -0.5 sd\n" in reports["sd"]
+    assert "delta (MNAR)" not in reports["mar"]
+    ozone = data["Ozone"].isna().to_numpy()
+    both = ozone & data["Solar.R"].isna().to_numpy()
+    sd = data["Ozone"].std()
+    assert both.sum() == 2
+    for j in range(1, M + 1):
+        mar, shifted, scaled = (tables[k][j] for k in ("mar", "units", "sd"))
+        np.testing.assert_allclose(shifted["Ozone"][ozone], mar["Ozone"][ozone] - 10, atol=1e-9)
+        np.testing.assert_allclose(scaled["Ozone"][ozone], mar["Ozone"][ozone] - 0.5 * sd)
+        np.testing.assert_array_equal(shifted["Ozone"][~ozone], data["Ozone"][~ozone])
+        # Solar.R missing beside Ozone is drawn again given the shifted Ozone; elsewhere as MAR.
+        assert (shifted["Solar.R"][both] != mar["Solar.R"][both]).all()
+        pd.testing.assert_series_equal(shifted["Solar.R"][~both], mar["Solar.R"][~both])
+        assert (shifted["Solar.R"] >= 0).all()  # the redraw keeps --support truncate
+
+
+def test_delta_on_levels_and_its_errors(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    n = 60
+    group = rng.choice(["a", "b", "c"], n)
+    frame = pd.DataFrame({"x": rng.normal(size=n) + (group == "b"), "g": group})
+    frame.loc[:5, "g"] = np.nan
+    frame.loc[6:8, "x"] = np.nan
+    path = tmp_path / "small.csv"
+    frame.to_csv(path, index=False)
+    out = tmp_path / "o.csv"
+    base = [path, "--model", "gmm", "--n-components", 1, "-m", 4, "--method", "em", "-o", out]
+    # A large log-odds shift for level c: the tilted imputations of g are (almost) all c.
+    assert _run(*base, "--delta", "g=c:8", "--delta", "g=a:-1") == 0
+    assert "delta (MNAR)  g=c +8 log-odds, g=a -1 log-odds" in capsys.readouterr().out
+    imputed = pd.concat(t["g"][:6] for t in _long(out)[1:])
+    assert (imputed == "c").mean() > 0.9
+    cases = {
+        ("--delta", "x"): "--delta expects COLUMN=SHIFT or COLUMN=LEVEL:SHIFT, got 'x'",
+        ("--delta", "x=1", "--delta", "x=2"): "--delta gives column 'x' more than one shift",
+        ("--delta", "g=a:1", "--delta", "g=1"): "--delta gives column 'g' more than one shift",
+        ("--delta", "g=1", "--delta", "g=a:1"): "gives column 'g' both a shift and level shifts",
+        ("--delta", "g=a:1", "--delta", "g=a:2"): "--delta gives level 'a' of column 'g' twice",
+        ("--delta", "g=:1"): "--delta 'g=:1': the level before ':' is empty",
+        ("--delta", "x=-1.5e"): "--delta 'x=-1.5e': the shift '-1.5e' is not a number",
+        ("--delta", "x=inf"): "--delta 'x=inf': the shift must be finite",
+        ("--delta", "y=1"): "--delta names column 'y', which is not in",
+        ("--delta", "g=d:1"): "delta for column 'g' names unknown level(s) ['d']",
+        ("--delta", "g=1"): "delta for column 'g' with 3 levels must be a dict level -> log-odds",
+    }
+    for args, message in cases.items():
+        assert _run(*base, *args) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("ppgen: error: ") and message in err, (args, err)
+        assert err.count("\n") == 1
+    assert _run(*base, "--delta-scale", "cm") == 2
+    assert "invalid choice: 'cm'" in capsys.readouterr().err
+    complete = tmp_path / "complete_x.csv"
+    frame.assign(x=frame["x"].fillna(0.0)).to_csv(complete, index=False)
+    assert _run(complete, *base[1:], "--delta", "x=1") == 2
+    assert "column 'x', which has no missing values" in capsys.readouterr().err

@@ -23,8 +23,8 @@ def _clusters(n: int = 300, seed: int = 0) -> pd.DataFrame:
 
 
 def test_heldout_score_ranks_the_true_mixture_first():
-    """The held-out conditional log density prefers the true K = 3 over K = 1 and PPCA(1);
-    every row and column keeps an observed cell; the hidden cells are seeded."""
+    """The held-out CRPS (and the conditional log density) prefers the true K = 3 over K = 1
+    and PPCA(1); every row and column keeps an observed cell; the hidden cells are seeded."""
     from ppgen.impute.auto import _hide, heldout_scores
 
     df = _clusters(200)
@@ -33,8 +33,9 @@ def test_heldout_score_ranks_the_true_mixture_first():
         ("gmm", {"n_components": 3}),
         ("ppca", {"n_components": 1}),
     ]
-    table = heldout_scores(df, grid, seed=0)
-    assert table["heldout"].idxmax() == 1
+    table = heldout_scores(df, grid, seed=0, folds=1)
+    assert table["crps"].idxmin() == 1  # the criterion
+    assert table["heldout"].idxmax() == 1  # the log density agrees here
     hide = _hide(df, 0.1, 0)
     assert np.array_equal(hide, _hide(df, 0.1, 0)) and not np.array_equal(hide, _hide(df, 0.1, 1))
     assert abs(hide.sum() / df.notna().to_numpy().sum() - 0.1) < 0.03
@@ -48,8 +49,8 @@ def test_auto_picks_the_true_mixture_and_refits_it():
     imp = ppgen.Imputer("auto", n_imputations=3, method="em", seed=0).fit(df)
     table = imp.selection_
     assert len(table) == 5 + 3  # GMM K = 1-4, 6; PPCA q = 1, 2, 3 on 4 columns
-    assert table["heldout"].notna().all()
-    assert table.loc[table["chosen"], "heldout"].item() == table["heldout"].max()
+    assert table["heldout"].notna().all() and table["crps"].notna().all()
+    assert table.loc[table["chosen"], "crps"].item() == table["crps"].min()
     assert imp.choice_ == ("gmm", {"n_components": 3})
     assert type(imp.fit_.model).__name__ == "GaussianMixture"
     # The refit is the chosen model fitted as a named Imputer would: same tables.
@@ -70,6 +71,38 @@ def test_auto_on_a_mixed_table_tries_mixtures_only():
     imp = ppgen.Imputer("auto", n_imputations=2, method="em").fit(df)
     assert set(imp.selection_["model"]) == {"gmm"}
     assert imp.choice_[1]["n_components"] >= 2
+
+
+def test_crps_is_the_energy_form_of_its_definition():
+    """_crps_sum against the O(M^2) definition: numeric cells in standard deviations, categorical
+    cells with the 0/1 distance (half the Brier score of the draws' frequencies, made unbiased)."""
+    from ppgen.impute.auto import _crps_sum
+
+    rng = np.random.default_rng(0)
+    n, m = 7, 6
+    truth = pd.DataFrame({"x": rng.normal(size=n), "g": rng.choice(list("abc"), n)})
+    draws = [
+        pd.DataFrame({"x": rng.normal(size=n), "g": rng.choice(list("abc"), n)}) for _ in range(m)
+    ]
+    hide = rng.random((n, 2)) < 0.6
+    expected = 0.0
+    for i, j in zip(*np.nonzero(hide), strict=True):
+        x = [d.iat[i, j] for d in draws]
+        y = truth.iat[i, j]
+        dist = (lambda a, b: abs(a - b) / 2.5) if j == 0 else (lambda a, b: float(a != b))
+        pairs = sum(dist(a, b) for k, a in enumerate(x) for l, b in enumerate(x) if k != l)
+        expected += np.mean([dist(a, y) for a in x]) - pairs / (2 * m * (m - 1))
+    got = _crps_sum(truth, draws, hide, [True, False], [2.5, 1.0])
+    assert got == pytest.approx(expected, abs=1e-12)
+    # Categorical: (1/2) * (sum_k p_k^2 - 2 p_y + 1) with the unbiased sum of squares.
+    g = [d.at[0, "g"] for d in draws]
+    p = {v: g.count(v) / m for v in set(g)}
+    one = np.zeros((n, 2), bool)
+    one[0, 1] = True
+    brier = 0.5 * (
+        1 - 2 * p.get(truth.at[0, "g"], 0) + (m * sum(v * v for v in p.values()) - 1) / (m - 1)
+    )
+    assert _crps_sum(truth, draws, one, [True, False], [1.0, 1.0]) == pytest.approx(brier)
 
 
 def _split(df: pd.DataFrame, share: float = 0.7) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -125,31 +158,17 @@ def _real(name: str) -> pd.DataFrame:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "name",
-    [
-        "breast_cancer",
-        "wine",
-        pytest.param(
-            "penguins",
-            marks=pytest.mark.xfail(
-                reason="measured 2026-12-07: held-out log density picks GMM K=4 (RMSE 0.463), "
-                "the grid's best RMSE is 0.449 (3.0% better); K=6 loses on held-out log density "
-                "for every mask tried (all cells or numeric cells only, 100 or 1000 EM steps). "
-                "Re-measured (impute3): the grid's RMSE moves 2-3% with the imputer's seed "
-                "(K=4: 0.448-0.463, K=6: 0.427-0.460 over seeds 0-3), but K=6 wins on average "
-                "(0.444 vs 0.457); held-out log density prefers K=4 on every hold-out seed while "
-                "held-out RMSE of the conditional mean prefers K=6 on average over 3 hold-out "
-                "seeds: a criterion mismatch, not a tie; see /work/notes/impute3.md",
-                strict=False,
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("name", ["breast_cancer", "wine", "penguins"])
 def test_auto_is_within_two_percent_of_the_grids_best_rmse(name):
     """MCAR 20% of the cells; every grid candidate imputes (EM, m = 10) and is scored by the RMSE
-    of its mean imputation on the masked numeric cells (standardized); the candidate auto picks
-    (without the truth) is within 2% of the best."""
+    of its mean imputation on the masked numeric cells (standardized), averaged over the
+    imputer's seeds 0-2; the candidate auto picks (without the truth) is within 2% of the best.
+
+    The average over seeds: one seed's RMSE moves with the EM start and the draws by more than
+    the 2% asked for (iris: GMM K=2 0.434/0.382/0.422 over seeds 0-2, K=3 0.430/0.422/0.384;
+    penguins: K=4 0.463/0.453/0.448, K=6 0.449/0.440/0.460), so at one seed the test judged the
+    seed as much as the choice. On penguins the held-out log density picked K=4, 1.0% from the
+    best on this average (3.0% at seed 0); the held-out CRPS picks K=6, the best."""
     from ppgen.impute.auto import default_grid
 
     full = _real(name)
@@ -159,18 +178,19 @@ def test_auto_is_within_two_percent_of_the_grids_best_rmse(name):
     masked = full.mask(hide)
     sd = full[numeric].std()
 
-    def rmse(imputer: ppgen.Imputer) -> float:
-        tables = imputer.fit(masked).transform(masked)
-        mean = sum(t[numeric].astype(float) for t in tables) / len(tables)
-        err = ((mean - full[numeric]) / sd)[pd.DataFrame(hide, columns=full.columns)[numeric]]
-        return float(np.sqrt(np.nanmean(err.to_numpy() ** 2)))
+    def rmse(model: str, options: dict) -> float:
+        values = []
+        for seed in range(3):
+            imputer = ppgen.Imputer(model, method="em", n_imputations=10, seed=seed, **options)
+            tables = imputer.fit(masked).transform(masked)
+            mean = sum(t[numeric].astype(float) for t in tables) / len(tables)
+            err = ((mean - full[numeric]) / sd)[pd.DataFrame(hide, columns=full.columns)[numeric]]
+            values.append(float(np.sqrt(np.nanmean(err.to_numpy() ** 2))))
+        return float(np.mean(values))
 
     auto = ppgen.Imputer("auto", method="em", n_imputations=10, seed=0).fit(masked)
     grid = default_grid(len(full.columns), len(numeric) == len(full.columns))
-    scores = {
-        (m, o["n_components"]): rmse(ppgen.Imputer(m, method="em", n_imputations=10, seed=0, **o))
-        for m, o in grid
-    }
+    scores = {(m, o["n_components"]): rmse(m, o) for m, o in grid}
     picked = scores[(auto.choice_[0], auto.choice_[1]["n_components"])]
     best = min(scores.values())
     assert picked <= 1.02 * best, (auto.choice_, picked, best, scores)

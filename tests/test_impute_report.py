@@ -187,8 +187,22 @@ def test_study_bias_and_coverage(mechanism, model, options, request):
     if (mechanism, model) == ("MAR", "gmm"):
         # Measured by benchmarks/imputation_study.py (200 replications): a single Gaussian
         # biases the bill-depth coefficient by +6.3 (31%, 4.9 Monte Carlo se) under this MAR
-        # design, where the population is three species; issue 21 stays open on it.
-        request.applymarker(pytest.mark.xfail(reason="GMM K=1 MAR bill-depth bias +6.3"))
+        # design. The model's misspecification, not the study or the pooling: the population is
+        # three species, and the bias stays at n = 20,000 rows and vanishes on a Gaussian
+        # population with the same moments (test_gmm1_mar_bias_is_the_single_gaussians_...).
+        request.applymarker(
+            pytest.mark.xfail(
+                reason="GMM K=1 MAR bill-depth bias +6.3: a single Gaussian is misspecified on "
+                "three species (see test_gmm1_mar_bias_is_the_single_gaussians_misspecification)"
+            )
+        )
+    if model == "ppca":
+        # benchmarks/results/imputation_study_ppca2_small.md (40 replications): bill depth
+        # -10.2 under MAR and -9.8 under MCAR (about -50%, ~4 MC se): PPCA(2)'s rank-2 plus
+        # isotropic-noise covariance cannot hold the four columns' covariance.
+        request.applymarker(
+            pytest.mark.xfail(reason="PPCA(2) bill-depth bias about -10 under MCAR and MAR")
+        )
     population = ppgen.datasets.load("penguins")[PENGUIN_COLUMNS].dropna().reset_index(drop=True)
     imputer = ppgen.Imputer(model, n_imputations=10, method="em", proper="bootstrap", **options)
     replications = 200
@@ -206,3 +220,36 @@ def test_study_bias_and_coverage(mechanism, model, options, request):
             assert abs(row["bias"]) <= 3 * mc_se, (term, row)
         assert row["coverage"] >= 0.92, (term, row)
         assert row["coverage"] <= max(0.98, complete.loc[term, "coverage"] + 0.02), (term, row)
+
+
+@pytest.mark.slow
+def test_gmm1_mar_bias_is_the_single_gaussians_misspecification():
+    """Where the GMM K=1 MAR bias on bill depth (the xfail above) comes from: the model, not the
+    study or the pooling. The same MAR amputation (30% of rows, one column each) at n = 20,000
+    rows per replication, the imputed-data estimate against the complete-data estimate of the
+    same rows (what imputation adds, without the sampling noise): on penguins (three species;
+    within a species deeper bills go with heavier birds, across species the heaviest, Gentoo,
+    have the shallowest bills) a single Gaussian's linear conditionals impute bill depth with a
+    systematic error where MAR removes it most, shifting its coefficient by about +5; on a
+    Gaussian population with the penguins' mean and covariance, where K=1 is the true model,
+    the shift is gone (numbers in /work/notes/impute4.md)."""
+    population = ppgen.datasets.load("penguins")[PENGUIN_COLUMNS].dropna().reset_index(drop=True)
+    mean, cov = population.mean().to_numpy(), population.cov().to_numpy()
+    n, shift = 20_000, {"penguins": [], "gaussian": []}
+    for r in range(3):
+        rng = np.random.default_rng(100 + r)
+        for name in shift:
+            if name == "penguins":
+                sample = population.iloc[rng.integers(0, len(population), n)]
+                sample = sample.reset_index(drop=True)
+            else:
+                sample = pd.DataFrame(
+                    rng.multivariate_normal(mean, cov, n), columns=PENGUIN_COLUMNS
+                )
+            amputed = ppgen.ampute(sample, 0.3, mechanism="MAR", seed=r)
+            imputer = ppgen.Imputer("gmm", n_components=1, n_imputations=5, method="em", seed=r)
+            pooled = ppgen.pool_fit(imputer.fit_transform(amputed), PENGUIN_ANALYSIS)
+            complete = ppgen.pool_fit([sample, sample], PENGUIN_ANALYSIS)
+            shift[name].append(pooled.estimate[2] - complete.estimate[2])  # bill_depth_mm
+    assert min(shift["penguins"]) > 3, shift
+    assert abs(np.mean(shift["gaussian"])) < 1.0, shift

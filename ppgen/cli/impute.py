@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ppgen.cli._common import (
     add_kind,
@@ -20,11 +22,15 @@ from ppgen.cli._common import (
 )
 from ppgen.cli._models import FIT_MODELS, add_model_options, check_options
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 EXAMPLES = """\
 examples:
   ppgen impute airquality.csv --model gmm -m 20 -o imputed.csv
   ppgen impute airquality.csv --kind Month=continuous -m 20 --format wide -o imputed.csv
   ppgen impute penguins.csv --model ppca --n-components 2 --method map -m 5 -o imputed.csv
+  ppgen impute penguins.csv --delta bill_depth_mm=-1.5 --delta sex=male:0.5 -o shifted.csv
 
 The long format stacks the data as read (.imp = 0, missing cells empty) and the m completed
 tables (.imp = 1..m); .id is the row number in the input file (0 = first data row), as R's
@@ -32,6 +38,13 @@ mice::complete(imp, "long", include = TRUE). Observed cells are written as read,
 column keeps its type (integer columns stay integers). --format wide writes OUTPUT_1.csv ...
 OUTPUT_m.csv next to OUTPUT instead. A file without missing values is an error: there is
 nothing to impute.
+
+--delta is a sensitivity analysis for data missing not at random (pattern-mixture delta
+adjustment, ppgen.Imputer's delta): COLUMN=SHIFT adds SHIFT to every imputed value of a numeric
+column (in its units, or its observed standard deviations with --delta-scale sd), and the row's
+other missing values are drawn given the shifted one. For a binary column COLUMN=SHIFT shifts
+the log-odds of its second level against the first; COLUMN=LEVEL:SHIFT shifts one level's
+log-odds (repeat it for several levels). --delta COLUMN=0 gives the tables without it exactly.
 """
 
 #: The models ``ppgen impute`` offers; ppgen.Imputer chooses their sizes when not given.
@@ -94,6 +107,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "from its conditional truncated to that support; pmm: predictive mean matching to "
         "observed donors; none: the model's draws as they are",
     )
+    parser.add_argument(
+        "--delta",
+        action="append",
+        default=[],
+        metavar="COLUMN=SHIFT",
+        help="shift the imputed values of COLUMN by SHIFT (missing not at random sensitivity), "
+        "e.g. Ozone=-10; COLUMN=LEVEL:SHIFT shifts a level's log-odds (repeatable)",
+    )
+    parser.add_argument(
+        "--delta-scale",
+        choices=("units", "sd"),
+        default="units",
+        help="units (default): SHIFT in the column's units; sd: in its observed standard "
+        "deviations",
+    )
     add_kind(parser, "override a column's inferred kind, e.g. Month=continuous (repeatable)")
     add_quiet(parser)
     parser.add_argument(
@@ -107,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
     spec = check_options(args, IMPUTE_MODELS)
     options = spec.arguments(args)
     kinds = parse_kinds(args.kind)
+    deltas = parse_deltas(args.delta)
     check_writable(args.output)
     frame = read_csv(args.data)
     missing = frame.isna().sum()
@@ -117,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"{args.data} has no missing values (empty cells or NA): nothing to impute"
         )
+    _check_delta_columns(deltas, frame, args.data)
     imputer = ppgen.Imputer(
         args.model,
         n_imputations=args.n_imputations,
@@ -124,11 +154,14 @@ def run(args: argparse.Namespace) -> int:
         method=args.method,
         kinds=kinds or None,
         support=None if args.support == "none" else args.support,
+        delta_scale=args.delta_scale,
         fit_options={"progress": progress(args.quiet)},
         **options,
     )
     start = time.perf_counter()
     imputer.fit(frame)
+    if deltas:
+        imputer.set_params(delta=_match_levels(deltas, imputer.fit_.schema))
     m = args.n_imputations
     output = Path(args.output)
     if args.format == "long":
@@ -155,9 +188,92 @@ def run(args: argparse.Namespace) -> int:
         ("method", f"{args.method}, seed {args.seed}, {elapsed:.1f} s; {proper} imputation"),
         ("imputations", m),
     ]
+    if deltas:
+        rows.append(("delta (MNAR)", _format_deltas(deltas, args.delta_scale, imputer.fit_.schema)))
     rows += [("written", path) for path in written[:3]]
     if len(written) > 3:
         rows.append(("", f"... {written[-1]} ({len(written)} files)"))
     print(imputer.fit_.schema.format(frame[list(imputer.fit_.schema.names)]) + "\n")
     print(format_table(rows))
     return 0
+
+
+def parse_deltas(items: Sequence[str]) -> dict[str, float | dict[str, float]]:
+    """``--delta COLUMN=SHIFT`` and ``--delta COLUMN=LEVEL:SHIFT`` options as ``Imputer``'s
+    ``delta``: a number per column, or a dict level -> log-odds shift (levels as text until
+    :func:`_match_levels` maps them to the column's own values)."""
+    deltas: dict[str, float | dict[str, float]] = {}
+    for item in items:
+        column, sep, value = item.rpartition("=")
+        if not sep or not column or not value:
+            raise ValueError(f"--delta expects COLUMN=SHIFT or COLUMN=LEVEL:SHIFT, got {item!r}")
+        level, colon, number = value.rpartition(":")
+        shift = _shift(item, number if colon else value)
+        if not colon:
+            if column in deltas:
+                raise ValueError(f"--delta gives column {column!r} more than one shift ({item!r})")
+            deltas[column] = shift
+            continue
+        if not level:
+            raise ValueError(f"--delta {item!r}: the level before ':' is empty")
+        levels = deltas.setdefault(column, {})
+        if not isinstance(levels, dict):
+            raise ValueError(
+                f"--delta gives column {column!r} both a shift and level shifts ({item!r})"
+            )
+        if level in levels:
+            raise ValueError(f"--delta gives level {level!r} of column {column!r} twice")
+        levels[level] = shift
+    return deltas
+
+
+def _shift(item: str, text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"--delta {item!r}: the shift {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"--delta {item!r}: the shift must be finite")
+    return value
+
+
+def _check_delta_columns(deltas: dict, frame: pd.DataFrame, path: str) -> None:
+    """Every delta names a column of the file that has missing values (checked before fitting)."""
+    for column in deltas:
+        if column not in frame.columns:
+            raise ValueError(
+                f"--delta names column {column!r}, which is not in {path}; its columns are "
+                f"{', '.join(map(repr, map(str, frame.columns)))}"
+            )
+        if not frame[column].isna().any():
+            raise ValueError(
+                f"--delta names column {column!r}, which has no missing values: there is no "
+                "imputed value to shift"
+            )
+
+
+def _match_levels(deltas: dict, schema: Any) -> dict:
+    """Level names typed on the command line as the column's own level values (``1`` for an
+    integer-coded level); unknown ones are kept for ppgen.Imputer's error naming the levels."""
+    columns = {c.name: c for c in schema.columns}
+    out = {}
+    for column, value in deltas.items():
+        if isinstance(value, dict) and column in columns:
+            levels = {str(level): level for level in (columns[column].categories or ())}
+            value = {levels.get(k, k): v for k, v in value.items()}
+        out[column] = value
+    return out
+
+
+def _format_deltas(deltas: dict, scale: str, schema: Any) -> str:
+    numeric = {c.name for c in schema.columns if c.kind == "continuous"}
+    parts = []
+    for column, value in deltas.items():
+        if isinstance(value, dict):
+            parts += [f"{column}={level} {shift:+g} log-odds" for level, shift in value.items()]
+        else:
+            unit = (" sd" if scale == "sd" else "") if column in numeric else " log-odds"
+            parts.append(f"{column} {value:+g}{unit}")
+    return ", ".join(parts)

@@ -181,9 +181,7 @@ def _redraw(imputer: Any, rows: pd.DataFrame, j: int, seed: int) -> pd.DataFrame
     """The missing entries of ``rows`` drawn under parameter draw ``j``, the support rule kept."""
     draw = imputer._draw_one(rows, j, seed)
     if imputer.support == "truncate":
-        (draw,) = imputer._truncate(
-            rows, [draw], seed, draw=lambda part, s: [imputer._draw_one(part, j, s)]
-        )
+        (draw,) = imputer._truncate(rows, [draw], seed, draws=[j])
     elif imputer.support == "pmm":
         (draw,) = imputer._match(rows, [draw], seed, list(imputer.donors_))
     return draw
