@@ -575,10 +575,9 @@ def _select(
         grid = np.sort(np.asarray(grid, dtype=float).ravel())
         if grid.size < 1 or not np.all(np.isfinite(grid) & (grid > 0)):
             raise ValueError(f"sigma_grid must hold positive finite values, got {grid!r}")
-    val_options = {**options, "n_tune": None}
 
     def score(s: float) -> float:
-        res = _forward(target, float(s), x, mask, spec, steps, val_options, seed, progress)
+        res = _forward(target, float(s), x, mask, spec, steps, options, seed, progress)
         return float(res.mean)
 
     sigmas = [float(s) for s in grid]
