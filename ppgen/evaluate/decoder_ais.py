@@ -77,9 +77,9 @@ from ppgen.infer.result import Fit
 __all__ = ["DecoderAISResult", "DecoderBDMCResult", "SigmaSelection", "decoder_ais", "decoder_bdmc"]
 
 #: The validation grid of sigma, in units of the rows' pooled standard deviation: from 1% of
-#: the spread (a near-perfect decoder) to the spread itself (a decoder that explains nothing),
-#: equal steps in log sigma (ratio 1.78), then refined around the best point.
-DEFAULT_GRID = tuple(np.geomspace(0.01, 1.0, 9))
+#: the spread (a near-perfect decoder) to twice the spread (beyond a decoder that explains
+#: nothing), equal steps in log sigma (ratio 1.8), then refined around the best point.
+DEFAULT_GRID = tuple(np.geomspace(0.01, 2.0, 10))
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
