@@ -80,7 +80,7 @@ def linear():
 
 def test_callable_linear_generator_matches_exact(linear):
     W, mu, X = linear
-    res = decoder_ais(lambda z: z @ W.T + mu, X, n_latent=K, sigma=SIGMA, n_steps=200, seed=0)
+    res = decoder_ais(lambda z: z @ W.T + mu, X, n_latent=K, sigma=SIGMA, n_steps=300, seed=0)
     exact = _exact(W, mu, SIGMA, X)
     assert isinstance(res, DecoderAISResult)
     assert abs(res.mean - exact.mean()) < 0.1
@@ -88,10 +88,10 @@ def test_callable_linear_generator_matches_exact(linear):
     assert np.abs(err).mean() < 0.1
     # The reported Monte-Carlo errors are of the right size: most rows within 4 of their SEs.
     assert np.mean(np.abs(err) <= 4 * res.per_row_mc_se) >= 0.9
-    assert res.per_row.shape == (50,) and res.n_steps == 200 and res.n_chains == 16
+    assert res.per_row.shape == (50,) and res.n_steps == 300 and res.n_chains == 16
     assert 0 < res.mc_se < 0.1 and res.selection is None and res.bdmc is None
     assert res.sigma == SIGMA
-    assert res.method == "AIS T=200, Gaussian noise sigma=0.3 (given)"
+    assert res.method == "AIS T=300, Gaussian noise sigma=0.3 (given)"
     assert str(res).startswith(res.method)
 
 
@@ -154,14 +154,14 @@ def test_validated_sigma_on_a_nonlinear_decoder_is_sensible_and_stable():
     chosen = []
     for seed in (0, 1):
         res = decoder_ais(
-            net, test, n_latent=2, validation=valid, n_steps=40, n_chains=8, n_tune=16,
+            net, test, n_latent=2, validation=valid, n_steps=30, n_chains=8, n_tune=12,
             n_leapfrog=5, seed=seed,
         )  # fmt: skip
         assert isinstance(res.selection, SigmaSelection)
         assert res.selection.source == "validation" and not res.selection.at_edge
         assert np.isfinite(res.mean) and np.all(np.isfinite(res.selection.scores))
         assert res.sigma == res.selection.best
-        assert res.method == f"AIS T=40, Gaussian noise sigma={res.sigma:.3g} (validation)"
+        assert res.method == f"AIS T=30, Gaussian noise sigma={res.sigma:.3g} (validation)"
         chosen.append(res.sigma)
     # Near the noise the rows were made with, and the same choice whatever the seed.
     assert all(0.1 < s < 0.4 for s in chosen)
