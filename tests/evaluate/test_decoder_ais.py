@@ -168,6 +168,17 @@ def test_validated_sigma_on_a_nonlinear_decoder_is_sensible_and_stable():
     assert abs(math.log(chosen[0] / chosen[1])) < 0.2
 
 
+def test_bdmc_option_runs_at_the_sigma_used(linear):
+    W, mu, X = linear
+    res = decoder_ais(
+        lambda z: z @ W.T + mu, X[:5], n_latent=K, sigma=0.25, n_steps=5, bdmc=True,
+        bdmc_rows=3, n_tune=4, seed=0,
+    )  # fmt: skip
+    assert isinstance(res.bdmc, DecoderBDMCResult) and res.bdmc.sigma == 0.25
+    assert res.bdmc.method == "BDMC T=5, Gaussian noise sigma=0.25 (given), 3 simulated rows"
+    assert res.bdmc.data.shape == (3, D) and res.bdmc.exact is None
+
+
 def test_bad_input_is_a_clear_value_error(linear):
     W, mu, X = linear
     dec = lambda z: z @ W.T + mu  # noqa: E731
