@@ -62,6 +62,19 @@ def cpu(fn):
     return time.process_time() - start, out
 
 
+def estimate_row(res, T: int, truth: float, seconds: float) -> dict:
+    return {
+        "method": res.method,
+        "T": T,
+        "estimate": res.mean,
+        "exact": truth,
+        "error": res.mean - truth,
+        "mc_se": res.mc_se,
+        "acceptance": res.acceptance,
+        "ais_cpu_s": seconds,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", default="100,1000,10000")
@@ -84,19 +97,11 @@ def main() -> None:
                 decoder, n_latent=K, sigma=SIGMA, n_rows=ROWS, n_steps=T, n_chains=CHAINS, seed=2
             )
         )
-        sim = exact(W, mu, b.data)
         rows.append(
             {
-                "method": res.method,
-                "T": T,
-                "estimate": res.mean,
-                "exact": truth,
-                "error": res.mean - truth,
-                "mc_se": res.mc_se,
-                "acceptance": res.acceptance,
-                "ais_cpu_s": s_ais,
+                **estimate_row(res, T, truth, s_ais),
                 "bdmc_lower": b.lower.mean,
-                "bdmc_exact": sim,
+                "bdmc_exact": exact(W, mu, b.data),
                 "bdmc_upper": b.upper.mean,
                 "bdmc_gap": b.gap,
                 "bdmc_cpu_s": s_bdmc,
@@ -110,18 +115,7 @@ def main() -> None:
             decoder, test, n_latent=K, validation=valid, n_steps=T, n_chains=CHAINS, seed=0
         )
     )
-    rows.append(
-        {
-            "method": res.method,
-            "T": T,
-            "estimate": res.mean,
-            "exact": truth,
-            "error": res.mean - truth,
-            "mc_se": res.mc_se,
-            "acceptance": res.acceptance,
-            "ais_cpu_s": s_val,
-        }
-    )
+    rows.append(estimate_row(res, T, truth, s_val))
     print(rows[-1], {"sigmas": res.selection.sigmas, "scores": res.selection.scores}, flush=True)
     if args.quick:
         return
