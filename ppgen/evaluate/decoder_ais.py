@@ -49,10 +49,11 @@ bidirectional Monte Carlo. arXiv:1511.02543.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -171,6 +172,22 @@ class _Target:
     dtype: torch.dtype
     #: Positions of the columns sigma applies to (continuous ones).
     continuous: tuple[int, ...]
+    #: The network that computes ``log p(x | z)``, if any (put in eval mode while annealing).
+    module: torch.nn.Module | None = None
+
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """The decoder in eval mode (batch norm, dropout: every row's density must not depend
+        on the batch or on chance), restored afterwards."""
+        module = self.module
+        if module is None or not module.training:
+            yield
+            return
+        module.eval()
+        try:
+            yield
+        finally:
+            module.train(True)
 
     def encode(self, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -221,7 +238,7 @@ class _FitTarget(_Target):
             if n_latent is None:
                 raise ValueError(f"pass n_latent: {type(model).__name__} has no n_latent")
         self.fit = fit
-        self.model = model
+        self.model = self.module = model
         self.params = dict(fit.params)
         self.n_latent = estimate.check_count(n_latent, "n_latent")
         self.device, self.dtype = fit.device, fit.dtype
@@ -259,6 +276,7 @@ class _CallableTarget(_Target):
         if n_latent is None:
             raise ValueError("a callable decoder needs n_latent (the size of z)")
         self.decoder = decoder
+        self.module = decoder if isinstance(decoder, torch.nn.Module) else None
         self.n_latent = estimate.check_count(n_latent, "n_latent")
         # The decoder's own parameters say where and in what precision it computes; a plain
         # function gets float64 (AIS sums thousands of small increments).
@@ -451,10 +469,7 @@ def decoder_ais(
     else:
         if sigma_grid is not None or validation is not None:
             raise ValueError("sigma_grid and validation apply only to sigma='validate'")
-        value = target.sigma_tensor(sigma)
-        note = (
-            f"sigma={value:.3g} (given)" if isinstance(value, float) else "sigma per column (given)"
-        )
+        value, note = _given(target, sigma)
     result = _forward(target, value, x, mask, spec, T, options, seed, progress)
     method = f"AIS T={T}, Gaussian noise {note}"
     out = DecoderAISResult(
@@ -498,8 +513,7 @@ def decoder_bdmc(
             "decoder_bdmc simulates from the model: give sigma (decoder_ais(..., bdmc=True) "
             "uses the validated one)"
         )
-    value = target.sigma_tensor(sigma)
-    note = f"sigma={value:.3g} (given)" if isinstance(value, float) else "sigma per column (given)"
+    value, note = _given(target, sigma)
     spec, T, options = _options(n_steps, n_chains, schedule, n_leapfrog, n_tune)
     return _bdmc(target, value, note, n_rows, spec, T, options, seed, progress)
 
@@ -513,6 +527,14 @@ def _target(model: Any, n_latent: int | None) -> _Target:
     raise ValueError(
         f"decoder_ais takes a ppgen.Fit or a callable decoder(z), got {type(model).__name__}"
     )
+
+
+def _given(target: _Target, sigma: Any) -> tuple[float | torch.Tensor, str]:
+    """A given sigma, checked, and how the label describes it."""
+    value = target.sigma_tensor(sigma)
+    if isinstance(value, float):
+        return value, f"sigma={value:.3g} (given)"
+    return value, "sigma per column (given)"
 
 
 def _options(n_steps, n_chains, schedule, n_leapfrog, n_tune):
@@ -535,14 +557,15 @@ def _run(target, sigma, T, options, seed, progress) -> _DecoderRun:
 
 def _forward(target, sigma, x, mask, spec, T, options, seed, progress) -> AISResult:
     run = _run(target, sigma, T, options, seed, progress)
-    with run.scope():
+    with run.scope(), target.evaluating():
         return run.forward(x, mask, spec, T)
 
 
 def _bdmc(target, sigma, note, n_rows, spec, T, options, seed, progress) -> DecoderBDMCResult:
     n_rows = estimate.check_count(n_rows, "n_rows")
     run = _run(target, sigma, T, options, seed, progress)
-    with run.scope():  # one random stream: the simulation, the forward and the reverse pass
+    # One random stream: the simulation, the forward and the reverse pass.
+    with run.scope(), target.evaluating():
         x, latents = run.simulate(n_rows)
         mask = torch.ones_like(x, dtype=torch.bool)
         lower = run.forward(x, mask, spec, T)

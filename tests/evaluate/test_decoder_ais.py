@@ -179,6 +179,18 @@ def test_bdmc_option_runs_at_the_sigma_used(linear):
     assert res.bdmc.data.shape == (3, D) and res.bdmc.exact is None
 
 
+def test_a_network_decoder_is_annealed_in_eval_mode_and_restored():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 3))
+    X = torch.randn(4, 3)
+    run = lambda: decoder_ais(net, X, n_latent=2, sigma=0.5, n_steps=5, n_tune=4, seed=0)  # noqa: E731
+    trained = run().per_row
+    assert net.training  # restored
+    net.eval()
+    np.testing.assert_array_equal(run().per_row, trained)  # dropout was off throughout
+    assert run().per_row.dtype == np.float64 and np.all(np.isfinite(trained))
+
+
 def test_bad_input_is_a_clear_value_error(linear):
     W, mu, X = linear
     dec = lambda z: z @ W.T + mu  # noqa: E731
