@@ -444,7 +444,7 @@ def decoder_ais(
             raise ValueError(f"sigma must be 'validate', a float or an array, got {sigma!r}")
         if not target.continuous:
             value = 1.0  # nothing continuous: sigma enters no term
-            note = "no continuous column, sigma unused"
+            note = "no continuous column (sigma unused)"
         else:
             if validation is None:
                 xv, mv, source = x, mask, "the evaluated rows"
@@ -465,13 +465,13 @@ def decoder_ais(
                 source,
             )
             value = selection.best
-            note = f"sigma={value:.3g} ({source})"
+            note = f"Gaussian noise sigma={value:.3g} ({source})"
     else:
         if sigma_grid is not None or validation is not None:
             raise ValueError("sigma_grid and validation apply only to sigma='validate'")
         value, note = _given(target, sigma)
     result = _forward(target, value, x, mask, spec, T, options, seed, progress)
-    method = f"AIS T={T}, Gaussian noise {note}"
+    method = f"AIS T={T}, {note}"
     out = DecoderAISResult(
         **{f.name: getattr(result, f.name) for f in fields(result)},
         sigma=_public_sigma(value),
@@ -533,8 +533,8 @@ def _given(target: _Target, sigma: Any) -> tuple[float | torch.Tensor, str]:
     """A given sigma, checked, and how the label describes it."""
     value = target.sigma_tensor(sigma)
     if isinstance(value, float):
-        return value, f"sigma={value:.3g} (given)"
-    return value, "sigma per column (given)"
+        return value, f"Gaussian noise sigma={value:.3g} (given)"
+    return value, "Gaussian noise sigma per column (given)"
 
 
 def _options(n_steps, n_chains, schedule, n_leapfrog, n_tune):
@@ -577,7 +577,7 @@ def _bdmc(target, sigma, note, n_rows, spec, T, options, seed, progress) -> Deco
         exact=None,
         data=target.decode(x),
         sigma=_public_sigma(sigma),
-        method=f"BDMC T={T}, Gaussian noise {note}, {n_rows} simulated rows",
+        method=f"BDMC T={T}, {note}, {n_rows} simulated rows",
     )
 
 
