@@ -259,9 +259,9 @@ def test_compare_scores_a_decoder_model_by_decoder_ais(decoder_only):
     result = ppgen.compare(df, {"decoder": DecoderOnly(2)}, budget_s=None, progress=False)
     row = result.table.iloc[0]
     assert row["status"] == "ok" and not row["exact_likelihood"]
-    assert row["heldout_method"].startswith("AIS T=200, Gaussian noise sigma=")
+    assert row["heldout_method"].startswith("AIS T=100, Gaussian noise sigma=")
     assert row["heldout_method"].endswith("(validation: training rows)")
-    assert row["verdict"].startswith("likelihood bounded (AIS T=200")
+    assert row["verdict"].startswith("likelihood bounded (AIS T=100")
     # With sigma chosen on training rows, near PPCA's exact held-out figure (the same fit).
     fit = ppgen.fit(LinearGenerator(2), result.train, seed=0, progress=False)
     assert abs(row["heldout_nats"] - fit.log_prob(result.test).mean()) < 0.2
