@@ -65,3 +65,19 @@ __all__ += [
     "prdc",
     "quality",
 ]
+# Decoder (implicit) models: AIS with a noise model (ppgen.evaluate.decoder_ais).
+from ppgen.evaluate.decoder_ais import (  # noqa: E402
+    DecoderAISResult,
+    DecoderBDMCResult,
+    SigmaSelection,
+    decoder_ais,
+    decoder_bdmc,
+)
+
+__all__ += [
+    "DecoderAISResult",
+    "DecoderBDMCResult",
+    "SigmaSelection",
+    "decoder_ais",
+    "decoder_bdmc",
+]

@@ -360,13 +360,19 @@ class _Run:
         self.fit = fit
         self.model = fit.model
         self.params = dict(fit.params)
+        self.pdim = -(self.model.max_plate_nesting + 1)
+        self._options(init, n_chains, n_leapfrog, n_tune, seed, progress, fit.device)
+
+    def _options(self, init, n_chains, n_leapfrog, n_tune, seed, progress, device) -> None:
+        """What every run holds whatever its target (the decoder runs of
+        :mod:`ppgen.evaluate.decoder_ais` reuse this class with their own densities)."""
         self.init = init
         self.C = n_chains
         self.L = n_leapfrog
         self.n_tune = n_tune
         self.seed = seed
         self.progress = progress
-        self.pdim = -(self.model.max_plate_nesting + 1)
+        self.device = device
         self.sites: list[_Site] = []
         self._tuned: dict = {}
         self.betas: np.ndarray | None = None
@@ -507,7 +513,7 @@ class _Run:
         """
         with (
             pyro.get_param_store().scope(),
-            seeded(self.seed, self.fit.device),
+            seeded(self.seed, self.device),
             pyro.validation_enabled(False),
         ):
             yield
@@ -658,10 +664,14 @@ class _Run:
             note=est.note,
         )
 
+    def _jacobian(self, x, mask) -> np.ndarray:
+        """Log-Jacobian of each row's encoding, added to put estimates on the data's scale."""
+        return jacobian(self.fit, x, mask)
+
     def _result(self, log_w, x, mask, acceptance, step, T, reverse) -> AISResult:
         C = log_w.shape[0]
         lw = log_w.double()
-        jac = torch.from_numpy(jacobian(self.fit, x, mask)).to(lw.device)
+        jac = torch.from_numpy(self._jacobian(x, mask)).to(lw.device)
         lse = lw.logsumexp(0) - math.log(C)
         # Reverse weights estimate 1 / p(x): minus the log of their mean bounds log p(x) above.
         per_row = ((-lse if reverse else lse) + jac).cpu().numpy()

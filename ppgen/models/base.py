@@ -290,6 +290,12 @@ class GenerativeModel(PyroModule):
         """Decoder outputs for latent values ``z`` (amortized models); ``Fit.decode``."""
         raise NotImplementedError
 
+    def decode_sample(self, params: Params, z: torch.Tensor, sigma: Any) -> torch.Tensor:
+        """Encoded rows ``(S..., N, d)`` drawn from the noise model of ``decode_log_likelihood``
+        given latents ``z`` ``(S..., N, n_latent)`` (torch's global RNG); the rows BDMC
+        simulates (:func:`ppgen.evaluate.decoder_bdmc`)."""
+        raise NotImplementedError
+
     def interpolate(
         self, x: torch.Tensor, mask: torch.Tensor | None, params: Params, n: int
     ) -> torch.Tensor:
