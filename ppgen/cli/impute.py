@@ -25,6 +25,7 @@ examples:
   ppgen impute airquality.csv --model gmm -m 20 -o imputed.csv
   ppgen impute airquality.csv --kind Month=continuous -m 20 --format wide -o imputed.csv
   ppgen impute penguins.csv --model ppca --n-components 2 --method map -m 5 -o imputed.csv
+  ppgen impute penguins.csv --model diffusion --n-steps 50 -m 5 -o imputed.csv
 
 The long format stacks the data as read (.imp = 0, missing cells empty) and the m completed
 tables (.imp = 1..m); .id is the row number in the input file (0 = first data row), as R's
@@ -36,7 +37,8 @@ nothing to impute.
 
 #: The models ``ppgen impute`` offers; ppgen.Imputer chooses their sizes when not given.
 IMPUTE_MODELS = {
-    name: dataclasses.replace(FIT_MODELS[name], required=()) for name in ("gmm", "ppca")
+    name: dataclasses.replace(FIT_MODELS[name], required=())
+    for name in ("gmm", "ppca", "diffusion")
 }
 
 
@@ -52,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         choices=tuple(IMPUTE_MODELS),
         default="gmm",
-        help="gmm: Gaussian mixture (default); ppca: probabilistic PCA",
+        help="gmm: Gaussian mixture (default); ppca: probabilistic PCA; diffusion: denoising "
+        "diffusion model (its networks trained by minibatch SVI; RePaint-style draws)",
     )
     add_model_options(
         parser,

@@ -30,6 +30,7 @@ _MODEL_DEFAULTS: dict[str, Callable[[int], dict[str, Any]]] = {
     "gmm": lambda d: {"n_components": 2},
     "ppca": lambda d: {"n_components": max(1, min(2, d - 1))},
     "vae": lambda d: {},
+    "diffusion": lambda d: {},  # issue 15: RePaint-style conditional sampling of the chain
 }
 _MODEL_NAMES = tuple(_MODEL_DEFAULTS)
 _FORMATS = ("wide", "long")
