@@ -874,6 +874,30 @@ class Diffusion(AmortizedModel):
             y = loc + scale * torch.randn_like(loc)
         return self.heads.sample(self.decoder_out(y))
 
+    @torch.no_grad()
+    def trajectory(
+        self, n: int, times: Sequence[int]
+    ) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+        """The ancestral reverse chain of ``n`` draws, kept at steps ``times`` (in 1..T): the
+        states ``y_t`` (embedding scale, ``(n, D)`` each) and the final ``x_0`` (encoded scale).
+        Draws exactly as :meth:`sample` does, so with the same seed ``x_0`` is its output
+        (torch's global RNG; seed it first)."""
+        self._check_built()
+        keep = {check_int(t, "times") for t in times}
+        if not keep or max(keep) > self.n_steps:
+            raise ValueError(f"times must be steps in 1..{self.n_steps}, got {list(times)}")
+        like = next(self.parameters())
+        y = torch.randn(n, self.n_embed, dtype=like.dtype, device=like.device)
+        loc, scale = self.prior(y)
+        y = loc + scale * y
+        states = {self.n_steps: y} if self.n_steps in keep else {}
+        for t in range(self.n_steps, 1, -1):
+            loc, scale = self.reverse(y, t)
+            y = loc + scale * torch.randn_like(loc)
+            if t - 1 in keep:
+                states[t - 1] = y
+        return states, self.heads.sample(self.decoder_out(y))
+
     def ddim_times(self, steps: int | None) -> list[int]:
         """DDIM's steps: ``steps + 1`` evenly spaced integers from T down to 1."""
         T = self.n_steps
