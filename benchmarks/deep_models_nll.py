@@ -654,8 +654,10 @@ def section_diffusion(args: argparse.Namespace) -> None:
             t_sampling=args.t_sampling,
             time=args.time,
             log_snr_range=tuple(args.log_snr),
+            dropout=args.dropout,
         )
-        label = (
+        label = f"dropout {args.dropout}, " if args.dropout else ""
+        label += (
             f"continuous time, log SNR {tuple(args.log_snr)}"
             if args.time == "continuous"
             else f"{args.schedule}, {model.variance}, t {args.t_sampling}"
@@ -707,7 +709,8 @@ def section_diffusion(args: argparse.Namespace) -> None:
     notes = f"""
 Command: `python benchmarks/deep_models_nll.py --diffusion --n-steps {args.n_steps} --hidden
 {",".join(map(str, args.hidden))} --schedule {args.schedule} --time {args.time}
---log-snr={",".join(map(str, args.log_snr))} --variance {args.variance} --t-sampling
+--log-snr={",".join(map(str, args.log_snr))} --dropout {args.dropout}
+--variance {args.variance} --t-sampling
 {args.t_sampling} --epochs {args.epochs} --patience {args.patience}
 --lr {args.lr} --seeds {args.seeds}`.
 Data, split and units as `deep_models_nll.md` (bits/pixel of the 17-level images; the goal of
@@ -756,6 +759,7 @@ def main() -> None:
     )
     parser.add_argument("--variance", default=None)
     parser.add_argument("--schedule", default="cosine")
+    parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument("--time", default="discrete", choices=("discrete", "continuous"))
     parser.add_argument(
         "--log-snr", type=lambda s: [float(v) for v in s.split(",")], default=[-6.0, 10.0]

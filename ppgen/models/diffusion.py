@@ -144,11 +144,31 @@ class DiffusionHeads(Heads):
         return x
 
 
+class TrainingDropout(nn.Module):
+    """Dropout while gradients are recorded (training steps) and never otherwise: the engine
+    evaluates validation and test bounds under ``torch.no_grad()`` and never switches modules'
+    ``train``/``eval`` modes, so this keeps every reported bound deterministic in the weights."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return nn.functional.dropout(h, self.p, training=torch.is_grad_enabled())
+
+
 class TimeMLP(nn.Module):
-    """An MLP of ``[y_t, sinusoidal embedding of t/T]``; hidden layers from ``hidden``."""
+    """An MLP of ``[y_t, sinusoidal embedding of t/T]``; hidden layers from ``hidden``, with
+    dropout after each hidden activation when ``dropout > 0``."""
 
     def __init__(
-        self, d_in: int, d_out: int, hidden: Sequence[int], time_dim: int, activation: str
+        self,
+        d_in: int,
+        d_out: int,
+        hidden: Sequence[int],
+        time_dim: int,
+        activation: str,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.time_dim = time_dim
@@ -157,6 +177,13 @@ class TimeMLP(nn.Module):
         freqs = torch.exp(torch.linspace(0, math.log(1000.0), half, dtype=torch.float64))
         self.register_buffer("freqs", freqs.float(), persistent=False)
         self.body = mlp((d_in + 2 * half, *hidden, d_out), activation)
+        if dropout > 0:  # (without dropout the layers and their saved names are unchanged)
+            layers = []
+            for layer in self.body:
+                layers.append(layer)
+                if not isinstance(layer, nn.Linear):
+                    layers.append(TrainingDropout(dropout))
+            self.body = nn.Sequential(*layers)
 
     def forward(self, y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """``y`` (..., d_in), ``s`` the time in [0, 1] broadcastable to ``y.shape[:-1]``."""
@@ -307,6 +334,9 @@ class Diffusion(AmortizedModel):
         (VDM's section 4.2; tested).
     log_snr_range : (float, float)
         Log signal-to-noise ratio at ``y_T`` and at ``y_1`` of the "loglinear" schedule.
+    dropout : float
+        Dropout rate after each hidden layer of the network during training steps (DDPM's
+        regularizer on small data sets); bounds, samples and imputations never drop units.
 
     Notes
     -----
@@ -348,6 +378,7 @@ class Diffusion(AmortizedModel):
         impute_particles: int = 100,
         time: str = "discrete",
         log_snr_range: Sequence[float] = LOG_SNR_RANGE,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__(continuous_scale=continuous_scale, impute_particles=impute_particles)
         self.n_steps = check_int(n_steps, "n_steps")
@@ -377,6 +408,9 @@ class Diffusion(AmortizedModel):
                     f'time="continuous" samples u uniformly, got t_sampling={t_sampling!r}'
                 )
         self.time, self.log_snr_range = time, (lo, hi)
+        if not 0 <= float(dropout) < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.dropout = float(dropout)
         if network not in NETWORKS:
             raise ValueError(f"network must be one of {NETWORKS}, got {network!r}")
         if activation not in ACTIVATIONS:
@@ -419,6 +453,7 @@ class Diffusion(AmortizedModel):
             "t_sampling": self.t_sampling,
             "time": self.time,
             "log_snr_range": list(self.log_snr_range),
+            "dropout": self.dropout,
             **self.base_config(),
         }
 
@@ -433,7 +468,12 @@ class Diffusion(AmortizedModel):
         self.n_embed = heads.n_outputs  # D: the embedding has the heads' layout
         extra = self.n_embed if self.variance == "learned" else 0
         self.denoiser = TimeMLP(
-            self.n_embed, heads.n_outputs + extra, self.hidden, self.time_dim, self.activation
+            self.n_embed,
+            heads.n_outputs + extra,
+            self.hidden,
+            self.time_dim,
+            self.activation,
+            self.dropout,
         )
         self._n_cont = len(heads.continuous)
         self._n_count = len(heads.count)

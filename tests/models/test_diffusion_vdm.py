@@ -201,3 +201,26 @@ def test_continuous_time_fit_samples_and_persistence(continuous_fit, tmp_path):
     torch.manual_seed(0)
     torch.testing.assert_close(loaded.model.continuous_bound(enc.x, enc.mask), bound)
     pd.testing.assert_frame_equal(loaded.sample(40, seed=2, sampler="ddim", steps=5), a)
+
+
+def test_dropout_acts_in_training_steps_only():
+    plain = Diffusion(5, hidden=(8, 8)).build(_schema())
+    dropped = Diffusion(5, hidden=(8, 8), dropout=0.5).build(_schema())
+    # Without dropout the network and its saved names are unchanged.
+    assert [k for k in plain.state_dict() if "denoiser" in k] == [
+        "denoiser.body.0.weight", "denoiser.body.0.bias", "denoiser.body.2.weight",
+        "denoiser.body.2.bias", "denoiser.body.4.weight", "denoiser.body.4.bias",
+    ]  # fmt: skip
+    x = X0.float()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        a = dropped.elbo_rows(x, None)
+        torch.manual_seed(0)
+        b = dropped.elbo_rows(x, None)
+        y = torch.randn(2, 3)
+        out = dropped.denoise(y, 3)[0]
+    torch.testing.assert_close(a, b)  # no dropout draws under no_grad
+    torch.manual_seed(1)  # with gradients recorded, units are dropped
+    assert not torch.equal(dropped.denoise(y, 3)[0].detach(), out)
+    with pytest.raises(ValueError, match="dropout"):
+        Diffusion(5, dropout=1.0)
