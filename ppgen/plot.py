@@ -884,10 +884,13 @@ def denoising(
     seed: int = 0,
     ax: Axes | None = None,
     cmap: str = "gray_r",
+    predicted: bool = False,
 ) -> Axes:
     """Draw a diffusion model's reverse chain as a strip of images: one row per draw, one tile
     per kept step ``y_t`` (``steps`` steps evenly spaced from T down to 1, on the data scale:
-    the standardization undone, noise included) and, last, the sampled image ``x_0``.
+    the standardization undone, noise included) and, last, the sampled image ``x_0``. With
+    ``predicted=True`` the tiles are instead the network's estimate of the clean image at
+    each step, ``x0hat(y_t, t)``: what the chain is heading for.
 
     The draws are :meth:`Fit.sample`'s: with the same ``seed`` the last column is
     ``fit.sample(n, seed=seed)``. All tiles share the intensity scale of the sampled images
@@ -909,6 +912,8 @@ def denoising(
         Where to draw; a new figure by default.
     cmap : str
         Matplotlib colormap.
+    predicted : bool
+        Draw ``x0hat(y_t, t)`` instead of ``y_t``.
 
     Returns
     -------
@@ -932,6 +937,8 @@ def denoising(
     times = sorted({int(t) for t in np.linspace(model.n_steps, 1, steps).round()}, reverse=True)
     with seeded(seed, fit.device), torch.no_grad():
         states, x0 = model.trajectory(n, times)
+        if predicted:
+            states = {t: model.denoise(y, t)[1] for t, y in states.items()}
     # The embedding's continuous block, in the heads' column order, back on the encoded scale.
     cols = list(model.heads.continuous)
     tiles = []
@@ -950,6 +957,7 @@ def denoising(
         cmap=cmap,
         vmin=float(final.min()),
         vmax=float(final.max()),
-        title=f"{model.label()}: y_t at t = {', '.join(map(str, times))}, then x_0",
+        title=f"{model.label()}: {'x0hat(y_t)' if predicted else 'y_t'} at t = "
+        f"{', '.join(map(str, times))}, then x_0",
     )
     return ax

@@ -46,6 +46,11 @@ def test_denoising_strip_runs_from_the_prior_to_the_samples(digits_fit):
         np.testing.assert_allclose(tile(r, 0), prior[r], rtol=1e-6)
     assert "t = 10, 7, 4, 1" in ax.get_title()
     plt.close("all")
+    ax = plot.denoising(fit, n=3, steps=4, seed=1, predicted=True)
+    again = np.asarray(ax.images[0].get_array().filled(np.nan))
+    np.testing.assert_array_equal(again[:, -8:], mosaic[:, -8:])  # the same draws
+    assert not np.allclose(again[:, :8], mosaic[:, :8]) and "x0hat" in ax.get_title()
+    plt.close("all")
     with pytest.raises(ValueError, match="steps"):
         plot.denoising(fit, steps=11)
 
