@@ -643,7 +643,7 @@ def section_diffusion(args: argparse.Namespace) -> None:
     import torch
 
     train, test, _, _ = digits()
-    seeds = SEEDS[: args.seeds]
+    seeds = SEEDS[: args.seeds] if args.seed is None else (args.seed,)
     rows = []
     for seed in seeds:
         model = ppgen.Diffusion(
@@ -769,6 +769,7 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=100)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seeds", type=int, default=len(SEEDS))
+    parser.add_argument("--seed", type=int, default=None, help="diffusion: only this seed")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--particles", type=int, default=20)
     args = parser.parse_args()
