@@ -869,3 +869,95 @@ def diffusion_terms(fit: Fit, data: Any, ax: Axes | None = None, *, seed: int = 
         fontsize="medium",
     )
     return ax
+
+
+# Issue 15: a denoising strip of a diffusion model's reverse chain.
+__all__ += ["denoising"]
+
+
+def denoising(
+    fit: Fit,
+    n: int = 4,
+    steps: int = 6,
+    *,
+    shape: tuple[int, int] = (8, 8),
+    seed: int = 0,
+    ax: Axes | None = None,
+    cmap: str = "gray_r",
+    predicted: bool = False,
+) -> Axes:
+    """Draw a diffusion model's reverse chain as a strip of images: one row per draw, one tile
+    per kept step ``y_t`` (``steps`` steps evenly spaced from T down to 1, on the data scale:
+    the standardization undone, noise included) and, last, the sampled image ``x_0``. With
+    ``predicted=True`` the tiles are instead the network's estimate of the clean image at
+    each step, ``x0hat(y_t, t)``: what the chain is heading for.
+
+    The draws are :meth:`Fit.sample`'s: with the same ``seed`` the last column is
+    ``fit.sample(n, seed=seed)``. All tiles share the intensity scale of the sampled images
+    (noisier tiles saturate).
+
+    Parameters
+    ----------
+    fit : Fit
+        A fit of :class:`ppgen.Diffusion` on a table whose columns are all continuous pixels.
+    n : int
+        Number of draws (rows of the strip).
+    steps : int
+        Number of intermediate states shown per draw (at most T).
+    shape : (int, int)
+        Height and width of one image (``h * w`` columns).
+    seed : int
+        Seed of the draws.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure by default.
+    cmap : str
+        Matplotlib colormap.
+    predicted : bool
+        Draw ``x0hat(y_t, t)`` instead of ``y_t``.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        As :func:`image_grid`: one mosaic, ``n`` rows of ``steps + 1`` tiles.
+    """
+    from ppgen._utils import seeded
+
+    model = fit.model
+    if not type(model).implements("trajectory"):
+        raise ValueError(f"{type(model).__name__} has no reverse chain; fit a Diffusion model")
+    kinds = {c.kind for c in fit.schema.columns}
+    if kinds != {"continuous"}:
+        raise ValueError(
+            f"denoising strips are for images (every column continuous); this table has "
+            f"{sorted(kinds)} columns"
+        )
+    n, steps = int(n), int(steps)
+    if n < 1 or not 1 <= steps <= model.n_steps:
+        raise ValueError(f"n must be positive and steps in 1..{model.n_steps}, got {n}, {steps}")
+    times = sorted({int(t) for t in np.linspace(model.n_steps, 1, steps).round()}, reverse=True)
+    with seeded(seed, fit.device), torch.no_grad():
+        states, x0 = model.trajectory(n, times)
+        if predicted:
+            states = {t: model.denoise(y, t)[1] for t, y in states.items()}
+    # The embedding's continuous block, in the heads' column order, back on the encoded scale.
+    cols = list(model.heads.continuous)
+    tiles = []
+    for t in times:
+        enc = x0.clone()
+        enc[:, cols] = states[t][:, : len(cols)]
+        tiles.append(np.asarray(fit.schema.decode(enc), dtype=float))
+    final = np.asarray(fit.schema.decode(x0), dtype=float)
+    tiles.append(final)
+    strip = np.stack(tiles, 1).reshape(n * len(tiles), -1)  # draw by draw, step by step
+    ax = image_grid(
+        strip,
+        shape,
+        n_cols=len(tiles),
+        ax=ax,
+        cmap=cmap,
+        vmin=float(final.min()),
+        vmax=float(final.max()),
+        title=f"{model.label()}: {'x0hat(y_t)' if predicted else 'y_t'} at t = "
+        f"{', '.join(map(str, times))}, then x_0",
+    )
+    return ax

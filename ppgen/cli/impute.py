@@ -31,6 +31,7 @@ examples:
   ppgen impute airquality.csv --kind Month=continuous -m 20 --format wide -o imputed.csv
   ppgen impute penguins.csv --model ppca --n-components 2 --method map -m 5 -o imputed.csv
   ppgen impute penguins.csv --delta bill_depth_mm=-1.5 --delta sex=male:0.5 -o shifted.csv
+  ppgen impute penguins.csv --model diffusion --n-steps 50 -m 5 -o imputed.csv
 
 The long format stacks the data as read (.imp = 0, missing cells empty) and the m completed
 tables (.imp = 1..m); .id is the row number in the input file (0 = first data row), as R's
@@ -49,7 +50,8 @@ log-odds (repeat it for several levels). --delta COLUMN=0 gives the tables witho
 
 #: The models ``ppgen impute`` offers; ppgen.Imputer chooses their sizes when not given.
 IMPUTE_MODELS = {
-    name: dataclasses.replace(FIT_MODELS[name], required=()) for name in ("gmm", "ppca")
+    name: dataclasses.replace(FIT_MODELS[name], required=())
+    for name in ("gmm", "ppca", "diffusion")
 }
 
 
@@ -65,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         choices=tuple(IMPUTE_MODELS),
         default="gmm",
-        help="gmm: Gaussian mixture (default); ppca: probabilistic PCA",
+        help="gmm: Gaussian mixture (default); ppca: probabilistic PCA; diffusion: denoising "
+        "diffusion model (its networks trained by minibatch SVI; RePaint-style draws)",
     )
     add_model_options(
         parser,

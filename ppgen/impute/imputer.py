@@ -30,6 +30,7 @@ _MODEL_DEFAULTS: dict[str, Callable[[int], dict[str, Any]]] = {
     "gmm": lambda d: {"n_components": 2},
     "ppca": lambda d: {"n_components": max(1, min(2, d - 1))},
     "vae": lambda d: {},
+    "diffusion": lambda d: {},  # issue 15: RePaint-style conditional sampling of the chain
 }
 _MODEL_NAMES = tuple(_MODEL_DEFAULTS)
 _FORMATS = ("wide", "long")
@@ -45,18 +46,20 @@ class Imputer:
 
     Parameters
     ----------
-    model : {"gmm", "ppca", "vae", "auto"} or GenerativeModel, default "gmm"
+    model : {"gmm", "ppca", "vae", "diffusion", "auto"} or GenerativeModel, default "gmm"
         ``"gmm"`` is :class:`ppgen.GaussianMixture`, ``"ppca"`` is :class:`ppgen.PPCA`,
         ``"vae"`` is :class:`ppgen.VAE` (fitted by minibatch SVI of its networks on MIWAE's
         importance-weighted bound, ``objective="iwae"`` with ``num_particles=20`` unless
         ``fit_options`` say otherwise; its tables are MIWAE draws given the fitted networks, so
-        they carry the uncertainty of the missing values but not that of the networks), built
-        with ``**model_options``; or an unfitted model instance (then ``model_options`` must
-        be empty). ``"auto"`` chooses among Gaussian mixtures (K = 1-4, 6) and, on numeric tables,
-        PPCA of four sizes, by how well draws of each from its conditional distribution
-        predict observed cells hidden from its fit (the continuous ranked probability score of
-        10% of the observed cells, three hold-outs; :mod:`ppgen.impute.auto`; ``selection_``
-        holds the scores), then fits the winner with ``method``.
+        they carry the uncertainty of the missing values but not that of the networks),
+        ``"diffusion"`` is :class:`ppgen.Diffusion` (minibatch SVI of its denoising network;
+        RePaint-style draws given the fitted network), built with ``**model_options``; or an
+        unfitted model instance (then ``model_options`` must be empty). ``"auto"`` chooses
+        among Gaussian mixtures (K = 1-4, 6) and, on numeric tables, PPCA of four sizes, by how
+        well draws of each from its conditional distribution predict observed cells hidden from
+        its fit (the continuous ranked probability score of 10% of the observed cells, three
+        hold-outs; :mod:`ppgen.impute.auto`; ``selection_`` holds the scores), then fits the
+        winner with ``method``.
     n_imputations : int, default 20
         Number ``m`` of completed tables. With ``n_imputations=1`` :meth:`transform` returns one
         table of the input's type, so the imputer drops into a scikit-learn ``Pipeline``.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -306,21 +307,28 @@ class Fit:
         return -iwae_data_rows(self, data, k=k, seed=seed, batch_size=batch_size)
 
     # -- simulation -----------------------------------------------------------------------------
-    def sample(self, n: int, *, seed: int = 0) -> Any:
+    def sample(self, n: int, *, seed: int = 0, **options: Any) -> Any:
         """Draw ``n`` new rows, decoded to the fitted data's form (a DataFrame for DataFrames).
 
         Point fits sample from the plug-in model; SVI and NUTS fits from the posterior predictive
-        (each row from a randomly chosen posterior draw).
+        (each row from a randomly chosen posterior draw). ``options`` go to the model's
+        ``sample`` (e.g. :class:`~ppgen.Diffusion`'s ``sampler="ddim", steps=..., eta=...``);
+        a model that takes none raises ``ValueError``.
         """
         if int(n) < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
+        if options:
+            params = inspect.signature(type(self.model).sample).parameters
+            unknown = sorted(set(options) - set(params))
+            if unknown:
+                raise ValueError(f"{type(self.model).__name__}.sample takes no option(s) {unknown}")
         draws = self._draws()
         with seeded(seed, self.device), torch.no_grad():
             which = torch.randint(len(draws), (int(n),)).tolist() if len(draws) > 1 else [0] * n
             parts, order = [], []
             for d in sorted(set(which)):
                 rows = [i for i, w in enumerate(which) if w == d]
-                parts.append(self.model.sample(len(rows), draws[d]))
+                parts.append(self.model.sample(len(rows), draws[d], **options))
                 order.extend(rows)
             x = torch.cat(parts)[torch.argsort(torch.tensor(order))]
         return self.schema.decode(x)

@@ -22,10 +22,18 @@ from ppgen.data.schema import Schema
 from ppgen.models.amortized import ACTIVATIONS, AmortizedModel, Heads, HeadsDistribution, mlp
 from ppgen.models.base import GenerativeModel, Params
 
-__all__ = ["SCHEDULES", "VARIANCES", "Diffusion", "schedule_alpha_bar"]
+__all__ = ["SCHEDULES", "TIMES", "VARIANCES", "Diffusion", "schedule_alpha_bar"]
 
 #: Noise schedules (the signal kept, alpha_bar_t, as t goes from 0 to T).
-SCHEDULES = ("cosine", "linear")
+SCHEDULES = ("cosine", "linear", "loglinear")
+#: Discrete time (a T-step chain) or VDM's continuous time (the chain's limit T -> infinity).
+TIMES = ("discrete", "continuous")
+#: Samplers of :meth:`Diffusion.sample`: the model's own ancestral chain, or DDIM.
+SAMPLERS = ("ancestral", "ddim")
+#: Default range (min, max) of log SNR of the "loglinear" schedule: the prior's end and the
+#: decoder's (Kingma et al. 2021's gamma in [-13.3, 5], with a decoder noise suited to
+#: standardized columns rather than 8-bit pixels).
+LOG_SNR_RANGE = (-6.0, 10.0)
 #: Variances of the reverse kernels: DDPM's two fixed choices, or iDDPM's learned interpolation.
 VARIANCES = ("posterior", "beta", "learned")
 #: How the training estimator picks its step t (see :class:`Diffusion`'s ``t_sampling``).
@@ -38,7 +46,9 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 _EMPTY = torch.Size()
 
 
-def schedule_alpha_bar(name: str, n_steps: int) -> torch.Tensor:
+def schedule_alpha_bar(
+    name: str, n_steps: int, log_snr_range: tuple[float, float] = LOG_SNR_RANGE
+) -> torch.Tensor:
     """``alpha_bar_t`` for ``t = 0..T`` in float64 (``alpha_bar_0 = 1``).
 
     ``"cosine"``: Nichol & Dhariwal (2021), ``f(t) = cos^2((t/T + s)/(1 + s) pi/2)``, s = 0.008,
@@ -46,10 +56,19 @@ def schedule_alpha_bar(name: str, n_steps: int) -> torch.Tensor:
     Ho et al.'s betas from 1e-4 to 0.02 over 1000 steps in their continuous-time form (Song et
     al. 2021), ``log alpha_bar(s) = -(0.1 s + 9.95 s^2)`` at ``s = t/T``: DDPM's schedule at
     T = 1000 and the same process at every T, so bounds for different T compare.
+    ``"loglinear"``: VDM's fixed schedule (Kingma et al. 2021) with fixed endpoints, log SNR
+    linear in ``u`` from ``log_snr_range[1]`` (``u = 0``, the decoder's level, ``y_1``) to
+    ``log_snr_range[0]`` (``u = 1``, ``y_T``), ``y_t`` at ``u = (t - 1) / (T - 1)``: the T-step
+    discretization of one continuous process, whose endpoints stay put as T grows (so the
+    discrete bound converges to the continuous one), ``alpha_bar = sigmoid(log SNR)``.
     """
     if name not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {name!r}")
     t = torch.arange(n_steps + 1, dtype=torch.float64)
+    if name == "loglinear":
+        u = (t[1:] - 1) / max(n_steps - 1, 1)
+        lo, hi = (float(v) for v in log_snr_range)
+        return torch.cat([t.new_ones(1), torch.sigmoid(hi + (lo - hi) * u)])
     if name == "cosine":
         s = 0.008
         f = torch.cos((t / n_steps + s) / (1 + s) * math.pi / 2) ** 2
@@ -125,11 +144,31 @@ class DiffusionHeads(Heads):
         return x
 
 
+class TrainingDropout(nn.Module):
+    """Dropout while gradients are recorded (training steps) and never otherwise: the engine
+    evaluates validation and test bounds under ``torch.no_grad()`` and never switches modules'
+    ``train``/``eval`` modes, so this keeps every reported bound deterministic in the weights."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return nn.functional.dropout(h, self.p, training=torch.is_grad_enabled())
+
+
 class TimeMLP(nn.Module):
-    """An MLP of ``[y_t, sinusoidal embedding of t/T]``; hidden layers from ``hidden``."""
+    """An MLP of ``[y_t, sinusoidal embedding of t/T]``; hidden layers from ``hidden``, with
+    dropout after each hidden activation when ``dropout > 0``."""
 
     def __init__(
-        self, d_in: int, d_out: int, hidden: Sequence[int], time_dim: int, activation: str
+        self,
+        d_in: int,
+        d_out: int,
+        hidden: Sequence[int],
+        time_dim: int,
+        activation: str,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.time_dim = time_dim
@@ -138,6 +177,13 @@ class TimeMLP(nn.Module):
         freqs = torch.exp(torch.linspace(0, math.log(1000.0), half, dtype=torch.float64))
         self.register_buffer("freqs", freqs.float(), persistent=False)
         self.body = mlp((d_in + 2 * half, *hidden, d_out), activation)
+        if dropout > 0:  # (without dropout the layers and their saved names are unchanged)
+            layers = []
+            for layer in self.body:
+                layers.append(layer)
+                if not isinstance(layer, nn.Linear):
+                    layers.append(TrainingDropout(dropout))
+            self.body = nn.Sequential(*layers)
 
     def forward(self, y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """``y`` (..., d_in), ``s`` the time in [0, 1] broadcastable to ``y.shape[:-1]``."""
@@ -236,8 +282,8 @@ class Diffusion(AmortizedModel):
     ----------
     n_steps : int
         Number of diffusion steps T.
-    schedule : {"cosine", "linear"}
-        Noise schedule (:func:`schedule_alpha_bar`).
+    schedule : {"cosine", "linear", "loglinear"}
+        Noise schedule (:func:`schedule_alpha_bar`); ``time="continuous"`` needs "loglinear".
     network : {"mlp"}
         The denoising network: an MLP of ``y_t`` and a sinusoidal embedding of ``t / T``.
     hidden : sequence of int
@@ -246,10 +292,11 @@ class Diffusion(AmortizedModel):
         Its non-linearity.
     time_dim : int
         Width of the time embedding.
-    variance : {"posterior", "beta", "learned"}
+    variance : {"posterior", "beta", "learned"} or None
         Reverse-kernel variance: the forward posterior's ``beta~_t`` or ``beta_t`` (DDPM's two
         fixed choices), or iDDPM's learned interpolation ``exp(v log beta_t + (1 - v) log
-        beta~_t)`` with ``v = sigmoid(network)`` per entry.
+        beta~_t)`` with ``v = sigmoid(network)`` per entry. None: "learned" in discrete time,
+        "posterior" (the only choice) in continuous time.
     discrete_scale : float
         The embedding's scale of binary and categorical codes in units of the first step's
         noise standard deviation. Small (the default 0.5): the codes are barely visible in
@@ -270,6 +317,26 @@ class Diffusion(AmortizedModel):
         use it (held-out bounds are computed with uniform t).
     continuous_scale : {"column", "shared"}
         The decoder's Normal scale per continuous column or shared.
+    time : {"discrete", "continuous"}
+        "discrete": the T-step chain above is the model. "continuous" (variational diffusion
+        models, Kingma et al. 2021): the model is the chain's limit as T grows, with the
+        "loglinear" schedule's fixed endpoints; its bound is
+
+            E_q[log p(x_0 | y_1)] - KL(q(y_T | y_0) || N(0, I))
+            - 1/2 E_{u ~ U(0, 1), y_u ~ q(y_u | y_0)}[-SNR'(u) ||y_0 - x0hat(y_u, u)||^2],
+
+        which :meth:`elbo_rows` estimates (one ``u`` per row; training) and
+        :meth:`continuous_bound` with stratified ``u``. The endpoints change the bound, the
+        interior of the schedule only the estimator's variance (VDM's eq. 11), so the schedule
+        is fixed here. The T-step chain (``n_steps``) is then the discretization used by
+        sampling, imputation and the joint weights of :func:`ppgen.evaluate.elbo`, whose bound
+        is that of the T-step model: below the continuous one, approaching it as T grows
+        (VDM's section 4.2; tested).
+    log_snr_range : (float, float)
+        Log signal-to-noise ratio at ``y_T`` and at ``y_1`` of the "loglinear" schedule.
+    dropout : float
+        Dropout rate after each hidden layer of the network during training steps (DDPM's
+        regularizer on small data sets); bounds, samples and imputations never drop units.
 
     Notes
     -----
@@ -303,17 +370,47 @@ class Diffusion(AmortizedModel):
         hidden: Sequence[int] = (128, 128),
         activation: str = "relu",
         time_dim: int = 32,
-        variance: str = "learned",
+        variance: str | None = None,
         discrete_scale: float = 0.5,
         resample: int = 1,
         t_sampling: str = "uniform",
         continuous_scale: str = "column",
         impute_particles: int = 100,
+        time: str = "discrete",
+        log_snr_range: Sequence[float] = LOG_SNR_RANGE,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__(continuous_scale=continuous_scale, impute_particles=impute_particles)
         self.n_steps = check_int(n_steps, "n_steps")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        if time not in TIMES:
+            raise ValueError(f"time must be one of {TIMES}, got {time!r}")
+        lo, hi = (float(v) for v in log_snr_range)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(
+                f"log_snr_range must be (min, max) with min < max, got {log_snr_range}"
+            )
+        if variance is None:
+            variance = "posterior" if time == "continuous" else "learned"
+        if time == "continuous":
+            if schedule != "loglinear":
+                raise ValueError(
+                    f'time="continuous" needs schedule="loglinear" (fixed endpoints), '
+                    f"got schedule={schedule!r}"
+                )
+            if variance != "posterior":
+                raise ValueError(
+                    f'time="continuous" has the posterior variance only, got variance={variance!r}'
+                )
+            if t_sampling != "uniform":
+                raise ValueError(
+                    f'time="continuous" samples u uniformly, got t_sampling={t_sampling!r}'
+                )
+        self.time, self.log_snr_range = time, (lo, hi)
+        if not 0 <= float(dropout) < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.dropout = float(dropout)
         if network not in NETWORKS:
             raise ValueError(f"network must be one of {NETWORKS}, got {network!r}")
         if activation not in ACTIVATIONS:
@@ -337,7 +434,7 @@ class Diffusion(AmortizedModel):
         # training device, not part of the model.
         self._kl_square = torch.zeros(self.n_steps + 1, dtype=torch.float64)
         self._kl_seen = torch.zeros(self.n_steps + 1, dtype=torch.int64)
-        ab = schedule_alpha_bar(schedule, self.n_steps)
+        ab = schedule_alpha_bar(schedule, self.n_steps, self.log_snr_range)
         self._alpha_bar = ab  # float64, index t = 0..T
         #: c, the embedding's scale of discrete codes: discrete_scale noise sds of step 1.
         self.code_scale = self.discrete_scale * float((1 - ab[1]).sqrt())
@@ -354,6 +451,9 @@ class Diffusion(AmortizedModel):
             "discrete_scale": self.discrete_scale,
             "resample": self.resample,
             "t_sampling": self.t_sampling,
+            "time": self.time,
+            "log_snr_range": list(self.log_snr_range),
+            "dropout": self.dropout,
             **self.base_config(),
         }
 
@@ -368,7 +468,12 @@ class Diffusion(AmortizedModel):
         self.n_embed = heads.n_outputs  # D: the embedding has the heads' layout
         extra = self.n_embed if self.variance == "learned" else 0
         self.denoiser = TimeMLP(
-            self.n_embed, heads.n_outputs + extra, self.hidden, self.time_dim, self.activation
+            self.n_embed,
+            heads.n_outputs + extra,
+            self.hidden,
+            self.time_dim,
+            self.activation,
+            self.dropout,
         )
         self._n_cont = len(heads.continuous)
         self._n_count = len(heads.count)
@@ -431,11 +536,27 @@ class Diffusion(AmortizedModel):
             parts.append(mask[..., j : j + 1].expand(*mask.shape[:-1], k))
         return torch.cat(parts, -1)
 
+    def net_time(self, t: int | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """The network's time input in [0, 1] at step ``t``: ``t / T``, or for the "loglinear"
+        schedule the continuous time ``u = (t - 1) / (T - 1)`` of :func:`schedule_alpha_bar`
+        (so that continuous-time training and the T-step chain feed the network alike)."""
+        t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
+        if self.schedule == "loglinear":
+            return (t - 1) / max(self.n_steps - 1, 1)
+        return t / self.n_steps
+
     def denoise(self, y: torch.Tensor, t: int | torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The network at ``(y_t, t)``: the heads' outputs ``out`` (the decoder at t = 1), the
         expected embedding ``x0hat`` and the raw variance outputs (or None)."""
-        coef = self.coefficients(t, y)
-        s = torch.as_tensor(t, dtype=y.dtype, device=y.device) / self.n_steps
+        ab = self.coefficients(t, y)["ab"]
+        return self.denoise_at(y, ab, self.net_time(t, y))
+
+    def denoise_at(
+        self, y: torch.Tensor, ab: torch.Tensor, s: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        """:meth:`denoise` at signal level ``ab`` (alpha_bar, broadcastable to ``y``) and
+        network time ``s`` (broadcastable to ``y.shape[:-1]``): any continuous time."""
+        coef = {"ab": ab}
         raw = self.denoiser(y, s)
         d = self.n_embed
         f, v = raw[..., :d], (raw[..., d:] if self.variance == "learned" else None)
@@ -635,13 +756,60 @@ class Diffusion(AmortizedModel):
         y1 = loc1 + scale1 * torch.randn_like(loc1)
         log_lik, log_miss = self._decoder_terms(x0, mask, self.decoder_out(y1))
         latent = latent + log_miss
-        if T > 1:
+        if T > 1 and self.time == "continuous":
+            u = torch.rand(n, dtype=y0.dtype, device=y0.device)
+            latent = latent - self.continuous_term(y0, u)
+        elif T > 1:
             t, weight = self._pick_steps(n, y0)
             kl = self._step_kl(y0, t)
             if self.t_sampling == "importance" and torch.is_grad_enabled():
                 self._record(t, kl.detach())
             latent = latent - weight * kl
         return log_lik + kl_weight * (latent - log_r)
+
+    def log_snr(self, u: torch.Tensor) -> torch.Tensor:
+        """Log SNR of the "loglinear" schedule at continuous time ``u`` in [0, 1]."""
+        lo, hi = self.log_snr_range
+        return hi + (lo - hi) * u
+
+    def continuous_term(self, y0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """One draw of VDM's continuous-time diffusion loss at time ``u`` (per row; the bound
+        subtracts it): ``-SNR'(u) / 2 ||y_0 - x0hat(y_u, u)||^2`` with ``y_u ~ q(y_u | y_0)``;
+        its mean over ``u ~ U(0, 1)`` is the limit of the T-step chain's KL terms (posterior
+        variance) as T grows (Kingma et al. 2021, eq. 17)."""
+        lo, hi = self.log_snr_range
+        lam = self.log_snr(u).unsqueeze(-1)
+        ab = torch.sigmoid(lam)
+        y = ab.sqrt() * y0 + torch.sigmoid(-lam).sqrt() * torch.randn_like(y0)
+        x0hat = self.denoise_at(y, ab, u)[1]
+        # -dSNR/du = (hi - lo) exp(lam) for the linear log SNR.
+        return 0.5 * (hi - lo) * (lam.squeeze(-1).exp() * (y0 - x0hat).pow(2).sum(-1))
+
+    @torch.no_grad()
+    def continuous_bound(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, points: int = 64
+    ) -> torch.Tensor:
+        """One draw of the continuous-time bound per row, ``(n,)`` (nats, encoded scale), with
+        the diffusion loss averaged over ``points`` stratified times ``u`` (one uniform draw
+        in each of ``points`` equal bins): the same expectation as :meth:`elbo_rows`, far less
+        variance (torch's global RNG, seed it first). ``time="continuous"`` only."""
+        if self.time != "continuous":
+            raise ValueError('continuous_bound needs time="continuous"')
+        points = check_int(points, "points")
+        x0, log_r = self._fill_missing(x, mask)
+        y0 = self.embed(x0)
+        n = y0.shape[0]
+        loc, scale = self.forward_marginal(y0, self.n_steps)
+        latent = -_normal_kl(loc, scale, *self.prior(loc)).sum(-1)
+        loc1, scale1 = self.forward_marginal(y0, 1)
+        y1 = loc1 + scale1 * torch.randn_like(loc1)
+        log_lik, log_miss = self._decoder_terms(x0, mask, self.decoder_out(y1))
+        u = (
+            torch.arange(points, dtype=y0.dtype, device=y0.device).unsqueeze(-1)
+            + torch.rand(points, n, dtype=y0.dtype, device=y0.device)
+        ) / points
+        diffusion = self.continuous_term(y0.expand(points, *y0.shape), u).mean(0)
+        return log_lik + latent + log_miss - diffusion - log_r
 
     def step_probabilities(self) -> torch.Tensor | None:
         """Importance sampling's probability of each step ``t = 2..T`` (float64, ``(T - 1,)``),
@@ -709,17 +877,90 @@ class Diffusion(AmortizedModel):
 
     # -- what Fit uses ----------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, n: int, params: Params) -> torch.Tensor:
-        """Draw ``n`` rows on the encoded scale by ancestral sampling of the reverse chain
-        (torch's global RNG; seed it first)."""
+    def sample(
+        self,
+        n: int,
+        params: Params,
+        *,
+        sampler: str = "ancestral",
+        steps: int | None = None,
+        eta: float = 0.0,
+    ) -> torch.Tensor:
+        """Draw ``n`` rows on the encoded scale (torch's global RNG; seed it first).
+
+        ``sampler="ancestral"``: the model's own reverse chain, T network passes.
+        ``sampler="ddim"`` (Song, Meng & Ermon 2021): ``steps`` network passes on an evenly
+        spaced subsequence of ``T..1`` (default all T - 1 transitions), each
+        ``y_s = sqrt(ab_s) x0hat + sqrt(1 - ab_s - sigma^2) epshat + sigma eps`` with
+        ``sigma^2 = eta^2 beta~_{t->s}``: ``eta = 0`` is deterministic given ``y_T`` (the
+        probability-flow ODE's discretization), ``eta = 1`` with all steps is the ancestral
+        chain with the posterior variance. DDIM draws from a different distribution than the
+        model whose bound :func:`ppgen.evaluate.elbo` reports: the bound says nothing about
+        DDIM's samples. Both end with ``x_0 ~ p(x_0 | y_1)``.
+        """
         self._check_built()
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+        if sampler == "ancestral" and (steps is not None or eta != 0.0):
+            raise ValueError('steps and eta are options of sampler="ddim"')
         like = next(self.parameters())
         y = torch.randn(n, self.n_embed, dtype=like.dtype, device=like.device)
         loc, scale = self.prior(y)
         y = loc + scale * y
+        if sampler == "ddim":
+            return self._sample_ddim(y, steps, eta)
         for t in range(self.n_steps, 1, -1):
             loc, scale = self.reverse(y, t)
             y = loc + scale * torch.randn_like(loc)
+        return self.heads.sample(self.decoder_out(y))
+
+    @torch.no_grad()
+    def trajectory(
+        self, n: int, times: Sequence[int]
+    ) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+        """The ancestral reverse chain of ``n`` draws, kept at steps ``times`` (in 1..T): the
+        states ``y_t`` (embedding scale, ``(n, D)`` each) and the final ``x_0`` (encoded scale).
+        Draws exactly as :meth:`sample` does, so with the same seed ``x_0`` is its output
+        (torch's global RNG; seed it first)."""
+        self._check_built()
+        keep = {check_int(t, "times") for t in times}
+        if not keep or max(keep) > self.n_steps:
+            raise ValueError(f"times must be steps in 1..{self.n_steps}, got {list(times)}")
+        like = next(self.parameters())
+        y = torch.randn(n, self.n_embed, dtype=like.dtype, device=like.device)
+        loc, scale = self.prior(y)
+        y = loc + scale * y
+        states = {self.n_steps: y} if self.n_steps in keep else {}
+        for t in range(self.n_steps, 1, -1):
+            loc, scale = self.reverse(y, t)
+            y = loc + scale * torch.randn_like(loc)
+            if t - 1 in keep:
+                states[t - 1] = y
+        return states, self.heads.sample(self.decoder_out(y))
+
+    def ddim_times(self, steps: int | None) -> list[int]:
+        """DDIM's steps: ``steps + 1`` evenly spaced integers from T down to 1."""
+        T = self.n_steps
+        steps = T - 1 if steps is None else check_int(steps, "steps")
+        if T > 1 and steps > T - 1:
+            raise ValueError(f"steps must be at most n_steps - 1 = {T - 1}, got {steps}")
+        grid = torch.linspace(T, 1, max(min(steps, T - 1), 0) + 1, dtype=torch.float64)
+        return [int(t) for t in grid.round().tolist()] if T > 1 else [1]
+
+    def _sample_ddim(self, y: torch.Tensor, steps: int | None, eta: float) -> torch.Tensor:
+        eta = float(eta)
+        if not (math.isfinite(eta) and eta >= 0):
+            raise ValueError(f"eta must be a non-negative number, got {eta!r}")
+        times = self.ddim_times(steps)
+        ab_all = self._alpha_bar
+        for t, s in zip(times[:-1], times[1:], strict=True):
+            ab_t, ab_s = float(ab_all[t]), float(ab_all[s])
+            x0hat = self.denoise(y, t)[1]
+            eps = (y - math.sqrt(ab_t) * x0hat) / math.sqrt(1 - ab_t)
+            var = eta**2 * (1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)
+            y = math.sqrt(ab_s) * x0hat + math.sqrt(max(1 - ab_s - var, 0.0)) * eps
+            if var > 0:
+                y = y + math.sqrt(var) * torch.randn_like(y)
         return self.heads.sample(self.decoder_out(y))
 
     @torch.no_grad()
