@@ -321,16 +321,16 @@ def _setup(fit, n_steps, n_chains, schedule, init, n_leapfrog, n_tune, seed, pro
     n_leapfrog = check_count(n_leapfrog, "n_leapfrog")
     if init not in ("prior", "guide"):
         raise ValueError(f"init must be 'prior' or 'guide', got {init!r}")
-    spec, n_steps = _spec(schedule, n_steps)
-    n_tune = _default_tune(n_steps) if n_tune is None else check_count(n_tune, "n_tune")
-    return _Run(fit, init, n_chains, n_leapfrog, n_tune, seed, progress), spec, n_steps
+    spec, n_steps = schedule_spec(schedule, n_steps)
+    n_tune = default_tune(n_steps) if n_tune is None else check_count(n_tune, "n_tune")
+    return AnnealingRun(fit, init, n_chains, n_leapfrog, n_tune, seed, progress), spec, n_steps
 
 
-def _default_tune(n_steps: int) -> int:
+def default_tune(n_steps: int) -> int:
     return max(64, n_steps // 10)
 
 
-def _spec(kind: str | np.ndarray, n_steps: int) -> tuple[str | np.ndarray, int]:
+def schedule_spec(kind: str | np.ndarray, n_steps: int) -> tuple[str | np.ndarray, int]:
     """``"adaptive"`` (resolved by the tuning pass) or a fixed array of T + 1 betas; and T."""
     if isinstance(kind, str):
         if kind == "adaptive":
@@ -344,7 +344,7 @@ def _spec(kind: str | np.ndarray, n_steps: int) -> tuple[str | np.ndarray, int]:
 
 
 @dataclass
-class _Site:
+class LatentSite:
     """A continuous local latent site and its unconstrained parametrization."""
 
     name: str
@@ -353,8 +353,9 @@ class _Site:
     size: int  # flattened size per (chain, row)
 
 
-class _Run:
-    """One configuration of AIS on one fit: finds the sites, tunes, anneals (internal)."""
+class AnnealingRun:
+    """One configuration of AIS on one fit: finds the sites, tunes, anneals (subclassed by
+    :mod:`ppgen.evaluate.decoder_ais` for its own target)."""
 
     def __init__(self, fit, init, n_chains, n_leapfrog, n_tune, seed, progress) -> None:
         self.fit = fit
@@ -373,7 +374,7 @@ class _Run:
         self.seed = seed
         self.progress = progress
         self.device = device
-        self.sites: list[_Site] = []
+        self.sites: list[LatentSite] = []
         self._tuned: dict = {}
         self.betas: np.ndarray | None = None
 
@@ -420,7 +421,7 @@ class _Run:
                     f"{tuple(value.shape)}"
                 )
             u = transform.inv(value)
-            self.sites.append(_Site(name, transform, tuple(u.shape), int(u[0, 0].numel())))
+            self.sites.append(LatentSite(name, transform, tuple(u.shape), int(u[0, 0].numel())))
             values[name] = value
         return values
 

@@ -66,11 +66,11 @@ from ppgen.evaluate import estimate
 from ppgen.evaluate.ais import (
     DEFAULT_LEAPFROG,
     AISResult,
+    AnnealingRun,
     BDMCResult,
-    _default_tune,
-    _Run,
-    _Site,
-    _spec,
+    LatentSite,
+    default_tune,
+    schedule_spec,
 )
 from ppgen.evaluate.estimate import frozen
 from ppgen.infer.result import Fit
@@ -328,8 +328,8 @@ class _CallableTarget(_Target):
         return (loc + sigma * torch.randn_like(loc)).detach(), z
 
 
-class _DecoderRun(_Run):
-    """:class:`ppgen.evaluate.ais._Run` over ``z ~ N(0, I)`` with the decoder's likelihood."""
+class _DecoderRun(AnnealingRun):
+    """:class:`~ppgen.evaluate.ais.AnnealingRun` over ``z ~ N(0, I)``, decoder likelihood."""
 
     def __init__(self, target, sigma, n_chains, n_leapfrog, n_tune, seed, progress) -> None:
         self.target = target
@@ -339,7 +339,7 @@ class _DecoderRun(_Run):
     def _discover(self, x, mask):
         # The one latent site, unconstrained already; its values are never read here.
         shape = (self.C, x.shape[0], self.target.n_latent)
-        self.sites = [_Site("z", identity_transform, shape, self.target.n_latent)]
+        self.sites = [LatentSite("z", identity_transform, shape, self.target.n_latent)]
         return {"z": x.new_zeros(shape)}
 
     def _prior_draw(self, x, mask):
@@ -539,7 +539,7 @@ def _given(target: _Target, sigma: Any) -> tuple[float | torch.Tensor, str]:
 
 def _options(n_steps, n_chains, schedule, n_leapfrog, n_tune):
     n_steps = estimate.check_count(n_steps, "n_steps")
-    spec, T = _spec(schedule, n_steps)
+    spec, T = schedule_spec(schedule, n_steps)
     options = {
         "n_chains": estimate.check_count(n_chains, "n_chains"),
         "n_leapfrog": estimate.check_count(n_leapfrog, "n_leapfrog"),
@@ -549,7 +549,7 @@ def _options(n_steps, n_chains, schedule, n_leapfrog, n_tune):
 
 
 def _run(target, sigma, T, options, seed, progress) -> _DecoderRun:
-    n_tune = options["n_tune"] or _default_tune(T)
+    n_tune = options["n_tune"] or default_tune(T)
     return _DecoderRun(
         target, sigma, options["n_chains"], options["n_leapfrog"], n_tune, seed, progress
     )
@@ -591,7 +591,7 @@ def _select(
         index = torch.as_tensor(pick, device=x.device)
         x, mask = x[index], mask[index]
     steps = min(T, 200) if steps is None else estimate.check_count(steps, "validation_steps")
-    spec, steps = _spec(schedule if isinstance(schedule, str) else "adaptive", steps)
+    spec, steps = schedule_spec(schedule if isinstance(schedule, str) else "adaptive", steps)
     if grid is None:
         grid = np.asarray(DEFAULT_GRID) * _pooled_sd(x, mask, target.continuous)
     else:

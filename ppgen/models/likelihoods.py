@@ -611,11 +611,12 @@ class NegativeBinomial(Poisson):
         lp = self._dist(params["rates"], params["concentration"]).log_prob(xs)
         return torch.where(ms, lp, lp.new_zeros(())).sum(-1)
 
-    m_step = ColumnLikelihood.m_step
+    # The concentration has no closed-form update: EM refuses (Poisson's sums are not enough).
+    statistics = ColumnLikelihood.statistics
 
     def init_step(self, x, mask, resp):
         """Weighted means, and concentrations mean^2 / (var - mean) by moments (0.5 to 100)."""
-        rates = Poisson.m_step(self, x, mask, resp, None)["rates"]
+        rates = Poisson.update(self, Poisson.statistics(self, x, mask, resp, None), None)["rates"]
         obs = self._cols(mask).to(x.dtype)
         xs = self._cols(x) * obs
         n_kc = (resp.mT @ obs).clamp_min(1e-12)

@@ -263,5 +263,9 @@ def test_compare_scores_a_decoder_model_by_decoder_ais(decoder_only):
     assert row["heldout_method"].endswith("(validation: training rows)")
     assert row["verdict"].startswith("likelihood bounded (AIS T=100")
     # With sigma chosen on training rows, near PPCA's exact held-out figure (the same fit).
+    # compare's short AIS (T=100) is biased low by Jensen's inequality: 0.16 and 0.22 nats
+    # were measured for two fits equal to 1e-12 (HMC trajectories amplify the difference), so
+    # the estimate must sit below the exact value, by less than 0.3.
     fit = ppgen.fit(LinearGenerator(2), result.train, seed=0, progress=False)
-    assert abs(row["heldout_nats"] - fit.log_prob(result.test).mean()) < 0.2
+    gap = row["heldout_nats"] - fit.log_prob(result.test).mean()
+    assert -0.3 < gap < 0.05
