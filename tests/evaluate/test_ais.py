@@ -103,6 +103,8 @@ def test_gmm_returns_the_exact_log_prob():
     assert sandwich.lower.mean == pytest.approx(sandwich.exact)
 
 
+# A convergence study (18 s): the small-PPCA test above keeps AIS's exactness in the default run.
+@pytest.mark.slow
 def test_large_ppca_within_half_a_nat_and_error_shrinks(large):
     # About 15 s on one idle core (20 rows x 16 chains, 11,000 gradient evaluations).
     fit, X = large
