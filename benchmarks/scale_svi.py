@@ -117,7 +117,10 @@ def main() -> None:
     k = args.k or (50 if args.quick else 200)
     if args.worker:
         seconds = work(args.kind, epochs, k, args.distributed)
-        print(json.dumps({"seconds": seconds}))
+        # One write per line: two ranks share the pipe, and print() writes the text and the
+        # newline separately when unbuffered (their lines then interleave).
+        sys.stdout.write(json.dumps({"seconds": seconds}) + "\n")
+        sys.stdout.flush()
         return
     rows = []
     for kind in ("svi", "iwae"):

@@ -160,6 +160,12 @@ def shutdown() -> None:
     """End the default process group, if one is running."""
     dist = torch.distributed
     if dist.is_available() and dist.is_initialized():
+        # Wait for every rank first: a rank tearing gloo down while another still talks to it
+        # aborts the process at exit (C++ terminate, SIGABRT) after its work is done.
+        try:
+            dist.barrier()
+        except RuntimeError:  # another rank is gone already: nothing left to wait for
+            pass
         dist.destroy_process_group()
 
 
