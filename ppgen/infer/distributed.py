@@ -254,16 +254,21 @@ def average_gradients(
     if not ctx.active:
         return loss
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    w = torch.as_tensor(float(weight), dtype=loss.dtype, device=loss.device)
-    flat = torch.cat(
-        [torch.stack([loss.reshape(()) * w, w])] + [g.reshape(-1).to(loss) * w for g in grads]
-    )
+    # One buffer [loss, 1, gradients...], scaled by the weight with one in-place multiply, reduced
+    # in place, divided in place; the parameters' gradients become views of it (no copies per
+    # parameter: the fixed per-step cost matters, every rank repeats it; see benchmarks/scale_svi).
+    flat = torch.empty(2 + sum(g.numel() for g in grads), dtype=loss.dtype, device=loss.device)
+    flat[0] = loss.reshape(())
+    flat[1] = 1.0
+    if grads:
+        torch.cat([g.reshape(-1).to(flat.dtype) for g in grads], out=flat[2:])
+    flat.mul_(float(weight))
     torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.SUM)
-    total = flat[1]
-    flat = flat / total
+    flat.div_(flat[1].item())  # a host number: dividing by flat[1] in place would alias it
     offset = 2
     for p, g in zip(params, grads, strict=True):
-        p.grad = flat[offset : offset + g.numel()].view_as(p).to(p.dtype).clone()
+        view = flat[offset : offset + g.numel()].view_as(p)
+        p.grad = view if view.dtype == p.dtype else view.to(p.dtype)
         offset += g.numel()
     return flat[0]
 
