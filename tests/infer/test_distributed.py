@@ -26,32 +26,59 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _distributed_worker as worker  # noqa: E402
 
 WORKER = Path(__file__).with_name("_distributed_worker.py")
+LIGHTNING = Path(__file__).with_name("_lightning_worker.py")
 
 
-def torchrun(out: Path, part: str) -> list[dict]:
-    """Launch the worker on 2 ranks (``torchrun --standalone --nproc-per-node 2``), this
-    checkout's ppgen first on the path; both ranks' results."""
+def _env() -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env["PYTHONPATH"] = os.pathsep.join(
         [str(Path(ppgen.__file__).parents[1]), env.get("PYTHONPATH", "")]
     )
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-    proc = subprocess.run(
-        [*cmd, str(WORKER), str(out), part], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    name = "rank" if part == "fast" else "slow"
+    return env
+
+
+def _results(out: Path, name: str) -> list[dict]:
     results = [torch.load(out / f"{name}{r}.pt", weights_only=False) for r in range(2)]
     for r in results:
         r["dir"] = out
     return results
 
 
-@pytest.fixture(scope="module")
-def ranks(tmp_path_factory) -> list[dict]:
-    """Both ranks' results (rank 0 saves its VAE)."""
+def torchrun(out: Path, part: str) -> list[dict]:
+    """Launch the worker on 2 ranks (``torchrun --standalone --nproc-per-node 2``), this
+    checkout's ppgen first on the path; both ranks' results."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    proc = subprocess.run(
+        [*cmd, str(WORKER), str(out), part], env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return _results(out, "rank" if part == "fast" else "slow")
+
+
+def lightning(out: Path) -> list[dict]:
+    """The same checks with Lightning's DDP on CPU (2 processes, gloo) as the launcher."""
+    pytest.importorskip("pytorch_lightning")
+    proc = subprocess.run(
+        [sys.executable, str(LIGHTNING), str(out)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return _results(out, "rank")
+
+
+LAUNCHERS = ["torchrun", pytest.param("lightning", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(scope="module", params=LAUNCHERS)
+def ranks(request, tmp_path_factory) -> list[dict]:
+    """Both ranks' results (rank 0 saves its VAE), under torchrun (default suite) and under
+    Lightning's DDP (slow: the same checks, the process group started by Lightning)."""
     torch.set_num_threads(1)
-    return torchrun(tmp_path_factory.mktemp("distributed"), "fast")
+    out = tmp_path_factory.mktemp(f"distributed_{request.param}")
+    return torchrun(out, "fast") if request.param == "torchrun" else lightning(out)
 
 
 @pytest.fixture(scope="module")
