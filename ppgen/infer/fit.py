@@ -54,8 +54,9 @@ def fit(
         An unfitted model, e.g. ``ppgen.GaussianMixture(3)``; it is copied, never changed.
     data : DataFrame, ndarray or Tensor, or a Parquet table
         Rows are observations. A ``.parquet`` path, a directory or list of them, or a
-        ``pyarrow.dataset.Dataset`` is streamed in chunks, never held whole (``method="em"``;
-        options ``chunk_rows``, ``sample_rows``, ``scan_levels``: :mod:`ppgen.infer.stream`).
+        ``pyarrow.dataset.Dataset`` is streamed in chunks, never held whole (``method="em"``, or
+        minibatch SVI of a VAE; options ``chunk_rows``, ``sample_rows``, ``scan_levels``:
+        :mod:`ppgen.infer.stream`).
         Missing entries (NaN) are masked in the likelihood. Sequence models
         (:class:`ppgen.HMM`) take sequences instead, with options ``id_column`` and
         ``time_column``, and return a :class:`ppgen.infer.sequences.SequenceFit`. Amortized

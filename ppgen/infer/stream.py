@@ -17,8 +17,17 @@ Rules
   sample is an error (``ValueError`` naming the column, the label and the chunk's first row),
   unless ``scan_levels=True``: then one more pass reads the categorical columns only and adds
   every label to the schema before fitting.
-* Only maximum-likelihood or posterior-mode EM (``method="em"``) of row models streams
-  (GaussianMixture, PPCA, FactorAnalysis); minibatch engines do not yet.
+* EM (``method="em"``) of row models (GaussianMixture, PPCA, FactorAnalysis) and minibatch
+  SVI of amortized models (VAE, HierarchicalVAE: ``method="svi"``) stream.
+* **Minibatch order** (:meth:`Stream.epoch_order`): every epoch visits the Parquet row groups
+  in the order of ``torch.randperm(n_groups)`` and each group's rows in the order of
+  ``torch.randperm(rows)``, both from the engine's generator seeded with the fit's seed; the
+  rows in that order are cut into minibatches of ``batch_size`` (one may span two groups).
+  One row group is in memory at a time, so the row groups should be of a size that fits
+  (pyarrow's default is up to 1M rows; write with ``row_group_size=``). ``validation`` is the
+  fraction of the seeded *sample* held out for early stopping; those rows are left out of
+  the streamed epochs. Given the same minibatches, training equals the in-memory engine's
+  exactly (tests/infer/test_stream_svi.py).
 * ``Fit.train`` holds the encoded sample, not the table.
 """
 
@@ -34,7 +43,7 @@ import pandas as pd
 
 from ppgen.data.schema import Schema
 
-__all__ = ["CHUNK_ROWS", "SAMPLE_ROWS", "Source", "is_source", "open_source"]
+__all__ = ["CHUNK_ROWS", "SAMPLE_ROWS", "Source", "Stream", "is_source", "open_source"]
 
 #: Rows read and encoded at a time.
 CHUNK_ROWS = 65_536
@@ -83,6 +92,7 @@ class Source:
             raise ValueError("the streamed table has no rows")
         size = min(int(size), self.n_rows)
         rows = np.sort(np.random.default_rng(seed).choice(self.n_rows, size, replace=False))
+        self.sample_index = rows  # the sample's rows in the table (minibatch validation)
         import pyarrow as pa
 
         picked, first = [], 0
@@ -93,16 +103,35 @@ class Source:
             first += table.num_rows
         return pa.concat_tables(picked).to_pandas()
 
-    def _tables(self, columns: list[str] | None) -> Iterator[Any]:
-        """The table one Parquet row group at a time (the dataset's scanner reads ahead and
-        holds more, growing with the file), or by the scanner for other datasets."""
+    def _groups(self) -> Iterator[Any]:
+        """The table's Parquet row groups (whole fragments for other datasets), in order."""
         for fragment in self.dataset.get_fragments():
             try:
                 groups = fragment.split_by_row_group()
             except (AttributeError, NotImplementedError):
                 groups = [fragment]
-            for group in groups:
-                yield group.to_table(columns=columns)
+            yield from groups
+
+    def _tables(self, columns: list[str] | None) -> Iterator[Any]:
+        """The table one Parquet row group at a time (the dataset's scanner reads ahead and
+        holds more, growing with the file), or by the scanner for other datasets."""
+        for group in self._groups():
+            yield group.to_table(columns=columns)
+
+    def row_groups(self) -> list[tuple[Any, int, int]]:
+        """(row group, its first row in the table, its rows) of every row group, from the
+        files' metadata (nothing read); one entry per group, so flat in rows per group."""
+        if getattr(self, "_row_groups", None) is None:
+            out, first = [], 0
+            for group in self._groups():
+                # A row-group fragment's count_rows() counts its whole file: the metadata's.
+                meta = getattr(group, "row_groups", None)
+                n = int(meta[0].num_rows) if meta and len(meta) == 1 else int(group.count_rows())
+                if n:
+                    out.append((group, first, n))
+                first += n
+            self._row_groups = out
+        return self._row_groups
 
     def frames(self, columns: list[str] | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
         """The table in chunks of at most ``chunk_rows`` rows (row groups are read whole, then
@@ -143,23 +172,89 @@ class Source:
         stream = self.chunks(schema, problem.x.device, problem.x.dtype)
         return dataclasses.replace(problem, stream=stream, n_units=self.n_rows)
 
-    def chunks(self, schema: Schema, device: Any, dtype: Any):
-        """A callable yielding the encoded chunks ``(x, mask, {})`` (the EM engine's
-        ``Problem.stream``); an unseen label raises a ``ValueError`` naming the chunk."""
+    def chunks(self, schema: Schema, device: Any, dtype: Any) -> Stream:
+        """The encoded table as a :class:`Stream` (``Problem.stream``): called, it yields the
+        chunks ``(x, mask, {})`` in table order (EM); :meth:`Stream.minibatches` shuffles (the
+        minibatch engine). An unseen label raises a ``ValueError`` naming the rows."""
+        return Stream(self, schema, device, dtype)
 
-        def iterate():
-            for first, frame in self.frames(list(schema.names)):
-                try:
-                    enc = schema.encode(frame, device=device, dtype=dtype)
-                except ValueError as exc:
-                    raise ValueError(
-                        f"streamed table, rows {first}..{first + len(frame) - 1}: {exc} "
-                        "(the schema was read from a seeded sample of rows; pass "
-                        "scan_levels=True to collect every category first, or schema=)"
-                    ) from None
-                yield enc.x, enc.mask, {}
 
-        return iterate
+class Stream:
+    """A streamed, encoded table: what ``Problem.stream`` holds (see :meth:`Source.chunks`)."""
+
+    def __init__(self, source: Source, schema: Schema, device: Any, dtype: Any) -> None:
+        self.source, self.schema, self.device, self.dtype = source, schema, device, dtype
+
+    def _encode(self, frame: pd.DataFrame, where: str) -> tuple[Any, Any]:
+        try:
+            enc = self.schema.encode(frame, device=self.device, dtype=self.dtype)
+        except ValueError as exc:
+            raise ValueError(
+                f"streamed table, {where}: {exc} (the schema was read from a seeded sample of "
+                "rows; pass scan_levels=True to collect every category first, or schema=)"
+            ) from None
+        return enc.x, enc.mask
+
+    def __call__(self) -> Iterator[tuple[Any, Any, dict]]:
+        for first, frame in self.source.frames(list(self.schema.names)):
+            x, mask = self._encode(frame, f"rows {first}..{first + len(frame) - 1}")
+            yield x, mask, {}
+
+    def epoch_order(self, generator: Any, exclude: np.ndarray | None = None):
+        """One epoch's visiting order: ``(row group, its first row, order)`` per row group,
+        the groups in the order of ``torch.randperm(n_groups, generator=generator)``, each
+        group's rows in the order of ``torch.randperm(rows, generator=generator)`` drawn when
+        the group is reached (row numbers within the group), minus the table rows in
+        ``exclude`` (sorted). The documented rule of :meth:`minibatches`."""
+        import torch
+
+        groups = self.source.row_groups()
+        exclude = np.empty(0, dtype=np.int64) if exclude is None else np.asarray(exclude)
+        for g in torch.randperm(len(groups), generator=generator).tolist():
+            group, first, n = groups[g]
+            order = torch.randperm(n, generator=generator).numpy()
+            if len(exclude):
+                lo, hi = np.searchsorted(exclude, [first, first + n])
+                if hi > lo:
+                    order = order[~np.isin(order, exclude[lo:hi] - first)]
+            yield group, first, order
+
+    def minibatches(self, batch_size: int, generator: Any, exclude: np.ndarray | None = None):
+        """A callable: each call runs one epoch and yields its encoded minibatches ``(x,
+        mask)`` of ``batch_size`` rows (the last one of the epoch may be smaller), the rows in
+        :meth:`epoch_order` (a minibatch may span two row groups). One row group is read at a
+        time and encoded ``chunk_rows`` rows at a time: memory follows the row group and the
+        chunk, not the table."""
+        import pyarrow as pa
+        import torch
+
+        names, chunk = list(self.schema.names), self.source.chunk_rows
+
+        def epoch():
+            held_x, held_m = [], []  # rows not yet in a minibatch (fewer than batch_size)
+            held = 0
+            for group, first, order in self.epoch_order(generator, exclude):
+                table = group.to_table(columns=names)
+                for start in range(0, len(order), chunk):
+                    rows = order[start : start + chunk]
+                    x, mask = self._encode(
+                        table.take(pa.array(rows)).to_pandas(),
+                        f"row group at row {first} ({len(order)} rows)",
+                    )
+                    held_x.append(x)
+                    held_m.append(mask)
+                    held += len(rows)
+                    if held < batch_size:
+                        continue
+                    x, mask = torch.cat(held_x), torch.cat(held_m)
+                    cut = (held // batch_size) * batch_size
+                    for i in range(0, cut, batch_size):
+                        yield x[i : i + batch_size], mask[i : i + batch_size]
+                    held_x, held_m, held = [x[cut:]], [mask[cut:]], held - cut
+            if held:
+                yield torch.cat(held_x), torch.cat(held_m)
+
+        return epoch
 
 
 def open_source(data: Any, chunk_rows: int | None = None) -> Source:
@@ -204,9 +299,11 @@ def stream_sample(
     chunk_rows = options.pop("chunk_rows", None)
     sample_rows = options.pop("sample_rows", SAMPLE_ROWS)
     scan_levels = options.pop("scan_levels", False)
-    if engine.name != "em" or model.layout != "rows":
+    minibatch = engine.name == "svi" and engine.kind == "networks"
+    if not (engine.name == "em" or minibatch) or model.layout != "rows":
         raise ValueError(
-            f"a streamed table (Parquet) is fitted by method='em' on a table of rows; got "
+            "a streamed table (Parquet) is fitted by method='em', or by minibatch SVI "
+            "(method='svi' of a VAE or HierarchicalVAE), on a table of rows; got "
             f"method={engine.name!r} for {model.label()}: read the table into memory"
         )
     if isinstance(sample_rows, bool) or not isinstance(sample_rows, int) or sample_rows < 1:

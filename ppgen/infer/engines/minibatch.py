@@ -186,6 +186,15 @@ class MinibatchSVI(Engine):
         validation = float(options.validation)
         n_val = 0 if validation == 0 else min(n - 1, max(1, round(validation * n)))
         val_rows, train_rows = order[:n_val].to(x.device), order[n_val:].to(x.device)
+        epochs = None
+        if problem.stream is not None:
+            # A streamed table (ppgen.infer.stream): x is its seeded sample; the validation
+            # rows are drawn from the sample as above and left out of the streamed epochs,
+            # which visit row groups and their rows in a seeded order (Stream.epoch_order).
+            stream = problem.stream
+            held_out = np.sort(stream.source.sample_index[order[:n_val].numpy()])
+            epochs = stream.minibatches(int(options.batch_size), generator, held_out)
+            train_rows = problem.n_units - n_val
         trainer = _Trainer(model, elbo, int(options.num_particles), options.objective, ctx)
         try:
             losses, val_losses, best_epoch, stopped = trainer.run(
@@ -193,6 +202,7 @@ class MinibatchSVI(Engine):
                 mask,
                 train_rows,
                 val_rows,
+                epochs=epochs,
                 generator=generator,
                 batch_size=int(options.batch_size),
                 max_epochs=int(options.max_epochs),
@@ -240,6 +250,8 @@ class MinibatchSVI(Engine):
             "objective": options.objective,
             "num_particles": int(options.num_particles),
         }
+        if problem.stream is not None:
+            info["streamed_rows"] = problem.n_units  # Fit.train holds only the sample
         return EngineResult(params={}, losses=np.asarray(losses, dtype=float), info=info)
 
 
@@ -406,13 +418,17 @@ class _Trainer:
         clip_norm,
         seed,
         progress,
+        epochs=None,
     ):
+        """Train; ``train_rows`` are the rows of ``x`` to shuffle into minibatches, or, with
+        ``epochs`` (a streamed table: a callable yielding one epoch's minibatches ``(x,
+        mask)``), the number of training rows it streams."""
         model = self.model
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ValueError(f"{type(model).__name__} has no parameters to train")
         opt = torch.optim.Adam(params, lr=lr)
-        n_train = len(train_rows)
+        n_train = train_rows if epochs is not None else len(train_rows)
         size = min(batch_size, n_train)
         xv, mv = x[val_rows], mask[val_rows]
         ctx = self.ctx
@@ -443,22 +459,24 @@ class _Trainer:
             with pyro.validation_enabled(False):
                 for epoch in range(1, max_epochs + 1):
                     kl_weight = min(1.0, epoch / kl_warmup) if kl_warmup else 1.0
-                    perm = train_rows[torch.randperm(n_train, generator=generator).to(x.device)]
                     total = 0.0
-                    if ctx is None:
-                        batches = [perm[i : i + size] for i in range(0, n_train, size)]
+                    if epochs is not None:
+                        batches = epochs()
                     else:
-                        batches = list(torch.tensor_split(perm, steps))
-                    for rows in batches:
-                        loss, bad = self.step(
-                            x[rows], mask[rows], opt, params, kl_weight, clip_norm
-                        )
+                        perm = train_rows[torch.randperm(n_train, generator=generator).to(x.device)]
+                        if ctx is None:
+                            parts = [perm[i : i + size] for i in range(0, n_train, size)]
+                        else:
+                            parts = list(torch.tensor_split(perm, steps))
+                        batches = ((x[rows], mask[rows]) for rows in parts)
+                    for xb, mb in batches:
+                        loss, bad = self.step(xb, mb, opt, params, kl_weight, clip_norm)
                         if bad:
                             _raise_non_finite(bad, step, epoch)
                         if ctx is None:
-                            total += loss * len(rows)
+                            total += loss * len(xb)
                         else:
-                            total += float(self.local_loss) * len(rows)
+                            total += float(self.local_loss) * len(xb)
                         step += 1
                     # Under warm-up this is the KL-weighted loss; validation is unweighted.
                     losses.append(self._mean(total, n_train))
