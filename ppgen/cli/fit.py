@@ -39,6 +39,7 @@ examples:
   ppgen fit series.csv --model hmm --n-states 3 --sequence-col id --time-col t -o series.ppgen
   ppgen fit counts.csv --model hmm --n-states 2 --emission poisson --order-by count -o c.ppgen
   ppgen fit digits.csv --model vae --n-latent 8 --hidden 128,128 -o digits.ppgen
+  ppgen fit big.parquet --model gmm --n-components 3 -o big.ppgen   # streamed, never read whole
 
 The mean log-likelihood is per row, in nats, on the data's original scale, so it compares across
 models and with other software fitted to the same raw data. BIC and AIC (lower is better) are
@@ -60,7 +61,11 @@ DESCRIPTION = "Fit a model to the columns of a CSV file, save it and report its 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's arguments (``ppgen fit --help``)."""
-    parser.add_argument("data", help="CSV file with a header row; every column is modelled")
+    parser.add_argument(
+        "data",
+        help="CSV file with a header row (every column is modelled), or a Parquet file or "
+        "directory, streamed in chunks (EM, and SVI of vae/hvae)",
+    )
     parser.add_argument(
         "--model",
         choices=tuple(FIT_MODELS),
@@ -169,13 +174,19 @@ def run(args: argparse.Namespace) -> int:
     model = spec.build(args)
     kinds = parse_kinds(args.kind)
     check_writable(args.output)
-    frame = read_csv(args.data)
-    options.update(_sequence_options(args, frame, spec.sequences))
+    from ppgen.infer.stream import is_source
+
+    streamed = is_source(args.data)  # Parquet: streamed, never read whole (ppgen.infer.stream)
+    if streamed and spec.sequences:
+        raise ValueError(f"--model {args.model} reads its sequences from a CSV file, not Parquet")
+    frame = None if streamed else read_csv(args.data)
+    if not streamed:
+        options.update(_sequence_options(args, frame, spec.sequences))
     start = time.perf_counter()
     distributed = {"auto": "auto", "yes": True, "no": False}[args.distributed]
     fit = ppgen.fit(
         model,
-        frame,
+        args.data if streamed else frame,
         method=args.method,
         seed=args.seed,
         kinds=kinds,
@@ -188,6 +199,10 @@ def run(args: argparse.Namespace) -> int:
     if _rank() != 0:
         return 0  # every rank holds the same fit; one writes it and reports
     fit.save(args.output)
+    if streamed:
+        print(format_table(_streamed_report(args, fit, elapsed)))
+        print_summary(fit)
+        return 0
     print(fit.schema.format(frame[list(fit.schema.names)]) + "\n")
     print(format_table(_report(args, fit, frame, elapsed)))
     print_summary(fit)
@@ -200,6 +215,42 @@ def _rank() -> int:
     from ppgen.infer.distributed import context
 
     return context().rank
+
+
+def _streamed_report(args, fit: Fit, elapsed: float) -> list[tuple]:
+    """The rows ``ppgen fit`` prints for a streamed (Parquet) table: its log-likelihood summed
+    one chunk at a time, so the table is never held whole."""
+    from ppgen.infer.stream import open_source
+
+    names = list(fit.schema.names)
+    shown = ", ".join(map(str, names[:6])) + (", ..." if len(names) > 6 else "")
+    n_rows = fit.info.get("streamed_rows")
+    rows = [
+        ("data", f"{args.data}: {n_rows} rows (streamed), {len(names)} columns ({shown})"),
+        ("model", fit.model.label()),
+        ("method", f"{fit.method}, seed {args.seed}, {len(fit.losses)} steps, {elapsed:.1f} s"),
+    ]
+    if not has_exact_likelihood(fit):
+        rows.append(("log-likelihood", no_exact_likelihood(fit, args.output, args.data)))
+    else:
+        total, n = 0.0, 0
+        for _, chunk in open_source(args.data).frames(names):
+            log_prob = fit.log_prob(chunk)
+            total, n = total + float(log_prob.sum()), n + len(log_prob)
+        rows += [
+            ("mean log-likelihood", f"{nats(total / n)} nats per row"),
+            ("total log-likelihood", f"{total:.4f} nats"),
+        ]
+        if fit.kind == "point":
+            import math
+
+            k = fit.n_free_parameters()
+            rows += [
+                ("BIC", f"{-2 * total + k * math.log(n):.4f}"),
+                ("AIC", f"{-2 * total + 2 * k:.4f}"),
+            ]
+    rows.append(("saved", args.output))
+    return rows
 
 
 def _report(args, fit: Fit, frame: pd.DataFrame, elapsed: float) -> list[tuple]:

@@ -84,3 +84,40 @@ def test_million_rows_streamed_equals_in_memory_with_flat_memory(tmp_path):
     for k, v in ref.params.items():
         assert torch.all((got.params[k] - v).abs() <= 1e-10 * (1 + v.abs())), k
     assert peak_large - peak_small < one_copy_mb, (peak_small, peak_large)
+
+
+SVI_WORKER = textwrap.dedent(
+    """
+    import json, resource, sys, time, warnings
+    import torch
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    import ppgen
+    start = time.process_time()
+    fit = ppgen.fit(ppgen.VAE(2, hidden=(16,)), sys.argv[1], max_epochs=1, batch_size=1024,
+                    validation=0.05, chunk_rows=16384)
+    print(json.dumps([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      fit.info["streamed_rows"], time.process_time() - start]))
+    """
+)
+
+
+@pytest.mark.slow
+def test_streamed_svi_memory_is_flat_in_rows(tmp_path):
+    # Minibatch SVI of a VAE over 10^5 and 10^6 streamed rows (row groups of 65,536): the
+    # larger table may not cost one in-memory copy of itself more peak memory than the smaller.
+    peaks = {}
+    for rows in (100_000, 1_000_000):
+        path = tmp_path / f"t{rows}.parquet"
+        _write(path, rows)
+        out = subprocess.run(
+            [sys.executable, "-c", SVI_WORKER, str(path)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        peak, streamed, _ = json.loads(out.stdout.strip().splitlines()[-1])
+        assert streamed == rows
+        peaks[rows] = peak
+    one_copy_mb = 1_000_000 * DIMS * 8 / 2**20  # 30.5 MB
+    assert peaks[1_000_000] - peaks[100_000] < one_copy_mb, peaks
