@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ppgen._parallel import resolve_map
 from ppgen._utils import progress_bar
 from ppgen.data import Schema
 from ppgen.evaluate import c2st, dcr, iwae, mmd, prdc, quality
@@ -404,6 +405,11 @@ def _child(spec: _Spec, train: Any, test: Any, seed: int, conn: Any) -> None:
         conn.close()
 
 
+def _family_job(job: tuple) -> tuple[str, Any]:
+    """One family's run for a parallel map: ``_run_with_budget(*job)``."""
+    return _run_with_budget(*job)
+
+
 def _run_with_budget(
     spec: _Spec, train: pd.DataFrame, test: pd.DataFrame, seed: int, budget_s: float | None
 ) -> tuple[str, Any]:
@@ -610,6 +616,8 @@ def compare(
     seed: int = 0,
     budget_s: float | None = 300.0,
     progress: bool | None = None,
+    n_jobs: int | None = None,
+    backend: str | None = None,
 ) -> Comparison:
     """Fit several generative families to one table and measure them side by side.
 
@@ -634,6 +642,13 @@ def compare(
         limit.
     progress : bool or None
         Show a progress bar over families; by default only when stderr is a terminal.
+    n_jobs : int, optional
+        Fit the families on this many workers at once (``-1``: one per core) with joblib
+        (:func:`ppgen._parallel.parallel_map`); each family's run depends on ``seed`` only, so
+        the table equals the serial one. Default: one family after the other.
+    backend : str, optional
+        The joblib backend of ``n_jobs`` (default local processes; ``"dask"`` or ``"ray"``
+        where registered).
 
     Returns
     -------
@@ -656,11 +671,18 @@ def compare(
     if len(test) < 10:
         raise ValueError(f"the held-out part has {len(test)} rows; at least 10 are needed")
     rows, samples = [], {}
+    runs = None
+    if n_jobs not in (None, 1) or backend is not None:  # the families fanned out, in order
+        jobs = [(spec, train, test, seed, budget_s) for spec in specs]
+        runs = resolve_map(map, n_jobs, backend)(_family_job, jobs)
     bar = progress_bar(len(specs), "compare", progress)
     try:
-        for spec in specs:
+        for i, spec in enumerate(specs):
             bar.set_postfix_str(spec.label)
-            status, payload = _run_with_budget(spec, train, test, seed, budget_s)
+            if runs is not None:
+                status, payload = runs[i]
+            else:
+                status, payload = _run_with_budget(spec, train, test, seed, budget_s)
             row: dict[str, Any] = dict.fromkeys(COLUMNS, math.nan)
             row.update(model=spec.label, status=status)
             if status == "ok":

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ppgen._parallel import resolve_map
 from ppgen._utils import progress_bar
 from ppgen.impute.delta import _adjust, _delta_plan, _put
 
@@ -113,6 +114,10 @@ class Imputer:
         not depend on delta: change it with ``set_params`` and call :meth:`transform` again.
     delta_scale : {"units", "sd"}, default "units"
         Unit of the continuous deltas.
+    n_jobs : int, optional
+        With ``proper="bootstrap"``, run the m refits on this many local processes (``-1``:
+        one per core; joblib, :func:`ppgen._parallel.parallel_map`). The resamples are drawn
+        first and each refit has its own seed, so the refits equal the serial ones exactly.
     fit_options : dict, optional
         Further options of :func:`ppgen.fit` (``max_steps``, ``num_samples``, ``guide``, ...).
         ``progress`` (default None: only when stderr is a terminal, as :func:`ppgen.fit`)
@@ -171,6 +176,7 @@ class Imputer:
         support: str | None = "truncate",
         delta: dict[str, Any] | None = None,
         delta_scale: str = "units",
+        n_jobs: int | None = None,
         **model_options: Any,
     ) -> None:
         self.model = model
@@ -181,6 +187,7 @@ class Imputer:
         self.support = support
         self.delta = delta
         self.delta_scale = delta_scale
+        self.n_jobs = n_jobs
         self.kinds = kinds
         self.fit_options = fit_options
         self.model_options = dict(model_options)
@@ -199,6 +206,7 @@ class Imputer:
             "support": self.support,
             "delta": self.delta,
             "delta_scale": self.delta_scale,
+            "n_jobs": self.n_jobs,
         }
         params.update(self.model_options)
         return params
@@ -207,7 +215,7 @@ class Imputer:
         """Set parameters (model options included); returns ``self``."""
         fixed = (
             "model", "n_imputations", "seed", "method", "kinds", "fit_options", "proper",
-            "support", "delta", "delta_scale",
+            "support", "delta", "delta_scale", "n_jobs",
         )  # fmt: skip
         for name, value in params.items():
             if name in fixed:
@@ -346,23 +354,26 @@ class Imputer:
         if self.proper == "bootstrap":
             table = frame[modelled].reset_index(drop=True)
             rng = np.random.default_rng(int(self.seed))
-            # The refits' own bars stay quiet: one bar over the m refits says how far along.
-            bar = progress_bar(m, "bootstrap refits", progress)
-            for j in range(m):
-                rows = rng.integers(0, len(table), size=len(table))
-                self.bootstrap_fits_.append(
-                    fit(
-                        spec,
-                        table.iloc[rows],
-                        method=self.method,
-                        seed=int(self.seed) + 1 + j,
-                        schema=self.fit_.schema,
-                        progress=False,
-                        **{**options, "init_values": self.fit_.params},
-                    )
-                )
-                bar.update()
-            bar.close()
+            refit = dict(
+                spec=spec,
+                method=self.method,
+                schema=self.fit_.schema,
+                options={**options, "init_values": self.fit_.params},
+            )
+            # The resamples first, in the serial order; then the refits, each with its own seed.
+            jobs = (
+                (refit, table.iloc[rng.integers(0, len(table), size=len(table))], self.seed + 1 + j)
+                for j in range(m)
+            )  # lazy: one resample at a time in the serial run, as before
+            if self.n_jobs not in (None, 1):
+                self.bootstrap_fits_ = resolve_map(map, self.n_jobs)(_bootstrap_refit, jobs)
+            else:
+                # The refits' own bars stay quiet: one bar over the m refits says how far along.
+                bar = progress_bar(m, "bootstrap refits", progress)
+                for job in jobs:
+                    self.bootstrap_fits_.append(_bootstrap_refit(job))
+                    bar.update()
+                bar.close()
         return self
 
     def _choose(self, frame: pd.DataFrame, kinds: dict[str, str] | None) -> None:
@@ -641,6 +652,22 @@ _MAX_ROUNDS = 200
 _MAX_PROPOSALS = 1_000_000
 #: Donors per imputed value in predictive mean matching (mice's default).
 _PMM_DONORS = 5
+
+
+def _bootstrap_refit(job: tuple) -> Any:
+    """One bootstrap refit ``(refit settings, resampled table, seed)`` (a parallel map's job)."""
+    from ppgen.infer import fit
+
+    refit, table, seed = job
+    return fit(
+        refit["spec"],
+        table,
+        method=refit["method"],
+        seed=int(seed),
+        schema=refit["schema"],
+        progress=False,
+        **refit["options"],
+    )
 
 
 def _supports(schema: Any, frame: pd.DataFrame) -> tuple[dict, dict]:
