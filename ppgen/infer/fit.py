@@ -130,11 +130,12 @@ def fit(
     if standardize is None:
         standardize = model.standardize
     source = None
-    if ctx is not None and is_source(data):
-        # Each rank would stream the whole file set; sharding row groups is not done yet.
+    if ctx is not None and is_source(data) and engine.name != "em":
+        # EM shares the row groups out over the ranks (stream.Source.shard); SVI does not yet.
         raise ValueError(
-            "distributed= takes an in-memory table (DataFrame, array, tensor or sequences); "
-            f"streamed files ({data!r}) are not sharded over ranks yet"
+            "distributed= with streamed files (Parquet) runs method='em': the row groups are "
+            f"shared out over the ranks; method={engine.name!r} takes an in-memory table "
+            f"(DataFrame, array, tensor or sequences), not {data!r}"
         )
     if is_source(data):  # a table larger than memory: see ppgen.infer.stream
         from ppgen.infer.stream import stream_sample
@@ -161,7 +162,7 @@ def fit(
         dtype=dtype,
         **layout_options,
     )
-    if ctx is None:
+    if ctx is None or source is not None:  # a streamed table: every rank encodes the sample
         schema, enc = layout.encode(model, data, **encode_args)
     else:
         schema, enc = _encode_shard(layout, model, data, engine, ctx, seed, encode_args)
@@ -170,8 +171,8 @@ def fit(
         problem = layout.problem(built, schema, enc, seed=seed, progress=progress)
         if ctx is not None:
             problem = _distribute(problem, engine, ctx, seed)
-        if source is not None:
-            problem = source.problem(problem, schema)
+        if source is not None:  # distributed, this rank streams its share of the row groups
+            problem = source.problem(problem, schema, ctx)
         try:
             result = engine.run(problem, parsed)
         except NonFiniteLossError as exc:
@@ -267,6 +268,8 @@ def _record(result: Any, ctx: dist.Context | None, problem: Any, engine: Engine)
     if ctx is None:
         return
     n = int(problem.x.shape[0])
+    if problem.stream is not None:  # the rows this rank streamed (problem.x is the sample)
+        n = int(problem.stream.source.n_rows)
     result.info["world_size"] = ctx.world_size
     if type(engine).parallel == "rows":
         result.info["rows_per_rank"] = dist.gather_sizes(n, ctx)

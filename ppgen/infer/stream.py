@@ -104,7 +104,11 @@ class Source:
         return pa.concat_tables(picked).to_pandas()
 
     def _groups(self) -> Iterator[Any]:
-        """The table's Parquet row groups (whole fragments for other datasets), in order."""
+        """The table's Parquet row groups (whole fragments for other datasets), in order (a
+        :meth:`shard`'s own groups only)."""
+        if getattr(self, "_only", None) is not None:
+            yield from self._only
+            return
         for fragment in self.dataset.get_fragments():
             try:
                 groups = fragment.split_by_row_group()
@@ -166,11 +170,30 @@ class Source:
             columns.append(dataclasses.replace(c, kind=kind, categories=tuple(seen[c.name])))
         return dataclasses.replace(schema, columns=tuple(columns))
 
-    def problem(self, problem: Any, schema: Schema) -> Any:
+    def problem(self, problem: Any, schema: Schema, ctx: Any = None) -> Any:
         """``problem`` (made on the sample) streaming the whole table: ``Problem.stream`` the
-        encoded chunks, tolerances per row of the whole table."""
-        stream = self.chunks(schema, problem.x.device, problem.x.dtype)
-        return dataclasses.replace(problem, stream=stream, n_units=self.n_rows)
+        encoded chunks, tolerances per row of the whole table. In a distributed run
+        (``ctx``, a :class:`ppgen.infer.distributed.Context`), the stream holds this rank's
+        share of the row groups (:meth:`shard`) and ``n_global`` is the table's rows."""
+        mine = self if ctx is None else self.shard(ctx.rank, ctx.world_size)
+        stream = mine.chunks(schema, problem.x.device, problem.x.dtype)
+        changes = {"stream": stream, "n_units": self.n_rows}
+        if ctx is not None:
+            changes["n_global"] = self.n_rows
+        return dataclasses.replace(problem, **changes)
+
+    def shard(self, rank: int, world_size: int) -> Source:
+        """Rank ``rank``'s share of the table: the row groups whose first row falls in
+        ``[rank N / W, (rank + 1) N / W)`` (whole row groups, in table order; near-equal rows
+        per rank when the groups are small against N / W, none for a rank that no group starts
+        in). Every rank computes the same split from the files' metadata."""
+        groups = self.row_groups()
+        n, w = self.n_rows, int(world_size)
+        mine = [g for g in groups if rank * n <= g[1] * w < (rank + 1) * n]
+        shard = Source(self.dataset, sum(g[2] for g in mine), self.chunk_rows)
+        shard._row_groups = mine
+        shard._only = [g[0] for g in mine]
+        return shard
 
     def chunks(self, schema: Schema, device: Any, dtype: Any) -> Stream:
         """The encoded table as a :class:`Stream` (``Problem.stream``): called, it yields the

@@ -78,6 +78,24 @@ def gradient(prog, guide, x, mask, n_global: int, seed: int) -> tuple[torch.Tens
     return loss.detach(), params
 
 
+def streamed_paths(out: Path) -> list[Path]:
+    return [out / "part0.parquet", out / "part1.parquet"]
+
+
+def streamed_files(out: Path) -> list[Path]:
+    """The table (with missing entries) in two Parquet files of row groups of 70 rows: groups
+    starting at rows 0, 70, 140 | 170, 240, so 2 ranks stream 170 and 130 rows."""
+    import pandas as pd
+
+    x = table(300, seed=8)
+    x[np.random.default_rng(9).random(x.shape) < 0.1] = np.nan
+    df = pd.DataFrame(x, columns=["a", "b", "c"])
+    paths = streamed_paths(out)
+    df.iloc[:170].to_parquet(paths[0], row_group_size=70)
+    df.iloc[170:].to_parquet(paths[1], row_group_size=70)
+    return paths
+
+
 def main(out: Path, part: str = "fast") -> None:
     torch.set_num_threads(1)
     ctx = dist.resolve(True)
@@ -168,6 +186,14 @@ def main(out: Path, part: str = "fast") -> None:
     est = ppgen.evaluate.iwae(vfit, vdata, k=8, seed=4, batch_size=50, distributed=True)
     res["iwae"] = torch.as_tensor(est.per_row)
     lap("iwae")
+    # 9. Streamed EM: each rank streams its share of the Parquet row groups (uneven).
+    paths = streamed_files(out) if ctx.rank == 0 else streamed_paths(out)
+    torch.distributed.barrier()
+    sfit = ppgen.fit(ppgen.GaussianMixture(2), paths, distributed=True, chunk_rows=50, seed=5)
+    res["stream_params"] = {k: v.clone() for k, v in sfit.params.items()}
+    res["stream_losses"] = torch.as_tensor(sfit.losses)
+    res["stream_info"] = {k: sfit.info[k] for k in ("world_size", "rows_per_rank", "streamed_rows")}
+    lap("stream_em")
     # 8. The command line: only rank 0 writes the file.
     import pandas as pd
 

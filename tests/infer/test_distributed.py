@@ -229,9 +229,27 @@ def test_distributed_option_is_checked():
         ppgen.fit(ppgen.GaussianMixture(1), worker.table(20), distributed="yes")
 
 
-def test_files_are_not_sharded_yet(tmp_path):
-    with pytest.raises(ValueError, match="not sharded over ranks"):
+def test_streamed_files_are_sharded_for_em_only(tmp_path):
+    with pytest.raises(ValueError, match="runs method='em'"):
         ppgen.fit(ppgen.VAE(2), str(tmp_path / "x.parquet"), distributed=True)
+
+
+def test_streamed_em_over_ranks_equals_one_process(ranks):
+    # Each rank streamed its own row groups (170 and 130 rows); the sums of their statistics
+    # give the one-process streamed fit, at every iteration (the losses) and at the end.
+    pytest.importorskip("pyarrow")
+    paths = worker.streamed_paths(ranks[0]["dir"])
+    one = ppgen.fit(ppgen.GaussianMixture(2), paths, chunk_rows=50, seed=5)
+    memory = ppgen.fit(ppgen.GaussianMixture(2), pd.concat([pd.read_parquet(p) for p in paths]),
+                       schema=one.schema, seed=5)  # fmt: skip
+    for r in ranks:
+        assert r["stream_info"] == {"world_size": 2, "rows_per_rank": [170, 130],
+                                    "streamed_rows": 300}  # fmt: skip
+        np.testing.assert_allclose(r["stream_losses"].numpy(), one.losses, rtol=1e-10, atol=0)
+        for k, v in one.params.items():
+            assert torch.all((r["stream_params"][k] - v).abs() <= 1e-10 * (1 + v.abs())), k
+    # And the streamed fit is the in-memory fit (the table is smaller than the sample).
+    np.testing.assert_allclose(one.losses, memory.losses, rtol=1e-10, atol=0)
 
 
 def test_world_of_one_fit_records_its_rows():

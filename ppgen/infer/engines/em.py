@@ -314,8 +314,9 @@ def start_problem(problem: Problem) -> Problem:
     """The problem EM's starting values are made from: ``problem`` itself in one process (its
     rows, or a streamed table's seeded sample), else, on every rank of a distributed run, the
     seeded sample of at most :data:`START_ROWS` units of the whole table
-    (:func:`ppgen.infer._reduce.gather_sample`)."""
-    if _reduce.world_size(problem) <= 1:
+    (:func:`ppgen.infer._reduce.gather_sample`); a streamed table's sample on every rank."""
+    if _reduce.world_size(problem) <= 1 or problem.stream is not None:
+        # A streamed table's sample is the same on every rank (read from the whole table).
         return problem
     units = problem.x.shape[0]
     per_unit = {
