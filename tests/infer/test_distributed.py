@@ -27,6 +27,7 @@ import _distributed_worker as worker  # noqa: E402
 
 WORKER = Path(__file__).with_name("_distributed_worker.py")
 LIGHTNING = Path(__file__).with_name("_lightning_worker.py")
+RAY = Path(__file__).with_name("_ray_worker.py")
 
 
 def _env() -> dict:
@@ -55,30 +56,34 @@ def torchrun(out: Path, part: str) -> list[dict]:
     return _results(out, "rank" if part == "fast" else "slow")
 
 
-def lightning(out: Path) -> list[dict]:
-    """The same checks with Lightning's DDP on CPU (2 processes, gloo) as the launcher."""
-    pytest.importorskip("pytorch_lightning")
+def launched(out: Path, launcher: str) -> list[dict]:
+    """The same checks with the process group started by Lightning's DDP on CPU
+    (``_lightning_worker.py``) or by Ray Train's TorchTrainer (``_ray_worker.py``); 2 processes,
+    gloo."""
+    pytest.importorskip({"lightning": "pytorch_lightning", "ray": "ray.train.torch"}[launcher])
+    script = LIGHTNING if launcher == "lightning" else RAY
     proc = subprocess.run(
-        [sys.executable, str(LIGHTNING), str(out)],
+        [sys.executable, str(script), str(out)],
         env=_env(),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return _results(out, "rank")
 
 
-LAUNCHERS = ["torchrun", pytest.param("lightning", marks=pytest.mark.slow)]
+# Ray is not in the shared venv: its test runs from a venv that has it (docs/scaling.md).
+LAUNCHERS = ["torchrun"] + [pytest.param(x, marks=pytest.mark.slow) for x in ("lightning", "ray")]
 
 
 @pytest.fixture(scope="module", params=LAUNCHERS)
 def ranks(request, tmp_path_factory) -> list[dict]:
-    """Both ranks' results (rank 0 saves its VAE), under torchrun (default suite) and under
-    Lightning's DDP (slow: the same checks, the process group started by Lightning)."""
+    """Both ranks' results (rank 0 saves its VAE), under torchrun (default suite), Lightning's
+    DDP and Ray Train (slow: the same checks, the process group started by the launcher)."""
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp(f"distributed_{request.param}")
-    return torchrun(out, "fast") if request.param == "torchrun" else lightning(out)
+    return torchrun(out, "fast") if request.param == "torchrun" else launched(out, request.param)
 
 
 @pytest.fixture(scope="module")

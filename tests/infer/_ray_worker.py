@@ -1,0 +1,48 @@
+"""The checks of ``_distributed_worker.py`` with Ray Train's ``TorchTrainer`` as the launcher.
+
+``python _ray_worker.py DIR`` starts a local Ray cluster of 2 CPUs and a ``TorchTrainer`` of 2
+workers (gloo on CPU): Ray starts the process group, and each worker runs the same checks
+(``_distributed_worker.main``), so ppgen's ``distributed=True`` joins the group Ray made.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import ray
+from ray.train import RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+HERE = Path(__file__).parent
+
+
+def checks(config: dict) -> None:
+    import torch
+
+    sys.path.insert(0, config["here"])
+    import _distributed_worker as worker
+
+    assert torch.distributed.is_initialized() and torch.distributed.get_world_size() == 2
+    worker.main(Path(config["out"]), "fast")
+
+
+def main(out: Path) -> None:
+    env = {k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}
+    env["OMP_NUM_THREADS"] = "1"
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env})
+    try:
+        trainer = TorchTrainer(
+            checks,
+            train_loop_config={"out": str(out), "here": str(HERE)},
+            scaling_config=ScalingConfig(num_workers=2, use_gpu=False),
+            run_config=RunConfig(storage_path=str(out / "ray"), name="ppgen"),
+        )
+        trainer.fit()
+    finally:
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
