@@ -13,9 +13,9 @@ Work (digits-sized rows: sklearn's 1797 x 64 digits), in rows per second:
 * ``svi``: ``ppgen.fit(VAE(8, hidden=(128, 128)), digits, max_epochs=E, batch_size=128,
   validation=0)``; 2 ranks keep the global minibatch of 128 rows (64 per rank per step, the
   same number of steps: strong scaling, the same optimization as one process);
-* ``svi-local``: the same fit, 2 ranks with 128 rows per rank per step (``batch_size=256``
-  global, half the steps: weak scaling, the usual data-parallel setting: every process does
-  the one-process step's work);
+* ``svi-local``: the same fit, 2 ranks with about 128 rows per rank per step
+  (``batch_size=256`` global: 8 steps per epoch of ~112 of a rank's ~899 rows; weak scaling,
+  the usual data-parallel setting: every process does about the one-process step's work);
 * ``iwae``: ``ppgen.evaluate.iwae(fit, digits, k=K, distributed=True)``.
 
 Every process first runs the same work once untimed (a 1-epoch fit; an IWAE of 128 rows): the
@@ -204,7 +204,7 @@ def main() -> None:
         n_rows = 1797 * (1 if kind == "iwae" else epochs)
         work_name = {
             "svi": f"VAE SVI, {epochs} epochs, global batch {BATCH} ({BATCH // 2} per rank)",
-            "svi-local": f"VAE SVI, {epochs} epochs, {BATCH} rows per rank per step",
+            "svi-local": f"VAE SVI, {epochs} epochs, global batch {2 * BATCH} (~{BATCH} per rank)",
             "iwae": f"IWAE k={k}",
         }[kind]
         rows.append(
