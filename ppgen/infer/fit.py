@@ -130,12 +130,12 @@ def fit(
     if standardize is None:
         standardize = model.standardize
     source = None
-    if ctx is not None and is_source(data) and engine.name != "em":
-        # EM shares the row groups out over the ranks (stream.Source.shard); SVI does not yet.
+    if ctx is not None and is_source(data) and engine.name not in ("em", "svi"):
+        # EM and minibatch SVI share the row groups out over the ranks (stream.Source.shard).
         raise ValueError(
-            "distributed= with streamed files (Parquet) runs method='em': the row groups are "
-            f"shared out over the ranks; method={engine.name!r} takes an in-memory table "
-            f"(DataFrame, array, tensor or sequences), not {data!r}"
+            "distributed= with streamed files (Parquet) runs method='em' or 'svi': the row "
+            f"groups are shared out over the ranks; method={engine.name!r} takes an in-memory "
+            f"table (DataFrame, array, tensor or sequences), not {data!r}"
         )
     if is_source(data):  # a table larger than memory: see ppgen.infer.stream
         from ppgen.infer.stream import stream_sample

@@ -193,6 +193,8 @@ class Source:
         shard = Source(self.dataset, sum(g[2] for g in mine), self.chunk_rows)
         shard._row_groups = mine
         shard._only = [g[0] for g in mine]
+        if hasattr(self, "sample_index"):  # the sample is the whole table's
+            shard.sample_index = self.sample_index
         return shard
 
     def chunks(self, schema: Schema, device: Any, dtype: Any) -> Stream:
@@ -242,19 +244,48 @@ class Stream:
                     order = order[~np.isin(order, exclude[lo:hi] - first)]
             yield group, first, order
 
-    def minibatches(self, batch_size: int, generator: Any, exclude: np.ndarray | None = None):
+    def rows(self, exclude: np.ndarray | None = None) -> int:
+        """The rows this stream yields per epoch: its row groups' rows minus those in
+        ``exclude`` (sorted table rows)."""
+        groups = self.source.row_groups()
+        n = sum(g[2] for g in groups)
+        if exclude is not None and len(exclude):
+            for _, first, size in groups:
+                lo, hi = np.searchsorted(exclude, [first, first + size])
+                n -= int(hi - lo)
+        return n
+
+    def minibatches(
+        self,
+        batch_size: int,
+        generator: Any,
+        exclude: np.ndarray | None = None,
+        empty: tuple[Any, Any] | None = None,
+    ):
         """A callable: each call runs one epoch and yields its encoded minibatches ``(x,
         mask)`` of ``batch_size`` rows (the last one of the epoch may be smaller), the rows in
-        :meth:`epoch_order` (a minibatch may span two row groups). One row group is read at a
-        time and encoded ``chunk_rows`` rows at a time: memory follows the row group and the
-        chunk, not the table."""
+        :meth:`epoch_order` (a minibatch may span two row groups). Called with ``parts`` (a
+        distributed run's lockstep steps), it yields exactly that many minibatches instead,
+        the epoch's rows cut as ``torch.tensor_split`` cuts (some may be ``empty``, an
+        encoded ``(x, mask)`` of no rows). One row group
+        is read at a time and encoded ``chunk_rows`` rows at a time: memory follows the row
+        group and the chunk, not the table."""
         import pyarrow as pa
         import torch
 
         names, chunk = list(self.schema.names), self.source.chunk_rows
 
-        def epoch():
-            held_x, held_m = [], []  # rows not yet in a minibatch (fewer than batch_size)
+        def sizes(parts: int | None):
+            if parts is None:
+                while True:
+                    yield batch_size
+            n = self.rows(exclude)
+            yield from (n // parts + (i < n % parts) for i in range(parts))
+
+        def epoch(parts: int | None = None):
+            want = sizes(parts)
+            size = next(want, None)
+            held_x, held_m = [], []  # rows not yet in a minibatch (fewer than size)
             held = 0
             for group, first, order in self.epoch_order(generator, exclude):
                 table = group.to_table(columns=names)
@@ -267,15 +298,21 @@ class Stream:
                     held_x.append(x)
                     held_m.append(mask)
                     held += len(rows)
-                    if held < batch_size:
+                    if size is None or held < size:
                         continue
-                    x, mask = torch.cat(held_x), torch.cat(held_m)
-                    cut = (held // batch_size) * batch_size
-                    for i in range(0, cut, batch_size):
-                        yield x[i : i + batch_size], mask[i : i + batch_size]
-                    held_x, held_m, held = [x[cut:]], [mask[cut:]], held - cut
-            if held:
-                yield torch.cat(held_x), torch.cat(held_m)
+                    x, mask, i = torch.cat(held_x), torch.cat(held_m), 0
+                    while size is not None and held - i >= size:
+                        yield x[i : i + size], mask[i : i + size]
+                        i += size
+                        size = next(want, None)
+                    held_x, held_m, held = [x[i:]], [mask[i:]], held - i
+            if parts is None:
+                if held:
+                    yield torch.cat(held_x), torch.cat(held_m)
+                return
+            while size is not None:  # this rank's last parts are empty (it holds few rows)
+                yield empty
+                size = next(want, None)
 
         return epoch
 

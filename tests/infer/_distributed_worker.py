@@ -194,6 +194,16 @@ def main(out: Path, part: str = "fast") -> None:
     res["stream_losses"] = torch.as_tensor(sfit.losses)
     res["stream_info"] = {k: sfit.info[k] for k in ("world_size", "rows_per_rank", "streamed_rows")}
     lap("stream_em")
+    # 10. Streamed minibatch SVI: each rank streams its row groups, lockstep steps.
+    vfit = ppgen.fit(
+        ppgen.VAE(2, hidden=(8,)), paths, distributed=True, chunk_rows=50, max_epochs=3,
+        batch_size=64, seed=2,
+    )  # fmt: skip
+    res["svs_weights"] = torch.cat([p.detach().reshape(-1) for p in vfit.model.parameters()])
+    res["svs_losses"] = torch.as_tensor(vfit.losses)
+    keys = ("world_size", "rows_per_rank", "streamed_rows", "n_validation")
+    res["svs_info"] = {k: vfit.info[k] for k in keys}
+    lap("stream_svi")
     # 8. The command line: only rank 0 writes the file.
     import pandas as pd
 

@@ -234,9 +234,20 @@ def test_distributed_option_is_checked():
         ppgen.fit(ppgen.GaussianMixture(1), worker.table(20), distributed="yes")
 
 
-def test_streamed_files_are_sharded_for_em_only(tmp_path):
-    with pytest.raises(ValueError, match="runs method='em'"):
-        ppgen.fit(ppgen.VAE(2), str(tmp_path / "x.parquet"), distributed=True)
+def test_streamed_files_are_sharded_for_em_and_svi_only(tmp_path):
+    with pytest.raises(ValueError, match="runs method='em' or 'svi'"):
+        ppgen.fit(ppgen.GaussianMixture(2), str(tmp_path / "x.parquet"), method="map",
+                  distributed=True)  # fmt: skip
+
+
+def test_streamed_svi_over_ranks_keeps_identical_weights(ranks):
+    # Each rank streamed its own row groups (170 / 130 rows, 10 % of the sample held out and
+    # validated on rank 0): the ranks stepped in lockstep and hold the same weights.
+    a, b = ranks
+    assert torch.equal(a["svs_weights"], b["svs_weights"])
+    assert torch.equal(a["svs_losses"], b["svs_losses"]) and len(a["svs_losses"]) == 3
+    assert a["svs_info"] == {"world_size": 2, "rows_per_rank": [170, 130], "streamed_rows": 300,
+                             "n_validation": 30}  # fmt: skip
 
 
 def test_streamed_em_over_ranks_equals_one_process(ranks):

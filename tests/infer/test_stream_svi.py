@@ -101,3 +101,31 @@ def test_stream_names_the_engines_it_takes(tmp_path):
     paths = _files(tmp_path, _table())
     with pytest.raises(ValueError, match="method='em', or by minibatch SVI"):
         ppgen.fit(ppgen.GaussianMixture(2), paths, method="map")
+
+
+def test_a_ranks_lockstep_parts_cover_its_row_groups_once(tmp_path):
+    # Distributed, each rank streams its share of the row groups (Source.shard) cut into the
+    # run's lockstep number of parts; the parts hold the shard's rows in Stream.epoch_order,
+    # minus the held-out rows, and a rank with too few rows gets empty parts at the end.
+    df = _table()
+    paths = _files(tmp_path, df)
+    fit = ppgen.fit(ppgen.VAE(2, hidden=(8,)), paths, max_epochs=1)
+    enc = fit.schema.encode(df, dtype=torch.float64)
+    exclude = np.array([5, 150, 171, 299])
+    source = open_source(paths)
+    shards = [source.shard(r, 2) for r in range(2)]
+    assert [s.n_rows for s in shards] == [170, 130]  # groups start at 0, 70, 140 | 170, 240
+    stream = shards[1].chunks(fit.schema, "cpu", torch.float64)
+    assert stream.rows(exclude) == 128
+    empty = (enc.x[:0], enc.mask[:0])
+    for parts in (5, 200):
+        batches = list(
+            stream.minibatches(64, torch.Generator().manual_seed(7), exclude, empty)(parts)
+        )
+        assert len(batches) == parts
+        assert [len(b[0]) for b in batches] == [len(p) for p in np.array_split(range(128), parts)]
+        order = stream.epoch_order(torch.Generator().manual_seed(7), exclude)
+        rows = np.concatenate([first + o for _, first, o in order])
+        assert sorted(rows) == sorted(set(range(170, 300)) - {171, 299})
+        got = torch.cat([b[0] for b in batches])
+        assert torch.equal(torch.nan_to_num(got), torch.nan_to_num(enc.x[rows]))

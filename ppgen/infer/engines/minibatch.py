@@ -192,9 +192,15 @@ class MinibatchSVI(Engine):
             # rows are drawn from the sample as above and left out of the streamed epochs,
             # which visit row groups and their rows in a seeded order (Stream.epoch_order).
             stream = problem.stream
+            if ctx is not None:
+                # Every rank holds the same sample: the split is drawn alike on all (the
+                # fit's seed), rank 0 alone validates on it, each rank streams its own groups.
+                order = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+                val_rows = order[:n_val].to(x.device) if ctx.rank == 0 else order[:0]
             held_out = np.sort(stream.source.sample_index[order[:n_val].numpy()])
-            epochs = stream.minibatches(int(options.batch_size), generator, held_out)
-            train_rows = problem.n_units - n_val
+            empty = (x[:0], mask[:0])  # a lockstep part of no rows
+            epochs = stream.minibatches(int(options.batch_size), generator, held_out, empty)
+            train_rows = stream.rows(held_out)
         trainer = _Trainer(model, elbo, int(options.num_particles), options.objective, ctx)
         try:
             losses, val_losses, best_epoch, stopped = trainer.run(
@@ -460,8 +466,8 @@ class _Trainer:
                 for epoch in range(1, max_epochs + 1):
                     kl_weight = min(1.0, epoch / kl_warmup) if kl_warmup else 1.0
                     total = 0.0
-                    if epochs is not None:
-                        batches = epochs()
+                    if epochs is not None:  # distributed: in lockstep, `steps` parts
+                        batches = epochs() if ctx is None else epochs(steps)
                     else:
                         perm = train_rows[torch.randperm(n_train, generator=generator).to(x.device)]
                         if ctx is None:
