@@ -28,6 +28,9 @@ Rules
   fraction of the seeded *sample* held out for early stopping; those rows are left out of
   the streamed epochs. Given the same minibatches, training equals the in-memory engine's
   exactly (tests/infer/test_stream_svi.py).
+* **Distributed** (``distributed=True`` under torchrun): every rank reads the same sample and
+  streams only its share of the row groups (:meth:`Source.shard`); EM all-reduces the chunk
+  statistics (exact), minibatch SVI cuts each rank's epoch into the run's lockstep steps.
 * ``Fit.train`` holds the encoded sample, not the table.
 """
 
