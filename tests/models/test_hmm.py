@@ -119,9 +119,11 @@ def _brute_force(x, mask, params, covs, T):
 
 @pytest.mark.parametrize("K", [2, 3])
 @pytest.mark.parametrize("cov_type", ["full", "diag"])
-@pytest.mark.parametrize("recursion", ["parallel", "scaled", "log"])
+@pytest.mark.parametrize("recursion", ["numpy", "parallel", "scaled", "log"])
 def test_forward_viterbi_and_smoothing_equal_brute_force(K, cov_type, recursion, rng, monkeypatch):
-    # "parallel": prefix products (few short sequences); "scaled": the step loop (large batches)
+    # "numpy": the CPU loop (no gradients); the torch recursions (GPU, autograd): "parallel",
+    # prefix products (few short sequences), and "scaled", the step loop (large batches)
+    monkeypatch.setattr(ppgen.models.hmm, "_NUMPY_RECURSIONS", recursion in ("numpy", "log"))
     monkeypatch.setattr(
         ppgen.models.hmm, "_PARALLEL_LIMIT", 10**9 if recursion == "parallel" else 0
     )
