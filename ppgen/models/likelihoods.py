@@ -336,6 +336,10 @@ class ColumnLikelihood:
         raise NotImplementedError
 
     def _cols(self, x: torch.Tensor) -> torch.Tensor:
+        # Every column in order (one emission family, e.g. an all-Gaussian HMM): x itself, as
+        # the gather below would copy all of it, several times per EM iteration.
+        if len(self.positions) == x.shape[-1] and self.positions == tuple(range(x.shape[-1])):
+            return x
         return x[..., list(self.positions)]
 
     def priors(self, like: torch.Tensor) -> dict[str, dist.Distribution]:
