@@ -617,18 +617,30 @@ class HMM(GenerativeModel):
         Returns what :meth:`_scaled_forward_backward` returns, as torch tensors, or None when a
         product underflows.
         """
-        S, T, K = ll.shape
+        out = cls._numpy_recursions(ll[None], log_init[None], log_trans[None], present, backward)
+        return None if out is None else tuple(None if v is None else v[0] for v in out)
+
+    @classmethod
+    def _numpy_recursions(cls, ll, log_init, log_trans, present, backward: bool = True):
+        """:meth:`_numpy_forward_backward` of R parameter sets at once: ``ll`` (R, S, T, K),
+        ``log_init`` (R, K), ``log_trans`` (R, K, K); returns (R, ...) tensors, or None if any
+        product underflowed. The R chains run as one of R K states whose transition matrix is
+        block-diagonal (zeros add exactly nothing), so the loop's per-step cost is paid once
+        for all R (EM's screened starts, :meth:`em_steps`); each vector is normalized within
+        its own block."""
+        R, S, T, K = ll.shape
         e, shift = cls._scaled_emissions(ll, present)
         every = _renormalize_every(ll.dtype)
-        E = e.permute(1, 2, 0).contiguous().numpy()  # (T, K, S)
-        A = log_trans.exp().numpy()
+        E = e.permute(2, 0, 3, 1).reshape(T, R * K, S).contiguous().numpy()  # (T, R K, S)
+        A = torch.block_diag(*log_trans.exp()).numpy() if R > 1 else log_trans[0].exp().numpy()
         At = np.ascontiguousarray(A.T)
         pad = None if bool(present.all()) else (~present).T.contiguous().numpy()  # (T, S)
         padded = None if pad is None else pad.any(1)
-        alpha = np.empty((T, K, S), dtype=E.dtype)
-        np.multiply(log_init.exp().numpy()[:, None], E[0], out=alpha[0])
-        tmp = np.empty((K, S), dtype=E.dtype)
-        divided = np.zeros((T, S), dtype=E.dtype)  # log of what step t's vector was divided by
+        alpha = np.empty((T, R * K, S), dtype=E.dtype)
+        np.multiply(log_init.exp().reshape(R * K, 1).numpy(), E[0], out=alpha[0])
+        tmp = np.empty((R * K, S), dtype=E.dtype)
+        blocks = alpha.reshape(T, R, K, S)  # a view: alpha's rows by parameter set
+        divided = np.zeros((T, R, S), dtype=E.dtype)  # log of what step t was divided by
         with np.errstate(divide="ignore", invalid="ignore", under="ignore"):
             for t in range(1, T):
                 np.dot(At, alpha[t - 1], out=tmp)
@@ -636,31 +648,33 @@ class HMM(GenerativeModel):
                 if padded is not None and padded[t]:
                     np.copyto(alpha[t], alpha[t - 1], where=pad[t])
                 if t % every == 0:
-                    n = alpha[t].sum(0)
-                    alpha[t] /= n
+                    n = blocks[t].sum(1)  # (R, S)
+                    blocks[t] /= n[:, None]
                     divided[t] = np.log(n)
-            total = alpha.sum(1)  # (T, S)
+            total = blocks.sum(2)  # (T, R, S)
             if not bool((total > 0).all()):
                 return None
             log_scale = np.log(total) + divided.cumsum(0)
-            alpha /= total[:, None, :]
+            blocks /= total[:, :, None]
             beta = None
             if backward:
-                beta = np.empty((T, K, S), dtype=E.dtype)
+                beta = np.empty((T, R * K, S), dtype=E.dtype)
                 beta[T - 1] = 1.0
+                bblocks = beta.reshape(T, R, K, S)
                 for t in range(T - 2, -1, -1):
                     np.multiply(E[t + 1], beta[t + 1], out=tmp)
                     np.dot(A, tmp, out=beta[t])
                     if padded is not None and padded[t + 1]:
                         np.copyto(beta[t], beta[t + 1], where=pad[t + 1])
                     if t % every == 0:
-                        beta[t] /= beta[t].sum(0)
-                if not bool((beta.sum(1) > 0).all()):
+                        bblocks[t] /= bblocks[t].sum(1)[:, None]
+                if not bool((bblocks.sum(2) > 0).all()):
                     return None
-        alpha = torch.from_numpy(alpha).permute(2, 0, 1).contiguous()
-        log_scale = torch.from_numpy(log_scale).T + shift.cumsum(1)
+        # (T, R, K, S) -> (R, S, T, K)
+        alpha = torch.from_numpy(blocks).permute(1, 3, 0, 2).contiguous()
+        log_scale = torch.from_numpy(log_scale).permute(1, 2, 0) + shift.cumsum(-1)
         if beta is not None:
-            beta = torch.from_numpy(beta).permute(2, 0, 1).contiguous()
+            beta = torch.from_numpy(bblocks).permute(1, 3, 0, 2).contiguous()
         return alpha, log_scale, e, beta
 
     @staticmethod
@@ -751,16 +765,7 @@ class HMM(GenerativeModel):
         weight = present[:, 1:, None].to(x.dtype)
         scaled = self._probability_recursions(*recursion)
         if scaled is not None:
-            alpha, log_scale, e, beta = scaled
-            log_lik = log_scale[:, -1]
-            # Both recursions give a_t * b_t up to a factor per step: normalize.
-            gamma = alpha * beta
-            gamma = gamma / gamma.sum(-1, keepdim=True)
-            # xi_t(i, j) = a_t(i) A_ij e_t+1(j) b_t+1(j) / Z_t, Z_t its sum over i and j.
-            A = log_trans.exp()
-            right = e[:, 1:] * beta[:, 1:]
-            norm = ((alpha[:, :-1] @ A) * right).sum(-1, keepdim=True)
-            transitions = torch.einsum("sti,stj->ij", alpha[:, :-1], right * weight / norm) * A
+            log_lik, gamma, transitions = self._scaled_posteriors(*scaled, log_trans.exp(), weight)
         else:
             alpha = self._log_forward(*recursion)
             beta = self._log_backward(ll, log_trans, present)
@@ -774,6 +779,24 @@ class HMM(GenerativeModel):
             )
             transitions = (log_xi.exp() * weight.unsqueeze(-1)).sum((0, 1))
         return {"log_lik": log_lik, "marginals": gamma, "transitions": transitions}
+
+    @staticmethod
+    def _scaled_posteriors(alpha, log_scale, e, beta, A, weight):
+        """Log-likelihoods (..., S), marginals (..., S, T, K) and expected transition counts
+        (..., K, K) from the probability-space recursions' a_t, l_t, e_t, b_t (..., S, T, K)
+        and the transition matrix ``A`` (K, K), or (R, 1, K, K) for R parameter sets;
+        ``weight`` (S, T - 1, 1) is 0 on padded steps."""
+        # Sums over the K states as products with a ones vector: torch's reduction over a short
+        # last axis is several times slower.
+        ones = alpha.new_ones(alpha.shape[-1], 1)
+        # Both recursions give a_t * b_t up to a factor per step: normalize.
+        gamma = alpha * beta
+        gamma = gamma / (gamma @ ones)
+        # xi_t(i, j) = a_t(i) A_ij e_t+1(j) b_t+1(j) / Z_t, Z_t its sum over i and j.
+        right = e[..., 1:, :] * beta[..., 1:, :]
+        norm = ((alpha[..., :-1, :] @ A) * right) @ ones
+        counts = torch.einsum("...sti,...stj->...ij", alpha[..., :-1, :], right * weight / norm)
+        return log_scale[..., -1], gamma, counts * (A if A.dim() == 2 else A.squeeze(-3))
 
     def smooth(self, x, mask, params, lengths=None) -> torch.Tensor:
         """Smoothed state marginals p(z_t = k | x), (S, T, K)."""
@@ -843,13 +866,7 @@ class HMM(GenerativeModel):
         lengths: torch.Tensor | None,
     ) -> dict[str, torch.Tensor]:
         """:meth:`m_step`'s sufficient statistics: sums over sequences (and their steps)."""
-        if self.initial != "learned":
-            raise ValueError("method='em' needs initial='learned'; use method='map'")
-        if not self.emission.has_m_step:
-            raise ValueError(
-                f"HMM(emission={self.emission_family!r}) has no closed-form M-step "
-                "(negative binomial dispersion); use method='map'"
-            )
+        self._check_em()
         mask = torch.ones_like(x, dtype=torch.bool) if mask is None else mask
         present = self._present(x, lengths)
         gamma = post["marginals"] * present.unsqueeze(-1).to(x.dtype)
@@ -862,8 +879,19 @@ class HMM(GenerativeModel):
         )
         return {"initial": gamma[:, 0].sum(0), "transitions": post["transitions"], **stats}
 
+    def _check_em(self) -> None:
+        """Refuse Baum-Welch where it has no closed form."""
+        if self.initial != "learned":
+            raise ValueError("method='em' needs initial='learned'; use method='map'")
+        if not self.emission.has_m_step:
+            raise ValueError(
+                f"HMM(emission={self.emission_family!r}) has no closed-form M-step "
+                "(negative binomial dispersion); use method='map'"
+            )
+
     def _update(self, stats: dict[str, torch.Tensor], params: Params | None) -> Params:
-        """:meth:`m_step` from :meth:`_statistics` summed over any split of the sequences."""
+        """:meth:`m_step` from :meth:`_statistics` summed over any split of the sequences (the
+        chain's statistics may carry a leading axis of parameter sets, :meth:`em_steps`)."""
         a0 = 0.0 if self.ml else self.initial_concentration - 1
         a1 = 0.0 if self.ml else self.transition_concentration - 1
         initial = (stats["initial"] + a0).clamp_min(0)
@@ -873,7 +901,7 @@ class HMM(GenerativeModel):
             previous = params["transition"]
         trans = torch.where(trans.sum(-1, keepdim=True) > 0, trans, previous)
         out = {
-            "initial": initial / initial.sum(),
+            "initial": initial / initial.sum(-1, keepdim=True),
             "transition": trans / trans.sum(-1, keepdim=True),
         }
         out.update(self.emission.update(stats, params))
@@ -907,6 +935,57 @@ class HMM(GenerativeModel):
         """One Baum-Welch iteration: :meth:`m_step` after :meth:`posteriors` at ``params``, and
         the log joint at ``params`` (which the forward pass computes anyway)."""
         return self.em_update(self.em_statistics(x, mask, params, lengths), params)
+
+    def em_steps(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        starts: list[Params],
+        lengths: torch.Tensor | None = None,
+    ) -> list[tuple[Params, torch.Tensor]]:
+        """:meth:`em_step` from each of R parameter sets (EM's screened starts, run in
+        lockstep): the same iterations to rounding, computed as one HMM of R K states. The R
+        emission parameter sets are stacked along the state axis, so that one emission
+        log-density, one pass of sufficient statistics and one M-step serve them all, and
+        the R chains run as one NumPy loop with a block-diagonal transition matrix
+        (:meth:`_numpy_recursions`): the fixed cost per operation and per time step, most of a
+        small series' EM iteration, is paid once. Elsewhere (GPU, gradients, held sites, an
+        underflow) one :meth:`em_step` after the other."""
+        R, K = len(starts), self.n_states
+        mask = torch.ones_like(x, dtype=torch.bool) if mask is None else mask
+        ready = R > 1 and not self.held and self._numpy_ready(x)
+        if ready:
+            self._check_em()
+            stacked = {k: torch.cat([p[k] for p in starts]) for k in self.emission.sites}
+            log_init = torch.stack([self._chain(p)[0] for p in starts])
+            transition = torch.stack([p["transition"] for p in starts])
+            ready = self._numpy_ready(log_init, transition, *stacked.values())
+        scaled = None
+        if ready:
+            present = self._present(x, lengths)
+            observed = mask & present.unsqueeze(-1)
+            # (S, T, R K) -> (R, S, T, K): state k of set r is stacked state r K + k.
+            ll = self.emission.log_prob(x, observed, stacked).unflatten(-1, (R, K))
+            log_trans = transition.log()
+            scaled = self._numpy_recursions(ll.permute(2, 0, 1, 3), log_init, log_trans, present)
+        if scaled is None:
+            return [self.em_step(x, mask, p, lengths) for p in starts]
+        weight = present[:, 1:, None].to(x.dtype)
+        log_lik, gamma, transitions = self._scaled_posteriors(
+            *scaled, log_trans.exp().unsqueeze(-3), weight
+        )
+        gamma = gamma * present.unsqueeze(-1).to(x.dtype)  # (R, S, T, K)
+        p, S, T = x.shape[-1], x.shape[0], x.shape[1]
+        resp = gamma.permute(1, 2, 0, 3).reshape(S * T, R * K)
+        stats = self.emission.statistics(x.reshape(-1, p), observed.reshape(-1, p), resp, stacked)
+        stats.update(initial=gamma[:, :, 0].sum(1), transitions=transitions)
+        new = self._update(stats, {**stacked, "transition": transition})
+        out = []
+        for r, params in enumerate(starts):
+            step = {k: v[r] for k, v in new.items() if k in ("initial", "transition")}
+            step.update({k: new[k].unflatten(0, (R, K))[r] for k in self.emission.sites})
+            out.append((step, log_lik[r].sum() + self.log_prior(params)))
+        return out
 
     def em_statistics(self, x, mask, params, lengths=None) -> dict[str, torch.Tensor]:
         """The E-step (forward-backward) at ``params`` as sums over sequences, so that those
