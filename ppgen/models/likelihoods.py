@@ -750,7 +750,8 @@ class Categorical(ColumnLikelihood):
         }
 
     def log_prob(self, x, mask, params):
-        out = x.new_zeros(x.shape[:-1] + (self.n_states,))
+        # As many classes as the parameters have (an HMM's screened starts stack theirs).
+        out = x.new_zeros(x.shape[:-1] + (params[self.sites[0]].shape[0],))
         for site, j, C in zip(self.sites, self.positions, self.n_categories, strict=True):
             codes = x[..., j].long().clamp(0, C - 1)  # masked entries may hold anything
             lp = params[site].log().mT[codes]  # (..., K)
