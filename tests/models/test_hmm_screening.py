@@ -4,12 +4,10 @@ screening long enough to converge changes nothing."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 import ppgen
-from ppgen.data import Schema
 
 
 def _sequences():
@@ -55,53 +53,3 @@ def test_screened_winner_is_an_unscreened_run_and_long_screens_change_nothing():
 def test_screen_steps_must_be_a_non_negative_integer(bad):
     with pytest.raises(ValueError, match="screen_steps"):
         _fit(_sequences(), screen_steps=bad)
-
-
-@pytest.mark.parametrize("cov_type", ["full", "diag"])
-@pytest.mark.parametrize("prior", [None, "default"])
-def test_lockstep_steps_equal_one_step_at_a_time(cov_type, prior, monkeypatch):
-    # em_steps (screened starts in lockstep: R parameter sets as one HMM of R K states) gives
-    # each start's em_step, on every emission kind, missing entries and unequal lengths.
-    torch.set_num_threads(1)
-    rng = np.random.default_rng(1)
-    n = 40
-    frame = pd.DataFrame(
-        {
-            "a": rng.normal(size=n),
-            "b": rng.normal(size=n) * 2,
-            "n": rng.poisson(3, size=n),
-            "c": rng.choice(["u", "v", "w"], size=n),
-            "y": rng.random(n) < 0.4,
-        }
-    )
-    schema = Schema.infer(frame, standardize=False)
-    model = ppgen.HMM(3, "mixed", cov_type, prior=prior).build(schema).to(dtype=torch.float64)
-    S, T = 4, 9
-    x = torch.tensor(
-        np.stack(
-            [
-                rng.normal(size=(S, T)),
-                rng.normal(size=(S, T)) * 2,
-                rng.poisson(3, size=(S, T)),
-                rng.integers(0, 3, size=(S, T)),
-                rng.integers(0, 2, size=(S, T)),
-            ],
-            axis=-1,
-        ).astype(float)
-    )
-    mask = torch.tensor(rng.random((S, T, 5)) > 0.2)
-    lengths = torch.tensor([T, 5, 1, 8])
-    starts = [model.init_params(x, mask, torch.Generator().manual_seed(r)) for r in range(3)]
-    with torch.no_grad():
-        alone = [model.em_step(x, mask, p, lengths) for p in starts]
-
-        def boom(*args, **kwargs):
-            raise AssertionError("em_steps fell back to em_step")
-
-        monkeypatch.setattr(ppgen.HMM, "em_step", boom)
-        together = model.em_steps(x, mask, starts, lengths)
-    for (one, lj_one), (many, lj_many) in zip(alone, together, strict=True):
-        assert set(one) == set(many)
-        for site in one:
-            torch.testing.assert_close(many[site], one[site], rtol=0, atol=1e-10)
-        assert float(lj_many) == pytest.approx(float(lj_one), abs=1e-9)
