@@ -328,16 +328,16 @@ def well_separated(n_seq: int = 10, n_steps: int = 200):
 
 
 def default_vs_best(
-    label, seqs, pp_data, make_hl, make_pp, *, seeds, repeats, budget, log, restarts=HL_RESTARTS
+    label, seqs, pp_data, make_hl, make_pp, *, seeds, repeats, budget, log, n_restarts=HL_RESTARTS
 ):
     """``ppgen.fit(HMM(...), data)`` with no options (but the seed) against the best of
-    ``restarts`` hmmlearn fits run to convergence: gap per observed step and time ratios."""
+    ``n_restarts`` hmmlearn fits run to convergence: gap per observed step and time ratios."""
     X = np.concatenate([np.asarray(s, dtype=float) for s in seqs])
     lengths = [len(s) for s in seqs]
     n_obs = int(sum(lengths))
     make_hl(0).fit(X, lengths)  # warm-up, untimed
     restarts, spent, spent_cpu = [], 0.0, 0.0
-    for r in range(restarts):
+    for r in range(n_restarts):
         m = measure(lambda r=r: make_hl(r).fit(X, lengths), repeats)
         h = m["result"]
         total = float(h.score(X, lengths))
@@ -361,14 +361,14 @@ def default_vs_best(
     n_best = sum(r["total"] >= best - REACH * n_obs for r in restarts)
     sane = all(r["ok"] for r in restarts)
     log(
-        f"  {label}: hmmlearn best of {restarts} {best:.3f} (restart {first} first, "
+        f"  {label}: hmmlearn best of {n_restarts} {best:.3f} (restart {first} first, "
         f"{needed:.3f} s; all {spent:.3f} s; {n_best} restarts reach it; sane {sane})"
     )
     rows = [
         {
             "dataset": label,
             "method": f"hmmlearn {HMMLEARN_VERSION}",
-            "setting": f"best of {restarts} (n_iter={HL_CONVERGED['n_iter']}, "
+            "setting": f"best of {n_restarts} (n_iter={HL_CONVERGED['n_iter']}, "
             f"tol={HL_CONVERGED['tol']:g})",
             "seed": "",
             "time_s": needed,
@@ -381,7 +381,7 @@ def default_vs_best(
             "cpu_ratio_to_needed": 1.0,
             "ratio_to_all": None,
             "note": f"time_s: restarts 0..{first} (the first reaching the best); "
-            f"{n_best}/{restarts} restarts reach it; median "
+            f"{n_best}/{n_restarts} restarts reach it; median "
             f"{statistics.median(r['iter'] for r in restarts):g} iterations; "
             + ("all converged, monotone, finite" if sane else "SANITY CHECK FAILED"),
         }
@@ -562,7 +562,7 @@ def main(argv=None) -> int:
             repeats=reps,
             budget=5 * budget,
             log=log,
-            restarts=restarts,
+            n_restarts=restarts,
         )
         default_rows += got
     default_table = default_summary(default_rows, sizes)
