@@ -124,6 +124,7 @@ def test_forward_viterbi_and_smoothing_equal_brute_force(K, cov_type, recursion,
     # "numpy": the CPU loop (no gradients); the torch recursions (GPU, autograd): "parallel",
     # prefix products (few short sequences), and "scaled", the step loop (large batches)
     monkeypatch.setattr(ppgen.models.hmm, "_NUMPY_RECURSIONS", recursion in ("numpy", "log"))
+    monkeypatch.setattr(ppgen.models.hmm, "_TREE_LIMIT", 0)  # log p(x) by the loops too
     monkeypatch.setattr(
         ppgen.models.hmm, "_PARALLEL_LIMIT", 10**9 if recursion == "parallel" else 0
     )
