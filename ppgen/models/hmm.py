@@ -43,6 +43,12 @@ _PARALLEL_LIMIT = 512
 #: tests switch it off to check the torch recursions (GPU, autograd) on CPU.
 _NUMPY_RECURSIONS = True
 
+#: Fewest steps from which blocked prefix products (where HMM._parallel picks them) beat the
+#: NumPy loop on CPU: sqrt(T) torch steps against T NumPy steps. Measured on one thread,
+#: forward-backward (S, T, K) blocked / loop in ms: 1 x 100 x 2 0.51 / 0.50, 1 x 300 x 2
+#: 0.79 / 1.45, 1 x 1000 x 2 1.54 / 4.0, 3 x 100 x 3 0.60 / 0.55.
+_BLOCKED_MIN_STEPS = 200
+
 #: Largest S K^3 for which log p(x) (HMM._log_likelihood) is a tree of matrix products also on
 #: CPU: above, the NumPy forward loop is faster. Measured on one thread, (S, T, K) tree / loop
 #: in ms: 1 x 100 x 2 0.20 / 0.32, 1 x 1000 x 2 0.35 / 2.3, 10 x 200 x 3 0.48 / 0.62,
@@ -692,12 +698,17 @@ class HMM(GenerativeModel):
 
     @classmethod
     def _probability_recursions(cls, ll, log_init, log_trans, present, backward: bool = True):
-        """The NumPy loop on CPU without gradients (:meth:`_numpy_forward_backward`), else the
-        faster of :meth:`_parallel_forward_backward` and :meth:`_scaled_forward_backward` for
-        this shape (:meth:`_parallel`); None if it underflowed."""
-        if cls._numpy_ready(ll, log_init, log_trans):
+        """The NumPy loop on CPU without gradients (:meth:`_numpy_forward_backward`), except
+        for the long series with few sequences and states where the blocked prefix products
+        win (:meth:`_parallel` and at least :data:`_BLOCKED_MIN_STEPS` steps); else the faster
+        of :meth:`_parallel_forward_backward` and :meth:`_scaled_forward_backward` for this
+        shape (:meth:`_parallel`). None if it underflowed."""
+        blocked = cls._parallel(ll.shape)
+        if cls._numpy_ready(ll, log_init, log_trans) and not (
+            blocked and ll.shape[1] >= _BLOCKED_MIN_STEPS
+        ):
             return cls._numpy_forward_backward(ll, log_init, log_trans, present, backward)
-        if cls._parallel(ll.shape):
+        if blocked:
             return cls._parallel_forward_backward(ll, log_init, log_trans, present, backward)
         return cls._scaled_forward_backward(ll, log_init, log_trans, present, backward)
 
