@@ -43,10 +43,13 @@ _PARALLEL_LIMIT = 512
 #: tests switch it off to check the torch recursions (GPU, autograd) on CPU.
 _NUMPY_RECURSIONS = True
 
-#: Fewest steps from which blocked prefix products (where HMM._parallel picks them) beat the
-#: NumPy loop on CPU: sqrt(T) torch steps against T NumPy steps. Measured on one thread,
-#: forward-backward (S, T, K) blocked / loop in ms: 1 x 100 x 2 0.51 / 0.50, 1 x 300 x 2
-#: 0.79 / 1.45, 1 x 1000 x 2 1.54 / 4.0, 3 x 100 x 3 0.60 / 0.55.
+#: Blocked prefix products (about 4 sqrt(T) torch steps, O(S K^3) work each) beat the NumPy
+#: loop (2 T cheap steps) on CPU for S K^3 <= _BLOCKED_OVER_NUMPY and T >= _BLOCKED_MIN_STEPS.
+#: Measured on one thread, forward-backward (S, T, K) blocked / loop in ms: 1 x 100 x 2
+#: 0.53 / 0.60, 1 x 300 x 2 0.82 / 1.44, 1 x 1000 x 2 1.8 / 4.7, 1 x 1000 x 4 2.1 / 4.9,
+#: 2 x 1000 x 3 2.4 / 4.4, 3 x 300 x 2 1.3 / 1.6, 10 x 300 x 2 1.9 / 1.7, 3 x 100 x 3
+#: 1.4 / 1.3, 10 x 200 x 3 2.1 / 1.3.
+_BLOCKED_OVER_NUMPY = 64
 _BLOCKED_MIN_STEPS = 200
 
 #: Largest S K^3 for which log p(x) (HMM._log_likelihood) is a tree of matrix products also on
@@ -700,12 +703,14 @@ class HMM(GenerativeModel):
     def _probability_recursions(cls, ll, log_init, log_trans, present, backward: bool = True):
         """The NumPy loop on CPU without gradients (:meth:`_numpy_forward_backward`), except
         for the long series with few sequences and states where the blocked prefix products
-        win (:meth:`_parallel` and at least :data:`_BLOCKED_MIN_STEPS` steps); else the faster
+        win (S K^3 <= :data:`_BLOCKED_OVER_NUMPY`, at least :data:`_BLOCKED_MIN_STEPS` steps);
+        else the faster
         of :meth:`_parallel_forward_backward` and :meth:`_scaled_forward_backward` for this
         shape (:meth:`_parallel`). None if it underflowed."""
+        S, T, K = ll.shape
         blocked = cls._parallel(ll.shape)
         if cls._numpy_ready(ll, log_init, log_trans) and not (
-            blocked and ll.shape[1] >= _BLOCKED_MIN_STEPS
+            S * K**3 <= _BLOCKED_OVER_NUMPY and T >= _BLOCKED_MIN_STEPS
         ):
             return cls._numpy_forward_backward(ll, log_init, log_trans, present, backward)
         if blocked:
