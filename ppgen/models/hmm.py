@@ -1051,8 +1051,9 @@ class HMM(GenerativeModel):
         """Likelihood surfaces of HMMs have many local optima (geyser has several): MAP restarts
         8 times and EM 4 (k-means starts with different seeds and jitter), the best kept; EM's
         ``tol`` is in nats per observed time step. EM screens its starts: each runs
-        ``screen_steps=10`` iterations and only the best goes on to convergence (then the
-        corner starts of :meth:`em_restarts` alike), by SQUAREM-accelerated EM
+        ``screen_steps=10`` iterations (all of them in lockstep, :meth:`em_steps`) and only the
+        best goes on to convergence (then the corner starts of :meth:`em_restarts` alike), by
+        SQUAREM-accelerated EM
         (``accelerate=True``: same stopping rule, about half the EM steps; 50 x 1000 steps,
         K=4: 56 -> 28 steps of the winner, 2.9 -> 2.2 s CPU, ending 1 nat higher)."""
         em = {"n_init": 4, "tol": 1e-8, "screen_steps": _SCREEN_STEPS, "accelerate": True}
