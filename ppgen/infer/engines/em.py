@@ -91,7 +91,9 @@ class EmOptions:
         iterations, only the best (highest log joint) is run on to convergence; then the
         model's own starts (:meth:`em_restarts`, all made from that estimate) are screened
         and finished the same way. The winner's iterations are exactly those of an unscreened
-        run from the same start.
+        run from the same start. Models with ``em_steps`` (HMM) run the screened starts in
+        lockstep, one batched iteration of all of them at a time (same iterations, to
+        rounding).
     accelerate : bool
         False (the default) runs plain EM. True runs SQUAREM (Varadhan & Roland 2008;
         :mod:`ppgen.infer.engines._squarem`): two EM steps, an extrapolation along them kept
