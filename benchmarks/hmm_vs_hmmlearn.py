@@ -1,7 +1,12 @@
 """ppgen's HMM (Baum-Welch EM) against hmmlearn.
 
-    python benchmarks/hmm_vs_hmmlearn.py            # the benchmark (under a minute on 1 thread)
+    python benchmarks/hmm_vs_hmmlearn.py            # the benchmark (~15 min alone, 1 thread)
+    python benchmarks/hmm_vs_hmmlearn.py --synthetic-restarts 3   # sized down (~1/3 of that)
     python benchmarks/hmm_vs_hmmlearn.py --quick    # smoke test: 10 x 300 synthetic (< 1 min)
+
+Most of the full run is hmmlearn's 10 restarts run to convergence on 50 x 1000 (hundreds of
+iterations each) for the default-fit table: ppgen's default fit against hmmlearn's best of
+restarts on the synthetic set, discoveries and hmmlearn's well-separated test data.
 
 Two data sets: a Gaussian HMM (4 states, 3-d emissions, full covariances) on 50 simulated
 sequences x 1,000 steps, and a 2-state Poisson HMM on the `discoveries` series (one sequence of
