@@ -1,7 +1,12 @@
 """ppgen's HMM (Baum-Welch EM) against hmmlearn.
 
-    python benchmarks/hmm_vs_hmmlearn.py            # the benchmark (under a minute on 1 thread)
+    python benchmarks/hmm_vs_hmmlearn.py            # the benchmark (~15 min alone, 1 thread)
+    python benchmarks/hmm_vs_hmmlearn.py --synthetic-restarts 3   # sized down (~1/3 of that)
     python benchmarks/hmm_vs_hmmlearn.py --quick    # smoke test: 10 x 300 synthetic (< 1 min)
+
+Most of the full run is hmmlearn's 10 restarts run to convergence on 50 x 1000 (hundreds of
+iterations each) for the default-fit table: ppgen's default fit against hmmlearn's best of
+restarts on the synthetic set, discoveries and hmmlearn's well-separated test data.
 
 Two data sets: a Gaussian HMM (4 states, 3-d emissions, full covariances) on 50 simulated
 sequences x 1,000 steps, and a 2-state Poisson HMM on the `discoveries` series (one sequence of
@@ -327,15 +332,17 @@ def well_separated(n_seq: int = 10, n_steps: int = 200):
     return [x[s * n_steps : (s + 1) * n_steps] for s in range(n_seq)], true
 
 
-def default_vs_best(label, seqs, pp_data, make_hl, make_pp, *, seeds, repeats, budget, log):
+def default_vs_best(
+    label, seqs, pp_data, make_hl, make_pp, *, seeds, repeats, budget, log, n_restarts=HL_RESTARTS
+):
     """``ppgen.fit(HMM(...), data)`` with no options (but the seed) against the best of
-    ``HL_RESTARTS`` hmmlearn fits run to convergence: gap per observed step and time ratios."""
+    ``n_restarts`` hmmlearn fits run to convergence: gap per observed step and time ratios."""
     X = np.concatenate([np.asarray(s, dtype=float) for s in seqs])
     lengths = [len(s) for s in seqs]
     n_obs = int(sum(lengths))
     make_hl(0).fit(X, lengths)  # warm-up, untimed
     restarts, spent, spent_cpu = [], 0.0, 0.0
-    for r in range(HL_RESTARTS):
+    for r in range(n_restarts):
         m = measure(lambda r=r: make_hl(r).fit(X, lengths), repeats)
         h = m["result"]
         total = float(h.score(X, lengths))
@@ -359,14 +366,14 @@ def default_vs_best(label, seqs, pp_data, make_hl, make_pp, *, seeds, repeats, b
     n_best = sum(r["total"] >= best - REACH * n_obs for r in restarts)
     sane = all(r["ok"] for r in restarts)
     log(
-        f"  {label}: hmmlearn best of {HL_RESTARTS} {best:.3f} (restart {first} first, "
+        f"  {label}: hmmlearn best of {n_restarts} {best:.3f} (restart {first} first, "
         f"{needed:.3f} s; all {spent:.3f} s; {n_best} restarts reach it; sane {sane})"
     )
     rows = [
         {
             "dataset": label,
             "method": f"hmmlearn {HMMLEARN_VERSION}",
-            "setting": f"best of {HL_RESTARTS} (n_iter={HL_CONVERGED['n_iter']}, "
+            "setting": f"best of {n_restarts} (n_iter={HL_CONVERGED['n_iter']}, "
             f"tol={HL_CONVERGED['tol']:g})",
             "seed": "",
             "time_s": needed,
@@ -379,12 +386,14 @@ def default_vs_best(label, seqs, pp_data, make_hl, make_pp, *, seeds, repeats, b
             "cpu_ratio_to_needed": 1.0,
             "ratio_to_all": None,
             "note": f"time_s: restarts 0..{first} (the first reaching the best); "
-            f"{n_best}/{HL_RESTARTS} restarts reach it; median "
+            f"{n_best}/{n_restarts} restarts reach it; median "
             f"{statistics.median(r['iter'] for r in restarts):g} iterations; "
             + ("all converged, monotone, finite" if sane else "SANITY CHECK FAILED"),
         }
     ]
-    ppgen.fit(make_pp(), pp_data, max_steps=2)  # warm-up, untimed
+    # Warm-up, untimed: a whole default fit, as hmmlearn's above (first-call costs such as
+    # torch's lazy imports are not the fit's).
+    ppgen.fit(make_pp(), pp_data, progress=False)
     for seed in seeds:
         m = time_default_fit(
             ppgen.fit, make_pp, pp_data, seed, repeats, budget, ppgen.ConvergenceWarning
@@ -431,20 +440,22 @@ def default_summary(rows, sizes):
         pp = [r for r in rows if r["dataset"] == label and r["method"] == "ppgen default"]
         done = [r for r in pp if r.get("gap_per_obs") is not None]
         ratio = _med([r["ratio_to_needed"] for r in done])
+        cpu_ratio = _med([r["cpu_ratio_to_needed"] for r in done])
         long = sizes[label] >= 1000
         ok = bool(done) and len(done) == len(pp) and all(r["reached"] for r in done)
         out.append(
             {
                 "dataset": label,
                 "hmmlearn to its best (s)": peer["time_s"],
-                "hmmlearn 10 restarts (s)": peer["all_restarts_s"],
+                "hmmlearn all restarts (s)": peer["all_restarts_s"],
                 "ppgen default median (s)": _med([r["time_s"] for r in done]),
                 "ratio_to_needed": ratio,
-                "cpu_ratio_to_needed": _med([r["cpu_ratio_to_needed"] for r in done]),
+                "cpu_ratio_to_needed": cpu_ratio,
                 "ratio_to_all": _med([r["ratio_to_all"] for r in done]),
                 "reached (gap >= -1e-4/step)": f"{sum(bool(r['reached']) for r in done)}/{len(pp)}",
                 "worst gap (nats/step)": min((r["gap_per_obs"] for r in done), default=None),
-                "goal": "met" if ok and ratio is not None and ratio <= 1.0 else "missed",
+                # Judged on CPU time: wall time on a shared machine measures its load.
+                "goal": "met" if ok and cpu_ratio is not None and cpu_ratio <= 1.0 else "missed",
                 "note": "" if long else "fewer than 1,000 steps: the time goal is reported only",
             }
         )
@@ -460,6 +471,13 @@ def main(argv=None) -> int:
         type=float,
         default=None,
         help="seconds after which one ppgen fit is abandoned (default 60, 5 with --quick)",
+    )
+    parser.add_argument(
+        "--synthetic-restarts",
+        type=int,
+        default=HL_RESTARTS,
+        help=f"hmmlearn restarts run to convergence on the synthetic set for the default-fit "
+        f"table (default {HL_RESTARTS}; they are most of the run's time): fewer sizes it down",
     )
     parser.add_argument(
         "--default-only",
@@ -513,6 +531,7 @@ def main(argv=None) -> int:
             lambda: ppgen.HMM(4, "gaussian", "full"),
             SEEDS[:1],
             1,
+            args.synthetic_restarts,
         ),
         (
             "discoveries Poisson K=2 (1 x 100)",
@@ -522,6 +541,7 @@ def main(argv=None) -> int:
             lambda: ppgen.HMM(2, "poisson"),
             SEEDS,
             3,
+            HL_RESTARTS,
         ),
         (
             "well-separated Gaussian diag K=3 (10 x 200)",
@@ -531,10 +551,11 @@ def main(argv=None) -> int:
             lambda: ppgen.HMM(3, "gaussian", "diag"),
             SEEDS,
             3,
+            HL_RESTARTS,
         ),
     ]
     default_rows, sizes = [], {}
-    for label, dseqs, ddata, make_hl, make_pp, seeds, reps in default_sets:
+    for label, dseqs, ddata, make_hl, make_pp, seeds, reps, restarts in default_sets:
         log(label)
         got, sizes[label] = default_vs_best(
             label,
@@ -546,6 +567,7 @@ def main(argv=None) -> int:
             repeats=reps,
             budget=5 * budget,
             log=log,
+            n_restarts=restarts,
         )
         default_rows += got
     default_table = default_summary(default_rows, sizes)
@@ -582,7 +604,7 @@ def main(argv=None) -> int:
     ]
     default_head = (
         f"**Default fit: reaches hmmlearn's best of {HL_RESTARTS} on {len(reached)}/"
-        f"{len(default_table)} data sets (every seed); goal (reached, in no more wall time than "
+        f"{len(default_table)} data sets (every seed); goal (reached, in no more CPU time than "
         f"hmmlearn's restarts up to its best) met on {len(met)}/{len(default_table)}.**"
     )
     heads = [default_head + "\n\n" + heads[0], heads[1]]
@@ -593,6 +615,12 @@ def main(argv=None) -> int:
         if args.quick
         else ""
     )
+    syn_note = (
+        ""
+        if args.synthetic_restarts == HL_RESTARTS
+        else f" **Sized down:** on the synthetic set hmmlearn runs {args.synthetic_restarts} "
+        f"restarts (`--synthetic-restarts`), not {HL_RESTARTS}: its best is of those."
+    )
     notes = f"""
 {heads[0]}
 
@@ -600,17 +628,21 @@ def main(argv=None) -> int:
 
 **Default fit against hmmlearn's best of {HL_RESTARTS}** (table "Default fit" below). ppgen:
 `ppgen.fit(HMM(K, family[, covariance]), data)` with no options (maximum likelihood by
-Baum-Welch EM: 4 k-means starts screened for 10 iterations each, the best run on to tol 1e-8
-nats per step, plus K "corner" starts of the initial distribution when there are fewer than 2K
+Baum-Welch EM: 4 k-means starts screened for 10 iterations in lockstep (one batched EM
+iteration of all of them at a time), the best run on by SQUAREM-accelerated EM to tol 1e-8 nats
+per step, plus K "corner" starts of the initial distribution when there are fewer than 2K
 sequences, screened and finished alike); seeds 1 and 2 add
 only `seed=`. hmmlearn: `GaussianHMM`/`PoissonHMM` with `random_state` 0..{HL_RESTARTS - 1},
 `n_iter={HL_CONVERGED["n_iter"]}, tol={HL_CONVERGED["tol"]:g}` (run to convergence; every run
 checked converged, monotone and finite), the best total log-likelihood kept. hmmlearn's time
 "to its best" is the summed time of restarts 0, 1, ... up to the first that comes within
-{REACH:g} nats per step of the best (the restarts it needs); "10 restarts" is all of them.
+{REACH:g} nats per step of the best (the restarts it needs); "all restarts" is all of
+them.{syn_note}
 `gap_per_obs` = (ppgen's `fit.log_prob(data).sum()` - hmmlearn's best) / observed steps (raw
 scale both); *reached* when at least -{REACH:g}. Goal (issue 11): reached at every seed, and
-for series of >= 1,000 steps `ratio_to_needed` <= 1.0. Data: the two sets below and hmmlearn's
+for series of >= 1,000 steps `cpu_ratio_to_needed` <= 1.0 (process CPU time, one thread:
+steadier than wall time on a shared machine; the wall ratio is shown beside it). Data: the
+two sets below and hmmlearn's
 `test_fit_with_priors` data (`well_separated()`: RandomState(10), 3 states, 3 features, means
 20 x randint(-20, 20), diagonal variances 0.01-0.04, one sample of 2,000 steps cut into 10 x
 200). Synthetic: one seed, one run each; the others: seeds {list(SEEDS)}, median of 3 runs.
@@ -655,7 +687,7 @@ process CPU time, steadier on a shared machine. hmmlearn {HMMLEARN_VERSION}.
         rows,
         notes,
         title="ppgen HMM (EM) vs hmmlearn",
-        extra="## Default fit vs hmmlearn best of 10\n\n"
+        extra=f"## Default fit vs hmmlearn best of {HL_RESTARTS}\n\n"
         + markdown_table(default_table)
         + "\n\nPer seed (also `"
         + name

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
@@ -37,6 +38,25 @@ _FORCED_KIND = {
 #: 0.96, 1 x 50 x 2: 1.08, 10 x 200 x 3: 0.89, 10 x 300 x 4: 1.06, 50 x 1000 x 4: 1.7, 3 x 6 x 3:
 #: 1.9 (script in the commit adding it; notes/hmmspeed.md).
 _PARALLEL_LIMIT = 512
+
+#: Whether CPU recursions without gradients run as NumPy loops (HMM._numpy_forward_backward);
+#: tests switch it off to check the torch recursions (GPU, autograd) on CPU.
+_NUMPY_RECURSIONS = True
+
+#: Blocked prefix products (about 4 sqrt(T) torch steps, O(S K^3) work each) beat the NumPy
+#: loop (2 T cheap steps) on CPU for S K^3 <= _BLOCKED_OVER_NUMPY and T >= _BLOCKED_MIN_STEPS.
+#: Measured on one thread, forward-backward (S, T, K) blocked / loop in ms: 1 x 100 x 2
+#: 0.53 / 0.60, 1 x 300 x 2 0.82 / 1.44, 1 x 1000 x 2 1.8 / 4.7, 1 x 1000 x 4 2.1 / 4.9,
+#: 2 x 1000 x 3 2.4 / 4.4, 3 x 300 x 2 1.3 / 1.6, 10 x 300 x 2 1.9 / 1.7, 3 x 100 x 3
+#: 1.4 / 1.3, 10 x 200 x 3 2.1 / 1.3.
+_BLOCKED_OVER_NUMPY = 64
+_BLOCKED_MIN_STEPS = 200
+
+#: Largest S K^3 for which log p(x) (HMM._log_likelihood) is a tree of matrix products also on
+#: CPU: above, the NumPy forward loop is faster. Measured on one thread, (S, T, K) tree / loop
+#: in ms: 1 x 100 x 2 0.20 / 0.32, 1 x 1000 x 2 0.35 / 2.3, 10 x 200 x 3 0.48 / 0.62,
+#: 10 x 300 x 4 0.88 / 1.06, 50 x 1000 x 4 14.0 / 5.5.
+_TREE_LIMIT = 1024
 
 #: EM iterations each start runs before only the best goes on (HMM.fit_defaults).
 _SCREEN_STEPS = 10
@@ -601,10 +621,99 @@ class HMM(GenerativeModel):
         return alpha.log() + log_scale.unsqueeze(-1)
 
     @classmethod
+    def _numpy_forward_backward(cls, ll, log_init, log_trans, present, backward: bool = True):
+        """:meth:`_scaled_forward_backward` as a NumPy loop, for CPU tensors without gradients.
+
+        The same recursions, state-major: a_t and b_t are (K, S) arrays whose columns are the
+        sequences, so a step is one (K, K) @ (K, S) product into a preallocated row of the
+        output and one in-place product with the emissions, about 1.5 us against torch's ~10 us
+        of dispatch per step (50 x 1000 steps, K=4: 2 ms instead of 10 ms each way). Padded
+        steps copy the previous vector (their emissions are 1, the transition is the identity).
+        Returns what :meth:`_scaled_forward_backward` returns, as torch tensors, or None when a
+        product underflows.
+        """
+        out = cls._numpy_recursions(ll[None], log_init[None], log_trans[None], present, backward)
+        return None if out is None else tuple(None if v is None else v[0] for v in out)
+
+    @classmethod
+    def _numpy_recursions(cls, ll, log_init, log_trans, present, backward: bool = True):
+        """:meth:`_numpy_forward_backward` of R parameter sets at once: ``ll`` (R, S, T, K),
+        ``log_init`` (R, K), ``log_trans`` (R, K, K); returns (R, ...) tensors, or None if any
+        product underflowed. The R chains run as one of R K states whose transition matrix is
+        block-diagonal (zeros add exactly nothing), so the loop's per-step cost is paid once
+        for all R (EM's screened starts, :meth:`em_steps`); each vector is normalized within
+        its own block."""
+        R, S, T, K = ll.shape
+        e, shift = cls._scaled_emissions(ll, present)
+        every = _renormalize_every(ll.dtype)
+        E = e.permute(2, 0, 3, 1).reshape(T, R * K, S).contiguous().numpy()  # (T, R K, S)
+        A = torch.block_diag(*log_trans.exp()).numpy() if R > 1 else log_trans[0].exp().numpy()
+        At = np.ascontiguousarray(A.T)
+        pad = None if bool(present.all()) else (~present).T.contiguous().numpy()  # (T, S)
+        padded = None if pad is None else pad.any(1)
+        alpha = np.empty((T, R * K, S), dtype=E.dtype)
+        np.multiply(log_init.exp().reshape(R * K, 1).numpy(), E[0], out=alpha[0])
+        tmp = np.empty((R * K, S), dtype=E.dtype)
+        blocks = alpha.reshape(T, R, K, S)  # a view: alpha's rows by parameter set
+        divided = np.zeros((T, R, S), dtype=E.dtype)  # log of what step t was divided by
+        with np.errstate(divide="ignore", invalid="ignore", under="ignore"):
+            for t in range(1, T):
+                np.dot(At, alpha[t - 1], out=tmp)
+                np.multiply(tmp, E[t], out=alpha[t])
+                if padded is not None and padded[t]:
+                    np.copyto(alpha[t], alpha[t - 1], where=pad[t])
+                if t % every == 0:
+                    n = blocks[t].sum(1)  # (R, S)
+                    blocks[t] /= n[:, None]
+                    divided[t] = np.log(n)
+            total = blocks.sum(2)  # (T, R, S)
+            if not bool((total > 0).all()):
+                return None
+            log_scale = np.log(total) + divided.cumsum(0)
+            blocks /= total[:, :, None]
+            beta = None
+            if backward:
+                beta = np.empty((T, R * K, S), dtype=E.dtype)
+                beta[T - 1] = 1.0
+                bblocks = beta.reshape(T, R, K, S)
+                for t in range(T - 2, -1, -1):
+                    np.multiply(E[t + 1], beta[t + 1], out=tmp)
+                    np.dot(A, tmp, out=beta[t])
+                    if padded is not None and padded[t + 1]:
+                        np.copyto(beta[t], beta[t + 1], where=pad[t + 1])
+                    if t % every == 0:
+                        bblocks[t] /= bblocks[t].sum(1)[:, None]
+                if not bool((bblocks.sum(2) > 0).all()):
+                    return None
+        # (T, R, K, S) -> (R, S, T, K)
+        alpha = torch.from_numpy(blocks).permute(1, 3, 0, 2).contiguous()
+        log_scale = torch.from_numpy(log_scale).permute(1, 2, 0) + shift.cumsum(-1)
+        if beta is not None:
+            beta = torch.from_numpy(bblocks).permute(1, 3, 0, 2).contiguous()
+        return alpha, log_scale, e, beta
+
+    @staticmethod
+    def _numpy_ready(*tensors: torch.Tensor) -> bool:
+        """Whether the NumPy recursions apply: CPU tensors that need no gradient."""
+        return _NUMPY_RECURSIONS and all(
+            t.device.type == "cpu" and not t.requires_grad for t in tensors
+        )
+
+    @classmethod
     def _probability_recursions(cls, ll, log_init, log_trans, present, backward: bool = True):
-        """The faster of :meth:`_parallel_forward_backward` and :meth:`_scaled_forward_backward`
-        for this shape (:meth:`_parallel`), or None if it underflowed."""
-        if cls._parallel(ll.shape):
+        """The NumPy loop on CPU without gradients (:meth:`_numpy_forward_backward`), except
+        for the long series with few sequences and states where the blocked prefix products
+        win (S K^3 <= :data:`_BLOCKED_OVER_NUMPY`, at least :data:`_BLOCKED_MIN_STEPS` steps);
+        else the faster
+        of :meth:`_parallel_forward_backward` and :meth:`_scaled_forward_backward` for this
+        shape (:meth:`_parallel`). None if it underflowed."""
+        S, T, K = ll.shape
+        blocked = cls._parallel(ll.shape)
+        if cls._numpy_ready(ll, log_init, log_trans) and not (
+            S * K**3 <= _BLOCKED_OVER_NUMPY and T >= _BLOCKED_MIN_STEPS
+        ):
+            return cls._numpy_forward_backward(ll, log_init, log_trans, present, backward)
+        if blocked:
             return cls._parallel_forward_backward(ll, log_init, log_trans, present, backward)
         return cls._scaled_forward_backward(ll, log_init, log_trans, present, backward)
 
@@ -616,8 +725,17 @@ class HMM(GenerativeModel):
         O(log T) batched matmuls instead of T sequential steps. Emissions are shifted by their
         largest log value and partial products divided by their largest entry (the logs of
         those scales are added back), so nothing overflows; if a product underflows to zero,
-        fall back to the log-space loop.
+        fall back to the log-space loop. On CPU without gradients the NumPy forward loop
+        (:meth:`_numpy_forward_backward`) is faster where the tree's O(S K^3) work per step
+        outweighs the loop's per-step cost, S K^3 > :data:`_TREE_LIMIT` (50 x 1000 steps, K=4:
+        ~5 ms vs ~14; 1 x 100, K=2: 0.3 ms vs 0.2).
         """
+        S, K = ll.shape[0], ll.shape[-1]
+        if S * K**3 > _TREE_LIMIT and cls._numpy_ready(ll, log_init, log_trans):
+            scaled = cls._numpy_forward_backward(ll, log_init, log_trans, present, False)
+            if scaled is not None:
+                return scaled[1][:, -1]
+            return cls._log_forward(ll, log_init, log_trans, present)[:, -1].logsumexp(-1)
         e, shift, M = cls._transfer_matrices(ll, log_trans, present)
         log_scale = shift.sum(1)
         level = 0
@@ -672,16 +790,7 @@ class HMM(GenerativeModel):
         weight = present[:, 1:, None].to(x.dtype)
         scaled = self._probability_recursions(*recursion)
         if scaled is not None:
-            alpha, log_scale, e, beta = scaled
-            log_lik = log_scale[:, -1]
-            # Both recursions give a_t * b_t up to a factor per step: normalize.
-            gamma = alpha * beta
-            gamma = gamma / gamma.sum(-1, keepdim=True)
-            # xi_t(i, j) = a_t(i) A_ij e_t+1(j) b_t+1(j) / Z_t, Z_t its sum over i and j.
-            A = log_trans.exp()
-            right = e[:, 1:] * beta[:, 1:]
-            norm = ((alpha[:, :-1] @ A) * right).sum(-1, keepdim=True)
-            transitions = torch.einsum("sti,stj->ij", alpha[:, :-1], right * weight / norm) * A
+            log_lik, gamma, transitions = self._scaled_posteriors(*scaled, log_trans.exp(), weight)
         else:
             alpha = self._log_forward(*recursion)
             beta = self._log_backward(ll, log_trans, present)
@@ -695,6 +804,24 @@ class HMM(GenerativeModel):
             )
             transitions = (log_xi.exp() * weight.unsqueeze(-1)).sum((0, 1))
         return {"log_lik": log_lik, "marginals": gamma, "transitions": transitions}
+
+    @staticmethod
+    def _scaled_posteriors(alpha, log_scale, e, beta, A, weight):
+        """Log-likelihoods (..., S), marginals (..., S, T, K) and expected transition counts
+        (..., K, K) from the probability-space recursions' a_t, l_t, e_t, b_t (..., S, T, K)
+        and the transition matrix ``A`` (K, K), or (R, 1, K, K) for R parameter sets;
+        ``weight`` (S, T - 1, 1) is 0 on padded steps."""
+        # Sums over the K states as products with a ones vector: torch's reduction over a short
+        # last axis is several times slower.
+        ones = alpha.new_ones(alpha.shape[-1], 1)
+        # Both recursions give a_t * b_t up to a factor per step: normalize.
+        gamma = alpha * beta
+        gamma = gamma / (gamma @ ones)
+        # xi_t(i, j) = a_t(i) A_ij e_t+1(j) b_t+1(j) / Z_t, Z_t its sum over i and j.
+        right = e[..., 1:, :] * beta[..., 1:, :]
+        norm = ((alpha[..., :-1, :] @ A) * right) @ ones
+        counts = torch.einsum("...sti,...stj->...ij", alpha[..., :-1, :], right * weight / norm)
+        return log_scale[..., -1], gamma, counts * (A if A.dim() == 2 else A.squeeze(-3))
 
     def smooth(self, x, mask, params, lengths=None) -> torch.Tensor:
         """Smoothed state marginals p(z_t = k | x), (S, T, K)."""
@@ -764,13 +891,7 @@ class HMM(GenerativeModel):
         lengths: torch.Tensor | None,
     ) -> dict[str, torch.Tensor]:
         """:meth:`m_step`'s sufficient statistics: sums over sequences (and their steps)."""
-        if self.initial != "learned":
-            raise ValueError("method='em' needs initial='learned'; use method='map'")
-        if not self.emission.has_m_step:
-            raise ValueError(
-                f"HMM(emission={self.emission_family!r}) has no closed-form M-step "
-                "(negative binomial dispersion); use method='map'"
-            )
+        self._check_em()
         mask = torch.ones_like(x, dtype=torch.bool) if mask is None else mask
         present = self._present(x, lengths)
         gamma = post["marginals"] * present.unsqueeze(-1).to(x.dtype)
@@ -783,8 +904,19 @@ class HMM(GenerativeModel):
         )
         return {"initial": gamma[:, 0].sum(0), "transitions": post["transitions"], **stats}
 
+    def _check_em(self) -> None:
+        """Refuse Baum-Welch where it has no closed form."""
+        if self.initial != "learned":
+            raise ValueError("method='em' needs initial='learned'; use method='map'")
+        if not self.emission.has_m_step:
+            raise ValueError(
+                f"HMM(emission={self.emission_family!r}) has no closed-form M-step "
+                "(negative binomial dispersion); use method='map'"
+            )
+
     def _update(self, stats: dict[str, torch.Tensor], params: Params | None) -> Params:
-        """:meth:`m_step` from :meth:`_statistics` summed over any split of the sequences."""
+        """:meth:`m_step` from :meth:`_statistics` summed over any split of the sequences (the
+        chain's statistics may carry a leading axis of parameter sets, :meth:`em_steps`)."""
         a0 = 0.0 if self.ml else self.initial_concentration - 1
         a1 = 0.0 if self.ml else self.transition_concentration - 1
         initial = (stats["initial"] + a0).clamp_min(0)
@@ -794,7 +926,7 @@ class HMM(GenerativeModel):
             previous = params["transition"]
         trans = torch.where(trans.sum(-1, keepdim=True) > 0, trans, previous)
         out = {
-            "initial": initial / initial.sum(),
+            "initial": initial / initial.sum(-1, keepdim=True),
             "transition": trans / trans.sum(-1, keepdim=True),
         }
         out.update(self.emission.update(stats, params))
@@ -828,6 +960,57 @@ class HMM(GenerativeModel):
         """One Baum-Welch iteration: :meth:`m_step` after :meth:`posteriors` at ``params``, and
         the log joint at ``params`` (which the forward pass computes anyway)."""
         return self.em_update(self.em_statistics(x, mask, params, lengths), params)
+
+    def em_steps(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        starts: list[Params],
+        lengths: torch.Tensor | None = None,
+    ) -> list[tuple[Params, torch.Tensor]]:
+        """:meth:`em_step` from each of R parameter sets (EM's screened starts, run in
+        lockstep): the same iterations to rounding, computed as one HMM of R K states. The R
+        emission parameter sets are stacked along the state axis, so that one emission
+        log-density, one pass of sufficient statistics and one M-step serve them all, and
+        the R chains run as one NumPy loop with a block-diagonal transition matrix
+        (:meth:`_numpy_recursions`): the fixed cost per operation and per time step, most of a
+        small series' EM iteration, is paid once. Elsewhere (GPU, gradients, held sites, an
+        underflow) one :meth:`em_step` after the other."""
+        R, K = len(starts), self.n_states
+        mask = torch.ones_like(x, dtype=torch.bool) if mask is None else mask
+        ready = R > 1 and not self.held and self._numpy_ready(x)
+        if ready:
+            self._check_em()
+            stacked = {k: torch.cat([p[k] for p in starts]) for k in self.emission.sites}
+            log_init = torch.stack([self._chain(p)[0] for p in starts])
+            transition = torch.stack([p["transition"] for p in starts])
+            ready = self._numpy_ready(log_init, transition, *stacked.values())
+        scaled = None
+        if ready:
+            present = self._present(x, lengths)
+            observed = mask & present.unsqueeze(-1)
+            # (S, T, R K) -> (R, S, T, K): state k of set r is stacked state r K + k.
+            ll = self.emission.log_prob(x, observed, stacked).unflatten(-1, (R, K))
+            log_trans = transition.log()
+            scaled = self._numpy_recursions(ll.permute(2, 0, 1, 3), log_init, log_trans, present)
+        if scaled is None:
+            return [self.em_step(x, mask, p, lengths) for p in starts]
+        weight = present[:, 1:, None].to(x.dtype)
+        log_lik, gamma, transitions = self._scaled_posteriors(
+            *scaled, log_trans.exp().unsqueeze(-3), weight
+        )
+        gamma = gamma * present.unsqueeze(-1).to(x.dtype)  # (R, S, T, K)
+        p, S, T = x.shape[-1], x.shape[0], x.shape[1]
+        resp = gamma.permute(1, 2, 0, 3).reshape(S * T, R * K)
+        stats = self.emission.statistics(x.reshape(-1, p), observed.reshape(-1, p), resp, stacked)
+        stats.update(initial=gamma[:, :, 0].sum(1), transitions=transitions)
+        new = self._update(stats, {**stacked, "transition": transition})
+        out = []
+        for r, params in enumerate(starts):
+            step = {k: v[r] for k, v in new.items() if k in ("initial", "transition")}
+            step.update({k: new[k].unflatten(0, (R, K))[r] for k in self.emission.sites})
+            out.append((step, log_lik[r].sum() + self.log_prior(params)))
+        return out
 
     def em_statistics(self, x, mask, params, lengths=None) -> dict[str, torch.Tensor]:
         """The E-step (forward-backward) at ``params`` as sums over sequences, so that those
@@ -868,8 +1051,9 @@ class HMM(GenerativeModel):
         """Likelihood surfaces of HMMs have many local optima (geyser has several): MAP restarts
         8 times and EM 4 (k-means starts with different seeds and jitter), the best kept; EM's
         ``tol`` is in nats per observed time step. EM screens its starts: each runs
-        ``screen_steps=10`` iterations and only the best goes on to convergence (then the
-        corner starts of :meth:`em_restarts` alike), by SQUAREM-accelerated EM
+        ``screen_steps=10`` iterations (all of them in lockstep, :meth:`em_steps`) and only the
+        best goes on to convergence (then the corner starts of :meth:`em_restarts` alike), by
+        SQUAREM-accelerated EM
         (``accelerate=True``: same stopping rule, about half the EM steps; 50 x 1000 steps,
         K=4: 56 -> 28 steps of the winner, 2.9 -> 2.2 s CPU, ending 1 nat higher)."""
         em = {"n_init": 4, "tol": 1e-8, "screen_steps": _SCREEN_STEPS, "accelerate": True}

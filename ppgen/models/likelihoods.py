@@ -336,6 +336,10 @@ class ColumnLikelihood:
         raise NotImplementedError
 
     def _cols(self, x: torch.Tensor) -> torch.Tensor:
+        # Every column in order (one emission family, e.g. an all-Gaussian HMM): x itself, as
+        # the gather below would copy all of it, several times per EM iteration.
+        if len(self.positions) == x.shape[-1] and self.positions == tuple(range(x.shape[-1])):
+            return x
         return x[..., list(self.positions)]
 
     def priors(self, like: torch.Tensor) -> dict[str, dist.Distribution]:
@@ -746,7 +750,8 @@ class Categorical(ColumnLikelihood):
         }
 
     def log_prob(self, x, mask, params):
-        out = x.new_zeros(x.shape[:-1] + (self.n_states,))
+        # As many classes as the parameters have (an HMM's screened starts stack theirs).
+        out = x.new_zeros(x.shape[:-1] + (params[self.sites[0]].shape[0],))
         for site, j, C in zip(self.sites, self.positions, self.n_categories, strict=True):
             codes = x[..., j].long().clamp(0, C - 1)  # masked entries may hold anything
             lp = params[site].log().mT[codes]  # (..., K)

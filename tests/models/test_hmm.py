@@ -119,9 +119,12 @@ def _brute_force(x, mask, params, covs, T):
 
 @pytest.mark.parametrize("K", [2, 3])
 @pytest.mark.parametrize("cov_type", ["full", "diag"])
-@pytest.mark.parametrize("recursion", ["parallel", "scaled", "log"])
+@pytest.mark.parametrize("recursion", ["numpy", "parallel", "scaled", "log"])
 def test_forward_viterbi_and_smoothing_equal_brute_force(K, cov_type, recursion, rng, monkeypatch):
-    # "parallel": prefix products (few short sequences); "scaled": the step loop (large batches)
+    # "numpy": the CPU loop (no gradients); the torch recursions (GPU, autograd): "parallel",
+    # prefix products (few short sequences), and "scaled", the step loop (large batches)
+    monkeypatch.setattr(ppgen.models.hmm, "_NUMPY_RECURSIONS", recursion in ("numpy", "log"))
+    monkeypatch.setattr(ppgen.models.hmm, "_TREE_LIMIT", 0)  # log p(x) by the loops too
     monkeypatch.setattr(
         ppgen.models.hmm, "_PARALLEL_LIMIT", 10**9 if recursion == "parallel" else 0
     )
@@ -155,6 +158,33 @@ def test_forward_viterbi_and_smoothing_equal_brute_force(K, cov_type, recursion,
             for t in range(1, T):
                 xi[z[t - 1], z[t]] += wz
     np.testing.assert_allclose(post["transitions"].numpy(), xi, atol=1e-9)
+
+
+@pytest.mark.parametrize("cov_type", ["full", "diag"])
+@pytest.mark.parametrize("prior", [None, "default"])
+def test_lockstep_em_steps_equal_one_em_step_at_a_time(cov_type, prior, rng, monkeypatch):
+    # em_steps (EM's screened starts in lockstep: R parameter sets as one HMM of R K states)
+    # gives each start's em_step, on every emission kind, missing entries and unequal lengths.
+    schema = Schema.infer(_mixed_frame(40, np.random.default_rng(0)), standardize=False)
+    model = ppgen.HMM(3, "mixed", cov_type, prior=prior).build(schema).to(dtype=torch.float64)
+    S, T = 4, 9
+    x = _random_sequences(S, T, rng)
+    mask = torch.tensor(rng.random((S, T, 5)) > 0.2)
+    lengths = torch.tensor([T, 5, 1, 8])
+    starts = [_random_params(model, rng, cov_type)[0] for _ in range(3)]
+    with torch.no_grad():
+        alone = [model.em_step(x, mask, p, lengths) for p in starts]
+
+        def boom(*args, **kwargs):
+            raise AssertionError("em_steps fell back to em_step")
+
+        monkeypatch.setattr(ppgen.HMM, "em_step", boom)
+        together = model.em_steps(x, mask, starts, lengths)
+    for (one, lj_one), (many, lj_many) in zip(alone, together, strict=True):
+        assert set(one) == set(many)
+        for site in one:
+            torch.testing.assert_close(many[site], one[site], rtol=0, atol=1e-10)
+        assert float(lj_many) == pytest.approx(float(lj_one), abs=1e-9)
 
 
 def _pyro_log_joint(program, model, params, x, mask, enum):

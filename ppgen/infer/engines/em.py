@@ -91,7 +91,9 @@ class EmOptions:
         iterations, only the best (highest log joint) is run on to convergence; then the
         model's own starts (:meth:`em_restarts`, all made from that estimate) are screened
         and finished the same way. The winner's iterations are exactly those of an unscreened
-        run from the same start.
+        run from the same start. Models with ``em_steps`` (HMM) run the screened starts in
+        lockstep, one batched iteration of all of them at a time (same iterations, to
+        rounding).
     accelerate : bool
         False (the default) runs plain EM. True runs SQUAREM (Varadhan & Roland 2008;
         :mod:`ppgen.infer.engines._squarem`): two EM steps, an extrapolation along them kept
@@ -202,6 +204,12 @@ class EM(Engine):
             if len(starts) == 1:
                 screen = 0
         leader = None
+        if screen and _lockstep(problem):
+            runs = self._screen_lockstep(problem, [p for p, _ in starts], options, screen)
+            starts = []
+            for run in runs:
+                if leader is None or run[1][-1] > leader[1][-1]:
+                    leader = run
         for params, desc in starts:
             run = self._iterate(problem, params, options, desc, steps=screen or None)
             if not screen:
@@ -217,6 +225,38 @@ class EM(Engine):
             )
         if best[0] is None or leader[1][-1] > best[0][1][-1]:
             best[0] = leader[:2]
+
+    @staticmethod
+    def _screen_lockstep(
+        problem: Problem, starts: list[Params], options: EmOptions, steps: int
+    ) -> list[tuple[Params, list[float], bool]]:
+        """:meth:`_iterate` (at most ``steps`` iterations) from each of ``starts``, the runs
+        advanced together by the model's ``em_steps`` (one iteration of every run still going,
+        batched): each run's iterations, stopping rule and result are those of its own
+        ``_iterate``."""
+        todo = min(steps, options.max_steps)
+        runs = [[params, [], todo == options.max_steps, False] for params in starts]
+        bar = progress_bar(todo, f"em {len(starts)} starts", problem.progress)
+        tol = options.tol * problem.n_units
+        model = problem.model
+        with torch.no_grad(), pyro.validation_enabled(False):
+            for _ in range(todo):
+                going = [run for run in runs if not run[3]]
+                if not going:
+                    break
+                steps_out = model.em_steps(
+                    problem.x, problem.mask, [run[0] for run in going], **problem.data
+                )
+                for run, (new, log_joint) in zip(going, steps_out, strict=True):
+                    objective = run[1]
+                    objective.append(float(log_joint))
+                    if len(objective) > 1 and objective[-1] - objective[-2] <= tol:
+                        run[2] = run[3] = True  # converged: keep the parameters it was at
+                    else:
+                        run[0] = new
+                bar.update()
+        bar.close()
+        return [(params, objective, done) for params, objective, done, _ in runs]
 
     @staticmethod
     def _iterate(
@@ -267,6 +307,16 @@ class EM(Engine):
                 params = new
         bar.close()
         return params, objective, done
+
+
+def _lockstep(problem: Problem) -> bool:
+    """Whether screened starts run in lockstep: the model batches EM steps (``em_steps``) and
+    the table is in memory in one process."""
+    return (
+        type(problem.model).implements("em_steps")
+        and problem.stream is None
+        and _reduce.world_size(problem) <= 1
+    )
 
 
 def em_iteration(problem: Problem, params: Params) -> tuple[Params, torch.Tensor]:
