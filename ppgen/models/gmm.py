@@ -345,6 +345,7 @@ class GaussianMixture(GenerativeModel):
         self.schema = schema
         self.continuous = schema.positions("continuous")
         self.held = {}  # a rebuilt model (e.g. a fit's, refitted) holds nothing
+        self._kernel = self._complete_mask = None
         self._only_continuous = len(self.continuous) == len(schema)
         emission = Emission(
             schema,
@@ -701,7 +702,60 @@ class GaussianMixture(GenerativeModel):
         and the M-step's conditional moments come from the same per-row factorizations
         (:class:`~ppgen.models.distributions.GaussianConditional`), not two of each.
         """
+        if self._fusable(x, mask, params):
+            return self._fused_step(x, params)
         return self.em_update(self.em_statistics(x, mask, params), params)
+
+    def _fusable(self, x: torch.Tensor, mask: torch.Tensor | None, params: Params) -> bool:
+        """Whether :meth:`em_step` may run the fused kernel (:mod:`ppgen.models._gmm_kernel`):
+        maximum likelihood on a complete continuous float64 CPU table, nothing held. Whether
+        ``mask`` is complete is remembered for the mask last seen (EM passes the same one
+        every iteration)."""
+        if not (
+            self.ml
+            and self._only_continuous
+            and not self.held
+            and x.dtype == torch.float64
+            and x.device.type == "cpu"
+            and x.dim() == 2
+            and "precision" in params
+        ):
+            return False
+        if mask is None:
+            return True
+        seen = self._complete_mask
+        if seen is None or seen[0] is not mask:
+            seen = self._complete_mask = (mask, bool(mask.all()))
+        return seen[1]
+
+    def _fused_step(self, x: torch.Tensor, params: Params) -> tuple[Params, torch.Tensor]:
+        """:meth:`em_step` through the fused kernel."""
+        from ppgen.models import _gmm_kernel
+
+        if self._kernel is None:
+            cols = [self.schema.columns[j] for j in self.continuous]
+            scale = np.array([c.scale for c in cols], dtype=np.float64)
+            self._kernel = _gmm_kernel.Constants(
+                structure=self.structure,
+                diagonal=self._storage == "diag",
+                ridge=self.reg_covar / scale**2,
+                scale=scale,
+                reg_covar=self.reg_covar,
+                empty=_EMPTY,
+                iterative=self.structure in _ITERATIVE,
+                inner=covariances.INNER_EM,
+            )
+        new, log_lik = _gmm_kernel.em_step(
+            x.numpy(), params["weights"].numpy(), params["locs"].numpy(),
+            params["precision"].numpy(), self._kernel,
+        )  # fmt: skip
+        names = ("weights", "locs", "precision")
+        return dict(zip(names, map(torch.from_numpy, new), strict=True)), x.new_tensor(log_lik)
+
+    #: The fused kernel's constants (set on first use after :meth:`build`) and the last mask
+    #: :meth:`_fusable` checked.
+    _kernel = None
+    _complete_mask = None
 
     def em_statistics(
         self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
