@@ -102,6 +102,19 @@ def _hopeless(value: float, gains: tuple[float, ...], lead: float) -> bool:
     return lead - value > _HOPELESS_MARGIN * left + 1e-9 * abs(lead)
 
 
+class _Factorizable(constraints.Constraint):
+    """Symmetric matrices with a Cholesky factorization (positive definite), checked by the
+    factorization alone: the precisions EM's extrapolations may move to."""
+
+    event_dim = 2
+
+    def check(self, value: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.cholesky_ex(value).info == 0
+
+
+_FACTORIZABLE = _Factorizable()
+
+
 class _MixedRow(dist.TorchDistribution):
     """Whole rows given their class: the continuous block's masked Gaussian density plus the
     other kinds' masked log-likelihoods (``others``, already evaluated at the row's class).
@@ -391,6 +404,24 @@ class GaussianMixture(GenerativeModel):
                 ).to_event(1)
         priors.update(self.emission.priors(like))
         return priors
+
+    def em_supports(self, like: torch.Tensor) -> dict[str, constraints.Constraint]:
+        """Where each global site must lie (what accelerated EM's extrapolations are checked
+        against): the supports of :meth:`priors`, without building the priors (the Wishart's
+        construction costs more than a small EM run), and positive definite precisions checked
+        by one Cholesky factorization (the constraint's own check adds a symmetry test and an
+        eigen-decomposition)."""
+        self._check_built()
+        out: dict[str, constraints.Constraint] = {"weights": constraints.simplex}
+        if self.continuous:
+            out["locs"] = constraints.independent(constraints.real, 1)
+            out["precision"] = (
+                _FACTORIZABLE if self._storage == "full"
+                else constraints.independent(constraints.positive, 1)
+            )  # fmt: skip
+        if self.emission.parts:
+            out.update({k: p.support for k, p in self.emission.priors(like).items()})
+        return out
 
     # -- Pyro program ---------------------------------------------------------------------------
     def model(self, x: torch.Tensor, mask: torch.Tensor | None = None, subsample_size=None) -> None:
