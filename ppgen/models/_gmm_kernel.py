@@ -77,21 +77,24 @@ def em_step(
     likelihood (``reg_covar`` ridge, floored weights, empty components kept)."""
     n, d = x.shape
     diff = x[None] - locs[:, None]  # (K, n, d), about the current means
+    # Sums over short last axes as matrix-vector products: numpy's reduction over a short
+    # contiguous axis costs several times more.
     if c.diagonal:
-        maha = (diff * diff * precision[:, None]).sum(-1)
+        maha = ((diff * diff) @ precision[:, :, None])[..., 0]
         lp = 0.5 * (np.log(precision).sum(-1)[:, None] - maha - d * _LOG_2PI)
     else:
         tril = np.linalg.cholesky(precision)
         white = diff @ tril
-        maha = (white * white).sum(-1)
+        maha = (white * white) @ np.ones(d)
         logdet = np.log(np.diagonal(tril, axis1=-2, axis2=-1)).sum(-1)
         lp = logdet[:, None] - 0.5 * maha - 0.5 * d * _LOG_2PI
     joint = lp.T + np.log(weights)  # (n, K)
     top = joint.max(-1, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    log_lik = np.log(np.exp(joint - top).sum(-1, keepdims=True)) + top
+    if not np.isfinite(top).all():
+        top = np.where(np.isfinite(top), top, 0.0)
+    log_lik = np.log(np.exp(joint - top) @ np.ones((weights.shape[0], 1))) + top
     resp = np.exp(joint - log_lik)
-    n_k = resp.sum(0)
+    n_k = np.ones(n) @ resp
     s = resp.T @ x
     floored = np.maximum(n_k, c.empty * n_k.sum())
     new_weights = floored / floored.sum()

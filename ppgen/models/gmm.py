@@ -413,8 +413,7 @@ class GaussianMixture(GenerativeModel):
         eigen-decomposition)."""
         self._check_built()
         out: dict[str, constraints.Constraint] = {"weights": constraints.simplex}
-        if self.continuous:
-            out["locs"] = constraints.independent(constraints.real, 1)
+        if self.continuous:  # locs: any finite value (accelerated EM checks finiteness)
             out["precision"] = (
                 _FACTORIZABLE if self._storage == "full"
                 else constraints.independent(constraints.positive, 1)
