@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from ppgen.models.base import Params
@@ -45,15 +46,28 @@ __all__ = ["squarem"]
 _GROWTH = 4.0
 
 
-def _valid(supports: dict, params: Params) -> bool:
-    """Whether every site of ``params`` lies in its support and is finite."""
+def _valid(supports: dict, params: dict) -> bool:
+    """Whether every site of ``params`` (tensors, or arrays of :func:`_arrays`) lies in its
+    support and is finite."""
     for name, value in params.items():
-        if not bool(torch.isfinite(value).all()):
+        finite = np.isfinite(value) if isinstance(value, np.ndarray) else torch.isfinite(value)
+        if not bool(finite.all()):
             return False
         support = supports.get(name)
-        if support is not None and not bool(support.check(value).all()):
+        if support is not None and not bool(support.check(torch.as_tensor(value)).all()):
             return False
     return True
+
+
+def _arrays(params: Params) -> dict:
+    """``params`` for the extrapolation's arithmetic: CPU tensors as numpy arrays sharing their
+    memory (a few element-wise operations on small arrays cost several times less in numpy
+    than in torch), other tensors as they are; :func:`_tensors` turns them back."""
+    return {k: v.numpy() if v.device.type == "cpu" else v for k, v in params.items()}
+
+
+def _tensors(params: dict) -> Params:
+    return {k: torch.as_tensor(v) for k, v in params.items()}
 
 
 def squarem(
@@ -126,8 +140,9 @@ def squarem(
             return theta1, objective, True
         if len(objective) >= max_steps:
             return theta2, objective, True
-        r = {k: theta1[k] - params[k] for k in names}
-        v = {k: theta2[k] - theta1[k] - r[k] for k in names}
+        a0, a1, a2 = _arrays(params), _arrays(theta1), _arrays(theta2)
+        r = {k: a1[k] - a0[k] for k in names}
+        v = {k: a2[k] - a1[k] - r[k] for k in names}
         r2 = sum(float((r[k] * r[k]).sum()) for k in names)
         v2 = sum(float((v[k] * v[k]).sum()) for k in names)
         if not (v2 > 0 and math.isfinite(r2) and math.isfinite(v2)):
@@ -138,7 +153,7 @@ def squarem(
         if raw <= -largest:  # SQUAREM's rule: a step at the cap raises the cap
             largest *= _GROWTH
         while True:
-            trial = {k: params[k] - 2 * alpha * r[k] + alpha * alpha * v[k] for k in names}
+            trial = {k: a0[k] - 2 * alpha * r[k] + alpha * alpha * v[k] for k in names}
             if alpha == -1.0 or _valid(supports, trial):
                 break
             alpha = (alpha - 1.0) / 2 if alpha < -1.01 else -1.0
@@ -149,7 +164,7 @@ def squarem(
         # model's parameter space (a constrained covariance structure), where the likelihood
         # can exceed the model's. The EM step from it returns into the model; that iterate is
         # checked against plain EM at the next evaluation.
-        theta3, _ = evaluate(trial)
+        theta3, _ = evaluate(_tensors(trial))
         if not _valid({}, theta3):
             params = theta2
             continue
