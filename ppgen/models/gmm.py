@@ -16,7 +16,7 @@ from pyro.ops.indexing import Vindex
 
 from ppgen._utils import check_int, check_number
 from ppgen.data.schema import Schema
-from ppgen.models import covariances
+from ppgen.models import _gmm_kernel, covariances
 from ppgen.models.base import GenerativeModel, Params
 from ppgen.models.distributions import (
     GaussianConditional,
@@ -358,7 +358,7 @@ class GaussianMixture(GenerativeModel):
         self.schema = schema
         self.continuous = schema.positions("continuous")
         self.held = {}  # a rebuilt model (e.g. a fit's, refitted) holds nothing
-        self._kernel = self._complete_mask = None
+        self._kernel = self._fused_rows = None
         self._only_continuous = len(self.continuous) == len(schema)
         emission = Emission(
             schema,
@@ -706,6 +706,7 @@ class GaussianMixture(GenerativeModel):
         """Hold ``fixed`` (checked encoded values of :meth:`fixable_sites`) in :meth:`m_step`
         and the starts of :meth:`init_params`; called by the EM engine on its private copy."""
         self.held = dict(fixed)
+        self._fused_rows = None  # the fused kernel holds nothing
 
     def _weights(self, n_k: torch.Tensor) -> torch.Tensor:
         """Mixing weights from expected counts: proportions floored at a tiny positive value
@@ -732,36 +733,37 @@ class GaussianMixture(GenerativeModel):
         and the M-step's conditional moments come from the same per-row factorizations
         (:class:`~ppgen.models.distributions.GaussianConditional`), not two of each.
         """
-        if self._fusable(x, mask, params):
-            return self._fused_step(x, params)
+        rows = self._fusable(x, mask, params)
+        if rows is not None:
+            return self._fused_step(rows, params)
         return self.em_update(self.em_statistics(x, mask, params), params)
 
-    def _fusable(self, x: torch.Tensor, mask: torch.Tensor | None, params: Params) -> bool:
-        """Whether :meth:`em_step` may run the fused kernel (:mod:`ppgen.models._gmm_kernel`):
-        maximum likelihood on a complete continuous float64 CPU table, nothing held. Whether
-        ``mask`` is complete is remembered for the mask last seen (EM passes the same one
-        every iteration)."""
-        if not (
+    def _fusable(
+        self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
+    ) -> np.ndarray | None:
+        """``x`` as an array when :meth:`em_step` may run the fused kernel
+        (:mod:`ppgen.models._gmm_kernel`: maximum likelihood on a complete continuous float64
+        CPU table, nothing held), else None. Remembered for the rows and mask last seen (EM
+        passes the same ones every iteration)."""
+        seen = self._fused_rows
+        if seen is not None and seen[0] is x and seen[1] is mask:
+            return seen[2] if "precision" in params else None
+        rows = None
+        if (
             self.ml
             and self._only_continuous
             and not self.held
             and x.dtype == torch.float64
             and x.device.type == "cpu"
             and x.dim() == 2
-            and "precision" in params
+            and (mask is None or bool(mask.all()))
         ):
-            return False
-        if mask is None:
-            return True
-        seen = self._complete_mask
-        if seen is None or seen[0] is not mask:
-            seen = self._complete_mask = (mask, bool(mask.all()))
-        return seen[1]
+            rows = x.numpy()
+        self._fused_rows = (x, mask, rows)
+        return rows if "precision" in params else None
 
-    def _fused_step(self, x: torch.Tensor, params: Params) -> tuple[Params, torch.Tensor]:
-        """:meth:`em_step` through the fused kernel."""
-        from ppgen.models import _gmm_kernel
-
+    def _fused_step(self, x: np.ndarray, params: Params) -> tuple[Params, torch.Tensor]:
+        """:meth:`em_step` through the fused kernel, from the rows as an array."""
         if self._kernel is None:
             cols = [self.schema.columns[j] for j in self.continuous]
             scale = np.array([c.scale for c in cols], dtype=np.float64)
@@ -775,17 +777,21 @@ class GaussianMixture(GenerativeModel):
                 iterative=self.structure in _ITERATIVE,
                 inner=covariances.INNER_EM,
             )
-        new, log_lik = _gmm_kernel.em_step(
-            x.numpy(), params["weights"].numpy(), params["locs"].numpy(),
+        (w, locs, precision), log_lik = _gmm_kernel.em_step(
+            x, params["weights"].numpy(), params["locs"].numpy(),
             params["precision"].numpy(), self._kernel,
         )  # fmt: skip
-        names = ("weights", "locs", "precision")
-        return dict(zip(names, map(torch.from_numpy, new), strict=True)), x.new_tensor(log_lik)
+        new = {
+            "weights": torch.from_numpy(w),
+            "locs": torch.from_numpy(locs),
+            "precision": torch.from_numpy(precision),
+        }
+        return new, torch.from_numpy(np.array(log_lik))
 
-    #: The fused kernel's constants (set on first use after :meth:`build`) and the last mask
-    #: :meth:`_fusable` checked.
+    #: The fused kernel's constants (set on first use after :meth:`build`) and the last rows
+    #: and mask :meth:`_fusable` checked, with its answer.
     _kernel = None
-    _complete_mask = None
+    _fused_rows = None
 
     def em_statistics(
         self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
