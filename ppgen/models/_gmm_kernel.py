@@ -23,7 +23,7 @@ import numpy as np
 
 from ppgen.models import covariances
 
-__all__ = ["Constants", "em_step"]
+__all__ = ["Constants", "em_step", "m_step"]
 
 _LOG_2PI = math.log(2 * math.pi)
 _TINY = float(np.finfo(np.float64).tiny)
@@ -94,6 +94,23 @@ def em_step(
         top = np.where(np.isfinite(top), top, 0.0)
     log_lik = np.log(np.exp(joint - top) @ np.ones((weights.shape[0], 1))) + top
     resp = np.exp(joint - log_lik)
+    return m_step(x, resp, c, locs, precision, diff), float(log_lik.sum())
+
+
+def m_step(
+    x: np.ndarray,
+    resp: np.ndarray,
+    c: Constants,
+    locs: np.ndarray | None = None,
+    precision: np.ndarray | None = None,
+    diff: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(weights, locs, precision)`` maximizing the expected log-likelihood given memberships
+    ``resp`` (n, K): :meth:`GaussianMixture.m_step` under maximum likelihood. ``locs`` and
+    ``precision``, the current values (None for a first M-step from a partition), centre the
+    second moments, start the iterative structures and stay with a component that lost every
+    row; ``diff`` is ``x - locs`` per component when the E-step has it."""
+    n, d = x.shape
     n_k = np.ones(n) @ resp
     s = resp.T @ x
     floored = np.maximum(n_k, c.empty * n_k.sum())
@@ -107,11 +124,14 @@ def em_step(
     else:
         # Second moments about the current means (no digits lost to cancellation), moved to
         # the new ones (ppgen.models.likelihoods.scatter_about).
+        if diff is None:
+            diff = x[None] - (0.0 if locs is None else locs[:, None])
         second = (diff * resp.T[:, :, None]).swapaxes(-1, -2) @ diff
         n_safe = np.maximum(n_k, _TINY if c.structure == "VVV" else c.empty * n)
         new_locs = s / n_safe[:, None]
-        shift = new_locs - locs
-        t = s - n_k[:, None] * locs
+        center = 0.0 if locs is None else locs
+        shift = new_locs - center
+        t = s - n_k[:, None] * center
         cross = t[:, :, None] * shift[:, None, :]
         scatter = (
             second - cross - cross.swapaxes(-1, -2) + n_k[:, None, None] * shift[:, :, None]
@@ -124,7 +144,7 @@ def em_step(
             outer = c.scale[:, None] * c.scale
             scatter = scatter * outer + (n_safe * c.reg_covar)[:, None, None] * np.eye(d)
             start = None
-            if c.iterative:
+            if c.iterative and precision is not None:
                 start = (
                     (1.0 / precision)[..., None] * np.eye(d) if c.diagonal
                     else _inverse_spd(precision)
@@ -136,8 +156,8 @@ def em_step(
             else:
                 new_precision = _inverse_spd(cov)
     empty = n_k <= c.empty * n
-    if empty.any():  # a component that lost every row keeps its parameters
+    if locs is not None and empty.any():  # a component that lost every row keeps its parameters
         new_locs = np.where(empty[:, None], locs, new_locs)
         keep = empty.reshape((-1,) + (1,) * (precision.ndim - 1))
         new_precision = np.where(keep, precision, new_precision)
-    return (new_weights, new_locs, new_precision), float(log_lik.sum())
+    return new_weights, new_locs, new_precision

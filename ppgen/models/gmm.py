@@ -102,6 +102,23 @@ def _hopeless(value: float, gains: tuple[float, ...], lead: float) -> bool:
     return lead - value > _HOPELESS_MARGIN * left + 1e-9 * abs(lead)
 
 
+def _distinct(starts: list[Params]) -> list[Params]:
+    """``starts`` without exact repeats of an earlier one (k-means often returns the same
+    partition from several seedings): a repeat would follow the same iterations to the same
+    value, and the first of equals wins, so screening it changes nothing."""
+    out: list[Params] = []
+    for params in starts:
+        if not any(all(torch.equal(params[k], seen[k]) for k in params) for seen in out):
+            out.append(params)
+    return out
+
+
+def _tensors(arrays: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Params:
+    """The fused kernel's ``(weights, locs, precision)`` as the sites (sharing memory)."""
+    names = ("weights", "locs", "precision")
+    return {name: torch.from_numpy(a) for name, a in zip(names, arrays, strict=True)}
+
+
 class _Factorizable(constraints.Constraint):
     """Symmetric matrices with a Cholesky factorization (positive definite), checked by the
     factorization alone: the precisions EM's extrapolations may move to."""
@@ -733,21 +750,19 @@ class GaussianMixture(GenerativeModel):
         and the M-step's conditional moments come from the same per-row factorizations
         (:class:`~ppgen.models.distributions.GaussianConditional`), not two of each.
         """
-        rows = self._fusable(x, mask, params)
+        rows = self._fusable(x, mask) if "precision" in params else None
         if rows is not None:
             return self._fused_step(rows, params)
         return self.em_update(self.em_statistics(x, mask, params), params)
 
-    def _fusable(
-        self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
-    ) -> np.ndarray | None:
-        """``x`` as an array when :meth:`em_step` may run the fused kernel
-        (:mod:`ppgen.models._gmm_kernel`: maximum likelihood on a complete continuous float64
-        CPU table, nothing held), else None. Remembered for the rows and mask last seen (EM
-        passes the same ones every iteration)."""
+    def _fusable(self, x: torch.Tensor, mask: torch.Tensor | None) -> np.ndarray | None:
+        """``x`` as an array when the fused kernel (:mod:`ppgen.models._gmm_kernel`) does what
+        the general path would: maximum likelihood on a complete continuous float64 CPU table,
+        nothing held; else None. Remembered for the rows and mask last seen (EM passes the
+        same ones every iteration)."""
         seen = self._fused_rows
         if seen is not None and seen[0] is x and seen[1] is mask:
-            return seen[2] if "precision" in params else None
+            return seen[2]
         rows = None
         if (
             self.ml
@@ -760,10 +775,10 @@ class GaussianMixture(GenerativeModel):
         ):
             rows = x.numpy()
         self._fused_rows = (x, mask, rows)
-        return rows if "precision" in params else None
+        return rows
 
-    def _fused_step(self, x: np.ndarray, params: Params) -> tuple[Params, torch.Tensor]:
-        """:meth:`em_step` through the fused kernel, from the rows as an array."""
+    def _kernel_constants(self) -> _gmm_kernel.Constants:
+        """What the fused kernel's iterations of this built model share."""
         if self._kernel is None:
             cols = [self.schema.columns[j] for j in self.continuous]
             scale = np.array([c.scale for c in cols], dtype=np.float64)
@@ -777,16 +792,15 @@ class GaussianMixture(GenerativeModel):
                 iterative=self.structure in _ITERATIVE,
                 inner=covariances.INNER_EM,
             )
-        (w, locs, precision), log_lik = _gmm_kernel.em_step(
+        return self._kernel
+
+    def _fused_step(self, x: np.ndarray, params: Params) -> tuple[Params, torch.Tensor]:
+        """:meth:`em_step` through the fused kernel, from the rows as an array."""
+        new, log_lik = _gmm_kernel.em_step(
             x, params["weights"].numpy(), params["locs"].numpy(),
-            params["precision"].numpy(), self._kernel,
+            params["precision"].numpy(), self._kernel_constants(),
         )  # fmt: skip
-        new = {
-            "weights": torch.from_numpy(w),
-            "locs": torch.from_numpy(locs),
-            "precision": torch.from_numpy(precision),
-        }
-        return new, torch.from_numpy(np.array(log_lik))
+        return _tensors(new), torch.from_numpy(np.array(log_lik))
 
     #: The fused kernel's constants (set on first use after :meth:`build`) and the last rows
     #: and mask :meth:`_fusable` checked, with its answer.
@@ -984,7 +998,7 @@ class GaussianMixture(GenerativeModel):
         with torch.no_grad():
             starts = [
                 {"params": params, "value": -math.inf, "gains": (), "done": False}
-                for params in self.init_candidates(x, mask, generator, self.n_init)
+                for params in _distinct(self.init_candidates(x, mask, generator, self.n_init))
             ]
             for _ in range(self.init_steps):
                 active = [s for s in starts if not s["done"]]
@@ -1089,6 +1103,9 @@ class GaussianMixture(GenerativeModel):
             resp = resp.clone()
             resp[picks.to(x.device), empty.nonzero().squeeze(-1)] = 1.0
             resp = 0.99 * resp + 0.01 / K
+        rows = self._fusable(x, mask)
+        if rows is not None:  # the same M-step, fused
+            return _tensors(_gmm_kernel.m_step(rows, resp.numpy(), self._kernel_constants()))
         if self.continuous:
             params.update(self._gaussian_m_step(self._cont(x), self._cont(mask), resp, None))
         if self.emission.parts:
