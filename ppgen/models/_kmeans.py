@@ -11,11 +11,12 @@ import torch
 SUBSAMPLE = 10_000
 
 
-def _sq_dist(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distances (n, k) by one matmul; clamped, as rounding can dip below 0."""
-    return np.maximum(
-        (x * x).sum(-1, keepdims=True) - 2 * x @ centers.T + (centers * centers).sum(-1), 0.0
-    )
+def _sq_dist(x: np.ndarray, centers: np.ndarray, xx: np.ndarray | None = None) -> np.ndarray:
+    """Squared Euclidean distances (n, k) by one matmul; clamped, as rounding can dip below 0.
+    ``xx``: the rows' squared norms (n, 1), when the caller keeps them."""
+    if xx is None:
+        xx = (x * x).sum(-1, keepdims=True)
+    return np.maximum(xx - 2 * x @ centers.T + (centers * centers).sum(-1), 0.0)
 
 
 def _kmeans_pp(x: np.ndarray, k: int, generator: torch.Generator) -> np.ndarray:
@@ -27,14 +28,15 @@ def _kmeans_pp(x: np.ndarray, k: int, generator: torch.Generator) -> np.ndarray:
     n_trials = 2 + int(math.log(k))
     first = int(torch.randint(n, (1,), generator=generator))
     centers = x[first : first + 1]
-    closest = _sq_dist(x, centers)[:, 0]
+    xx = (x * x).sum(-1, keepdims=True)
+    closest = _sq_dist(x, centers, xx)[:, 0]
     for _ in range(1, k):
         total = closest.sum()
         probs = closest / total if total > 0 else np.full_like(closest, 1.0 / n)
         idx = torch.multinomial(torch.from_numpy(probs), n_trials, replacement=True,
                                 generator=generator).numpy()  # fmt: skip
         candidates = x[idx]
-        trial = np.minimum(closest[:, None], _sq_dist(x, candidates))  # (n, trials)
+        trial = np.minimum(closest[:, None], _sq_dist(x, candidates, xx))  # (n, trials)
         best = int(trial.sum(0).argmin())
         centers = np.concatenate([centers, candidates[best : best + 1]])
         closest = trial[:, best]
@@ -60,7 +62,8 @@ def kmeans(
     if n > SUBSAMPLE:
         sub = rows[torch.randperm(n, generator=generator)[:SUBSAMPLE].numpy()]
     centers = _kmeans_pp(sub, k, generator)
-    d2 = _sq_dist(sub, centers)
+    xx = (sub * sub).sum(-1, keepdims=True)
+    d2 = _sq_dist(sub, centers, xx)
     labels = d2.argmin(-1)
     prev = d2[np.arange(len(sub)), labels].sum()
     for _ in range(n_iter):
@@ -69,7 +72,7 @@ def kmeans(
         # An emptied cluster keeps its previous centre rather than becoming NaN.
         means = (onehot.T @ sub) / np.maximum(counts, 1)[:, None]
         centers = np.where(counts[:, None] > 0, means, centers)
-        d2 = _sq_dist(sub, centers)
+        d2 = _sq_dist(sub, centers, xx)
         new_labels = d2.argmin(-1)
         inertia = d2[np.arange(len(sub)), new_labels].sum()
         stable = bool((new_labels == labels).all())
