@@ -46,9 +46,11 @@ __all__ = ["squarem"]
 _GROWTH = 4.0
 
 
-def _valid(supports: dict, params: dict) -> bool:
+def _valid(supports: dict | Callable[[dict], bool], params: dict) -> bool:
     """Whether every site of ``params`` (tensors, or arrays of :func:`_arrays`) lies in its
-    support and is finite."""
+    support and is finite; ``supports`` a dict of constraints or the model's own test."""
+    if callable(supports):
+        return supports(params)
     for name, value in params.items():
         finite = np.isfinite(value) if isinstance(value, np.ndarray) else torch.isfinite(value)
         if not bool(finite.all()):
@@ -63,7 +65,10 @@ def _arrays(params: Params) -> dict:
     """``params`` for the extrapolation's arithmetic: CPU tensors as numpy arrays sharing their
     memory (a few element-wise operations on small arrays cost several times less in numpy
     than in torch), other tensors as they are; :func:`_tensors` turns them back."""
-    return {k: v.numpy() if v.device.type == "cpu" else v for k, v in params.items()}
+    return {
+        k: v.numpy() if isinstance(v, torch.Tensor) and v.device.type == "cpu" else v
+        for k, v in params.items()
+    }
 
 
 def _tensors(params: dict) -> Params:
@@ -73,7 +78,7 @@ def _tensors(params: dict) -> Params:
 def squarem(
     step: Callable[[Params], tuple[Params, float]],
     params: Params,
-    supports: dict,
+    supports: dict | Callable[[dict], bool],
     *,
     tol: float,
     max_steps: int,
@@ -88,8 +93,11 @@ def squarem(
         ``step(params) -> (M(params), objective at params)``: one EM iteration.
     params : dict of Tensor
         The start.
-    supports : dict
-        Site name -> constraint (``support.check(value)``) the extrapolated values must meet.
+    supports : dict or callable
+        Site name -> constraint (``support.check(value)``) the extrapolated values must meet,
+        or a function telling whether a whole set of values is valid. ``step`` and ``params``
+        may be on numpy arrays instead of tensors (a model's fused kernel): the iterates stay
+        arrays.
     tol : float
         Stop when one plain EM step gains at most this much (the total, not per unit).
     max_steps : int
@@ -108,6 +116,8 @@ def squarem(
     """
     objective = [] if objective is None else list(objective)
     names = list(params)
+    # A step on arrays (a model's fused kernel, ppgen.infer.engines.em) gets arrays back.
+    on_arrays = all(isinstance(v, np.ndarray) for v in params.values())
     largest = 1.0  # the steplength cap, grown after it is used
     fallback = None  # (theta2, objective at theta1) of the last extrapolated cycle
 
@@ -164,7 +174,7 @@ def squarem(
         # model's parameter space (a constrained covariance structure), where the likelihood
         # can exceed the model's. The EM step from it returns into the model; that iterate is
         # checked against plain EM at the next evaluation.
-        theta3, _ = evaluate(_tensors(trial))
+        theta3, _ = evaluate(trial if on_arrays else _tensors(trial))
         if not _valid({}, theta3):
             params = theta2
             continue
