@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -789,6 +790,42 @@ class GaussianMixture(GenerativeModel):
             rows = x.numpy()
         self._fused_rows = (x, mask, rows)
         return rows
+
+    def em_kernel(
+        self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
+    ) -> tuple[Callable, dict[str, np.ndarray], Callable, Callable] | None:
+        """Accelerated EM on arrays (the EM engine's hook): ``(step, start, valid, finish)``
+        when the fused kernel applies (:meth:`_fusable`), else None. ``step(arrays)`` is
+        :meth:`em_step` on arrays of the global sites (the same arithmetic), ``start`` the
+        arrays of ``params``, ``valid(arrays)`` whether extrapolated values lie in the sites'
+        supports (:meth:`em_supports`: finite, weights on the simplex, precisions positive
+        definite or positive), ``finish(arrays)`` the sites as tensors."""
+        rows = self._fusable(x, mask)
+        if rows is None or set(params) != {"weights", "locs", "precision"}:
+            return None
+        c = self._kernel_constants()
+        names = ("weights", "locs", "precision")
+
+        def step(a: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
+            new, log_lik = _gmm_kernel.em_step(rows, a["weights"], a["locs"], a["precision"], c)
+            return dict(zip(names, new, strict=True)), log_lik
+
+        def valid(a: dict[str, np.ndarray]) -> bool:
+            if not all(np.isfinite(v).all() for v in a.values()):
+                return False
+            w = a["weights"]
+            if not (np.all(w >= 0) and abs(w.sum() - 1) < 1e-6):
+                return False
+            if c.diagonal:
+                return bool(np.all(a["precision"] > 0))
+            try:
+                np.linalg.cholesky(a["precision"])
+            except np.linalg.LinAlgError:
+                return False
+            return True
+
+        start = {k: params[k].numpy() for k in names}
+        return step, start, valid, lambda a: _tensors(tuple(a[k] for k in names))
 
     def _kernel_constants(self) -> _gmm_kernel.Constants:
         """What the fused kernel's iterations of this built model share."""
