@@ -114,10 +114,22 @@ def _distinct(starts: list[Params]) -> list[Params]:
     return out
 
 
+#: The global sites of a continuous mixture, the fused kernel's arrays.
+_SITES = ("weights", "locs", "precision")
+
+
 def _tensors(arrays: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Params:
     """The fused kernel's ``(weights, locs, precision)`` as the sites (sharing memory)."""
-    names = ("weights", "locs", "precision")
-    return {name: torch.from_numpy(a) for name, a in zip(names, arrays, strict=True)}
+    return {name: torch.from_numpy(a) for name, a in zip(_SITES, arrays, strict=True)}
+
+
+def _arrays(params: Params) -> dict[str, np.ndarray]:
+    """The sites of a continuous mixture as arrays (sharing memory; CPU tensors)."""
+    return {name: params[name].numpy() for name in _SITES}
+
+
+def _sites(arrays: dict[str, np.ndarray]) -> Params:
+    return _tensors(tuple(arrays[name] for name in _SITES))
 
 
 class _Factorizable(constraints.Constraint):
@@ -804,11 +816,7 @@ class GaussianMixture(GenerativeModel):
         if rows is None or set(params) != {"weights", "locs", "precision"}:
             return None
         c = self._kernel_constants()
-        names = ("weights", "locs", "precision")
-
-        def step(a: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
-            new, log_lik = _gmm_kernel.em_step(rows, a["weights"], a["locs"], a["precision"], c)
-            return dict(zip(names, new, strict=True)), log_lik
+        step = self._array_step(rows)
 
         def valid(a: dict[str, np.ndarray]) -> bool:
             if not all(np.isfinite(v).all() for v in a.values()):
@@ -824,8 +832,18 @@ class GaussianMixture(GenerativeModel):
                 return False
             return True
 
-        start = {k: params[k].numpy() for k in names}
-        return step, start, valid, lambda a: _tensors(tuple(a[k] for k in names))
+        return step, _arrays(params), valid, _sites
+
+    def _array_step(self, rows: np.ndarray) -> Callable:
+        """:meth:`em_step` on the rows and sites as arrays (``rows`` from :meth:`_fusable`):
+        ``step(arrays) -> (arrays, log-likelihood)``."""
+        c = self._kernel_constants()
+
+        def step(a: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
+            new, log_lik = _gmm_kernel.em_step(rows, a["weights"], a["locs"], a["precision"], c)
+            return dict(zip(_SITES, new, strict=True)), log_lik
+
+        return step
 
     def _kernel_constants(self) -> _gmm_kernel.Constants:
         """What the fused kernel's iterations of this built model share."""
@@ -1050,12 +1068,21 @@ class GaussianMixture(GenerativeModel):
                 {"params": params, "value": -math.inf, "gains": (), "done": False}
                 for params in _distinct(self.init_candidates(x, mask, generator, self.n_init))
             ]
+            # On a complete continuous table the starts run on the fused kernel's arrays.
+            rows = self._fusable(xs, ms)
+            on_arrays = rows is not None and all(set(s["params"]) == set(_SITES) for s in starts)
+            if on_arrays:
+                step = self._array_step(rows)
+                for start in starts:
+                    start["params"] = _arrays(start["params"])
+            else:
+                step = lambda p: self.em_step(xs, ms, p)  # noqa: E731
             for _ in range(self.init_steps):
                 active = [s for s in starts if not s["done"]]
                 if not active:
                     break
                 for start in active:
-                    new, objective = self.em_step(xs, ms, start["params"])
+                    new, objective = step(start["params"])
                     gain, value = float(objective) - start["value"], float(objective)
                     start["value"] = value
                     if not math.isfinite(value):
@@ -1075,7 +1102,7 @@ class GaussianMixture(GenerativeModel):
                     best, best_value = start["params"], value
         if best is None:  # every start failed: the first one, unrefined
             return self.init_candidates(x, mask, generator, 1)[0]
-        return self._proper(x, mask, best)
+        return self._proper(x, mask, _sites(best) if on_arrays else best)
 
     def _proper(self, x: torch.Tensor, mask: torch.Tensor, params: Params) -> Params:
         """The Gaussian block of ``params`` re-estimated from its memberships by the prior's
