@@ -61,6 +61,18 @@ class Constants:
     iterative: bool
     inner: int
 
+    def __post_init__(self) -> None:
+        # Arrays every iteration uses, made once.
+        d = len(self.scale)
+        object.__setattr__(self, "eye", np.eye(d))
+        object.__setattr__(self, "ridge_matrix", np.diag(self.ridge))
+        object.__setattr__(self, "outer", self.scale[:, None] * self.scale)
+        object.__setattr__(self, "ones", np.ones(max(d, 64)))
+
+
+def _ones(c: Constants, m: int) -> np.ndarray:
+    return c.ones[:m] if m <= len(c.ones) else np.ones(m)
+
 
 def _inverse_spd(a: np.ndarray) -> np.ndarray:
     """Inverses of symmetric positive definite matrices through their Cholesky factors
@@ -85,14 +97,14 @@ def em_step(
     else:
         tril = np.linalg.cholesky(precision)
         white = diff @ tril
-        maha = (white * white) @ np.ones(d)
+        maha = (white * white) @ _ones(c, d)
         logdet = np.log(np.diagonal(tril, axis1=-2, axis2=-1)).sum(-1)
         lp = logdet[:, None] - 0.5 * maha - 0.5 * d * _LOG_2PI
     joint = lp.T + np.log(weights)  # (n, K)
     top = joint.max(-1, keepdims=True)
     if not np.isfinite(top).all():
         top = np.where(np.isfinite(top), top, 0.0)
-    log_lik = np.log(np.exp(joint - top) @ np.ones((weights.shape[0], 1))) + top
+    log_lik = np.log(np.exp(joint - top) @ _ones(c, weights.shape[0])[:, None]) + top
     resp = np.exp(joint - log_lik)
     return m_step(x, resp, c, locs, precision, diff), float(log_lik.sum())
 
@@ -138,15 +150,15 @@ def m_step(
             * shift[:, None, :]
         )  # fmt: skip
         if c.structure == "VVV":
-            cov = scatter / n_safe[:, None, None] + np.diag(c.ridge)
+            cov = scatter / n_safe[:, None, None] + c.ridge_matrix
             new_precision = _inverse_spd(cov)
         else:
-            outer = c.scale[:, None] * c.scale
-            scatter = scatter * outer + (n_safe * c.reg_covar)[:, None, None] * np.eye(d)
+            outer = c.outer
+            scatter = scatter * outer + (n_safe * c.reg_covar)[:, None, None] * c.eye
             start = None
             if c.iterative and precision is not None:
                 start = (
-                    (1.0 / precision)[..., None] * np.eye(d) if c.diagonal
+                    (1.0 / precision)[..., None] * c.eye if c.diagonal
                     else _inverse_spd(precision)
                 ) * outer  # fmt: skip
             cov = covariances.m_step(c.structure, scatter, n_safe, start=start,
