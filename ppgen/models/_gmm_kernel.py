@@ -23,7 +23,7 @@ import numpy as np
 
 from ppgen.models import covariances
 
-__all__ = ["Constants", "em_step", "m_step"]
+__all__ = ["Constants", "em_step", "log_joint", "m_step"]
 
 _LOG_2PI = math.log(2 * math.pi)
 _TINY = float(np.finfo(np.float64).tiny)
@@ -87,6 +87,21 @@ def em_step(
     """The next ``(weights, locs, precision)`` and the log-likelihood at the given ones, from
     rows ``x`` (n, d) on the encoded scale: :meth:`GaussianMixture.em_step` under maximum
     likelihood (``reg_covar`` ridge, floored weights, empty components kept)."""
+    joint, diff = log_joint(x, weights, locs, precision, c)
+    top = joint.max(-1, keepdims=True)
+    if not np.isfinite(top).all():
+        top = np.where(np.isfinite(top), top, 0.0)
+    log_lik = np.log(np.exp(joint - top) @ _ones(c, weights.shape[0])[:, None]) + top
+    resp = np.exp(joint - log_lik)
+    return m_step(x, resp, c, locs, precision, diff), float(log_lik.sum())
+
+
+def log_joint(
+    x: np.ndarray, weights: np.ndarray, locs: np.ndarray, precision: np.ndarray, c: Constants
+) -> tuple[np.ndarray, np.ndarray]:
+    """``log w_k + log N(x_i | locs_k, precision_k^-1)`` (n, K)
+    (:meth:`GaussianMixture.component_log_prob`), and the rows' differences from the means
+    (K, n, d)."""
     n, d = x.shape
     diff = x[None] - locs[:, None]  # (K, n, d), about the current means
     # Sums over short last axes as matrix-vector products: numpy's reduction over a short
@@ -100,13 +115,7 @@ def em_step(
         maha = (white * white) @ _ones(c, d)
         logdet = np.log(np.diagonal(tril, axis1=-2, axis2=-1)).sum(-1)
         lp = logdet[:, None] - 0.5 * maha - 0.5 * d * _LOG_2PI
-    joint = lp.T + np.log(weights)  # (n, K)
-    top = joint.max(-1, keepdims=True)
-    if not np.isfinite(top).all():
-        top = np.where(np.isfinite(top), top, 0.0)
-    log_lik = np.log(np.exp(joint - top) @ _ones(c, weights.shape[0])[:, None]) + top
-    resp = np.exp(joint - log_lik)
-    return m_step(x, resp, c, locs, precision, diff), float(log_lik.sum())
+    return lp.T + np.log(weights), diff
 
 
 def m_step(

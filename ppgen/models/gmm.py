@@ -128,6 +128,17 @@ def _arrays(params: Params) -> dict[str, np.ndarray]:
     return {name: params[name].numpy() for name in _SITES}
 
 
+def _plain_sites(params: Params) -> bool:
+    """Whether ``params`` are one continuous mixture's sites as float64 CPU tensors without
+    gradients or batch dimensions (what the fused kernel takes)."""
+    if set(params) != set(_SITES) or params["weights"].dim() != 1:
+        return False
+    return all(
+        v.dtype == torch.float64 and v.device.type == "cpu" and not v.requires_grad
+        for v in params.values()
+    )
+
+
 def _sites(arrays: dict[str, np.ndarray]) -> Params:
     return _tensors(tuple(arrays[name] for name in _SITES))
 
@@ -511,6 +522,14 @@ class GaussianMixture(GenerativeModel):
         self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
     ) -> torch.Tensor:
         """log w_k + log p(x_i | component k), shape (n, K)."""
+        rows = self._fusable(x, mask) if _plain_sites(params) else None
+        if rows is not None:  # the fused kernel's E-step, same arithmetic
+            arrays = _arrays(params)
+            joint = _gmm_kernel.log_joint(
+                rows, arrays["weights"], arrays["locs"], arrays["precision"],
+                self._kernel_constants(),
+            )[0]  # fmt: skip
+            return torch.from_numpy(joint)
         return self._components(x, mask, params)[0]
 
     def _components(
@@ -776,7 +795,7 @@ class GaussianMixture(GenerativeModel):
         and the M-step's conditional moments come from the same per-row factorizations
         (:class:`~ppgen.models.distributions.GaussianConditional`), not two of each.
         """
-        rows = self._fusable(x, mask) if "precision" in params else None
+        rows = self._fusable(x, mask) if _plain_sites(params) else None
         if rows is not None:
             return self._fused_step(rows, params)
         return self.em_update(self.em_statistics(x, mask, params), params)
@@ -797,6 +816,7 @@ class GaussianMixture(GenerativeModel):
             and x.dtype == torch.float64
             and x.device.type == "cpu"
             and x.dim() == 2
+            and not x.requires_grad
             and (mask is None or bool(mask.all()))
         ):
             rows = x.numpy()
@@ -813,7 +833,7 @@ class GaussianMixture(GenerativeModel):
         supports (:meth:`em_supports`: finite, weights on the simplex, precisions positive
         definite or positive), ``finish(arrays)`` the sites as tensors."""
         rows = self._fusable(x, mask)
-        if rows is None or set(params) != {"weights", "locs", "precision"}:
+        if rows is None or not _plain_sites(params):
             return None
         c = self._kernel_constants()
         step = self._array_step(rows)
@@ -1070,7 +1090,7 @@ class GaussianMixture(GenerativeModel):
             ]
             # On a complete continuous table the starts run on the fused kernel's arrays.
             rows = self._fusable(xs, ms)
-            on_arrays = rows is not None and all(set(s["params"]) == set(_SITES) for s in starts)
+            on_arrays = rows is not None and all(_plain_sites(s["params"]) for s in starts)
             if on_arrays:
                 step = self._array_step(rows)
                 for start in starts:

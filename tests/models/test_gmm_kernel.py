@@ -67,3 +67,12 @@ def test_missing_entries_take_the_general_path(table):
     model, enc = fit.model, fit.train
     model.em_step(enc.x, enc.mask, dict(fit.params))
     assert model._fused_rows[2] is None
+
+
+@pytest.mark.parametrize("structure", ["VVV", "VVI", "VVE"])
+def test_kernel_component_log_prob_equals_the_general_path(table, structure):
+    fit = ppgen.fit(ppgen.GaussianMixture(3, structure, n_init=1), table, max_steps=5)
+    model, x = fit.model, fit.train.x
+    fused = model.component_log_prob(x, None, dict(fit.params))
+    general = model._components(x, None, dict(fit.params))[0]
+    torch.testing.assert_close(fused, general, rtol=1e-12, atol=1e-10)
