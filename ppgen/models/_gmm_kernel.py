@@ -150,14 +150,11 @@ def m_step(
         second = (diff * resp.T[:, :, None]).swapaxes(-1, -2) @ diff
         n_safe = np.maximum(n_k, _TINY if c.structure == "VVV" else c.empty * n)
         new_locs = s / n_safe[:, None]
-        center = 0.0 if locs is None else locs
-        shift = new_locs - center
-        t = s - n_k[:, None] * center
-        cross = t[:, :, None] * shift[:, None, :]
-        scatter = (
-            second - cross - cross.swapaxes(-1, -2) + n_k[:, None, None] * shift[:, :, None]
-            * shift[:, None, :]
-        )  # fmt: skip
+        # scatter_about's ss - t e^T - e t^T + n e e^T with t = n_k e (the new means are the
+        # weighted averages; n_safe differs from n_k only for an empty component, whose
+        # parameters are kept below): ss - n_k e e^T.
+        shift = new_locs if locs is None else new_locs - locs
+        scatter = second - (n_k[:, None] * shift)[:, :, None] * shift[:, None, :]
         if c.structure == "VVV":
             cov = scatter / n_safe[:, None, None] + c.ridge_matrix
             new_precision = _inverse_spd(cov)
