@@ -91,8 +91,10 @@ def em_step(
     top = joint.max(-1, keepdims=True)
     if not np.isfinite(top).all():
         top = np.where(np.isfinite(top), top, 0.0)
-    log_lik = np.log(np.exp(joint - top) @ _ones(c, weights.shape[0])[:, None]) + top
-    resp = np.exp(joint - log_lik)
+    scaled = np.exp(joint - top)
+    total = scaled @ _ones(c, weights.shape[0])[:, None]
+    log_lik = np.log(total) + top
+    resp = scaled / total
     return m_step(x, resp, c, locs, precision, diff), float(log_lik.sum())
 
 
