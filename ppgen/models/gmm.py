@@ -1260,7 +1260,9 @@ class GaussianMixture(GenerativeModel):
         """Warn when a component collapsed onto (nearly) identical values: its variance sits at
         the ``reg_covar`` floor, a spike whose density inflates the likelihood without describing
         a cluster (scikit-learn and mclust fits can end there too; mclust reports such fits as
-        singular)."""
+        singular). Also drops the fused kernel's reference to the training rows (a fit's model
+        need not carry them)."""
+        self._fused_rows = None
         if "locs" not in params or self.reg_covar <= 0:
             return
         described = self.describe(params, self.schema)
