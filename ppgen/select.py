@@ -53,6 +53,7 @@ import pandas as pd
 import torch
 
 from ppgen._parallel import resolve_map
+from ppgen.data.schema import Schema
 from ppgen.infer.fit import fit as _fit
 from ppgen.models import covariances
 from ppgen.models.covariances import STRUCTURES, reciprocal_condition
@@ -251,12 +252,42 @@ class _Job:
     seed: int
     options: Mapping[str, Any]
     model_options: Mapping[str, Any] = field(default_factory=dict)
+    #: The schema of ``data`` (inferred once for the whole grid), or None to infer per fit.
+    schema: Any = None
 
 
 def _n_obs(fit: Fit, data: Any) -> int:
     """Rows (time steps of sequences): BIC's n."""
-    enc = fit.encode(data)
+    return _units(_trained_on(fit, data))
+
+
+def _units(enc: Any) -> int:
     return int(enc.n_steps) if hasattr(enc, "n_steps") else len(enc.x)
+
+
+def _trained_on(fit: Fit, data: Any) -> Any:
+    """``data`` encoded by ``fit``, which was fitted to it: the encoding the fit keeps
+    (``Fit.train``), else a new one."""
+    return fit.train if fit.train is not None else fit.encode(data)
+
+
+def _scores(fit: Fit, data: Any, memberships: bool) -> tuple[float, int, np.ndarray | None]:
+    """The log-likelihood of ``data`` (what ``fit`` was fitted to; ``Fit.log_prob``'s sum),
+    BIC's n and, with ``memberships``, ``Fit.predict_proba(data)``, from one encoding of the
+    data (a point fit's kept training encoding; encoding again costs more than a small fit's
+    EM)."""
+    if fit.kind != "point" or fit.train is None:
+        loglik = float(np.sum(fit.log_prob(data)))
+        z = np.asarray(fit.predict_proba(data)) if memberships else None
+        return loglik, _n_obs(fit, data), z
+    enc = fit.train
+    # One draw (the estimate): Fit.log_prob's mean over draws is this row's value exactly.
+    loglik = float(np.sum(fit.log_likelihood_draws()))
+    z = None
+    if memberships:
+        with torch.no_grad():
+            z = fit.model.predict_proba(enc.x, enc.mask, dict(fit.params)).cpu().numpy()
+    return loglik, _units(enc), z
 
 
 def _fit_candidate(
@@ -294,22 +325,23 @@ def _run(job: _Job) -> _Result:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            fitted = _fit_candidate(family, job.candidate, job.data, job.seed, job.options,
+            options = job.options if job.schema is None else {**job.options, "schema": job.schema}
+            fitted = _fit_candidate(family, job.candidate, job.data, job.seed, options,
                                     job.model_options)  # fmt: skip
         except (ValueError, RuntimeError, FloatingPointError) as err:
             return _Result(job.candidate, nan, float("nan"), float("nan"), f"failed: {err}")
     notes += sorted({type(w.message).__name__ for w in caught if "Convergence" in str(w.category)})
     df = float(fitted.n_free_parameters())
-    loglik = float(np.sum(fitted.log_prob(job.data)))
+    icl = "icl" in job.criteria and family.mixture
+    loglik, n_obs, z = _scores(fitted, job.data, icl)
     why = family.singular(fitted) if family.singular is not None else None
     if why is not None or not math.isfinite(loglik):
         return _Result(job.candidate, nan, df, float("nan"), why or "non-finite likelihood")
     values = dict(nan)
-    bic = 2 * loglik - df * math.log(_n_obs(fitted, job.data))
+    bic = 2 * loglik - df * math.log(n_obs)
     if "bic" in values:
         values["bic"] = bic
-    if "icl" in values and family.mixture:
-        z = np.asarray(fitted.predict_proba(job.data))
+    if icl:
         values["icl"] = bic + 2 * float(np.log(np.clip(z.max(-1), 1e-300, None)).sum())
     if "heldout" in values and job.heldout is not None:
         train, test = job.heldout
@@ -619,8 +651,10 @@ def select(
     model_options = {**fam.model_defaults, **(model_options or {})}
     for candidate in candidates:  # a bad name or size is the user's error, not an NA row
         fam.build(*candidate, **model_options)
+    schema = _shared_schema(fam, frame, candidates[0], options, model_options)
     jobs = [
-        _Job(family, c, frame, heldout, criteria, seed, options, model_options) for c in candidates
+        _Job(family, c, frame, heldout, criteria, seed, options, model_options, schema)
+        for c in candidates
     ]
     map_fn = resolve_map(map_fn, n_jobs, backend)
     results = evaluate_candidates(jobs, map_fn)
@@ -634,6 +668,23 @@ def select(
                           jobs[0], map_fn)  # fmt: skip
     return SelectionReport(family, fam.keys, table, picks, best, criteria, n, heldout_fraction,
                            seed, boot, options, model_options)  # fmt: skip
+
+
+def _shared_schema(
+    fam: Family,
+    frame: pd.DataFrame,
+    candidate: tuple,
+    options: Mapping[str, Any],
+    model_options: Mapping[str, Any],
+) -> Schema | None:
+    """The schema every candidate's fit to ``frame`` would infer (the same for all: it depends
+    on the data, the model class's column kinds and its standardization, not on the
+    candidate), inferred once; None when the options shape it (``schema``, ``kinds``,
+    ``standardize``) or for sequences (read with their own options)."""
+    if fam.sequences or {"schema", "kinds", "standardize"} & set(options):
+        return None
+    model = fam.build(*candidate, **model_options)
+    return Schema.infer(frame, standardize=model.standardize, supported=model.supported_kinds)
 
 
 def _table(fam: Family, results: list[_Result], criteria: tuple[str, ...]) -> pd.DataFrame:

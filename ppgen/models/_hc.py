@@ -129,16 +129,18 @@ def _cut(inverse: np.ndarray, merges: np.ndarray, k: int) -> np.ndarray:
     return labels.ravel()
 
 
-def _tree(feats: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(initial groups of ``rows``, merges, transformed features), cached by the features'
-    bytes and the rows."""
+def _tree(
+    feats: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, np.ndarray]]:
+    """(initial groups of ``rows``, merges, transformed features, the cuts made so far by
+    their k), cached by the features' bytes and the rows."""
     key = hashlib.sha1(feats.tobytes() + rows.tobytes() + str(feats.shape).encode()).hexdigest()
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
     z = _svd_transform(feats)
     inverse, merges = _vvv_merges(z[rows])
-    _CACHE[key] = (inverse, merges, z)
+    _CACHE[key] = (inverse, merges, z, {})
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return _CACHE[key]
@@ -156,8 +158,10 @@ def hc_partition(
         rows = torch.randperm(n, generator=generator)[:HC_ROWS].sort().values.numpy()
     else:
         rows = np.arange(n)
-    inverse, merges, z = _tree(x, rows)
-    sub = _cut(inverse, merges, int(k))
+    inverse, merges, z, cuts = _tree(x, rows)
+    if int(k) not in cuts:  # a grid cuts the same tree at the same k for every structure
+        cuts[int(k)] = _cut(inverse, merges, int(k))
+    sub = cuts[int(k)].copy()
     if len(rows) == n:
         labels = sub
     else:

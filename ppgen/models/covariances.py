@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -124,97 +125,124 @@ def reciprocal_condition(cov: torch.Tensor) -> torch.Tensor:
     return eig.min(-1).values / eig.max(-1).values.clamp_min(torch.finfo(cov.dtype).tiny)
 
 
-def _geomean(v: torch.Tensor) -> torch.Tensor:
-    """Geometric mean over the last dim (the volume of a diagonal matrix's entries)."""
-    return v.log().mean(-1).exp()
+def _geomean(v: np.ndarray) -> np.ndarray:
+    """Geometric mean over the last axis (the volume of a diagonal matrix's entries)."""
+    return np.exp(np.log(v).mean(-1))
 
 
 def _converged(old: float, new: float, tol: float) -> bool:
     return abs(old - new) <= tol * (1.0 + abs(new))
 
 
-def _polar(m: torch.Tensor) -> torch.Tensor:
+def _polar(m: np.ndarray) -> np.ndarray:
     """The orthogonal matrix nearest ``m`` (``U V^T`` of its SVD): maximizes ``tr(D^T m)``."""
-    u, _, vh = torch.linalg.svd(m)
+    u, _, vh = np.linalg.svd(m)
     return u @ vh
+
+
+def _slogdet(a: np.ndarray) -> np.ndarray:
+    return np.linalg.slogdet(a)[1]
 
 
 def m_step(
     structure: str,
-    scatter: torch.Tensor,
-    n_k: torch.Tensor,
+    scatter: torch.Tensor | np.ndarray,
+    n_k: torch.Tensor | np.ndarray,
     *,
-    start: torch.Tensor | None = None,
+    start: torch.Tensor | np.ndarray | None = None,
     tol: float = INNER_TOL,
     max_iter: int = INNER_MAX,
-) -> torch.Tensor:
+) -> torch.Tensor | np.ndarray:
     """Covariances (K, d, d) maximizing ``-1/2 sum_k [n_k log|S_k| + tr(W_k S_k^-1)]`` within
     ``structure``.
+
+    The algebra runs in float64 numpy on the host whatever the inputs: K matrices of d x d
+    with sequential inner iterations, whose every step would otherwise be a device round trip
+    (their convergence tests read a number); tensors in, a tensor of their device and dtype
+    out; arrays in, an array out.
 
     Parameters
     ----------
     structure : str
         One of :data:`STRUCTURES` (or an alias).
-    scatter : Tensor, shape (K, d, d)
+    scatter : Tensor or array, shape (K, d, d)
         Weighted scatter matrices ``W_k`` around the components' means (positive definite:
         the caller adds its ridge).
-    n_k : Tensor, shape (K,)
+    n_k : Tensor or array, shape (K,)
         Expected counts (positive).
-    start : Tensor, shape (K, d, d), optional
+    start : Tensor or array, shape (K, d, d), optional
         The previous covariances: the iterative structures start from their volumes (VEI, VEE,
         VEV) or common orientation (EVE, VVE), so that even a capped iteration never decreases
         the objective below theirs; else from the scatter's traces and pooled eigenvectors.
     tol, max_iter
         Relative tolerance and iteration cap of the iterative structures.
     """
-    structure = canonical(structure)
+    if not isinstance(scatter, torch.Tensor):
+        return _m_step(canonical(structure), scatter, n_k, start, tol, max_iter)
+
+    def host(t: torch.Tensor | None) -> np.ndarray | None:
+        return None if t is None else t.detach().to("cpu", torch.float64).numpy()
+
+    out = _m_step(canonical(structure), host(scatter), host(n_k), host(start), tol, max_iter)
+    return torch.as_tensor(out, dtype=scatter.dtype, device=scatter.device)
+
+
+def _m_step(
+    structure: str,
+    scatter: np.ndarray,
+    n_k: np.ndarray,
+    start: np.ndarray | None,
+    tol: float,
+    max_iter: int,
+) -> np.ndarray:
+    """:func:`m_step` on float64 arrays, ``structure`` canonical."""
     K, d = scatter.shape[0], scatter.shape[-1]
     n = n_k.sum()
     nk = n_k[:, None]
     if structure == "VVV":
         return scatter / nk[..., None]
     if structure == "EEE":
-        return (scatter.sum(0) / n).expand(K, d, d).clone()
+        return np.broadcast_to(scatter.sum(0) / n, (K, d, d)).copy()
     if structure == "EVV":
         # Sigma_k = lambda C_k, |C_k| = 1: C_k = W_k / |W_k|^(1/d), lambda = sum |W_k|^(1/d) / n.
-        vol = (torch.linalg.slogdet(scatter)[1] / d).exp()
+        vol = np.exp(_slogdet(scatter) / d)
         return scatter / vol[:, None, None] * (vol.sum() / n)
-    lam = None if start is None else (torch.linalg.slogdet(start)[1] / d).exp()
+    lam = None if start is None else np.exp(_slogdet(start) / d)
     if structure in DIAGONAL:
-        w = scatter.diagonal(dim1=-2, dim2=-1)
-        return torch.diag_embed(_diagonal(structure, w, n_k, tol, max_iter, lam))
+        w = np.diagonal(scatter, axis1=-2, axis2=-1)
+        return _diagonal(structure, w, n_k, tol, max_iter, lam)[..., None] * np.eye(d)
     if structure == "VEE":
         return _vee(scatter, n_k, tol, max_iter, lam)
     if structure in ("EEV", "VEV"):
-        omega, vecs = torch.linalg.eigh(scatter)  # ascending in every component: aligned shapes
+        omega, vecs = np.linalg.eigh(scatter)  # ascending in every component: aligned shapes
         if structure == "EEV":
             total = omega.sum(0)
-            shape_vals = (total / _geomean(total)).expand(K, d) * (_geomean(total) / n)
+            shape_vals = np.broadcast_to(total / _geomean(total), (K, d)) * (_geomean(total) / n)
         else:
             shape_vals = _vei(omega, n_k, tol, max_iter, lam)
-        return (vecs * shape_vals.unsqueeze(-2)) @ vecs.mT
+        return (vecs * shape_vals[:, None, :]) @ vecs.swapaxes(-1, -2)
     return _common_orientation(structure, scatter, n_k, start, tol, max_iter)
 
 
 def _diagonal(
     structure: str,
-    w: torch.Tensor,
-    n_k: torch.Tensor,
+    w: np.ndarray,
+    n_k: np.ndarray,
     tol: float,
     max_iter: int,
-    lam: torch.Tensor | None,
-) -> torch.Tensor:
+    lam: np.ndarray | None,
+) -> np.ndarray:
     """Variances (K, d) of the diagonal structures from the scatter's diagonals ``w`` (K, d)."""
     K, d = w.shape
     n, nk = n_k.sum(), n_k[:, None]
     if structure == "VVI":
         return w / nk
     if structure == "EEI":
-        return (w.sum(0) / n).expand(K, d).clone()
+        return np.broadcast_to(w.sum(0) / n, (K, d)).copy()
     if structure == "EII":
-        return (w.sum() / (n * d)).expand(K, d).clone()
+        return np.full((K, d), w.sum() / (n * d))
     if structure == "VII":
-        return (w.sum(-1, keepdim=True) / (nk * d)).expand(K, d).clone()
+        return np.broadcast_to(w.sum(-1, keepdims=True) / (nk * d), (K, d)).copy()
     if structure == "EVI":
         vol = _geomean(w)  # |diag W_k|^(1/d)
         return w / vol[:, None] * (vol.sum() / n)
@@ -222,8 +250,8 @@ def _diagonal(
 
 
 def _vei(
-    w: torch.Tensor, n_k: torch.Tensor, tol: float, max_iter: int, lam: torch.Tensor | None
-) -> torch.Tensor:
+    w: np.ndarray, n_k: np.ndarray, tol: float, max_iter: int, lam: np.ndarray | None
+) -> np.ndarray:
     """``lambda_k A`` (K, d) maximizing the expected log-likelihood given per-component
     diagonal scatter ``w`` (K, d) (VEI; VEV in each component's eigenbasis): alternately the
     shape ``A ~ sum_k w_k / lambda_k`` (|A| = 1) and the volumes ``lambda_k = tr(w_k A^-1) /
@@ -237,7 +265,7 @@ def _vei(
         shape = (w / lam[:, None]).sum(0)
         shape = shape / _geomean(shape)
         lam = (w / shape).sum(-1) / (n_k * d)
-        new = float((n_k * d * lam.log()).sum() + (w / shape / lam[:, None]).sum())
+        new = float((n_k * d * np.log(lam)).sum() + (w / shape / lam[:, None]).sum())
         if _converged(value, new, tol):
             break
         value = new
@@ -245,20 +273,20 @@ def _vei(
 
 
 def _vee(
-    scatter: torch.Tensor, n_k: torch.Tensor, tol: float, max_iter: int, lam: torch.Tensor | None
-) -> torch.Tensor:
+    scatter: np.ndarray, n_k: np.ndarray, tol: float, max_iter: int, lam: np.ndarray | None
+) -> np.ndarray:
     """VEE, ``lambda_k C`` with |C| = 1: alternately ``C ~ sum_k W_k / lambda_k`` and
     ``lambda_k = tr(W_k C^-1) / (n_k d)`` (from the volumes ``lam`` when given)."""
     d = scatter.shape[-1]
     if lam is None:
-        lam = scatter.diagonal(dim1=-2, dim2=-1).sum(-1) / (n_k * d)
+        lam = np.trace(scatter, axis1=-2, axis2=-1) / (n_k * d)
     value = math.inf
     for _ in range(max_iter):
         c = (scatter / lam[:, None, None]).sum(0)
-        c = c / (torch.linalg.slogdet(c)[1] / d).exp()
-        tr = torch.linalg.solve(c, scatter).diagonal(dim1=-2, dim2=-1).sum(-1)  # tr(C^-1 W_k)
+        c = c / np.exp(_slogdet(c) / d)
+        tr = np.trace(np.linalg.solve(c, scatter), axis1=-2, axis2=-1)  # tr(C^-1 W_k)
         lam = tr / (n_k * d)
-        new = float((n_k * d * lam.log()).sum() + (tr / lam).sum())
+        new = float((n_k * d * np.log(lam)).sum() + (tr / lam).sum())
         if _converged(value, new, tol):
             break
         value = new
@@ -267,12 +295,12 @@ def _vee(
 
 def _common_orientation(
     structure: str,
-    scatter: torch.Tensor,
-    n_k: torch.Tensor,
-    start: torch.Tensor | None,
+    scatter: np.ndarray,
+    n_k: np.ndarray,
+    start: np.ndarray | None,
     tol: float,
     max_iter: int,
-) -> torch.Tensor:
+) -> np.ndarray:
     """EVE (``lambda D A_k D^T``) and VVE (``lambda_k D A_k D^T``).
 
     Given the orientation ``D`` the eigenvalues ``Lambda_k`` follow in closed form from
@@ -289,14 +317,14 @@ def _common_orientation(
     if start is not None:
         # A generic combination of the previous covariances: diagonal in their common
         # orientation with (generically) distinct eigenvalues, so eigh recovers it.
-        mix = torch.arange(1, K + 1, dtype=start.dtype, device=start.device)
-        norm = start.diagonal(dim1=-2, dim2=-1).sum(-1)
-        orient = torch.linalg.eigh((start * (mix / norm)[:, None, None]).sum(0))[1]
+        mix = np.arange(1, K + 1, dtype=start.dtype)
+        norm = np.trace(start, axis1=-2, axis2=-1)
+        orient = np.linalg.eigh((start * (mix / norm)[:, None, None]).sum(0))[1]
     else:
-        orient = torch.linalg.eigh(scatter.sum(0))[1]
-    top = torch.linalg.eigvalsh(scatter)[:, -1]  # a_k
+        orient = np.linalg.eigh(scatter.sum(0))[1]
+    top = np.linalg.eigvalsh(scatter)[:, -1]  # a_k
 
-    def eigenvalues(omega: torch.Tensor) -> torch.Tensor:
+    def eigenvalues(omega: np.ndarray) -> np.ndarray:
         """Lambda_k from omega_k = diag(D^T W_k D), (K, d)."""
         if structure == "VVE":
             return omega / n_k[:, None]
@@ -308,18 +336,18 @@ def _common_orientation(
     value = math.inf
     for _ in range(max_iter):
         lam = eigenvalues((rotated * orient).sum(-2))
-        inv = lam.reciprocal()  # M_k, (K, d)
+        inv = 1.0 / lam  # M_k, (K, d)
         wdm = rotated * inv[:, None, :]  # W_k D M_k
         orient = _polar(-(wdm - top[:, None, None] * orient * inv[:, None, :]).sum(0))
         rotated = scatter @ orient
         wdm = rotated * inv[:, None, :]
-        best = inv.max(-1).values  # b_k
+        best = inv.max(-1)  # b_k
         orient = _polar(-(wdm - best[:, None, None] * rotated).sum(0))
         rotated = scatter @ orient
         omega = (rotated * orient).sum(-2)
-        new = float((n_k * lam.log().sum(-1)).sum() + (omega * inv).sum())
+        new = float((n_k * np.log(lam).sum(-1)).sum() + (omega * inv).sum())
         if _converged(value, new, tol):
             break
         value = new
     lam = eigenvalues((rotated * orient).sum(-2))
-    return (orient * lam.unsqueeze(-2)) @ orient.mT
+    return (orient * lam[:, None, :]) @ orient.swapaxes(-1, -2)

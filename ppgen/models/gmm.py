@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -16,7 +17,7 @@ from pyro.ops.indexing import Vindex
 
 from ppgen._utils import check_int, check_number
 from ppgen.data.schema import Schema
-from ppgen.models import covariances
+from ppgen.models import _gmm_kernel, covariances
 from ppgen.models.base import GenerativeModel, Params
 from ppgen.models.distributions import (
     GaussianConditional,
@@ -100,6 +101,72 @@ def _hopeless(value: float, gains: tuple[float, ...], lead: float) -> bool:
         return False
     left = gains[-1] * rho / (1 - rho)
     return lead - value > _HOPELESS_MARGIN * left + 1e-9 * abs(lead)
+
+
+def _distinct(starts: list[Params]) -> list[Params]:
+    """``starts`` without exact repeats of an earlier one (k-means often returns the same
+    partition from several seedings): a repeat would follow the same iterations to the same
+    value, and the first of equals wins, so screening it changes nothing."""
+    out: list[Params] = []
+    for params in starts:
+        if not any(all(torch.equal(params[k], seen[k]) for k in params) for seen in out):
+            out.append(params)
+    return out
+
+
+#: The global sites of a continuous mixture, the fused kernel's arrays.
+_SITES = ("weights", "locs", "precision")
+
+
+def _tensors(arrays: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Params:
+    """The fused kernel's ``(weights, locs, precision)`` as the sites (sharing memory)."""
+    return {name: torch.from_numpy(a) for name, a in zip(_SITES, arrays, strict=True)}
+
+
+def _arrays(params: Params) -> dict[str, np.ndarray]:
+    """The sites of a continuous mixture as arrays (sharing memory; CPU tensors)."""
+    return {name: params[name].numpy() for name in _SITES}
+
+
+def _plain_sites(params: Params) -> bool:
+    """Whether ``params`` are one continuous mixture's sites as float64 CPU tensors without
+    gradients or batch dimensions (what the fused kernel takes)."""
+    if set(params) != set(_SITES) or params["weights"].dim() != 1:
+        return False
+    return all(
+        v.dtype == torch.float64 and v.device.type == "cpu" and not v.requires_grad
+        for v in params.values()
+    )
+
+
+def _sites(arrays: dict[str, np.ndarray]) -> Params:
+    return _tensors(tuple(arrays[name] for name in _SITES))
+
+
+class _Factorizable(constraints.Constraint):
+    """Symmetric matrices with a Cholesky factorization (positive definite), checked by the
+    factorization alone: the precisions EM's extrapolations may move to."""
+
+    event_dim = 2
+
+    def check(self, value: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.cholesky_ex(value).info == 0
+
+
+class _Simplex(constraints.Constraint):
+    """The probability simplex, checked as torch's ``constraints.simplex`` (non-negative,
+    summing to 1 within 1e-6) in numpy for CPU tensors (a few times cheaper)."""
+
+    event_dim = 1
+
+    def check(self, value: torch.Tensor) -> torch.Tensor:
+        if value.device.type != "cpu":
+            return constraints.simplex.check(value)
+        a = value.numpy()
+        return torch.from_numpy(np.asarray(np.all(a >= 0, -1) & (np.abs(a.sum(-1) - 1) < 1e-6)))
+
+
+_FACTORIZABLE, _SIMPLEX = _Factorizable(), _Simplex()
 
 
 class _MixedRow(dist.TorchDistribution):
@@ -345,6 +412,7 @@ class GaussianMixture(GenerativeModel):
         self.schema = schema
         self.continuous = schema.positions("continuous")
         self.held = {}  # a rebuilt model (e.g. a fit's, refitted) holds nothing
+        self._kernel = self._fused_rows = None
         self._only_continuous = len(self.continuous) == len(schema)
         emission = Emission(
             schema,
@@ -390,6 +458,23 @@ class GaussianMixture(GenerativeModel):
                 ).to_event(1)
         priors.update(self.emission.priors(like))
         return priors
+
+    def em_supports(self, like: torch.Tensor) -> dict[str, constraints.Constraint]:
+        """Where each global site must lie (what accelerated EM's extrapolations are checked
+        against): the supports of :meth:`priors`, without building the priors (the Wishart's
+        construction costs more than a small EM run), and positive definite precisions checked
+        by one Cholesky factorization (the constraint's own check adds a symmetry test and an
+        eigen-decomposition)."""
+        self._check_built()
+        out: dict[str, constraints.Constraint] = {"weights": _SIMPLEX}
+        if self.continuous:  # locs: any finite value (accelerated EM checks finiteness)
+            out["precision"] = (
+                _FACTORIZABLE if self._storage == "full"
+                else constraints.independent(constraints.positive, 1)
+            )  # fmt: skip
+        if self.emission.parts:
+            out.update({k: p.support for k, p in self.emission.priors(like).items()})
+        return out
 
     # -- Pyro program ---------------------------------------------------------------------------
     def model(self, x: torch.Tensor, mask: torch.Tensor | None = None, subsample_size=None) -> None:
@@ -437,6 +522,14 @@ class GaussianMixture(GenerativeModel):
         self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
     ) -> torch.Tensor:
         """log w_k + log p(x_i | component k), shape (n, K)."""
+        rows = self._fusable(x, mask) if _plain_sites(params) else None
+        if rows is not None:  # the fused kernel's E-step, same arithmetic
+            arrays = _arrays(params)
+            joint = _gmm_kernel.log_joint(
+                rows, arrays["weights"], arrays["locs"], arrays["precision"],
+                self._kernel_constants(),
+            )[0]  # fmt: skip
+            return torch.from_numpy(joint)
         return self._components(x, mask, params)[0]
 
     def _components(
@@ -675,6 +768,7 @@ class GaussianMixture(GenerativeModel):
         """Hold ``fixed`` (checked encoded values of :meth:`fixable_sites`) in :meth:`m_step`
         and the starts of :meth:`init_params`; called by the EM engine on its private copy."""
         self.held = dict(fixed)
+        self._fused_rows = None  # the fused kernel holds nothing
 
     def _weights(self, n_k: torch.Tensor) -> torch.Tensor:
         """Mixing weights from expected counts: proportions floored at a tiny positive value
@@ -701,7 +795,105 @@ class GaussianMixture(GenerativeModel):
         and the M-step's conditional moments come from the same per-row factorizations
         (:class:`~ppgen.models.distributions.GaussianConditional`), not two of each.
         """
+        rows = self._fusable(x, mask) if _plain_sites(params) else None
+        if rows is not None:
+            return self._fused_step(rows, params)
         return self.em_update(self.em_statistics(x, mask, params), params)
+
+    def _fusable(self, x: torch.Tensor, mask: torch.Tensor | None) -> np.ndarray | None:
+        """``x`` as an array when the fused kernel (:mod:`ppgen.models._gmm_kernel`) does what
+        the general path would: maximum likelihood on a complete continuous float64 CPU table,
+        nothing held; else None. Remembered for the rows and mask last seen (EM passes the
+        same ones every iteration)."""
+        seen = self._fused_rows
+        if seen is not None and seen[0] is x and seen[1] is mask:
+            return seen[2]
+        rows = None
+        if (
+            self.ml
+            and self._only_continuous
+            and not self.held
+            and x.dtype == torch.float64
+            and x.device.type == "cpu"
+            and x.dim() == 2
+            and not x.requires_grad
+            and (mask is None or bool(mask.all()))
+        ):
+            rows = x.numpy()
+        self._fused_rows = (x, mask, rows)
+        return rows
+
+    def em_kernel(
+        self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
+    ) -> tuple[Callable, dict[str, np.ndarray], Callable, Callable] | None:
+        """Accelerated EM on arrays (the EM engine's hook): ``(step, start, valid, finish)``
+        when the fused kernel applies (:meth:`_fusable`), else None. ``step(arrays)`` is
+        :meth:`em_step` on arrays of the global sites (the same arithmetic), ``start`` the
+        arrays of ``params``, ``valid(arrays)`` whether extrapolated values lie in the sites'
+        supports (:meth:`em_supports`: finite, weights on the simplex, precisions positive
+        definite or positive), ``finish(arrays)`` the sites as tensors."""
+        rows = self._fusable(x, mask)
+        if rows is None or not _plain_sites(params):
+            return None
+        c = self._kernel_constants()
+        step = self._array_step(rows)
+
+        def valid(a: dict[str, np.ndarray]) -> bool:
+            if not all(np.isfinite(v).all() for v in a.values()):
+                return False
+            w = a["weights"]
+            if not (np.all(w >= 0) and abs(w.sum() - 1) < 1e-6):
+                return False
+            if c.diagonal:
+                return bool(np.all(a["precision"] > 0))
+            try:
+                np.linalg.cholesky(a["precision"])
+            except np.linalg.LinAlgError:
+                return False
+            return True
+
+        return step, _arrays(params), valid, _sites
+
+    def _array_step(self, rows: np.ndarray) -> Callable:
+        """:meth:`em_step` on the rows and sites as arrays (``rows`` from :meth:`_fusable`):
+        ``step(arrays) -> (arrays, log-likelihood)``."""
+        c = self._kernel_constants()
+
+        def step(a: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
+            new, log_lik = _gmm_kernel.em_step(rows, a["weights"], a["locs"], a["precision"], c)
+            return dict(zip(_SITES, new, strict=True)), log_lik
+
+        return step
+
+    def _kernel_constants(self) -> _gmm_kernel.Constants:
+        """What the fused kernel's iterations of this built model share."""
+        if self._kernel is None:
+            cols = [self.schema.columns[j] for j in self.continuous]
+            scale = np.array([c.scale for c in cols], dtype=np.float64)
+            self._kernel = _gmm_kernel.Constants(
+                structure=self.structure,
+                diagonal=self._storage == "diag",
+                ridge=self.reg_covar / scale**2,
+                scale=scale,
+                reg_covar=self.reg_covar,
+                empty=_EMPTY,
+                iterative=self.structure in _ITERATIVE,
+                inner=covariances.INNER_EM,
+            )
+        return self._kernel
+
+    def _fused_step(self, x: np.ndarray, params: Params) -> tuple[Params, torch.Tensor]:
+        """:meth:`em_step` through the fused kernel, from the rows as an array."""
+        new, log_lik = _gmm_kernel.em_step(
+            x, params["weights"].numpy(), params["locs"].numpy(),
+            params["precision"].numpy(), self._kernel_constants(),
+        )  # fmt: skip
+        return _tensors(new), torch.from_numpy(np.array(log_lik))
+
+    #: The fused kernel's constants (set on first use after :meth:`build`) and the last rows
+    #: and mask :meth:`_fusable` checked, with its answer.
+    _kernel = None
+    _fused_rows = None
 
     def em_statistics(
         self, x: torch.Tensor, mask: torch.Tensor | None, params: Params
@@ -894,14 +1086,23 @@ class GaussianMixture(GenerativeModel):
         with torch.no_grad():
             starts = [
                 {"params": params, "value": -math.inf, "gains": (), "done": False}
-                for params in self.init_candidates(x, mask, generator, self.n_init)
+                for params in _distinct(self.init_candidates(x, mask, generator, self.n_init))
             ]
+            # On a complete continuous table the starts run on the fused kernel's arrays.
+            rows = self._fusable(xs, ms)
+            on_arrays = rows is not None and all(_plain_sites(s["params"]) for s in starts)
+            if on_arrays:
+                step = self._array_step(rows)
+                for start in starts:
+                    start["params"] = _arrays(start["params"])
+            else:
+                step = lambda p: self.em_step(xs, ms, p)  # noqa: E731
             for _ in range(self.init_steps):
                 active = [s for s in starts if not s["done"]]
                 if not active:
                     break
                 for start in active:
-                    new, objective = self.em_step(xs, ms, start["params"])
+                    new, objective = step(start["params"])
                     gain, value = float(objective) - start["value"], float(objective)
                     start["value"] = value
                     if not math.isfinite(value):
@@ -921,7 +1122,7 @@ class GaussianMixture(GenerativeModel):
                     best, best_value = start["params"], value
         if best is None:  # every start failed: the first one, unrefined
             return self.init_candidates(x, mask, generator, 1)[0]
-        return self._proper(x, mask, best)
+        return self._proper(x, mask, _sites(best) if on_arrays else best)
 
     def _proper(self, x: torch.Tensor, mask: torch.Tensor, params: Params) -> Params:
         """The Gaussian block of ``params`` re-estimated from its memberships by the prior's
@@ -999,6 +1200,9 @@ class GaussianMixture(GenerativeModel):
             resp = resp.clone()
             resp[picks.to(x.device), empty.nonzero().squeeze(-1)] = 1.0
             resp = 0.99 * resp + 0.01 / K
+        rows = self._fusable(x, mask)
+        if rows is not None:  # the same M-step, fused
+            return _tensors(_gmm_kernel.m_step(rows, resp.numpy(), self._kernel_constants()))
         if self.continuous:
             params.update(self._gaussian_m_step(self._cont(x), self._cont(mask), resp, None))
         if self.emission.parts:
@@ -1056,7 +1260,9 @@ class GaussianMixture(GenerativeModel):
         """Warn when a component collapsed onto (nearly) identical values: its variance sits at
         the ``reg_covar`` floor, a spike whose density inflates the likelihood without describing
         a cluster (scikit-learn and mclust fits can end there too; mclust reports such fits as
-        singular)."""
+        singular). Also drops the fused kernel's reference to the training rows (a fit's model
+        need not carry them)."""
+        self._fused_rows = None
         if "locs" not in params or self.reg_covar <= 0:
             return
         described = self.describe(params, self.schema)

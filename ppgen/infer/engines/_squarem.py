@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from ppgen.models.base import Params
@@ -45,21 +46,39 @@ __all__ = ["squarem"]
 _GROWTH = 4.0
 
 
-def _valid(supports: dict, params: Params) -> bool:
-    """Whether every site of ``params`` lies in its support and is finite."""
+def _valid(supports: dict | Callable[[dict], bool], params: dict) -> bool:
+    """Whether every site of ``params`` (tensors, or arrays of :func:`_arrays`) lies in its
+    support and is finite; ``supports`` a dict of constraints or the model's own test."""
+    if callable(supports):
+        return supports(params)
     for name, value in params.items():
-        if not bool(torch.isfinite(value).all()):
+        finite = np.isfinite(value) if isinstance(value, np.ndarray) else torch.isfinite(value)
+        if not bool(finite.all()):
             return False
         support = supports.get(name)
-        if support is not None and not bool(support.check(value).all()):
+        if support is not None and not bool(support.check(torch.as_tensor(value)).all()):
             return False
     return True
+
+
+def _arrays(params: Params) -> dict:
+    """``params`` for the extrapolation's arithmetic: CPU tensors as numpy arrays sharing their
+    memory (a few element-wise operations on small arrays cost several times less in numpy
+    than in torch), other tensors as they are; :func:`_tensors` turns them back."""
+    return {
+        k: v.numpy() if isinstance(v, torch.Tensor) and v.device.type == "cpu" else v
+        for k, v in params.items()
+    }
+
+
+def _tensors(params: dict) -> Params:
+    return {k: torch.as_tensor(v) for k, v in params.items()}
 
 
 def squarem(
     step: Callable[[Params], tuple[Params, float]],
     params: Params,
-    supports: dict,
+    supports: dict | Callable[[dict], bool],
     *,
     tol: float,
     max_steps: int,
@@ -74,8 +93,11 @@ def squarem(
         ``step(params) -> (M(params), objective at params)``: one EM iteration.
     params : dict of Tensor
         The start.
-    supports : dict
-        Site name -> constraint (``support.check(value)``) the extrapolated values must meet.
+    supports : dict or callable
+        Site name -> constraint (``support.check(value)``) the extrapolated values must meet,
+        or a function telling whether a whole set of values is valid. ``step`` and ``params``
+        may be on numpy arrays instead of tensors (a model's fused kernel): the iterates stay
+        arrays.
     tol : float
         Stop when one plain EM step gains at most this much (the total, not per unit).
     max_steps : int
@@ -94,6 +116,8 @@ def squarem(
     """
     objective = [] if objective is None else list(objective)
     names = list(params)
+    # A step on arrays (a model's fused kernel, ppgen.infer.engines.em) gets arrays back.
+    on_arrays = all(isinstance(v, np.ndarray) for v in params.values())
     largest = 1.0  # the steplength cap, grown after it is used
     fallback = None  # (theta2, objective at theta1) of the last extrapolated cycle
 
@@ -126,8 +150,9 @@ def squarem(
             return theta1, objective, True
         if len(objective) >= max_steps:
             return theta2, objective, True
-        r = {k: theta1[k] - params[k] for k in names}
-        v = {k: theta2[k] - theta1[k] - r[k] for k in names}
+        a0, a1, a2 = _arrays(params), _arrays(theta1), _arrays(theta2)
+        r = {k: a1[k] - a0[k] for k in names}
+        v = {k: a2[k] - a1[k] - r[k] for k in names}
         r2 = sum(float((r[k] * r[k]).sum()) for k in names)
         v2 = sum(float((v[k] * v[k]).sum()) for k in names)
         if not (v2 > 0 and math.isfinite(r2) and math.isfinite(v2)):
@@ -138,7 +163,7 @@ def squarem(
         if raw <= -largest:  # SQUAREM's rule: a step at the cap raises the cap
             largest *= _GROWTH
         while True:
-            trial = {k: params[k] - 2 * alpha * r[k] + alpha * alpha * v[k] for k in names}
+            trial = {k: a0[k] - 2 * alpha * r[k] + alpha * alpha * v[k] for k in names}
             if alpha == -1.0 or _valid(supports, trial):
                 break
             alpha = (alpha - 1.0) / 2 if alpha < -1.01 else -1.0
@@ -149,7 +174,7 @@ def squarem(
         # model's parameter space (a constrained covariance structure), where the likelihood
         # can exceed the model's. The EM step from it returns into the model; that iterate is
         # checked against plain EM at the next evaluation.
-        theta3, _ = evaluate(trial)
+        theta3, _ = evaluate(trial if on_arrays else _tensors(trial))
         if not _valid({}, theta3):
             params = theta2
             continue

@@ -278,7 +278,25 @@ class EM(Engine):
         bar = progress_bar(todo, desc, problem.progress)
         if options.accelerate and steps is None:
             with torch.no_grad(), pyro.validation_enabled(False):
-                supports = {k: p.support for k, p in problem.model.priors(problem.x).items()}
+                model = problem.model
+                kernel = None
+                if (
+                    problem.stream is None
+                    and _reduce.world_size(problem) <= 1
+                    and type(model).implements("em_kernel")
+                ):
+                    kernel = model.em_kernel(problem.x, problem.mask, params)
+                if kernel is not None:  # the whole run on the model's arrays
+                    step, start, valid, finish = kernel
+                    out = squarem(step, start, valid, tol=options.tol * problem.n_units,
+                                  max_steps=options.max_steps, objective=objective,
+                                  on_step=bar.update)  # fmt: skip
+                    bar.close()
+                    return finish(out[0]), out[1], out[2]
+                if type(model).implements("em_supports"):  # cheaper than building priors
+                    supports = model.em_supports(problem.x)
+                else:
+                    supports = {k: p.support for k, p in model.priors(problem.x).items()}
                 out = squarem(
                     # Through em_iteration: streamed and distributed runs accelerate too.
                     lambda p: em_iteration(problem, p),
