@@ -51,7 +51,15 @@ def seeded(seed: int, device: torch.device | str | None = None) -> Iterator[None
     np_state, py_state = np.random.get_state(), random.getstate()  # noqa: NPY002
     try:
         with torch.random.fork_rng(devices=devices):
-            pyro.set_rng_seed(int(seed))
+            if devices or torch.cuda.is_initialized():
+                pyro.set_rng_seed(int(seed))
+            else:
+                # CPU only: torch.manual_seed would also queue a lazy CUDA seeding that records
+                # a traceback on every call (a measurable share of a small fit); the same three
+                # generators pyro.set_rng_seed seeds, without it.
+                torch.default_generator.manual_seed(int(seed))
+                random.seed(int(seed))
+                np.random.seed(int(seed))  # noqa: NPY002
             yield
     finally:
         np.random.set_state(np_state)  # noqa: NPY002
