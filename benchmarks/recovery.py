@@ -3,14 +3,15 @@
 
     python benchmarks/recovery.py                  # 50 replications per cell (~30 min CPU)
     python benchmarks/recovery.py --reps 5         # a quick look
-    python benchmarks/recovery.py --studies gmm    # one study (gmm, hmm, bpca)
+    python benchmarks/recovery.py --studies gmm --name recovery_gmm    # one study
+    python benchmarks/recovery.py --merge recovery_gmm,recovery_hmm   # -> recovery.md
 
 Cells (the simulators are ppgen.testing.recovery's; seeds fixed, so a run is reproducible):
 
 - gmm K in {2, 3, 5}: n = 1000 rows in 2 dimensions, VVV components (random orientations,
   axis variances in [0.5, 2]), closest pair of means at Mahalanobis distance exactly 3 under
-  each of the two covariances; ``ppgen.select("gmm", ...)`` over EII, VVI, EEE, VVV x K =
-  1..K+3 with BIC and ICL (mclust's conventions, select's default starts); a hit when the
+  each of the two covariances; ``ppgen.select("gmm", ...)`` over EEE and VVV x K =
+  1..K+2 with BIC and ICL (mclust's conventions, select's default starts); a hit when the
   pick's K is the truth, whatever its structure.
 - hmm S in {2, 3, 4}: one sequence of T = 1000 steps, unit-variance Gaussian emissions with
   means 3 standard deviations apart, self-transition 0.9; ``select("hmm", ...)`` over
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import pin_threads, write_table  # noqa: E402
+from _common import RESULTS, pin_threads, write_table  # noqa: E402
 
 THREADS = pin_threads(1)
 
@@ -58,15 +59,28 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=50)
     parser.add_argument("--studies", default="gmm,hmm,bpca")
     parser.add_argument("--name", default="recovery")
+    parser.add_argument(
+        "--separation", type=float, default=3.0, help="Mahalanobis distance of the closest means"
+    )
+    parser.add_argument(
+        "--merge", help="comma-separated result names (CSV) to merge into --name, no fitting"
+    )
     args = parser.parse_args()
+    if args.merge:
+        import pandas as pd
+
+        parts = [pd.read_csv(RESULTS / f"{name}.csv") for name in args.merge.split(",")]
+        rows = pd.concat(parts).fillna({"separation": 3.0}).to_dict("records")
+        write_table(args.name, rows, NOTES, title="Recovery studies (issue 14)")
+        return
     rows = []
     for study in args.studies.split(","):
         for run, truth, seed in CELLS[study]:
             start = time.perf_counter()
-            cell = run(truth, args.reps, seed)
+            cell = run(truth, args.reps, seed, separation=args.separation)
             seconds = time.perf_counter() - start
             for row in cell.rows():
-                rows.append({**row, "seconds": round(seconds, 1)})
+                rows.append({**row, "separation": args.separation, "seconds": round(seconds, 1)})
                 print(row, flush=True)
             write_table(args.name, rows, NOTES, title="Recovery studies (issue 14)")
 
