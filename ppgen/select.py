@@ -57,7 +57,7 @@ from ppgen.infer.fit import fit as _fit
 from ppgen.models import covariances
 from ppgen.models.covariances import STRUCTURES, reciprocal_condition
 from ppgen.models.fa import FactorAnalysis
-from ppgen.models.gmm import OFF_FLOOR, OFF_WEIGHT, GaussianMixture
+from ppgen.models.gmm import OFF_WEIGHT, GaussianMixture
 from ppgen.models.hmm import HMM
 from ppgen.models.ppca import PPCA
 
@@ -682,11 +682,17 @@ def _bootstrap(
 
 
 def prune_mixture(
-    fit: Fit, data: Any, *, min_components: int = 1, fit_options: Mapping[str, Any] | None = None
+    fit: Fit,
+    data: Any,
+    *,
+    criterion: str = "mml",
+    min_components: int = 1,
+    fit_options: Mapping[str, Any] | None = None,
 ) -> tuple[Fit, pd.DataFrame]:
     """Figueiredo & Jain's (2002) annihilation path from a sparse mixture fit: the fit with the
     shortest message length among it and the fits obtained by switching off, one at a time,
-    the smallest component still on (each refitted by EM from the previous estimate).
+    the smallest component still on (removed; the smaller mixture refitted by EM from the
+    components left).
 
     Penalized EM (``GaussianMixture(K, weight_concentration="mml")``) switches off the
     components with fewer than N/2 expected rows (N: free parameters of one component), but a
@@ -702,6 +708,11 @@ def prune_mixture(
         likelihood EM, ``weight_concentration`` other than 1).
     data : DataFrame or array
         The data it was fitted to.
+    criterion : {"mml", "bic"}
+        What chooses along the path: the message length (shortest; F&J) or mclust's BIC
+        (largest). Both are in the table. F&J's length charges a small component little
+        (``log(n w_k / 12)`` is negative below 12 rows), so it can keep a component of a few
+        rows that BIC removes.
     min_components : int
         Where the path stops.
     fit_options : dict, optional
@@ -712,8 +723,10 @@ def prune_mixture(
     (Fit, DataFrame)
         The shortest-message fit; the path: ``components`` on, ``loglik``, ``bic`` (mclust's
         convention, with the parameter count of a mixture of the components on),
-        ``message_length`` (nats), ``chosen``.
+        ``message_length`` (nats), ``chosen`` (by ``criterion``).
     """
+    if criterion not in ("mml", "bic"):
+        raise ValueError(f"criterion must be 'mml' or 'bic', got {criterion!r}")
     model = fit.model
     if not isinstance(model, GaussianMixture) or model.weight_exponent is None:
         raise ValueError(
@@ -738,14 +751,19 @@ def prune_mixture(
                                "message_length": length}))  # fmt: skip
         if k_on <= max(int(min_components), 1):
             break
-        start = dict(current.params)
-        smallest = int(torch.where(on, weights, math.inf).argmin())
-        w = weights.clone()
-        w[smallest] = OFF_FLOOR
-        start["weights"] = w / w.sum()
-        current = _fit(type(model)(**model.config()), data, seed=fit.seed, progress=False,
+        # Annihilated, not floored: a far-away component at weight 1e-10 would claim its
+        # rows back. The smaller mixture starts from the components left.
+        keep = on.clone()
+        keep[int(torch.where(on, weights, math.inf).argmin())] = False
+        start = {name: value[keep] for name, value in current.params.items()}
+        start["weights"] = start["weights"] / start["weights"].sum()
+        config = {**current.model.config(), "n_components": int(keep.sum())}
+        current = _fit(type(model)(**config), data, seed=fit.seed, progress=False,
                        init_values=start, **options)  # fmt: skip
-    best = min(range(len(path)), key=lambda i: path[i][1]["message_length"])
+    score = (lambda i: path[i][1]["message_length"]) if criterion == "mml" else (
+        lambda i: -path[i][1]["bic"]
+    )  # fmt: skip
+    best = min(range(len(path)), key=score)
     table = pd.DataFrame([row for _, row in path])
     table["chosen"] = np.arange(len(path)) == best
     return path[best][0], table
