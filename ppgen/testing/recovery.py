@@ -23,7 +23,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-import ppgen
+from ppgen._utils import ConvergenceWarning
+from ppgen.infer.fit import fit as _fit
+from ppgen.models.bpca import BayesianPCA
 from ppgen.select import select
 
 __all__ = [
@@ -203,16 +205,14 @@ def bpca_recovery(
     noise), each fitted by :class:`ppgen.BayesianPCA` with d - 1 candidate components; a hit
     when its effective dimension is within 1 of q (the issue's claim; the exact count is
     recorded in ``picks``). ``separation`` is not used (the signal is the loadings')."""
-    from ppgen.models.bpca import BayesianPCA
-
     rng = np.random.default_rng(seed)
     dims: list[int] = []
     for _ in range(reps):
         W = rng.normal(size=(d, q)) * 2
         x = rng.normal(size=(n, q)) @ W.T + rng.normal(size=(n, d)) + 5.0
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ppgen.ConvergenceWarning)
-            fit = ppgen.fit(BayesianPCA(), x)
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fit = _fit(BayesianPCA(), x)
         dims.append(fit.model.effective_dimension(fit.params))
     hits = {
         "ard_within_1": sum(abs(k - q) <= 1 for k in dims),
