@@ -17,8 +17,8 @@ it says whether 0.9 is in reach. Measured (20 hole patterns, seeds 0..19):
 - measurements: BIC picks VEE,4 (Gentoos split by sex); oracle ARI 0.795..0.925, 1 of 20
   patterns >= 0.9; refits (seeds 0, 1, 2) keep VEE,4 with ARI 0.841, 0.875, 0.862. The issue's
   0.9 is out of reach in this setting.
-- measurements + sex: BIC picks VEE,4 (components by sex and Gentoo/not, ARI with species
-  0.374); oracle 0.871..0.955, 15 of 20 >= 0.9; refits: seed 0 VEE,4 ARI 0.906 (goal met),
+- measurements + sex: BIC picks VEE,4 (components no longer near the species: ARI with
+  species 0.374); oracle 0.871..0.955, 15 of 20 >= 0.9; refits: seed 0 VEE,4 ARI 0.906 (goal met),
   seed 1 EEE,4 (pick changed), seed 2 VEE,4 ARI 0.930.
 """
 

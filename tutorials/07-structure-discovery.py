@@ -217,7 +217,7 @@ print(f"oracle ARI over 20 hole patterns: median {np.median(oracle):.3f}, "
 # the Gentoo sexes, a fifth of the entries missing leaves too many penguins between components.
 # The memberships cannot agree with the complete-data ones at ARI 0.9 in this setting, whatever
 # the fit. Adding `sex` as a categorical column (also holed) changes the structure BIC finds
-# (still VEE,4, now sex within Gentoo and non-Gentoo: ARI 0.37 with species), and for that one
+# (still VEE,4, but its components are no longer near the species: ARI 0.37), and for that one
 # the oracle median is 0.92 and the refit at this seed keeps VEE,4 with ARI 0.906
 # (tests/test_select_missing.py): the agreement depends on which structure is asked for.
 
