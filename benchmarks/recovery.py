@@ -49,7 +49,8 @@ Goal (issue 14): each criterion recovers the truth in >= 90% of the replications
 hits / reps; `wilson_*` and `cp_*` are the 95% Wilson and Clopper-Pearson intervals of the
 rate; `picks` is the histogram (picked value: count). Separation: the closest pair of
 component means at Mahalanobis distance 3 (mixtures: under each of the two covariances; HMM:
-adjacent states 3 sd apart). See the module docstring for the designs and
+adjacent states 3 sd apart; the `separation` column, not used by the bpca cells). See the
+module docstring for the designs and
 ppgen/testing/recovery.py for the simulators. `seconds` is the wall time of the cell.
 """
 
