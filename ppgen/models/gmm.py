@@ -620,8 +620,10 @@ class GaussianMixture(GenerativeModel):
 
     def log_prior(self, params: Params) -> torch.Tensor:
         """Log density of the prior that EM's estimate maximizes: 0 (flat) for maximum
-        likelihood (``prior=None``), else the priors of :meth:`priors` of the sites not held
-        (:meth:`hold`: held sites are constants, whose prior may even vanish at them)."""
+        likelihood (``prior=None``; with the sparse weight penalty, ``(alpha - 1) sum_k log
+        w_k``, see ``weight_concentration``), else the priors of :meth:`priors` of the sites
+        not held (:meth:`hold`: held sites are constants, whose prior may even vanish at
+        them)."""
         like = params["weights"]
         if self.ml:
             if self.weight_exponent is not None:  # the sparse weight penalty
@@ -1122,6 +1124,8 @@ class GaussianMixture(GenerativeModel):
         return out
 
     def n_parameters(self) -> int:
+        """Free parameters of the K-component model as specified (mclust's count), switched-off
+        components included (:meth:`effective_components`)."""
         self._check_built()
         K, d = self.n_components, len(self.continuous)
         cov = covariances.n_covariance_parameters(self.structure, d, K) if d else 0
