@@ -58,7 +58,7 @@ from ppgen.infer.fit import fit as _fit
 from ppgen.models import covariances
 from ppgen.models.covariances import STRUCTURES, reciprocal_condition
 from ppgen.models.fa import FactorAnalysis
-from ppgen.models.gmm import GaussianMixture
+from ppgen.models.gmm import OFF_WEIGHT, GaussianMixture
 from ppgen.models.hmm import HMM
 from ppgen.models.ppca import PPCA
 
@@ -74,6 +74,7 @@ __all__ = [
     "Family",
     "SelectionReport",
     "evaluate_candidates",
+    "prune_mixture",
     "register_family",
     "select",
 ]
@@ -729,6 +730,94 @@ def _bootstrap(
         for (c, p), k in sorted(counts.items(), key=lambda item: (item[0][0], -item[1]))
     ]
     return pd.DataFrame(out, columns=["criterion", "pick", "count", "share", "same"])
+
+
+def prune_mixture(
+    fit: Fit,
+    data: Any,
+    *,
+    criterion: str = "mml",
+    min_components: int = 1,
+    fit_options: Mapping[str, Any] | None = None,
+) -> tuple[Fit, pd.DataFrame]:
+    """Figueiredo & Jain's (2002) annihilation path from a sparse mixture fit: the fit with the
+    shortest message length among it and the fits obtained by switching off, one at a time,
+    the smallest component still on (removed; the smaller mixture refitted by EM from the
+    components left).
+
+    Penalized EM (``GaussianMixture(K, weight_concentration="mml")``) switches off the
+    components with fewer than N/2 expected rows (N: free parameters of one component), but a
+    small component fitted to a few rows can hold on at a local optimum; the path compares
+    the numbers of components left by their message length (F&J's eq. 15)::
+
+        L = N/2 sum_{k on} log(n w_k / 12) + k_on/2 log(n / 12) + k_on (N + 1)/2 - log L(x)
+
+    Parameters
+    ----------
+    fit : Fit
+        A fitted :class:`~ppgen.GaussianMixture` with a sparse weight penalty (maximum
+        likelihood EM, ``weight_concentration`` other than 1).
+    data : DataFrame or array
+        The data it was fitted to.
+    criterion : {"mml", "bic"}
+        What chooses along the path: the message length (shortest; F&J) or mclust's BIC
+        (largest). Both are in the table. F&J's length charges a small component little
+        (``log(n w_k / 12)`` is negative below 12 rows), so it can keep a component of a few
+        rows that BIC removes.
+    min_components : int
+        Where the path stops.
+    fit_options : dict, optional
+        :func:`ppgen.fit` options of the refits (default ``{"accelerate": True}``).
+
+    Returns
+    -------
+    (Fit, DataFrame)
+        The shortest-message fit; the path: ``components`` on, ``loglik``, ``bic`` (mclust's
+        convention, with the parameter count of a mixture of the components on),
+        ``message_length`` (nats), ``chosen`` (by ``criterion``).
+    """
+    if criterion not in ("mml", "bic"):
+        raise ValueError(f"criterion must be 'mml' or 'bic', got {criterion!r}")
+    model = fit.model
+    if not isinstance(model, GaussianMixture) or model.weight_exponent is None:
+        raise ValueError(
+            "prune_mixture needs a GaussianMixture fitted with a sparse weight penalty "
+            "(weight_concentration other than 1, e.g. 'mml')"
+        )
+    options = {"accelerate": True, **(fit_options or {})}
+    K = model.n_components
+    per = (model.n_parameters() - (K - 1)) / K  # N: free parameters of one component
+    rows, path, current = len(fit.encode(data).x), [], fit
+    while True:
+        weights = current.params["weights"]
+        on = weights > OFF_WEIGHT
+        k_on, loglik = int(on.sum()), float(np.sum(current.log_prob(data)))
+        length = (
+            per / 2 * float(torch.log(rows * weights[on] / 12).sum())
+            + k_on / 2 * math.log(rows / 12) + k_on * (per + 1) / 2 - loglik
+        )  # fmt: skip
+        smaller = GaussianMixture(k_on, model.covariance_type).build(current.schema)
+        bic = 2 * loglik - smaller.n_parameters() * math.log(rows)
+        path.append((current, {"components": k_on, "loglik": loglik, "bic": bic,
+                               "message_length": length}))  # fmt: skip
+        if k_on <= max(int(min_components), 1):
+            break
+        # Annihilated, not floored: a far-away component at weight 1e-10 would claim its
+        # rows back. The smaller mixture starts from the components left.
+        keep = on.clone()
+        keep[int(torch.where(on, weights, math.inf).argmin())] = False
+        start = {name: value[keep] for name, value in current.params.items()}
+        start["weights"] = start["weights"] / start["weights"].sum()
+        config = {**current.model.config(), "n_components": int(keep.sum())}
+        current = _fit(type(model)(**config), data, seed=fit.seed, progress=False,
+                       init_values=start, **options)  # fmt: skip
+    score = (lambda i: path[i][1]["message_length"]) if criterion == "mml" else (
+        lambda i: -path[i][1]["bic"]
+    )  # fmt: skip
+    best = min(range(len(path)), key=score)
+    table = pd.DataFrame([row for _, row in path])
+    table["chosen"] = np.arange(len(path)) == best
+    return path[best][0], table
 
 
 class _CallableModule(types.ModuleType):

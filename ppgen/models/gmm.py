@@ -44,6 +44,13 @@ __all__ = ["GaussianMixture"]
 #: rows is empty: its weight is floored there and its other parameters are kept.
 _EMPTY = 1e-10
 
+#: With a sparse weight penalty (``weight_concentration`` < 1 under maximum likelihood) a
+#: switched-off component's weight is held at this value (not exactly 0, so that the penalty
+#: ``(alpha - 1) log w`` stays finite and EM's objective monotone); a component whose weight
+#: is at most :data:`OFF_WEIGHT` counts as off (:meth:`GaussianMixture.effective_components`).
+OFF_FLOOR = 1e-10
+OFF_WEIGHT = 1e-8
+
 #: Structures with their own (unconstrained) M-step, the aliases "full" and "diag"; the others
 #: go through :mod:`ppgen.models.covariances`.
 _UNCONSTRAINED = ("VVV", "VVI")
@@ -63,6 +70,24 @@ def _check_estimator(prior: str | None, reg_covar: float, n_init: int, init_step
     check_estimator(prior, reg_covar)
     check_int(n_init, "n_init")
     check_int(init_steps, "init_steps", minimum=0)
+
+
+def _weight_exponent(concentration: Any, prior: str | None) -> float | str | None:
+    """``alpha - 1`` of the weight penalty maximum-likelihood EM adds (None: none, alpha = 1),
+    or "mml"; ValueError naming ``weight_concentration`` when it is not allowed."""
+    if concentration == "mml":
+        if prior is not None:
+            raise ValueError(
+                "weight_concentration='mml' is a penalty of maximum-likelihood EM (prior=None), "
+                f"got prior={prior!r}"
+            )
+        return "mml"
+    if isinstance(concentration, str):
+        raise ValueError(f"weight_concentration must be a number or 'mml', got {concentration!r}")
+    value = check_number(concentration, "weight_concentration", positive=prior is not None)
+    if prior is None and not math.isfinite(value):
+        raise ValueError(f"weight_concentration must be finite, got {concentration!r}")
+    return None if value == 1.0 or prior is not None else value - 1.0
 
 
 def _diagonal_log_density(
@@ -272,8 +297,21 @@ class GaussianMixture(GenerativeModel):
         "EVV", "VVV"; volume, shape, orientation Equal, Variable or Identity; "full" is "VVV"
         and "diag" is "VVI"), fitted by maximum-likelihood EM only, in the data's own units, with
         mclust's parameter counts (:mod:`ppgen.models.covariances`; Celeux & Govaert 1995).
-    weight_concentration : float
-        Dirichlet concentration; 1 is flat over the simplex.
+    weight_concentration : float or "mml"
+        Concentration alpha of the Dirichlet on the weights; 1 (the default) is flat over the
+        simplex. Under ``prior="default"`` and in the Pyro programs it is the Dirichlet prior
+        (alpha > 0). Under maximum likelihood (``prior=None``, EM) a value other than 1 adds
+        the *sparse weight penalty* ``(alpha - 1) sum_k log w_k`` to the log-likelihood
+        (alpha may then be <= 0: an improper Dirichlet), and EM's weight update is
+        ``w_k ~ max(n_k + alpha - 1, 0)``: a component whose expected count falls to
+        ``1 - alpha`` or below is switched off (weight held at 1e-10; see
+        :meth:`effective_components`). ``"mml"`` is Figueiredo & Jain's (2002)
+        minimum-message-length value ``alpha = 1 - N/2``, N the free parameters of one
+        component (means and covariance; 5 for VVV in 2 dimensions), the setting with which an
+        overfitted mixture (K larger than needed) switches off the components the data do not
+        support (tests/models/test_gmm_sparse.py). A Dirichlet with 0 < alpha < 1 alone
+        (Rousseau & Mengersen's condition for the *posterior* of an overfitted mixture) barely
+        moves a point estimate: it switches off only components with fewer than ~1 row.
     loc_scale : float
         Prior standard deviation of the component means (standardized units).
     covariance_prior : float
@@ -311,6 +349,10 @@ class GaussianMixture(GenerativeModel):
     Hagenaars, J. A. & McCutcheon, A. L. (2002). *Applied Latent Class Analysis*. CUP.
     Celeux, G. & Govaert, G. (1995). Gaussian parsimonious clustering models. *Pattern
     Recognition* 28(5), 781-793.
+    Figueiredo, M. A. T. & Jain, A. K. (2002). Unsupervised learning of finite mixture models.
+    *IEEE TPAMI* 24(3), 381-396.
+    Rousseau, J. & Mengersen, K. (2011). Asymptotic behaviour of the posterior distribution in
+    overfitted mixture models. *JRSS B* 73(5), 689-710.
     """
 
     global_sites: ClassVar[tuple[str, ...]] = ("weights", "locs", "precision")
@@ -347,8 +389,8 @@ class GaussianMixture(GenerativeModel):
             raise ValueError(
                 f"count_family must be 'poisson' or 'negbinomial', got {count_family!r}"
             )
+        penalty = _weight_exponent(weight_concentration, prior)
         for name, value in (
-            ("weight_concentration", weight_concentration),
             ("loc_scale", loc_scale),
             ("covariance_prior", covariance_prior),
             ("concentration", concentration),
@@ -379,7 +421,13 @@ class GaussianMixture(GenerativeModel):
         self.structure = structure
         #: How the precision site is stored: "diag" (K, d) or "full" (K, d, d).
         self._storage = "diag" if structure in covariances.DIAGONAL else "full"
-        self.weight_concentration = float(weight_concentration)
+        self.weight_concentration = (
+            weight_concentration if isinstance(weight_concentration, str)
+            else float(weight_concentration)
+        )  # fmt: skip
+        #: ``alpha - 1`` of the sparse weight penalty under maximum likelihood (None: no
+        #: penalty, plain proportions); "mml" is resolved by :meth:`build` (it depends on d).
+        self._penalty = penalty
         self.loc_scale = float(loc_scale)
         self.covariance_prior = float(covariance_prior)
         self.count_family = count_family
@@ -429,6 +477,11 @@ class GaussianMixture(GenerativeModel):
         self.emission = emission
         gaussian = ("locs", "precision") if self.continuous else ()
         self.global_sites = ("weights", *gaussian, *emission.sites)
+        #: The resolved exponent ``alpha - 1`` of the sparse weight penalty (or None).
+        self.weight_exponent = self._penalty
+        if self._penalty == "mml":  # Figueiredo & Jain: -N/2, N free parameters per component
+            K = self.n_components
+            self.weight_exponent = -(self.n_parameters() - (K - 1)) / K / 2
         return self
 
     def _cont(self, x: torch.Tensor) -> torch.Tensor:
@@ -444,7 +497,10 @@ class GaussianMixture(GenerativeModel):
         self._check_built()
         K, d = self.n_components, len(self.continuous)
         ones = like.new_ones
-        priors = {"weights": dist.Dirichlet(ones(K) * self.weight_concentration)}
+        # A sparse penalty that is no Dirichlet (alpha <= 0, "mml") has the simplex as support.
+        alpha = self.weight_concentration
+        alpha = alpha if isinstance(alpha, float) and alpha > 0 else 1.0
+        priors = {"weights": dist.Dirichlet(ones(K) * alpha)}
         if d:
             priors["locs"] = dist.Normal(like.new_zeros(K, d), self.loc_scale).to_event(1)
             if self._storage == "full":
@@ -482,6 +538,13 @@ class GaussianMixture(GenerativeModel):
             raise ValueError(
                 f"covariance_type={self.covariance_type!r} is fitted by method='em' only (the "
                 "Pyro program's Wishart/Gamma priors do not keep the structure)"
+            )
+        if self.weight_exponent is not None and not (
+            isinstance(self.weight_concentration, float) and self.weight_concentration > 0
+        ):
+            raise ValueError(
+                f"weight_concentration={self.weight_concentration!r} is no Dirichlet (a penalty "
+                "of maximum-likelihood EM only): use method='em', or a positive value"
             )
         priors = self.priors(x)
         weights = pyro.sample("weights", priors["weights"])
@@ -650,10 +713,14 @@ class GaussianMixture(GenerativeModel):
 
     def log_prior(self, params: Params) -> torch.Tensor:
         """Log density of the prior that EM's estimate maximizes: 0 (flat) for maximum
-        likelihood (``prior=None``), else the priors of :meth:`priors` of the sites not held
-        (:meth:`hold`: held sites are constants, whose prior may even vanish at them)."""
+        likelihood (``prior=None``; with the sparse weight penalty, ``(alpha - 1) sum_k log
+        w_k``, see ``weight_concentration``), else the priors of :meth:`priors` of the sites
+        not held (:meth:`hold`: held sites are constants, whose prior may even vanish at
+        them)."""
         like = params["weights"]
         if self.ml:
+            if self.weight_exponent is not None:  # the sparse weight penalty
+                return self.weight_exponent * like.log().sum()
             return like.new_zeros(())
         priors = self.priors(like)
         free = [name for name in self.global_sites if name not in self.held]
@@ -726,6 +793,8 @@ class GaussianMixture(GenerativeModel):
             # A component that lost every row keeps its parameters (its weight is floored): the
             # M-step has nothing to estimate them from.
             empty = n_k <= _EMPTY * stats["rows"]
+            if self.weight_exponent is not None:  # switched off by the sparse weight penalty
+                empty = empty | (out["weights"] <= OFF_FLOOR)
             if bool(empty.any()):
                 for name, value in out.items():
                     if name != "weights" and name in params:
@@ -738,6 +807,8 @@ class GaussianMixture(GenerativeModel):
 
     #: Sites held at given values (:meth:`hold`), kept by :meth:`m_step` and every start.
     held: Params = MappingProxyType({})
+    #: ``alpha - 1`` of the sparse weight penalty, set by :meth:`build` (None: no penalty).
+    weight_exponent: float | None = None
 
     def fixable_sites(self) -> tuple[str, ...]:
         """What ``method="em"`` can hold fixed (``fit(..., fixed={...})``): ``weights``; the
@@ -772,12 +843,27 @@ class GaussianMixture(GenerativeModel):
 
     def _weights(self, n_k: torch.Tensor) -> torch.Tensor:
         """Mixing weights from expected counts: proportions floored at a tiny positive value
-        (maximum likelihood), or the Dirichlet posterior mode."""
-        if self.ml:
+        (maximum likelihood), or the Dirichlet posterior mode; with a sparse weight penalty
+        (``weight_exponent`` c = alpha - 1), the maximizer of ``sum_k (n_k + c) log w_k`` over
+        the weights at least :data:`OFF_FLOOR`: ``w_k`` proportional to ``n_k + c``, and at
+        the floor (switched off) where ``n_k + c <= 0``."""
+        if self.ml and self.weight_exponent is None:
             floored = n_k.clamp_min(_EMPTY * n_k.sum())
             return floored / floored.sum()
+        if self.ml:
+            weights = (n_k + self.weight_exponent).clamp_min(0)
+            weights = weights / weights.sum().clamp_min(torch.finfo(n_k.dtype).tiny)
+            off = weights <= OFF_FLOOR
+            if bool(off.all()):  # too few rows for the penalty: the proportions, as alpha = 1
+                weights, off = n_k / n_k.sum(), torch.zeros_like(off)
+            return torch.where(off, OFF_FLOOR, weights * (1 - OFF_FLOOR * off.sum()))
         weights = (n_k + self.weight_concentration - 1).clamp_min(0)
         return weights / weights.sum()
+
+    def effective_components(self, params: Params) -> int:
+        """Components switched on: weight above :data:`OFF_WEIGHT` (1e-8). With a sparse weight
+        penalty the others are held at 1e-10 and describe no data."""
+        return int((params["weights"] > OFF_WEIGHT).sum())
 
     @property
     def default_method(self) -> str:
@@ -1242,6 +1328,8 @@ class GaussianMixture(GenerativeModel):
         return out
 
     def n_parameters(self) -> int:
+        """Free parameters of the K-component model as specified (mclust's count), switched-off
+        components included (:meth:`effective_components`)."""
         self._check_built()
         K, d = self.n_components, len(self.continuous)
         cov = covariances.n_covariance_parameters(self.structure, d, K) if d else 0
@@ -1271,7 +1359,8 @@ class GaussianMixture(GenerativeModel):
         else:
             smallest = described["variances"].min(-1).values
         floor = 100 * self.reg_covar
-        for k in torch.nonzero(smallest <= floor).flatten().tolist():
+        on = params["weights"] > OFF_WEIGHT  # a switched-off component describes no rows
+        for k in torch.nonzero((smallest <= floor) & on).flatten().tolist():
             warnings.warn(
                 f"component {k} (weight {float(params['weights'][k]):.3g}) has a variance of "
                 f"{float(smallest[k]):.3g}, at the reg_covar floor ({self.reg_covar:g}): it sits "
@@ -1299,4 +1388,8 @@ class GaussianMixture(GenerativeModel):
             else:
                 out["variances"] = params["precision"].reciprocal() * scale**2
         out.update({name: params[name] for name in self.emission.sites})
+        if self.weight_exponent is not None:
+            out["effective_components"] = params["weights"].new_tensor(
+                self.effective_components(params)
+            )
         return out
