@@ -217,7 +217,13 @@ class Proposal(NamedTuple):
 
 
 def point(u: torch.Tensor, log_density: LogDensity) -> Point:
-    """The :class:`Point` at ``u`` (chains, dim): one batched evaluation and backward pass."""
+    """The :class:`Point` at ``u`` (chains, dim): one batched evaluation and backward pass, or
+    the log density's own ``value_and_grad(u) -> (log density, gradient)`` when it has one
+    (:class:`~ppgen.infer.potential.Potential`'s compiled function)."""
+    value_and_grad = getattr(log_density, "value_and_grad", None)
+    if value_and_grad is not None:
+        lp, g = value_and_grad(u)
+        return Point(u.detach(), lp, g)
     with torch.enable_grad():
         u = u.detach().requires_grad_(True)
         lp = log_density(u)
