@@ -265,9 +265,10 @@ class Potential:
 
     def _bucket(self, n: int) -> int:
         """The batch size ``n`` rows are evaluated at: the largest batch seen (the number of
-        chains) while ``n`` is more than half of it, else the next power of two, so that a
-        sampler evaluating varying subsets of chains compiles O(log chains) functions."""
-        if 2 * n > self._largest:
+        chains) while ``n`` is more than half of it or the batch is small (16 rows cost about
+        what one does), else the next power of two, so that a sampler evaluating varying
+        subsets of many chains compiles O(log chains) functions."""
+        if 2 * n > self._largest or self._largest <= 16:
             return self._largest
         return 1 << (n - 1).bit_length()
 
