@@ -152,14 +152,15 @@ def leapfrog(
     eps: torch.Tensor | float,
     n_leapfrog: int,
     gradient: Callable[[torch.Tensor, bool], tuple[Any, torch.Tensor]],
-    inv_mass: torch.Tensor | None = None,
+    inv_mass: torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[Any, torch.Tensor]:
     """``n_leapfrog`` leapfrog steps from position ``u`` and momentum ``p`` (Neal 2011).
 
     ``g`` is the log density's gradient at ``u``; ``gradient(u, last)`` returns what the caller
     keeps of a position (its state) and the gradient there (``last`` marks the final position,
     the only one that may become the chain's state). ``inv_mass`` is a diagonal inverse mass
-    ``(dim,)``, a dense one ``(dim, dim)``, or None (unit mass). Returns the final position's state and momentum. The one integrator of
+    (broadcast against ``p``: shared or per chain), a function ``p -> M^-1 p`` (a dense one),
+    or None (unit mass). Returns the final position's state and momentum. The one integrator of
     both kernels: the tempered transition of AIS and the plain transitions of
     :func:`ppgen.mcmc`.
     """
@@ -167,7 +168,10 @@ def leapfrog(
         raise ValueError(f"n_leapfrog must be a positive integer, got {n_leapfrog!r}")
     p = p + 0.5 * eps * g
     for i in range(n_leapfrog):
-        u = u + eps * (p if inv_mass is None else velocity(inv_mass, p))
+        if inv_mass is None:
+            u = u + eps * p
+        else:
+            u = u + eps * (inv_mass(p) if callable(inv_mass) else inv_mass * p)
         last = i == n_leapfrog - 1
         out, g = gradient(u, last)
         p = p + (0.5 * eps if last else eps) * g
@@ -272,7 +276,8 @@ def step(
         s = point(u, log_density)
         return s, s.grad
 
-    new, p = leapfrog(u0, p0, g0, step_size, n_leapfrog, gradient, inv_mass)
+    metric = inv_mass if inv_mass.dim() < 2 else (lambda p: velocity(inv_mass, p))
+    new, p = leapfrog(u0, p0, g0, step_size, n_leapfrog, gradient, metric)
     v = velocity(inv_mass, p)
     h1 = -new.log_density + 0.5 * (v * p).sum(-1)
     delta = h1 - h0
