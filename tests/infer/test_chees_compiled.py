@@ -8,6 +8,7 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
+from test_chees import _mixture  # tests/infer is on sys.path (pytest's prepend import mode)
 
 from ppgen._utils import seeded
 from ppgen.infer import hmc
@@ -20,15 +21,6 @@ from ppgen.testing.posteriors import eight_schools, logistic, schools
 torch.set_num_threads(1)
 
 SIGMA, Y = eight_schools()
-
-
-def _mixture(x):
-    w = pyro.sample("w", dist.Dirichlet(torch.ones(2, dtype=x.dtype)))
-    with pyro.plate("components", 2):
-        loc = pyro.sample("loc", dist.Normal(torch.zeros((), dtype=x.dtype), 3.0))
-    with pyro.plate("data", len(x)):
-        k = pyro.sample("k", dist.Categorical(w))
-        pyro.sample("x", dist.Normal(loc[k], 1.0), obs=x)
 
 
 def _correlated(y):

@@ -4,14 +4,11 @@ target's covariance, whose moments the chains then reproduce."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-import pyro
-import pyro.distributions as dist
 import pytest
 import torch
 from scipy import stats
+from test_chees import _gaussian, _mvn_model  # tests/infer is on sys.path (prepend import mode)
 
 from ppgen._utils import seeded
 from ppgen.infer import hmc
@@ -19,23 +16,6 @@ from ppgen.infer.chees import mcmc
 from ppgen.infer.potential import Potential
 
 torch.set_num_threads(1)
-
-
-def _gaussian(dim: int, rho: float):
-    """AR(1) correlations rho^|i-j|, sds from 0.5 to 2, means from -3 to 3."""
-    i = torch.arange(dim, dtype=torch.float64)
-    sd = torch.logspace(math.log10(0.5), math.log10(2.0), dim, dtype=torch.float64)
-    cov = sd[:, None] * sd[None, :] * rho ** (i[:, None] - i[None, :]).abs()
-    return torch.linspace(-3.0, 3.0, dim, dtype=torch.float64), cov
-
-
-def _mvn_model(mean, cov):
-    scale_tril = torch.linalg.cholesky(cov)
-
-    def model():
-        pyro.sample("x", dist.MultivariateNormal(mean, scale_tril=scale_tril))
-
-    return model
 
 
 def test_one_transition_with_a_dense_metric_leaves_a_correlated_gaussian_invariant():
