@@ -46,8 +46,9 @@ class MCMCResult:
         ``"chees"`` or ``"nuts"``.
     step_size, trajectory_length : float
         The adapted values used for every draw (NUTS has no fixed trajectory length: NaN).
-    inv_mass : ndarray, shape (dim,)
-        Adapted diagonal inverse mass matrix (unconstrained space, sites in ``samples`` order).
+    inv_mass : ndarray, shape (dim,) or (dim, dim)
+        Adapted inverse mass matrix, diagonal or dense (``dense_mass=True``), in unconstrained
+        space, sites in ``samples`` order.
     info : dict
         ``vectorized`` (whether vmap served the chains), ``num_warmup``, ``warmup_divergences``,
         ``seconds`` (wall time of warm-up and sampling), ``seed``.
@@ -169,10 +170,13 @@ def windows(num_warmup: int) -> tuple[int, list[int]]:
 
 class Warmup:
     """Step size by dual averaging (Hoffman & Gelman 2014, section 3.2; Stan's constants) and
-    the pooled-variance diagonal mass matrix in Stan's windows."""
+    the pooled-variance diagonal mass matrix in Stan's windows (``dense``: the pooled
+    covariance, regularized towards the identity as Stan's dense metric)."""
 
-    def __init__(self, num_warmup: int, target: float, max_leapfrog: int, lr: float) -> None:
-        self.target, self.max_leapfrog = float(target), max_leapfrog
+    def __init__(
+        self, num_warmup: int, target: float, max_leapfrog: int, lr: float, dense: bool = False
+    ) -> None:
+        self.target, self.max_leapfrog, self.dense = float(target), max_leapfrog, dense
         self.first, self.ends = windows(num_warmup)
         self.gamma, self.t0, self.kappa = 0.05, 10.0, 0.75
         self._sum = self._sumsq = None
@@ -200,16 +204,23 @@ class Warmup:
         if not self.ends or i < self.first:
             return None
         x = u.detach().to(torch.float64)
+        sq = x.T @ x if self.dense else (x * x).sum(0)
         if self._sum is None:
-            self._sum, self._sumsq, self._count = x.sum(0), (x * x).sum(0), x.shape[0]
+            self._sum, self._sumsq, self._count = x.sum(0), sq, x.shape[0]
         else:
-            self._sum, self._sumsq = self._sum + x.sum(0), self._sumsq + (x * x).sum(0)
+            self._sum, self._sumsq = self._sum + x.sum(0), self._sumsq + sq
             self._count += x.shape[0]
         if i + 1 != self.ends[0]:
             return None
         self.ends.pop(0)
         n = self._count
         mean = self._sum / n
+        if self.dense:
+            cov = (self._sumsq - n * torch.outer(mean, mean)) / max(n - 1, 1)
+            eye = torch.eye(len(mean), dtype=cov.dtype, device=cov.device)
+            cov = (n / (n + 5.0)) * cov + 1e-3 * (5.0 / (n + 5.0)) * eye  # Stan's regularization
+            self._sum = self._sumsq = None
+            return (0.5 * (cov + cov.T)).to(u.dtype)
         var = ((self._sumsq - n * mean * mean) / max(n - 1, 1)).clamp_min(0.0)
         var = (n / (n + 5.0)) * var + 1e-3 * (5.0 / (n + 5.0))  # Stan's regularization
         self._sum = self._sumsq = None

@@ -61,6 +61,7 @@ def mcmc(
     target_accept_prob: float = 0.8,
     max_leapfrog: int = 1000,
     max_tree_depth: int = 10,
+    dense_mass: bool = False,
     vectorize: bool = True,
     progress: bool | None = None,
     **kwargs: Any,
@@ -93,6 +94,9 @@ def mcmc(
         Cap on leapfrog steps per transition (ChEES).
     max_tree_depth : int
         Cap on NUTS's doublings: at most ``2^max_tree_depth - 1`` leapfrog steps (NUTS).
+    dense_mass : bool
+        Adapt a dense mass matrix, the pooled covariance of the warm-up draws (ChEES; for
+        strongly correlated posteriors), instead of a diagonal one.
     vectorize : bool
         Vectorize the model over chains with ``torch.func.vmap`` (a model it cannot run falls
         back to a loop over chains, with a :class:`~ppgen.infer.potential.VectorizationWarning`).
@@ -122,6 +126,8 @@ def mcmc(
     if isinstance(num_warmup, bool) or not isinstance(num_warmup, int) or num_warmup < 0:
         raise ValueError(f"num_warmup must be a non-negative integer, got {num_warmup!r}")
     check_number(init_radius, "init_radius", positive=False)
+    if dense_mass and kernel != "chees":
+        raise ValueError(f"dense_mass=True is available for kernel='chees', not {kernel!r}")
     if not 0 < float(target_accept_prob) < 1:
         raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob!r}")
     with seeded(seed):
@@ -139,7 +145,7 @@ def mcmc(
         }
         if kernel == "nuts":
             return run_nuts_batched(potential, max_tree_depth=max_tree_depth, **common)
-        return run_chees(potential, max_leapfrog=max_leapfrog, **common)
+        return run_chees(potential, max_leapfrog=max_leapfrog, dense_mass=dense_mass, **common)
 
 
 def run_chees(
@@ -155,17 +161,20 @@ def run_chees(
     progress: bool | None = None,
     seed: int = 0,
     learning_rate: float = 0.05,
+    dense_mass: bool = False,
 ) -> MCMCResult:
     """Warm up and run ChEES-HMC on ``potential``; randomness from torch's global generator
     (the caller seeds it). ``center`` (dim,) is the unconstrained start the chains scatter
-    around (zeros by default)."""
+    around (zeros by default); ``dense_mass`` adapts a dense mass matrix."""
     started = time.perf_counter()
     state = start_chains(potential, num_chains, center, init_radius)
     dtype, device = state.u.dtype, state.u.device
     inv_mass = torch.ones(potential.dim, dtype=dtype, device=device)
+    if dense_mass:
+        inv_mass = torch.diag(inv_mass)
     bar = progress_bar(num_warmup + num_samples, "chees warmup", progress)
     try:
-        warm = Warmup(num_warmup, target_accept_prob, max_leapfrog, learning_rate)
+        warm = Warmup(num_warmup, target_accept_prob, max_leapfrog, learning_rate, dense_mass)
         state, eps = warm.find_step_size(state, potential, inv_mass, 1.0)
         traj = _TrajectoryLength(eps, learning_rate)
         warmup_divergences = 0
@@ -275,12 +284,19 @@ class _TrajectoryLength:
             return
         # In the preconditioned space z = u / sd (sd^2 = inv_mass), with velocity
         # dz/dt = inv_mass p / sd: squared distances from the chains' centre before and after,
-        # and the rate at which the proposal moves away from it.
+        # and the rate at which the proposal moves away from it. Dense: z = L^-1 u with
+        # inv_mass = L L^T, so |z|^2 = u^T inv_mass^-1 u and z . dz/dt = u^T inv_mass^-1 v.
         new = prop.u - prop.u.mean(0)
         old = u_prev - u_prev.mean(0)
-        d_new = (new * new / inv_mass).sum(-1)
-        d_old = (old * old / inv_mass).sum(-1)
-        rate = (new * prop.velocity / inv_mass).sum(-1)
+        if inv_mass.dim() < 2:
+            d_new = (new * new / inv_mass).sum(-1)
+            d_old = (old * old / inv_mass).sum(-1)
+            rate = (new * prop.velocity / inv_mass).sum(-1)
+        else:
+            prec = torch.linalg.inv(inv_mass)
+            d_new = ((new @ prec) * new).sum(-1)
+            d_old = ((old @ prec) * old).sum(-1)
+            rate = ((new @ prec) * prop.velocity).sum(-1)
         g = t * (d_new - d_old) * rate
         g = torch.where(g.isfinite(), g, torch.zeros_like(g))
         grad = float((acc * g).sum() / acc.sum())

@@ -286,3 +286,9 @@ for _name, _target in (
 
 # Issue 16: adversarial training of implicit models (GAN).
 register("adversarial", "ppgen.infer.engines.adversarial:Adversarial")
+
+# Issue 19: "nuts" is the batched masked NUTS (many chains as one tensor); Pyro's NUTS stays as
+# "pyro-nuts" (and serves "nuts" where a model cannot be vectorized, or under distributed=True).
+register("pyro-nuts", "ppgen.infer.engines.nuts:NUTS")
+register("nuts", "ppgen.infer.engines.nuts_batched:BatchedNUTS")
+unregister("nuts", "ppgen.infer.engines.nuts:NUTS")

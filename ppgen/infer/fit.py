@@ -79,8 +79,11 @@ def fit(
         :class:`ppgen.guides.FlowGuide` recipe), or your own guide over the global sites),
         minibatches with ``subsample_size``. Deep models (:class:`ppgen.VAE`,
         :class:`ppgen.HierarchicalVAE`) are trained by minibatch SVI of their networks.
-        ``"nuts"``: Pyro's NUTS (``num_samples``, ``warmup_steps``, ``num_chains``), started
-        from the MAP estimate.
+        ``"nuts"``: NUTS with every chain in one tensor (``num_samples``, ``warmup_steps``,
+        ``num_chains``, ``max_tree_depth``, ``init_radius``), started around the MAP estimate;
+        ``"pyro-nuts"``: Pyro's NUTS, chains one after another (what ``"nuts"`` runs for models
+        that cannot be vectorized over chains, such as the HMM, and under ``distributed=True``).
+        ``"hmc"``: ChEES-HMC, every chain in one tensor.
     seed : int
         Everything random (initialization, minibatches, MCMC) follows from it.
     device, dtype

@@ -39,6 +39,7 @@ __all__ = [
     "point",
     "step",
     "transition",
+    "velocity",
 ]
 
 #: ``u (chains, rows, dim) -> (log_base, log_ratio)``, each ``(chains, rows)``, differentiable.
@@ -151,14 +152,15 @@ def leapfrog(
     eps: torch.Tensor | float,
     n_leapfrog: int,
     gradient: Callable[[torch.Tensor, bool], tuple[Any, torch.Tensor]],
-    inv_mass: torch.Tensor | None = None,
+    inv_mass: torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[Any, torch.Tensor]:
     """``n_leapfrog`` leapfrog steps from position ``u`` and momentum ``p`` (Neal 2011).
 
     ``g`` is the log density's gradient at ``u``; ``gradient(u, last)`` returns what the caller
     keeps of a position (its state) and the gradient there (``last`` marks the final position,
     the only one that may become the chain's state). ``inv_mass`` is a diagonal inverse mass
-    (None: unit mass). Returns the final position's state and momentum. The one integrator of
+    (broadcast against ``p``: shared or per chain), a function ``p -> M^-1 p`` (a dense one),
+    or None (unit mass). Returns the final position's state and momentum. The one integrator of
     both kernels: the tempered transition of AIS and the plain transitions of
     :func:`ppgen.mcmc`.
     """
@@ -166,7 +168,10 @@ def leapfrog(
         raise ValueError(f"n_leapfrog must be a positive integer, got {n_leapfrog!r}")
     p = p + 0.5 * eps * g
     for i in range(n_leapfrog):
-        u = u + eps * (p if inv_mass is None else inv_mass * p)
+        if inv_mass is None:
+            u = u + eps * p
+        else:
+            u = u + eps * (inv_mass(p) if callable(inv_mass) else inv_mass * p)
         last = i == n_leapfrog - 1
         out, g = gradient(u, last)
         p = p + (0.5 * eps if last else eps) * g
@@ -216,8 +221,20 @@ class Proposal(NamedTuple):
     divergent: torch.Tensor
 
 
+def velocity(inv_mass: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """``M^-1 p`` for momenta ``p (chains, dim)``: a diagonal inverse mass ``(dim,)`` or a dense
+    symmetric one ``(dim, dim)``."""
+    return inv_mass * p if inv_mass.dim() < 2 else p @ inv_mass
+
+
 def point(u: torch.Tensor, log_density: LogDensity) -> Point:
-    """The :class:`Point` at ``u`` (chains, dim): one batched evaluation and backward pass."""
+    """The :class:`Point` at ``u`` (chains, dim): one batched evaluation and backward pass, or
+    the log density's own ``value_and_grad(u) -> (log density, gradient)`` when it has one
+    (:class:`~ppgen.infer.potential.Potential`'s compiled function)."""
+    value_and_grad = getattr(log_density, "value_and_grad", None)
+    if value_and_grad is not None:
+        lp, g = value_and_grad(u)
+        return Point(u.detach(), lp, g)
     with torch.enable_grad():
         u = u.detach().requires_grad_(True)
         lp = log_density(u)
@@ -234,26 +251,35 @@ def step(
     *,
     max_energy_error: float = 1000.0,
 ) -> tuple[Point, Proposal]:
-    """One HMC transition of every chain on a plain target, diagonal mass matrix.
+    """One HMC transition of every chain on a plain target, diagonal or dense mass matrix.
 
     Every chain takes ``n_leapfrog`` steps of size ``step_size`` (shared: the chains advance in
-    lockstep, one batched gradient per step), with momentum ``p ~ N(0, diag(1 / inv_mass))``,
-    then a Metropolis correction, so each transition leaves the target exactly invariant.
-    Randomness comes from torch's global generator.
+    lockstep, one batched gradient per step), with momentum ``p ~ N(0, M)`` (``inv_mass`` is
+    ``M^-1``: ``(dim,)`` diagonal or ``(dim, dim)`` dense), then a Metropolis correction, so
+    each transition leaves the target exactly invariant. Randomness comes from torch's global
+    generator.
     """
     u0, lp0, g0 = state
-    sd = inv_mass.rsqrt()
-    p0 = torch.randn_like(u0) * sd
-    kinetic0 = 0.5 * (inv_mass * p0 * p0).sum(-1)
+    if inv_mass.dim() < 2:
+        sd = inv_mass.rsqrt()
+        p0 = torch.randn_like(u0) * sd
+        kinetic0 = 0.5 * (inv_mass * p0 * p0).sum(-1)
+    else:
+        # M^-1 = L L^T: p = L^-T z has covariance L^-T L^-1 = M.
+        chol = torch.linalg.cholesky(inv_mass)
+        z = torch.randn_like(u0)
+        p0 = torch.linalg.solve_triangular(chol.mT, z.unsqueeze(-1), upper=True).squeeze(-1)
+        kinetic0 = 0.5 * (velocity(inv_mass, p0) * p0).sum(-1)
     h0 = -lp0 + kinetic0
 
     def gradient(u: torch.Tensor, last: bool) -> tuple[Point, torch.Tensor]:
         s = point(u, log_density)
         return s, s.grad
 
-    new, p = leapfrog(u0, p0, g0, step_size, n_leapfrog, gradient, inv_mass)
-    velocity = inv_mass * p
-    h1 = -new.log_density + 0.5 * (velocity * p).sum(-1)
+    metric = inv_mass if inv_mass.dim() < 2 else (lambda p: velocity(inv_mass, p))
+    new, p = leapfrog(u0, p0, g0, step_size, n_leapfrog, gradient, metric)
+    v = velocity(inv_mass, p)
+    h1 = -new.log_density + 0.5 * (v * p).sum(-1)
     delta = h1 - h0
     divergent = ~(delta <= max_energy_error)  # NaN counts as divergent
     log_acc = torch.nan_to_num(-delta, nan=-math.inf).clamp(max=0.0)
@@ -265,7 +291,7 @@ def step(
         torch.where(a2, new.grad, g0),
     )
     energy = torch.where(accept, h1, h0)
-    return kept, Proposal(new.u, velocity, log_acc.exp(), energy, divergent)
+    return kept, Proposal(new.u, v, log_acc.exp(), energy, divergent)
 
 
 def _two_grads(

@@ -7,6 +7,19 @@ transforms, at every chain's vector at once. The program runs unchanged: ``torch
 maps it over the chains, so a user's ``X @ beta`` model is vectorized without rewriting it.
 When ``vmap`` cannot run the program (data-dependent Python control flow, in-place writes,
 ``.item()``), the chains are evaluated one after another, with a warning saying why.
+
+Samplers ask for the log density and its gradient together (:meth:`Potential.value_and_grad`).
+Once ``vmap`` is known to run the program, that function is **compiled** for each batch size:
+:mod:`ppgen.infer._record` records the ATen operations of the vmapped log joint and of its
+backward pass once (Pyro's trace, the poutines, the transforms and the distributions' Python
+all run only then), and ``torch.jit.trace`` turns the recording into a TorchScript function, so
+a leapfrog step costs the tensor operations alone (eight schools, 64 chains: 2.4 ms per
+gradient through Pyro, 0.2 ms compiled; the same numbers). This is exact, not an
+approximation: a program ``vmap`` can run has no Python branch on the latent values (vmap
+refuses them), so the recorded operations are those of every evaluation; the compiled result
+is checked against the program's at its first point, and any failure (an exception in a
+compiled call, say a Cholesky factorization far out in a trajectory) falls back to the program
+itself for that call.
 """
 
 from __future__ import annotations
@@ -25,6 +38,8 @@ from pyro.infer import config_enumerate
 from pyro.poutine.enum_messenger import EnumMessenger
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import biject_to
+
+from ppgen.infer._record import compile_function
 
 __all__ = ["Potential", "VectorizationWarning"]
 
@@ -47,6 +62,9 @@ class Potential:
         Its arguments, fixed for every evaluation.
     vectorize : bool
         Try ``torch.func.vmap`` over chains (default); False evaluates chains one at a time.
+    compile : bool
+        Compile :meth:`value_and_grad` once vmap runs the program (default; see the module's
+        docstring). False: every evaluation runs the Pyro program.
 
     Attributes
     ----------
@@ -68,6 +86,7 @@ class Potential:
         kwargs: dict[str, Any] | None = None,
         *,
         vectorize: bool = True,
+        compile: bool = True,
     ) -> None:
         self.program, self.args, self.kwargs = program, tuple(args), dict(kwargs or {})
         with pyro.validation_enabled(False), torch.no_grad():
@@ -129,6 +148,11 @@ class Potential:
         self._initial = {n: latent[n]["value"].detach() for n in self.names}
         self.vectorized: bool | None = None if vectorize else False
         self._batched = torch.func.vmap(self._one)
+        # Compiled value-and-gradient functions by (batch size, dtype, device); None where
+        # compiling failed. Batches are padded up to a compiled size (see _bucket).
+        self.compile = bool(compile) and vectorize
+        self._compiled: dict[tuple, Callable | None] = {}
+        self._largest = 0
 
     # -- flat vector <-> sites -------------------------------------------------------------------
     def unflatten(self, u: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -207,6 +231,64 @@ class Potential:
                 return out
             self.vectorized = True
             return out
+
+    def value_and_grad(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log density ``(chains,)`` and its gradient ``(chains, dim)`` at ``u (chains, dim)``,
+        both detached: the compiled function when there is one (see the module's docstring),
+        else the program with autograd."""
+        if self.compile and self.vectorized and u.dim() == 2 and u.shape[0] > 0:
+            n = u.shape[0]
+            self._largest = max(self._largest, n)
+            size = self._bucket(n)
+            key = (size, u.dtype, u.device)
+            if key not in self._compiled:
+                self._compiled[key] = self._compile(u, size)
+            fn = self._compiled[key]
+            if fn is not None:
+                padded = u.detach()
+                if size > n:  # copies of the first row: finite, and their results dropped
+                    padded = torch.cat([padded, padded[:1].expand(size - n, -1)])
+                try:
+                    lp, g = fn(padded)
+                except Exception:  # noqa: BLE001 - the program itself decides, below
+                    pass
+                else:
+                    return lp[:n], g[:n]
+        return self._autograd(u)
+
+    def _autograd(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.enable_grad():
+            u = u.detach().requires_grad_(True)
+            lp = self(u)
+            (g,) = torch.autograd.grad(lp.sum(), u)
+        return lp.detach(), g
+
+    def _bucket(self, n: int) -> int:
+        """The batch size ``n`` rows are evaluated at: the largest batch seen (the number of
+        chains) while ``n`` is more than half of it or the batch is small (16 rows cost about
+        what one does), else the next power of two, so that a sampler evaluating varying
+        subsets of many chains compiles O(log chains) functions."""
+        if 2 * n > self._largest or self._largest <= 16:
+            return self._largest
+        return 1 << (n - 1).bit_length()
+
+    def _compile(self, u: torch.Tensor, size: int) -> Callable | None:
+        """The compiled ``u (size, dim) -> (log density, gradient)``, or None if recording or
+        checking it fails (the program then runs at every call)."""
+        x = u.detach()
+        if size > x.shape[0]:
+            x = torch.cat([x, x[:1].expand(size - x.shape[0], -1)])
+        try:
+            with pyro.validation_enabled(False):
+                _, fn = compile_function(self._autograd, x)
+                lp, g = fn(x)
+            ref_lp, ref_g = self._autograd(x)
+        except Exception:  # noqa: BLE001 - any failure means: run the program
+            return None
+        same = torch.allclose(lp, ref_lp, rtol=1e-9, atol=1e-12, equal_nan=True)
+        if not (same and torch.allclose(g, ref_g, rtol=1e-9, atol=1e-12, equal_nan=True)):
+            return None
+        return fn
 
     def _loop(self, u: torch.Tensor) -> torch.Tensor:
         """One chain at a time; NaN for chains where the model raises."""

@@ -294,18 +294,19 @@ def test_discrete_latents_without_finite_support_are_refused_with_a_clear_error(
         mcmc(model, num_chains=2, num_warmup=2, num_samples=2)
 
 
+def _mixture(x):
+    """Two Gaussian components, assignments k a finite discrete latent (summed out)."""
+    w = pyro.sample("w", dist.Dirichlet(torch.ones(2, dtype=x.dtype)))
+    with pyro.plate("components", 2):
+        loc = pyro.sample("loc", dist.Normal(torch.zeros((), dtype=x.dtype), 3.0))
+    with pyro.plate("data", len(x)):
+        k = pyro.sample("k", dist.Categorical(w))
+        pyro.sample("x", dist.Normal(loc[k], 1.0), obs=x)
+
+
 def test_finite_discrete_latents_are_summed_out_in_the_batched_potential():
     x = torch.tensor([-2.1, -1.7, 0.2, 1.9, 2.4], dtype=torch.float64)
-
-    def mixture(x):
-        w = pyro.sample("w", dist.Dirichlet(torch.ones(2, dtype=x.dtype)))
-        with pyro.plate("components", 2):
-            loc = pyro.sample("loc", dist.Normal(torch.zeros((), dtype=x.dtype), 3.0))
-        with pyro.plate("data", len(x)):
-            k = pyro.sample("k", dist.Categorical(w))
-            pyro.sample("x", dist.Normal(loc[k], 1.0), obs=x)
-
-    pot = Potential(mixture, (x,))
+    pot = Potential(_mixture, (x,))
     assert pot.enumerated and pot.names == ["w", "loc"] and pot.dim == 3  # a 2-simplex: 1 value
     u = torch.randn(4, 3, dtype=torch.float64)
     got = pot(u)

@@ -197,7 +197,7 @@ def test_nuts_chains_sharded_and_gathered_equal_one_process(slow_ranks):
     serial = ppgen.fit(
         ppgen.GaussianMixture(1),
         worker.table()[:60, :1],
-        method="nuts",
+        method="pyro-nuts",  # under torchrun, method="nuts" (the worker's) runs Pyro's sharded
         num_chains=2,
         num_samples=15,
         warmup_steps=15,

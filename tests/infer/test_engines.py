@@ -92,8 +92,10 @@ def test_the_registry_is_lazy_and_resolves_by_model():
     vae, gmm = ppgen.VAE(2), ppgen.GaussianMixture(2)
     assert registry.resolve(None, vae).kind == "networks"
     assert registry.resolve("svi", gmm).kind == "draws"
-    assert registry.engines_for(gmm) == ("map", "em", "svi", "nuts", "hmc")
-    assert registry.engines_for(ppgen.PPCA(1)) == ("map", "em", "svi", "nuts", "hmc")
+    assert registry.engines_for(gmm) == ("map", "em", "svi", "nuts", "hmc", "pyro-nuts")
+    assert registry.engines_for(ppgen.PPCA(1)) == (
+        "map", "em", "svi", "nuts", "hmc", "pyro-nuts"
+    )  # fmt: skip
     assert registry.engines_for(vae) == ("svi",)
     with pytest.raises(ValueError, match="method must be one of"):
         registry.resolve("magic", gmm)

@@ -26,7 +26,7 @@ import numpy as np
 import ppgen
 warnings.simplefilter("ignore")
 x = np.random.default_rng(0).normal(size=(40, 2))
-options = dict(method="nuts", num_samples=10, warmup_steps=10, num_chains=2, seed=0)
+options = dict(method="pyro-nuts", num_samples=10, warmup_steps=10, num_chains=2, seed=0)
 ppgen.fit(ppgen.GaussianMixture(1, "diag"), x, progress=False, **{**options, "num_chains": 1})
 quiet = {"progress": False}
 ppgen.Imputer(n_imputations=2, method="em", proper="bootstrap", fit_options=quiet).fit(x)

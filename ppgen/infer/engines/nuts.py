@@ -1,4 +1,10 @@
-"""NUTS: Markov chains over the global sites, started from the MAP estimate."""
+"""``method="pyro-nuts"``: Pyro's NUTS, Markov chains over the global sites, one after another,
+started from the MAP estimate.
+
+It was ``method="nuts"`` until the batched masked NUTS (:mod:`ppgen.infer.engines.nuts_batched`)
+took that name; ``"nuts"`` still runs this engine where the model cannot be vectorized over
+chains or under ``distributed=True``.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ __all__ = ["NUTS"]
 
 @dataclass(frozen=True)
 class NutsOptions:
-    """Options of ``method="nuts"``.
+    """Options of ``method="pyro-nuts"``.
 
     Attributes
     ----------
@@ -56,7 +62,7 @@ class NutsOptions:
 class NUTS(PyroEngine):
     """Pyro's NUTS over the global sites (local latents summed or integrated out as in MAP)."""
 
-    name: ClassVar[str] = "nuts"
+    name: ClassVar[str] = "pyro-nuts"
     kind: ClassVar[str] = "mcmc"
     loss_label: ClassVar[str] = "negative log joint of the MAP start (nats)"
     Options = NutsOptions
