@@ -47,7 +47,8 @@ class Imputer:
 
     Parameters
     ----------
-    model : {"gmm", "ppca", "vae", "notmiwae", "diffusion", "auto"} or GenerativeModel, default "gmm"
+    model : {"gmm", "ppca", "vae", "notmiwae", "diffusion", "auto"} or GenerativeModel
+        Default "gmm".
         ``"gmm"`` is :class:`ppgen.GaussianMixture`, ``"ppca"`` is :class:`ppgen.PPCA`,
         ``"vae"`` is :class:`ppgen.VAE` (fitted by minibatch SVI of its networks on MIWAE's
         importance-weighted bound, ``objective="iwae"`` with ``num_particles=20`` unless
@@ -56,8 +57,9 @@ class Imputer:
         ``"notmiwae"`` is :class:`ppgen.NotMIWAE` (the VAE with a self-masking model of the
         mask, for continuous columns missing not at random: trained and imputed as ``"vae"``,
         with the probability that an entry is missing a logistic function of the entry itself,
-        Ipsen et al. 2021), ``"diffusion"`` is :class:`ppgen.Diffusion` (minibatch SVI of its denoising network;
-        RePaint-style draws given the fitted network), built with ``**model_options``; or an
+        Ipsen et al. 2021), ``"diffusion"`` is :class:`ppgen.Diffusion` (minibatch SVI of its
+        denoising network; RePaint-style draws given the fitted network), built with
+        ``**model_options``; or an
         unfitted model instance (then ``model_options`` must be empty). ``"auto"`` chooses
         among Gaussian mixtures (K = 1-4, 6) and, on numeric tables, PPCA of four sizes, by how
         well draws of each from its conditional distribution predict observed cells hidden from

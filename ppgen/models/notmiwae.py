@@ -79,7 +79,7 @@ class NotMIWAE(VAE):
         self.mask_intercept = nn.Parameter(torch.zeros(d))
         self.mask_slope = nn.Parameter(torch.zeros(d))
 
-    # -- the missingness model ----------------------------------------------------------------------
+    # -- the missingness model --------------------------------------------------------------------
     def mask_log_prob(self, filled: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """``log p(m | x)`` of each row, ``filled.shape[:-1]``: the self-masking logistic of
         every column at the completed row ``filled`` (mask True = observed, None = all)."""
@@ -105,7 +105,7 @@ class NotMIWAE(VAE):
         log_lik = self.heads.log_prob(x, mask, out) + self.mask_log_prob(filled, mask)
         return log_lik + (log_ratio if kl_weight == 1.0 else kl_weight * log_ratio), filled
 
-    # -- Pyro program --------------------------------------------------------------------------------
+    # -- Pyro program -----------------------------------------------------------------------------
     def model(self, x: torch.Tensor, mask: torch.Tensor | None = None, subsample_size=None) -> None:
         self._check_built()
         with pyro.plate("data", x.shape[0], subsample_size=subsample_size, dim=-1) as ind:
@@ -116,7 +116,7 @@ class NotMIWAE(VAE):
             mb = None if mask is None else (mask if len(ind) == mask.shape[0] else mask[ind])
             pyro.factor("m", self.mask_log_prob(self._fill(xb, mb, out), mb))
 
-    # -- hooks ---------------------------------------------------------------------------------------
+    # -- hooks ------------------------------------------------------------------------------------
     def particle_log_weights(
         self, x: torch.Tensor, mask: torch.Tensor | None, k: int, kl_weight: float = 1.0
     ) -> torch.Tensor:
