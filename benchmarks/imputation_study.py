@@ -32,6 +32,7 @@ import pandas as pd  # noqa: E402
 
 import ppgen  # noqa: E402
 from ppgen.impute import imputation_report  # noqa: E402
+from ppgen.impute import report as _report  # noqa: E402
 
 warnings.filterwarnings("ignore")
 COLUMNS = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
@@ -116,6 +117,66 @@ def methods(pop: pd.DataFrame | None = None, wanted: list[str] | None = None) ->
     }
 
 
+class Checkpointed:
+    """A method ``f(table, seed)`` for imputation_report that imputes exactly as ``method``
+    would there (an Imputer copied with seed ``seed + replication``) and appends each
+    replication's pooled estimates and 95% intervals to a CSV: a run cut short keeps the
+    replications it finished (their samples are a prefix of a longer run's, same seed)."""
+
+    def __init__(self, method, name: str, mechanism: str, analysis: str, path: Path) -> None:
+        self.method, self.name, self.mechanism = method, name, mechanism
+        self.fn, self.path = _report._as_function(analysis), path
+
+    def __call__(self, table: pd.DataFrame, seed: int) -> list[pd.DataFrame]:
+        tables = _report._impute(self.method, table, seed)
+        pooled = ppgen.pool_fit(tables, self.fn)
+        estimate, lower, upper = _report._pooled_interval(pooled, 0.05)
+        rows = pd.DataFrame(
+            {
+                "mechanism": self.mechanism,
+                "method": self.name,
+                "replication": seed,  # imputation_report's seed is 0 + replication
+                "term": list(pooled.names),
+                "estimate": estimate,
+                "lower": lower,
+                "upper": upper,
+            }
+        )
+        rows.to_csv(self.path, mode="a", header=not self.path.exists(), index=False)
+        return tables
+
+
+def summarize(pop: pd.DataFrame, table: str, paths: list[str], name: str) -> None:
+    """The study's table from checkpoint CSVs: each (mechanism, method) over the replications
+    it finished, beside the complete-data and complete-case rows of the same replications."""
+    raw = pd.concat([pd.read_csv(p) for p in paths]).drop_duplicates(
+        ["mechanism", "method", "replication", "term"]
+    )
+    _, analysis, n = TABLES[table]
+    out = []
+    for (mechanism, method), block in raw.groupby(["mechanism", "method"], sort=False):
+        reps = int(block["replication"].max()) + 1
+        block = block[block["replication"] < reps]
+        if block["replication"].nunique() != reps:
+            raise ValueError(f"{mechanism} {method}: replications missing in the checkpoint")
+        # The reference rows of the same replications (cheap: a mean imputation as the method).
+        ref = imputation_report(
+            pop, analysis, {"mean": lambda t, s: [t.fillna(t.mean())] * 2}, n=n,
+            replications=reps, prop=0.3, mechanism=mechanism, seed=0, progress=False,
+        )  # fmt: skip
+        truth = ref.estimates.xs("complete data")["true"].to_dict()
+        est = _report._summarize(block.drop(columns="mechanism"), truth).reset_index()
+        refs = ref.estimates.reset_index()
+        refs = refs[refs["method"].isin(["complete data", "complete cases"])]
+        keys = ("method", "term", "true", "bias", "percent_bias", "coverage", "coverage_se")
+        head = {"table": table, "n": n, "mechanism": mechanism, "replications": reps}
+        for _, r in pd.concat([refs, est]).iterrows():
+            out.append(head | {k: r[k] for k in (*keys, "width", "rmse")})
+    write_table(name, out, f"Summary of {', '.join(paths)} (see imputation_study.py).",
+                title="Imputation: bias and coverage of pooled estimates")  # fmt: skip
+    print(f"wrote {RESULTS / (name + '.md')}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replications", type=int, default=200)
@@ -127,8 +188,15 @@ def main(argv=None) -> int:
     parser.add_argument("--table", choices=sorted(TABLES), default="penguins")
     parser.add_argument("--n", type=int, default=None, help="rows per replication")
     parser.add_argument("--name", default="imputation_study")
+    parser.add_argument(
+        "--checkpoint", action="store_true", help="append every replication to <name>_reps.csv"
+    )
+    parser.add_argument("--summarize", nargs="+", help="checkpoint CSVs: write their table only")
     args = parser.parse_args(argv)
     pop = population(args.table)
+    if args.summarize:
+        summarize(pop, args.table, args.summarize, args.name)
+        return 0
     _, analysis, default_n = TABLES[args.table]
     n = args.n or default_n
     wanted = args.methods.split(",") if args.methods else None
@@ -142,6 +210,9 @@ def main(argv=None) -> int:
             reps = args.replications
             if name.startswith("mice") and args.mice_replications:
                 reps = args.mice_replications
+            if args.checkpoint:
+                path = RESULTS / f"{args.name}_reps.csv"
+                method = Checkpointed(method, name, mechanism, analysis, path)
             t0, c0 = time.perf_counter(), time.process_time()
             report = imputation_report(
                 pop, analysis, {name: method}, n=n, replications=reps, prop=0.3,
