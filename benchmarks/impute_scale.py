@@ -70,12 +70,16 @@ def main() -> None:
     )
     imputer.fit(df.iloc[: args.fit_rows])
     t_fit = time.perf_counter() - start
+    print(f"fit {t_fit:.1f} s, {len(imputer.fit_.losses)} EM steps, {peak_mb():.0f} MB", flush=True)
     start = time.perf_counter()
     imputer.fit_.impute(df, args.m, seed=0)
     t_impute = (time.perf_counter() - start) / args.m
+    print(f"Fit.impute {t_impute:.1f} s/table, {peak_mb():.0f} MB", flush=True)
     start = time.perf_counter()
     tables = imputer.transform(df)
+    tables = tables if isinstance(tables, list) else [tables]  # m = 1: one DataFrame
     t_truncate = (time.perf_counter() - start) / args.m
+    print(f"transform (truncate) {t_truncate:.1f} s/table, {peak_mb():.0f} MB", flush=True)
     assert all((t.to_numpy() >= 0).all() for t in tables)
     del tables
     start = time.perf_counter()
