@@ -37,11 +37,9 @@ def table(rows: int, columns: int = 20, seed: int = 0, prop: float = 0.2) -> pd.
     factors = rng.normal(0, 1, (3, columns, columns)) / np.sqrt(columns)
     label = rng.integers(0, 3, rows)
     noise = rng.normal(size=(rows, columns))
-    x = (
-        means[label]
-        + np.einsum("nij,nj->ni", factors[label], noise)
-        + 0.5 * rng.normal(size=(rows, columns))
-    )
+    x = means[label] + 0.5 * rng.normal(size=(rows, columns))
+    for k in range(3):  # one matmul per component: no (rows, columns, columns) array
+        x[label == k] += noise[label == k] @ factors[k].T
     x -= x.min(axis=0)  # observed >= 0: support="truncate" has work to do
     frame = pd.DataFrame(x, columns=[f"x{j}" for j in range(columns)])
     return frame.mask(rng.random(frame.shape) < prop)
