@@ -204,17 +204,22 @@ def test_study_bias_and_coverage(mechanism, model, options, request):
             pytest.mark.xfail(reason="PPCA(2) bill-depth bias about -10 under MCAR and MAR")
         )
     population = ppgen.datasets.load("penguins")[PENGUIN_COLUMNS].dropna().reset_index(drop=True)
-    imputer = ppgen.Imputer(model, n_imputations=10, method="em", proper="bootstrap", **options)
-    replications = 200
-    report = imputation_report(
-        population, PENGUIN_ANALYSIS, {model: imputer}, n=200, replications=replications,
-        prop=0.3, mechanism=mechanism, seed=0,
-    )  # fmt: skip
-    _assert_bias_and_coverage(report, model, replications)
+    _study(population, PENGUIN_ANALYSIS, model, options, 200, mechanism)
 
 
 DIABETES_COLUMNS = ["age", "bmi", "bp", "s5", "target"]
 DIABETES_ANALYSIS = "target ~ age + bmi + bp + s5"
+
+
+def _study(population, analysis, model, options, n, mechanism, replications=200) -> None:
+    """200 replications of n rows, 30% of rows amputed, m = 10 proper imputations (EM +
+    bootstrap refits), seed 0 (as benchmarks/imputation_study.py), then the assertions below."""
+    imputer = ppgen.Imputer(model, n_imputations=10, method="em", proper="bootstrap", **options)
+    report = imputation_report(
+        population, analysis, {model: imputer}, n=n, replications=replications, prop=0.3,
+        mechanism=mechanism, seed=0,
+    )  # fmt: skip
+    _assert_bias_and_coverage(report, model, replications)
 
 
 def _assert_bias_and_coverage(report, name: str, replications: int) -> None:
@@ -254,13 +259,7 @@ def test_study_bias_and_coverage_diabetes(mechanism, model, options):
     from sklearn.datasets import load_diabetes
 
     population = load_diabetes(as_frame=True, scaled=False).frame[DIABETES_COLUMNS]
-    imputer = ppgen.Imputer(model, n_imputations=10, method="em", proper="bootstrap", **options)
-    replications = 200
-    report = imputation_report(
-        population, DIABETES_ANALYSIS, {model: imputer}, n=442, replications=replications,
-        prop=0.3, mechanism=mechanism, seed=0,
-    )  # fmt: skip
-    _assert_bias_and_coverage(report, model, replications)
+    _study(population, DIABETES_ANALYSIS, model, options, 442, mechanism)
 
 
 @pytest.mark.slow

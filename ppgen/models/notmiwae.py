@@ -131,16 +131,17 @@ class NotMIWAE(VAE):
         RNG; seed it first). Observed entries are returned unchanged."""
         if mask is None or bool(mask.all()):
             return x.clone()
-        k = self.impute_particles
-        rows = max(1, 2**20 // (k * max(self.heads.n_outputs, 1)))
-        parts = []
-        for start in range(0, x.shape[0], rows):
-            xb, mb = x[start : start + rows], mask[start : start + rows]
-            log_w, filled = self._particles(xb, mb, k)
-            pick = torch.multinomial(log_w.mT.softmax(-1), 1).squeeze(-1)  # (n,)
-            chosen = filled[pick, torch.arange(xb.shape[0], device=x.device)]
-            parts.append(torch.where(mb, xb, chosen))  # observed entries bit for bit
-        return torch.cat(parts)
+        rows = max(1, 2**20 // (self.impute_particles * max(self.heads.n_outputs, 1)))
+        chunks = zip(x.split(rows), mask.split(rows), strict=True)
+        return torch.cat([self._resample(xb, mb) for xb, mb in chunks])
+
+    def _resample(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """One particle per row drawn with probability proportional to its weight; its own
+        completed row, the observed entries as given."""
+        log_w, filled = self._particles(x, mask, self.impute_particles)
+        pick = torch.multinomial(log_w.mT.softmax(-1), 1).squeeze(-1)  # (n,)
+        chosen = filled[pick, torch.arange(x.shape[0], device=x.device)]
+        return torch.where(mask, x, chosen)  # observed entries bit for bit
 
     def missingness(self) -> dict[str, Any]:
         """The fitted self-masking logistic per column: ``{"intercept": [...], "slope":
