@@ -174,6 +174,8 @@ def summarize(pop: pd.DataFrame, table: str, paths: list[str], name: str) -> Non
         est = _report._summarize(block.drop(columns="mechanism"), truth).reset_index()
         refs = ref.estimates.reset_index()
         refs = refs[refs["method"].isin(["complete data", "complete cases"])]
+        if any(r["mechanism"] == mechanism and r["replications"] == reps for r in out):
+            refs = refs.iloc[:0]  # the reference rows once per mechanism and length
         keys = ("method", "term", "true", "bias", "percent_bias", "coverage", "coverage_se")
         head = {"table": table, "n": n, "mechanism": mechanism, "replications": reps}
         for _, r in pd.concat([refs, est]).iterrows():
