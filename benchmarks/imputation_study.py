@@ -2,15 +2,21 @@
 
     python benchmarks/imputation.py --study                    # 200 replications (long)
     python benchmarks/imputation_study.py --replications 40    # a few minutes per method
+    python benchmarks/imputation_study.py --table diabetes --methods "gmm K=1" --checkpoint
 
-Population: palmerpenguins' four measurements (342 complete rows; bill length and depth,
-flipper length, body mass). Analysis: OLS of body_mass_g on the three others; the population
+Population (--table penguins, the default): palmerpenguins' four measurements (342 complete
+rows; bill length and depth, flipper length, body mass). Analysis: OLS of body_mass_g on the
+three others; the population
 values are that OLS on the 342 rows. Each replication draws n = 200 rows with replacement,
 ampute()s 30% of the rows (one column per incomplete row, mice's default patterns) under MCAR,
 MAR or MNAR, imputes m = 10 times and pools by Rubin's rules (ppgen.impute.imputation_report).
 Methods: GaussianMixture with K = 1 (the saturated multivariate normal, mice's "norm" joint
 model) and K = 3, and PPCA(2), all proper through Imputer(method="em", proper="bootstrap");
 MICE from statsmodels (MICEData, predictive mean matching, 10 imputations of 5 cycles each).
+--table diabetes: scikit-learn's diabetes table (442 rows: age, bmi, bp, s5, target), OLS of
+target on the four others, n = 442 per replication; PPCA on standardized columns ("ppca q=2
+std", the BIC's q on the correlations; "ppca q=4 std"); "gmm K=1 delta" for MNAR (the delta
+that fixes MAR imputation, calibrated on the population: mnar_deltas).
 Writes benchmarks/results/imputation_study.md and .csv.
 """
 
@@ -32,14 +38,30 @@ import pandas as pd  # noqa: E402
 
 import ppgen  # noqa: E402
 from ppgen.impute import imputation_report  # noqa: E402
+from ppgen.impute import report as _report  # noqa: E402
 
 warnings.filterwarnings("ignore")
 COLUMNS = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
 ANALYSIS = "body_mass_g ~ bill_length_mm + bill_depth_mm + flipper_length_mm"
+#: scikit-learn's diabetes table (Efron et al. 2004; 442 patients, unscaled): age, body mass
+#: index, mean blood pressure, s5 (log serum triglycerides) and the disease progression after
+#: one year. Near-Gaussian margins (|skew| <= 0.6), one population (no hidden groups), and every
+#: slope but age's is >= 4 standard errors from 0 at n = 442.
+DIABETES_COLUMNS = ["age", "bmi", "bp", "s5", "target"]
+DIABETES_ANALYSIS = "target ~ age + bmi + bp + s5"
+TABLES = {
+    "penguins": (COLUMNS, ANALYSIS, 200),
+    "diabetes": (DIABETES_COLUMNS, DIABETES_ANALYSIS, 442),
+}
 M = 10
 
 
-def population() -> pd.DataFrame:
+def population(table: str = "penguins") -> pd.DataFrame:
+    if table == "diabetes":
+        from sklearn.datasets import load_diabetes
+
+        frame = load_diabetes(as_frame=True, scaled=False).frame
+        return frame[DIABETES_COLUMNS].reset_index(drop=True)
     return ppgen.datasets.load("penguins")[COLUMNS].dropna().reset_index(drop=True)
 
 
@@ -56,16 +78,111 @@ def mice(table: pd.DataFrame, seed: int, m: int = M, cycles: int = 5) -> list[pd
     return out
 
 
-def methods() -> dict:
+def mnar_deltas(pop: pd.DataFrame, rows: int = 20_000, repeats: int = 4) -> dict[str, float]:
+    """The delta that makes GMM K=1's MAR imputations right under ampute's MNAR, per column.
+
+    The sensitivity parameter at its true value, which an analyst would have to argue for: on
+    ``repeats`` samples of ``rows`` rows from the population, ampute 30% of the rows MNAR (as the
+    study does), impute under MAR, and take the mean of the deleted values minus the mean of
+    their imputations. Every incomplete row of ampute's default patterns misses one column, so a
+    shift of that column's imputations by this amount moves their mean onto the deleted values'.
+    """
+    shifts: dict[str, list[float]] = {c: [] for c in pop.columns}
+    for r in range(repeats):
+        rng = np.random.default_rng(1000 + r)
+        sample = pop.iloc[rng.integers(0, len(pop), rows)].reset_index(drop=True)
+        amputed = ppgen.ampute(sample, 0.3, mechanism="MNAR", seed=r)
+        imputer = ppgen.Imputer("gmm", n_components=1, n_imputations=5, method="em", seed=r)
+        tables = imputer.fit_transform(amputed)
+        for c in pop.columns:
+            gone = amputed[c].isna().to_numpy()
+            imputed = np.mean([t[c].to_numpy()[gone].mean() for t in tables])
+            shifts[c].append(sample[c].to_numpy()[gone].mean() - imputed)
+    return {c: float(np.mean(v)) for c, v in shifts.items()}
+
+
+def methods(pop: pd.DataFrame | None = None, wanted: list[str] | None = None) -> dict:
     def boot(model, **options):
         return ppgen.Imputer(model, n_imputations=M, method="em", proper="bootstrap", **options)
 
-    return {
+    extra = {}
+    if pop is not None and wanted and "gmm K=1 delta" in wanted:
+        deltas = mnar_deltas(pop)
+        print("deltas:", {c: round(v, 4) for c, v in deltas.items()}, flush=True)
+        extra["gmm K=1 delta"] = boot("gmm", n_components=1, delta=deltas)
+    return extra | {
         "gmm K=1": boot("gmm", n_components=1),
         "gmm K=3": boot("gmm", n_components=3),
         "ppca q=2": boot("ppca", n_components=2, fit_options={"max_steps": 200}),
+        # PPCA on standardized columns (the columns' scales differ by 100x, which an isotropic
+        # noise cannot hold); q = 2 is the BIC's pick on diabetes' correlations, q = 4 the
+        # saturated one (any covariance on 5 columns).
+        "ppca q=2 std": boot("ppca", n_components=2, standardize=True),
+        "ppca q=4 std": boot("ppca", n_components=4, standardize=True),
         "mice (statsmodels)": mice,
     }
+
+
+class Checkpointed:
+    """A method ``f(table, seed)`` for imputation_report that imputes exactly as ``method``
+    would there (an Imputer copied with seed ``seed + replication``) and appends each
+    replication's pooled estimates and 95% intervals to a CSV: a run cut short keeps the
+    replications it finished (their samples are a prefix of a longer run's, same seed)."""
+
+    def __init__(self, method, name: str, mechanism: str, analysis: str, path: Path) -> None:
+        self.method, self.name, self.mechanism = method, name, mechanism
+        self.fn, self.path = _report._as_function(analysis), path
+
+    def __call__(self, table: pd.DataFrame, seed: int) -> list[pd.DataFrame]:
+        tables = _report._impute(self.method, table, seed)
+        pooled = ppgen.pool_fit(tables, self.fn)
+        estimate, lower, upper = _report._pooled_interval(pooled, 0.05)
+        rows = pd.DataFrame(
+            {
+                "mechanism": self.mechanism,
+                "method": self.name,
+                "replication": seed,  # imputation_report's seed is 0 + replication
+                "term": list(pooled.names),
+                "estimate": estimate,
+                "lower": lower,
+                "upper": upper,
+            }
+        )
+        rows.to_csv(self.path, mode="a", header=not self.path.exists(), index=False)
+        return tables
+
+
+def summarize(pop: pd.DataFrame, table: str, paths: list[str], name: str) -> None:
+    """The study's table from checkpoint CSVs: each (mechanism, method) over the replications
+    it finished, beside the complete-data and complete-case rows of the same replications."""
+    raw = pd.concat([pd.read_csv(p) for p in paths]).drop_duplicates(
+        ["mechanism", "method", "replication", "term"]
+    )
+    _, analysis, n = TABLES[table]
+    out = []
+    for (mechanism, method), block in raw.groupby(["mechanism", "method"], sort=False):
+        reps = int(block["replication"].max()) + 1
+        block = block[block["replication"] < reps]
+        if block["replication"].nunique() != reps:
+            raise ValueError(f"{mechanism} {method}: replications missing in the checkpoint")
+        # The reference rows of the same replications (cheap: a mean imputation as the method).
+        ref = imputation_report(
+            pop, analysis, {"mean": lambda t, s: [t.fillna(t.mean())] * 2}, n=n,
+            replications=reps, prop=0.3, mechanism=mechanism, seed=0, progress=False,
+        )  # fmt: skip
+        truth = ref.estimates.xs("complete data")["true"].to_dict()
+        est = _report._summarize(block.drop(columns="mechanism"), truth).reset_index()
+        refs = ref.estimates.reset_index()
+        refs = refs[refs["method"].isin(["complete data", "complete cases"])]
+        if any(r["mechanism"] == mechanism and r["replications"] == reps for r in out):
+            refs = refs.iloc[:0]  # the reference rows once per mechanism and length
+        keys = ("method", "term", "true", "bias", "percent_bias", "coverage", "coverage_se")
+        head = {"table": table, "n": n, "mechanism": mechanism, "replications": reps}
+        for _, r in pd.concat([refs, est]).iterrows():
+            out.append(head | {k: r[k] for k in (*keys, "width", "rmse")})
+    write_table(name, out, f"Summary of {', '.join(paths)} (see imputation_study.py).",
+                title="Imputation: bias and coverage of pooled estimates")  # fmt: skip
+    print(f"wrote {RESULTS / (name + '.md')}")
 
 
 def main(argv=None) -> int:
@@ -76,11 +193,22 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--mechanisms", default="MCAR,MAR,MNAR")
     parser.add_argument("--methods", default=None, help="comma-separated subset of the methods")
-    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--table", choices=sorted(TABLES), default="penguins")
+    parser.add_argument("--n", type=int, default=None, help="rows per replication")
     parser.add_argument("--name", default="imputation_study")
+    parser.add_argument(
+        "--checkpoint", action="store_true", help="append every replication to <name>_reps.csv"
+    )
+    parser.add_argument("--summarize", nargs="+", help="checkpoint CSVs: write their table only")
     args = parser.parse_args(argv)
-    pop = population()
-    chosen = methods()
+    pop = population(args.table)
+    if args.summarize:
+        summarize(pop, args.table, args.summarize, args.name)
+        return 0
+    _, analysis, default_n = TABLES[args.table]
+    n = args.n or default_n
+    wanted = args.methods.split(",") if args.methods else None
+    chosen = methods(pop, wanted)
     if args.methods:
         chosen = {k: v for k, v in chosen.items() if k in args.methods.split(",")}
     rows = []
@@ -90,12 +218,16 @@ def main(argv=None) -> int:
             reps = args.replications
             if name.startswith("mice") and args.mice_replications:
                 reps = args.mice_replications
-            t0 = time.perf_counter()
+            if args.checkpoint:
+                path = RESULTS / f"{args.name}_reps.csv"
+                method = Checkpointed(method, name, mechanism, analysis, path)
+            t0, c0 = time.perf_counter(), time.process_time()
             report = imputation_report(
-                pop, ANALYSIS, {name: method}, n=args.n, replications=reps, prop=0.3,
+                pop, analysis, {name: method}, n=n, replications=reps, prop=0.3,
                 mechanism=mechanism, seed=0, progress=False,
             )  # fmt: skip
             per_rep = (time.perf_counter() - t0) / reps
+            cpu_per_rep = (time.process_time() - c0) / reps
             est = report.estimates.reset_index()
             keep = est["method"] == name
             if number == 0:  # the reference rows once per mechanism
@@ -103,6 +235,8 @@ def main(argv=None) -> int:
             for _, r in est[keep].iterrows():
                 rows.append(
                     {
+                        "table": args.table,
+                        "n": n,
                         "mechanism": mechanism,
                         "method": r["method"],
                         "term": r["term"],
@@ -115,23 +249,30 @@ def main(argv=None) -> int:
                         "width": r["width"],
                         "rmse": r["rmse"],
                         "s_per_replication": per_rep if r["method"] == name else None,
+                        "cpu_s_per_replication": cpu_per_rep if r["method"] == name else None,
                     }
                 )
             elapsed = time.perf_counter() - t_start
             print(f"[{elapsed:7.1f}s] {mechanism} {name}: {per_rep:.2f} s/rep", flush=True)
+            write(args, rows, t_start)  # after every block: a partial run keeps its rows
+    return 0
+
+
+def write(args: argparse.Namespace, rows: list[dict], t_start: float) -> None:
     notes = f"""
 {__doc__.split("Writes")[0].strip()}
 
-percent_bias = 100 bias / |true|; for bill_length_mm (true value about 4 g/mm with a standard
-error about 7 at n = 200) read the raw bias instead. coverage_se is the Monte Carlo standard
-error of the coverage. s_per_replication: wall time of fit + m imputations + pooling per
-replication, one thread, on a machine shared with other jobs. The complete-data and
-complete-case rows come from the first method's run of each mechanism.
-Total run time {time.perf_counter() - t_start:.0f} s.
+Table: {args.table}. percent_bias = 100 bias / |true|; read the raw bias for coefficients whose
+true value is within a few standard errors of 0 (penguins' bill_length_mm, true value about 4
+g/mm with a standard error about 7 at n = 200; diabetes' age). coverage_se is the Monte Carlo
+standard error of the coverage. s_per_replication: wall time of fit + m imputations + pooling
+per replication, one thread, on a machine shared with other jobs (load 10-17: wall times are
+several times an idle machine's); cpu_s_per_replication: the process' CPU time for the same,
+which the load inflates less. The complete-data and complete-case rows come from the first
+method's run of each mechanism. Run time so far {time.perf_counter() - t_start:.0f} s.
 """
     write_table(args.name, rows, notes, title="Imputation: bias and coverage of pooled estimates")
-    print(f"wrote {RESULTS / (args.name + '.md')}")
-    return 0
+    print(f"wrote {RESULTS / (args.name + '.md')}", flush=True)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # for type checkers and editors; __all__ is _LAZY's keys
     from ppgen.models.autoregressive import Autoregressive
     from ppgen.models.flow import Flow
     from ppgen.models.gan import GAN
+    from ppgen.models.notmiwae import NotMIWAE
 
 __version__ = "0.1.0"
 
@@ -84,6 +85,7 @@ _LAZY: dict[str, str | None] = {
     "Flow": "ppgen.models.flow",
 }
 _LAZY["GAN"] = "ppgen.models.gan"  # issue 16
+_LAZY["NotMIWAE"] = "ppgen.models.notmiwae"  # issue 21: the VAE with MNAR self-masking
 
 __all__ = list(_LAZY)
 

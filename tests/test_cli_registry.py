@@ -56,6 +56,7 @@ def test_lazy_package_keeps_its_names():
         "compare", "GAN",  # issue 16
         "Diffusion",  # issue 15
         "ampute", "tipping_point",  # issue 21
+        "NotMIWAE",  # issue 21
     }  # fmt: skip
     assert set(ppgen.__all__) <= set(dir(ppgen))
     for name in ppgen.__all__:
@@ -77,6 +78,7 @@ def test_registry_is_a_read_only_mapping_of_classes():
         "RBM", "EBM",  # issue 18
         "Diffusion",  # issue 15
         "GAN",  # issue 16
+        "NotMIWAE",  # issue 21
     }  # fmt: skip
     assert MODELS["PPCA"] is ppgen.PPCA and "VAE" in MODELS and len(MODELS) == len(set(MODELS))
     assert dict(MODELS.aliases) == {
@@ -87,6 +89,7 @@ def test_registry_is_a_read_only_mapping_of_classes():
         "rbm": "RBM", "ebm": "EBM",  # issue 18
         "diffusion": "Diffusion",  # issue 15
         "gan": "GAN",  # issue 16
+        "notmiwae": "NotMIWAE",  # issue 21
     }  # fmt: skip
     assert MODELS.lookup("gmm") is GaussianMixture
     assert MODELS.target("hvae") == "ppgen.models.hvae:HierarchicalVAE"

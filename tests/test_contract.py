@@ -185,6 +185,15 @@ CASES["GAN"] = Case(
     cli_data="wine4",
 )
 
+# Issue 21: not-MIWAE (continuous columns only).
+CASES["NotMIWAE"] = Case(
+    make=lambda: ppgen.NotMIWAE(2, hidden=(8,)),
+    data="wine4",
+    cli=("--model", "notmiwae", "--n-latent", "2", "--hidden", "8"),
+    cli_data="wine4",
+    options=DEEP,
+)
+
 
 def _grid() -> list[Any]:
     params = []

@@ -204,13 +204,29 @@ def test_study_bias_and_coverage(mechanism, model, options, request):
             pytest.mark.xfail(reason="PPCA(2) bill-depth bias about -10 under MCAR and MAR")
         )
     population = ppgen.datasets.load("penguins")[PENGUIN_COLUMNS].dropna().reset_index(drop=True)
+    _study(population, PENGUIN_ANALYSIS, model, options, 200, mechanism)
+
+
+DIABETES_COLUMNS = ["age", "bmi", "bp", "s5", "target"]
+DIABETES_ANALYSIS = "target ~ age + bmi + bp + s5"
+
+
+def _study(population, analysis, model, options, n, mechanism, replications=200) -> None:
+    """200 replications of n rows, 30% of rows amputed, m = 10 proper imputations (EM +
+    bootstrap refits), seed 0 (as benchmarks/imputation_study.py), then the assertions below."""
     imputer = ppgen.Imputer(model, n_imputations=10, method="em", proper="bootstrap", **options)
-    replications = 200
     report = imputation_report(
-        population, PENGUIN_ANALYSIS, {model: imputer}, n=200, replications=replications,
-        prop=0.3, mechanism=mechanism, seed=0,
+        population, analysis, {model: imputer}, n=n, replications=replications, prop=0.3,
+        mechanism=mechanism, seed=0,
     )  # fmt: skip
-    est = report.estimates.loc[model]
+    _assert_bias_and_coverage(report, model, replications)
+
+
+def _assert_bias_and_coverage(report, name: str, replications: int) -> None:
+    """|percent bias| <= 5% where 5% of the true value exceeds 3 Monte Carlo standard errors of
+    the mean estimate (rmse / sqrt(replications)), else the raw bias within 3 of them; coverage
+    of the 95% interval >= 92%, and <= 98% or within 2 points of the complete-data analysis'."""
+    est = report.estimates.loc[name]
     complete = report.estimates.loc["complete data"]
     for term, row in est.iterrows():
         mc_se = row["rmse"] / np.sqrt(replications)
@@ -220,6 +236,39 @@ def test_study_bias_and_coverage(mechanism, model, options, request):
             assert abs(row["bias"]) <= 3 * mc_se, (term, row)
         assert row["coverage"] >= 0.92, (term, row)
         assert row["coverage"] <= max(0.98, complete.loc[term, "coverage"] + 0.02), (term, row)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mechanism", ["MCAR", "MAR"])
+@pytest.mark.parametrize(
+    ("model", "options"),
+    [
+        ("gmm", {"n_components": 1}),
+        ("ppca", {"n_components": 2, "standardize": True}),
+    ],
+)
+def test_study_bias_and_coverage_diabetes(mechanism, model, options, request):
+    """The same design on scikit-learn's diabetes table (442 patients; age, body mass index,
+    blood pressure, s5 and the disease progression, unscaled): one population without hidden
+    groups and near-Gaussian margins, so the joint models a statistician would pick are the
+    right kind of model (the BIC on the population picks GMM K = 1, and PPCA q = 2 on the
+    standardized columns). 200 replications of n = 442 rows, 30% of rows amputed, m = 10
+    proper imputations (EM + bootstrap), OLS of the progression on the four others; age's
+    coefficient is within a standard error of 0 (raw bias). The same numbers as
+    benchmarks/results/imputation_study_diabetes_*.md (same seeds)."""
+    from sklearn.datasets import load_diabetes
+
+    if (mechanism, model) == ("MAR", "ppca"):
+        # benchmarks/results/imputation_study_diabetes_ppca_mar.md (200 replications): bmi
+        # -5.2% (3.2 Monte Carlo se past the 5% line's 0) with 98.5% coverage (complete data
+        # 96%); every other term passes, and MCAR passes. A rank-2 plus isotropic-noise model of
+        # the correlations is a little too restrictive for bmi's conditional under MAR; GMM
+        # K = 1 (the saturated Gaussian) passes both.
+        request.applymarker(
+            pytest.mark.xfail(reason="PPCA(2) MAR: bmi -5.2% and 98.5% coverage (limit 5%, 98%)")
+        )
+    population = load_diabetes(as_frame=True, scaled=False).frame[DIABETES_COLUMNS]
+    _study(population, DIABETES_ANALYSIS, model, options, 442, mechanism)
 
 
 @pytest.mark.slow

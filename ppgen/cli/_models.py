@@ -323,3 +323,11 @@ FIT_MODELS["gan"] = CliModel(
     ("n_latent", "hidden"),
     convert=_gan_options,
 )
+
+# Issue 21: not-MIWAE, the VAE with a self-masking model of the mask (continuous columns).
+FIT_MODELS["notmiwae"] = CliModel(
+    "notmiwae",
+    "VAE with self-masking missing-not-at-random mask (not-MIWAE)",
+    ("n_latent", "hidden"),
+    convert=_one_latent,
+)

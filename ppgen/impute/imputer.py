@@ -31,6 +31,7 @@ _MODEL_DEFAULTS: dict[str, Callable[[int], dict[str, Any]]] = {
     "gmm": lambda d: {"n_components": 2},
     "ppca": lambda d: {"n_components": max(1, min(2, d - 1))},
     "vae": lambda d: {},
+    "notmiwae": lambda d: {},  # issue 21: the VAE with a self-masking missingness model (MNAR)
     "diffusion": lambda d: {},  # issue 15: RePaint-style conditional sampling of the chain
 }
 _MODEL_NAMES = tuple(_MODEL_DEFAULTS)
@@ -47,14 +48,19 @@ class Imputer:
 
     Parameters
     ----------
-    model : {"gmm", "ppca", "vae", "diffusion", "auto"} or GenerativeModel, default "gmm"
+    model : {"gmm", "ppca", "vae", "notmiwae", "diffusion", "auto"} or GenerativeModel
+        Default "gmm".
         ``"gmm"`` is :class:`ppgen.GaussianMixture`, ``"ppca"`` is :class:`ppgen.PPCA`,
         ``"vae"`` is :class:`ppgen.VAE` (fitted by minibatch SVI of its networks on MIWAE's
         importance-weighted bound, ``objective="iwae"`` with ``num_particles=20`` unless
         ``fit_options`` say otherwise; its tables are MIWAE draws given the fitted networks, so
         they carry the uncertainty of the missing values but not that of the networks),
-        ``"diffusion"`` is :class:`ppgen.Diffusion` (minibatch SVI of its denoising network;
-        RePaint-style draws given the fitted network), built with ``**model_options``; or an
+        ``"notmiwae"`` is :class:`ppgen.NotMIWAE` (the VAE with a self-masking model of the
+        mask, for continuous columns missing not at random: trained and imputed as ``"vae"``,
+        with the probability that an entry is missing a logistic function of the entry itself,
+        Ipsen et al. 2021), ``"diffusion"`` is :class:`ppgen.Diffusion` (minibatch SVI of its
+        denoising network; RePaint-style draws given the fitted network), built with
+        ``**model_options``; or an
         unfitted model instance (then ``model_options`` must be empty). ``"auto"`` chooses
         among Gaussian mixtures (K = 1-4, 6) and, on numeric tables, PPCA of four sizes, by how
         well draws of each from its conditional distribution predict observed cells hidden from
@@ -329,7 +335,7 @@ class Imputer:
         if engine.resolve(self.method, spec).kind == "draws":
             # A full-rank Gaussian over the global sites (the default guide is mean-field).
             options.setdefault("guide", "mvn")
-        if self.model == "vae" and options.setdefault("objective", "iwae") == "iwae":
+        if self.model in ("vae", "notmiwae") and options.setdefault("objective", "iwae") == "iwae":
             # MIWAE's objective imputes better than the ELBO: on breast_cancer with 20% MCAR,
             # held-out RMSE 0.48-0.52 against 0.51-0.56 over three seeds (tests/models/test_vae.py).
             options.setdefault("num_particles", 20)

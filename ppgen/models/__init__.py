@@ -78,3 +78,10 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
+
+
+# Issue 21: not-MIWAE (the VAE with a self-masking missingness model).
+if TYPE_CHECKING:
+    from ppgen.models.notmiwae import NotMIWAE
+_LAZY["NotMIWAE"] = "ppgen.models.notmiwae"
+__all__ += ["NotMIWAE"]

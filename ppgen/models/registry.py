@@ -143,3 +143,5 @@ register_model("EBM", "ppgen.models.ebm:EBM", alias="ebm")
 register_model("Diffusion", "ppgen.models.diffusion:Diffusion", alias="diffusion")
 # Issue 16: the GAN (an implicit model, trained adversarially).
 register_model("GAN", "ppgen.models.gan:GAN", alias="gan")
+# Issue 21: not-MIWAE, the VAE with a self-masking missingness model (MNAR).
+register_model("NotMIWAE", "ppgen.models.notmiwae:NotMIWAE", alias="notmiwae")

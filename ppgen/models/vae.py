@@ -190,24 +190,30 @@ class VAE(AmortizedModel):
         particle plate (so the same draws as :meth:`log_weights` and
         :func:`ppgen.evaluate.iwae` under the same seed).
         """
+        z, log_ratio = self.latent_particles(x, mask, k)
+        log_lik = self.heads.log_prob(x, mask, self.decoder(z))
+        return log_lik + (log_ratio if kl_weight == 1.0 else kl_weight * log_ratio)
+
+    def latent_particles(
+        self, x: torch.Tensor, mask: torch.Tensor | None, k: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``k`` reparameterized draws ``z ~ q(z | x_obs)`` per row, ``(k, n, q)``, and their
+        ``log p(z) - log q(z | x_obs)``, ``(k, n)`` (the traced guide's draws)."""
         n = x.shape[0]
         if self.guide_type == "flow":
             q, _, _ = self.encode(x, mask)
             q = q.expand((k, n))
             z = q.rsample()
-            log_ratio = self._prior(x, n).log_prob(z) - q.log_prob(z)
-        else:
-            # The Gaussian written out: the same draws as Normal.rsample (loc + scale * eps from
-            # the same generator), without building distribution objects at every step.
-            h = self.encoder_body(self.features(x, mask))
-            loc = self.encoder_loc(h)
-            scale = nn.functional.softplus(self.encoder_scale(h)) + MIN_SCALE
-            eps = loc.new_empty((k, *loc.shape)).normal_()
-            z = loc + eps * scale
-            # log N(z; 0, I) - log N(z; loc, scale): the 2 pi constants cancel.
-            log_ratio = (0.5 * (eps * eps - z * z) + scale.log()).sum(-1)
-        log_lik = self.heads.log_prob(x, mask, self.decoder(z))
-        return log_lik + (log_ratio if kl_weight == 1.0 else kl_weight * log_ratio)
+            return z, self._prior(x, n).log_prob(z) - q.log_prob(z)
+        # The Gaussian written out: the same draws as Normal.rsample (loc + scale * eps from
+        # the same generator), without building distribution objects at every step.
+        h = self.encoder_body(self.features(x, mask))
+        loc = self.encoder_loc(h)
+        scale = nn.functional.softplus(self.encoder_scale(h)) + MIN_SCALE
+        eps = loc.new_empty((k, *loc.shape)).normal_()
+        z = loc + eps * scale
+        # log N(z; 0, I) - log N(z; loc, scale): the 2 pi constants cancel.
+        return z, (0.5 * (eps * eps - z * z) + scale.log()).sum(-1)
 
     def posterior(
         self, x: torch.Tensor, mask: torch.Tensor | None, params: Params, *, num_draws: int = 256
