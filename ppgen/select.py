@@ -395,7 +395,10 @@ def _grid(family: Family, grid: Any, n: int, p: int) -> list[tuple]:
 def _frame(data: Any) -> pd.DataFrame:
     if isinstance(data, pd.DataFrame):
         return data
-    return pd.DataFrame(np.asarray(data))
+    # An array's columns get the names ppgen.fit gives them (x0, x1, ...): a frame with integer
+    # column names is refused by every fit.
+    array = np.asarray(data)
+    return pd.DataFrame(array, columns=[f"x{j}" for j in range(array.shape[1])])
 
 
 def _picks(table: pd.DataFrame, keys: tuple[str, ...], criteria: Sequence[str]) -> dict:

@@ -19,6 +19,8 @@ def _table() -> np.ndarray:
 
 
 def _same(a, b) -> None:
+    # Every candidate fitted (an all-NA table would compare equal and prove nothing).
+    assert a.table["loglik"].notna().all()
     pd.testing.assert_frame_equal(a.table, b.table, rtol=0, atol=0)
     assert a.picks == b.picks
 
