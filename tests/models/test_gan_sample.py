@@ -132,3 +132,17 @@ def test_penguins_conditional_body_mass():
     assert gentoo["body_mass_g"].mean() - adelie["body_mass_g"].mean() > 800
     assert abs(gentoo["body_mass_g"].mean() - real["Gentoo"]) < 400
     assert abs(adelie["body_mass_g"].mean() - real["Adelie"]) < 400
+
+
+def test_networks_train_in_float32_and_come_back_in_the_data_dtype():
+    table = _groups(60)
+    tiny = {"max_steps": 4, "validation": 0}
+    for train_dtype in ("float32", "data"):
+        gan = GAN(2, hidden=(8,), critic_hidden=(8,), pac=2, max_modes=2)
+        fit = ppgen.fit(gan, table, seed=0, progress=False, train_dtype=train_dtype, **tiny)
+        assert {p.dtype for p in fit.model.state_dict().values() if p.is_floating_point()} == {
+            torch.float64
+        }
+        assert fit.sample(5, seed=0)["x"].dtype == np.float64
+    with pytest.raises(ValueError, match="train_dtype must be one of"):
+        ppgen.fit(GAN(2), table, seed=0, progress=False, train_dtype="half", **tiny)
