@@ -62,6 +62,7 @@ decoder-based generative models. *ICLR*.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import pyro
@@ -86,6 +87,8 @@ _ALPHA_CLIP = 0.99
 _LOG_2PI = math.log(2.0 * math.pi)
 #: Kernel widths of the validation MMD, in units of the median distance.
 _MMD_SCALES = (0.125, 0.25, 0.5, 1.0, 2.0)
+#: Rounds of rejection sampling for ``sample(..., conditions=...)`` before giving up.
+_CONDITION_ROUNDS = 100
 #: EM iterations and relative tolerance of each column's mixture of modes.
 _MODE_STEPS = 100
 _MODE_TOL = 1e-6
@@ -164,6 +167,10 @@ class GAN(GenerativeModel):
         Widths of the critic's hidden layers.
     pac : int
         Rows packed into one critic input (PacGAN; 1 for none). Batches are multiples of it.
+        CTGAN packs 10; on these small tables (batches of at most the training rows, e.g.
+        106 on wine's training split) 10 leaves the critic about ten packs per step, and
+        5 reached a better held-out MMD, shape and trend on wine and penguins in fewer steps
+        (benchmarks/results/compare_gan.md).
     conditional : bool
         CTGAN's conditional vector and training-by-sampling over the label columns (ignored
         when the table has none).
@@ -199,7 +206,7 @@ class GAN(GenerativeModel):
         critic: str = "wgan-gp",
         *,
         critic_hidden: tuple[int, ...] | list[int] = (128, 128),
-        pac: int = 10,
+        pac: int = 5,
         conditional: bool = True,
         max_modes: int = 10,
         tau: float = 0.2,
@@ -223,6 +230,7 @@ class GAN(GenerativeModel):
         self.noise = check_number(noise, "noise")
         self.numeric: tuple[int, ...] = ()
         self.labels: tuple[int, ...] = ()
+        self.table_columns: tuple[Column, ...] = ()
 
     @property
     def default_method(self) -> str:
@@ -250,6 +258,7 @@ class GAN(GenerativeModel):
         labels = [j for j, k in enumerate(kinds) if k in ("binary", "categorical")]
         widths = [max(schema.columns[j].n_categories, 1) for j in labels]
         self.numeric, self.labels = tuple(numeric), tuple(labels)
+        self.table_columns = tuple(schema.columns)  # names and levels for sample(conditions=)
         self.n_numeric, self.n_labels = len(numeric), len(labels)
         self.width = max(widths, default=1)  # levels of the widest label column
         k, c = self.max_modes, self.width
@@ -392,13 +401,86 @@ class GAN(GenerativeModel):
             x[:, list(self.labels)] = level.to(x.dtype)
         return x
 
-    def sample(self, n: int, params: Params) -> torch.Tensor:
-        """Draw ``n`` rows on the encoded scale (torch's global RNG; seed it first)."""
+    def sample(
+        self, n: int, params: Params, conditions: Mapping[str, Any] | None = None
+    ) -> torch.Tensor:
+        """Draw ``n`` rows on the encoded scale (torch's global RNG; seed it first).
+
+        ``conditions`` (``Fit.sample(n, seed=..., conditions={"species": "Gentoo"})``, CTGAN's
+        ``condition_column``/``condition_value``): label columns and the level each sampled
+        row must hold. With ``conditional=True`` the generator is given the condition vector
+        of one of them (the rarest level, as CTGAN trains it: training-by-sampling), and rows
+        whose drawn levels differ from any condition are rejected and drawn again, so every
+        row holds every condition and the other columns follow the generator's distribution
+        given them. ``ValueError`` for an unknown or non-label column, an unknown level, or
+        levels the generator (almost) never produces together.
+        """
         self._check_built()
         like = self.mode_loc
+        if conditions:
+            return self._sample_given(int(n), self._condition_codes(conditions))
         z = torch.randn(int(n), self.n_latent, dtype=like.dtype, device=like.device)
         cond, _, _ = self.draw_condition(int(n))
         return self.generate(z, cond)
+
+    def _condition_codes(self, conditions: Mapping[str, Any]) -> list[tuple[int, int]]:
+        """``(label index, level code)`` of each condition, checked against the schema."""
+        if not isinstance(conditions, Mapping):
+            raise ValueError(
+                f"conditions must be a mapping {{column: level}}, got {type(conditions).__name__}"
+            )
+        names = [c.name for c in self.table_columns]
+        label_names = [names[j] for j in self.labels]
+        codes = []
+        for name, value in conditions.items():
+            if name not in names:
+                raise ValueError(f"conditions: no column {name!r} in the fitted table {names}")
+            j = names.index(name)
+            if j not in self.labels:
+                raise ValueError(
+                    f"conditions: column {name!r} is {self.table_columns[j].kind}; a GAN "
+                    f"conditions on binary or categorical columns only ({label_names})"
+                )
+            levels = tuple(self.table_columns[j].categories)
+            matches = [i for i, level in enumerate(levels) if _same_level(level, value)]
+            if not matches:
+                raise ValueError(
+                    f"conditions: column {name!r} has no level {value!r}; its levels are "
+                    f"{list(levels)}"
+                )
+            codes.append((self.labels.index(j), matches[0]))
+        return codes
+
+    def _sample_given(self, n: int, codes: list[tuple[int, int]]) -> torch.Tensor:
+        """Rejection sampling of ``n`` rows holding every ``(label, level)`` of ``codes``."""
+        like = self.mode_loc
+        cond = None
+        if self.n_cond:
+            # The generator's condition vector names one label: the rarest required level.
+            i, level = min(codes, key=lambda c: float(self.level_freq[c[0], c[1]]))
+            cond = like.new_zeros(self.n_cond)
+            cond[i * self.width + level] = 1.0
+        columns = [self.labels[i] for i, _ in codes]
+        wanted = like.new_tensor([float(level) for _, level in codes])
+        kept, got = [], 0
+        for _ in range(_CONDITION_ROUNDS):
+            m = max(n - got, 100)
+            z = torch.randn(m, self.n_latent, dtype=like.dtype, device=like.device)
+            c = like.new_zeros(m, 0) if cond is None else cond.expand(m, -1)
+            x = self.generate(z, c)
+            ok = (x[:, columns] == wanted).all(-1)
+            kept.append(x[ok])
+            got += int(ok.sum())
+            if got >= n:
+                return torch.cat(kept)[:n]
+        names = [c.name for c in self.table_columns]
+        given = {names[self.labels[i]]: self.table_columns[self.labels[i]].categories[lv]
+                 for i, lv in codes}  # fmt: skip
+        raise ValueError(
+            f"conditions {given}: the generator produced only {got} such rows in "
+            f"{_CONDITION_ROUNDS} rounds of rejection sampling (fewer than the {n} asked); "
+            "it has (almost) not learned this combination of levels"
+        )
 
     def sample_distance(self, real: torch.Tensor, fake: torch.Tensor, bandwidth: float) -> float:
         """The adversarial engine's validation distance between complete encoded rows: MMD^2
@@ -475,6 +557,35 @@ class GAN(GenerativeModel):
             cond = conds[c].expand(*z.shape[:-1], conds.shape[1])
             terms.append(log_prior[c] + self._log_lik(self._raw(z, cond), x, obs, s))
         return torch.logsumexp(torch.stack(terms), 0)
+
+    def decode_sample(
+        self, params: Params, z: torch.Tensor, sigma: float | torch.Tensor
+    ) -> torch.Tensor:
+        """Encoded rows ``(S..., N, d)`` drawn from the noise model of
+        :meth:`decode_log_likelihood` given latents ``z`` ``(S..., N, n_latent)`` (torch's
+        global RNG): a condition from its prior, each continuous column's mode from the
+        generator's probabilities and the value Normal(generated value, sigma) (counts that
+        value on the log1p scale, rounded back to a count, clipped at 0), each label from the
+        generator's probabilities floored at 1e-6. The rows BDMC simulates
+        (:func:`ppgen.evaluate.decoder_bdmc`)."""
+        d = self._check_built()
+        s = self._sigma(sigma, z)
+        batch = z.shape[:-1]
+        rows = int(math.prod(batch))
+        cond, _, _ = self.draw_condition(rows)
+        alpha, modes, levels = self._split(self._raw(z.reshape(rows, -1), cond))
+        x = alpha.new_zeros(rows, d)
+        if self.n_numeric:
+            mode = torch.multinomial(modes.softmax(-1).flatten(0, 1), 1).reshape(rows, -1, 1)
+            value = self._values(alpha).gather(-1, mode).squeeze(-1)
+            value = value + s * torch.randn_like(value)
+            value = torch.where(self.is_count, torch.expm1(value).round().clamp_min(0), value)
+            x[:, list(self.numeric)] = value
+        if self.n_labels:
+            probs = levels.softmax(-1).clamp_min(PROB_FLOOR) * self.level_on
+            level = torch.multinomial(probs.flatten(0, 1), 1).reshape(rows, -1)
+            x[:, list(self.labels)] = level.to(x.dtype)
+        return x.reshape(*batch, d)
 
     def _log_lik(
         self, raw: torch.Tensor, x: torch.Tensor, obs: torch.Tensor, s: torch.Tensor
@@ -614,6 +725,17 @@ class _NoiseModel(dist.TorchDistribution):
         batch_shape = torch.Size(batch_shape)
         z = self.z.expand(batch_shape + self.z.shape[-1:])
         return _NoiseModel(self.gan, z, self.obs_mask)
+
+
+def _same_level(level: Any, value: Any) -> bool:
+    """Whether a user's ``value`` names the schema's ``level`` (also as text, so a level read
+    as 1 from a CSV is named by 1 or "1")."""
+    try:
+        if bool(level == value):
+            return True
+    except (TypeError, ValueError):
+        pass
+    return str(level) == str(value)
 
 
 def _normal_log_prob(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
