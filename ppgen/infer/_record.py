@@ -51,6 +51,7 @@ class _Recorder(TorchDispatchMode):
         self.index: dict[int, int] = {id(x): 0}
         self.alive: list[torch.Tensor] = [x]
         self.ops: list[tuple[Any, Any, Any, int]] = []
+        self.checks = False  # an operation without tensor outputs ran (a check that may raise)
 
     def _arg(self, a: Any) -> Any:
         if isinstance(a, torch.Tensor):
@@ -62,6 +63,8 @@ class _Recorder(TorchDispatchMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         leaves, _ = tree_flatten(out)
+        if not any(isinstance(leaf, torch.Tensor) for leaf in leaves):
+            self.checks = True
         self.ops.append((func, tree_map(self._arg, args), tree_map(self._arg, kwargs), len(leaves)))
         for leaf in leaves:
             # Non-tensor outputs (a Python number from .item() on a constant) take a slot too,
@@ -99,6 +102,7 @@ def record(fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> tuple[Any, Cal
                 values.extend(tree_flatten(out)[0])
         return tree_unflatten([values[i] for i in outputs], spec)
 
+    replay.checks = recorder.checks  # type: ignore[attr-defined]
     return result, replay
 
 
@@ -107,6 +111,12 @@ def compile_function(fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> tupl
     operations without Python; the replay itself when tracing fails). Returns ``fn(x)`` and the
     compiled function."""
     result, replay = record(fn, x)
+    if replay.checks:
+        # Operations without outputs are checks (linalg.cholesky's _linalg_check_errors raises
+        # on a failed factorization): TorchScript drops them as dead code, so the program's
+        # errors would vanish (a chain would keep a garbage factor instead of NaN). The Python
+        # replay runs them.
+        return result, replay
     with warnings.catch_warnings():
         # torch.jit.trace is deprecated in favour of torch.compile, whose compilation costs
         # seconds of CPU per function here; tracer warnings concern Python values we burn in.

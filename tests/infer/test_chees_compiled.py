@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pyro
 import pyro.distributions as dist
+import pytest
 import torch
 from test_chees import _mixture  # tests/infer is on sys.path (pytest's prepend import mode)
 
@@ -123,3 +124,15 @@ def test_hmc_point_uses_a_densitys_value_and_grad():
     q = hmc.point(u, lambda v: pot(v))  # plain callable: autograd
     torch.testing.assert_close(p.log_density, q.log_density, rtol=0, atol=1e-12)
     torch.testing.assert_close(p.grad, q.grad, rtol=0, atol=1e-12)
+
+
+def test_a_check_the_program_raises_on_still_raises_compiled():
+    def f(u):
+        one = torch.ones_like(u[:, 0])
+        rows = [torch.stack([one, u[:, 0]], -1), torch.stack([u[:, 0], one], -1)]
+        return torch.func.vmap(torch.linalg.cholesky)(torch.stack(rows, -2)).sum((-1, -2))
+
+    _, compiled = compile_function(f, torch.zeros(3, 1, dtype=torch.float64))
+    bad = torch.tensor([[0.0], [2.0], [0.5]], dtype=torch.float64)  # [[1, 2], [2, 1]]: not PD
+    with pytest.raises(RuntimeError, match="cholesky"):
+        compiled(bad)
