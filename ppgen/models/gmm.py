@@ -889,8 +889,8 @@ class GaussianMixture(GenerativeModel):
     def _fusable(self, x: torch.Tensor, mask: torch.Tensor | None) -> np.ndarray | None:
         """``x`` as an array when the fused kernel (:mod:`ppgen.models._gmm_kernel`) does what
         the general path would: maximum likelihood without a sparse weight penalty on a complete
-        continuous float64 CPU table, nothing held; else None. Remembered for the rows and mask last seen (EM passes the
-        same ones every iteration)."""
+        continuous float64 CPU table, nothing held; else None. Remembered for the rows and mask
+        last seen (EM passes the same ones every iteration)."""
         seen = self._fused_rows
         if seen is not None and seen[0] is x and seen[1] is mask:
             return seen[2]
