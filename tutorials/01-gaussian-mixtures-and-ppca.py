@@ -282,8 +282,9 @@ plt.show()
 # fast we use diagonal covariances (`"diag"`: each component's variables independent; a
 # Gamma prior on each precision plays the Wishart's role). The priors are proper, so the
 # posterior is too; they are weak, so posterior means sit close to the MAP estimate. The chains
-# are very short: two of 150 draws after 100 warm-up iterations, both started from the MAP
-# estimate. For real work use at least 4 chains of 1000.
+# are very short: two of 150 draws after 100 warm-up iterations, both started near the MAP
+# estimate (scattered by `init_radius=0.1` in unconstrained space; ppgen's NUTS runs all chains
+# as one batch). For real work use at least 4 chains of 1000.
 
 # %%
 gmm_nuts = ppgen.fit(
@@ -318,7 +319,7 @@ display(gmm_nuts.summary())
 # sampler met geometry it could not follow, and the posterior may be explored incompletely.
 #
 # A mixture posterior is symmetric under relabelling the components, so it has $K!$ identical
-# modes. Both chains start from the same MAP estimate and stay in one mode; chains that jumped
+# modes. Both chains start near the same MAP estimate and stay in one mode; chains that jumped
 # between modes would show R-hat far above 1 even though nothing is wrong with the model.
 #
 # The log-likelihood of a Bayesian fit is the **posterior predictive** density,
