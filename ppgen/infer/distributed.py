@@ -45,6 +45,7 @@ __all__ = [
     "ENV_KEYS",
     "Context",
     "GlobalPlate",
+    "GradientReducer",
     "all_reduce_sum",
     "average_gradients",
     "broadcast_",
@@ -64,6 +65,10 @@ __all__ = [
 ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 #: What ``distributed=`` accepts.
 CHOICES = (False, True, "auto")
+#: Minibatch SVI over several ranks all-reduces gradients during backward
+#: (:class:`GradientReducer`); False: one all-reduce after it (:func:`average_gradients`), the
+#: same numbers (kept for benchmarks/scale_svi.py's comparison).
+OVERLAP = True
 
 
 @dataclass(frozen=True)
@@ -271,6 +276,133 @@ def average_gradients(
         p.grad = view if view.dtype == p.dtype else view.to(p.dtype)
         offset += g.numel()
     return flat[0]
+
+
+class GradientReducer:
+    """:func:`average_gradients` for a fixed list of parameters, overlapped with ``backward``
+    (as ``DistributedDataParallel`` does it, on plain tensors).
+
+    The parameters' gradients live, for the whole training, as views of one flat buffer cut
+    into buckets (parameters in reverse order of the list: the order backward finishes them,
+    last layer first). A hook after each parameter's gradient accumulation launches the
+    all-reduce of a bucket (``async_op=True``) as soon as all its parameters have their
+    gradient, so communication runs in gloo's threads while backward computes the earlier
+    layers; buckets launch in index order on every rank (a collective's partner is the one
+    with the same sequence number on the other rank). :meth:`finish` launches what did not
+    launch (a rank without rows in the step, parameters outside the loss), waits, and divides.
+
+    The numbers are those of :func:`average_gradients`: each element is ``weight x
+    gradient`` summed over ranks and divided by the summed weight (the loss and the weight
+    travel at the end of the last bucket); only the collectives' cut differs, which changes
+    nothing elementwise. Saves per step: the copy of every gradient into a new buffer, the
+    views' creation, a host sync, and the wait for the whole buffer after backward.
+
+    Use: :meth:`zero_grad` before the forward pass (instead of the optimizer's), :meth:`begin`
+    with the step's weight before ``backward``, :meth:`finish` after; :meth:`close` removes
+    the hooks (the model must not launch collectives after training).
+    """
+
+    #: Elements per bucket (float64: 128 KiB); the networks here hold 10^4-10^5 weights, so a
+    #: few buckets: enough to overlap, few enough that per-collective latency stays small.
+    BUCKET_NUMEL = 16384
+
+    def __init__(
+        self, params: Sequence[torch.Tensor], ctx: Context, bucket_numel: int | None = None
+    ) -> None:
+        self.params, self.ctx = list(params), ctx
+        if not self.params:
+            raise ValueError("GradientReducer needs at least one parameter")
+        first = self.params[0]
+        self.dtype, self.device = first.dtype, first.device
+        limit = int(bucket_numel or self.BUCKET_NUMEL)
+        # Buckets over the parameters in reverse order (backward's order); each bucket is one
+        # contiguous stretch of `flat`, the last one ending with [loss, weight].
+        buckets: list[list[int]] = [[]]
+        size = 0
+        for i in reversed(range(len(self.params))):
+            if size >= limit:
+                buckets.append([])
+                size = 0
+            buckets[-1].append(i)
+            size += self.params[i].numel()
+        total = sum(p.numel() for p in self.params)
+        self.flat = torch.zeros(total + 2, dtype=self.dtype, device=self.device)
+        self.views: list[torch.Tensor] = [first] * len(self.params)
+        self.bucket_of = [0] * len(self.params)
+        self.ranges: list[tuple[int, int]] = []
+        offset = 0
+        for b, members in enumerate(buckets):
+            start = offset
+            for i in members:
+                n = self.params[i].numel()
+                self.views[i] = self.flat[offset : offset + n].view_as(self.params[i])
+                self.bucket_of[i] = b
+                offset += n
+            self.ranges.append((start, offset + (2 if b == len(buckets) - 1 else 0)))
+        self.sizes = [len(m) for m in buckets]
+        self.index = {id(p): i for i, p in enumerate(self.params)}
+        self.hooks = [p.register_post_accumulate_grad_hook(self._accumulated) for p in self.params]
+        self.pending: list[int] = []
+        self.works: list[Any] = []
+        self.weight = 1.0
+        self.active = False
+
+    def zero_grad(self) -> None:
+        """Zero the buffer and make every parameter's gradient its view again (backward then
+        accumulates into the buffer in place)."""
+        self.flat.zero_()
+        for p, view in zip(self.params, self.views, strict=True):
+            if p.grad is not view:
+                p.grad = view
+
+    def begin(self, loss: torch.Tensor, weight: float) -> None:
+        """Arm the hooks for one step: ``loss`` (this rank's, detached) and its ``weight``."""
+        self.flat[-2] = loss.detach().reshape(())
+        self.flat[-1] = 1.0
+        self.weight = float(weight)
+        self.pending = list(self.sizes)
+        self.works = []
+        self.active = True
+
+    def _accumulated(self, param: torch.Tensor) -> None:
+        if not self.active:
+            return
+        i = self.index[id(param)]
+        view = self.views[i]
+        if param.grad is not view:  # autograd stole a new tensor instead of adding in place
+            view.copy_(param.grad)
+            param.grad = view
+        self.pending[self.bucket_of[i]] -= 1
+        while len(self.works) < len(self.pending) and self.pending[len(self.works)] == 0:
+            self._launch(len(self.works))
+
+    def _launch(self, b: int) -> None:
+        start, stop = self.ranges[b]
+        bucket = self.flat[start:stop]
+        bucket.mul_(self.weight)
+        self.works.append(
+            torch.distributed.all_reduce(bucket, op=torch.distributed.ReduceOp.SUM, async_op=True)
+        )
+
+    def finish(self) -> torch.Tensor:
+        """Launch what is left, wait for every bucket, divide by the summed weight; the loss
+        averaged like the gradients (a detached scalar)."""
+        while len(self.works) < len(self.pending):
+            self._launch(len(self.works))
+        self.active = False
+        for work in self.works:
+            work.wait()
+        self.works = []
+        # A host number: dividing by flat[-1] in place would alias it.
+        self.flat.div_(self.flat[-1].item())
+        return self.flat[-2]
+
+    def close(self) -> None:
+        """Remove the hooks."""
+        for hook in self.hooks:
+            hook.remove()
+        self.hooks = []
+        self.active = False
 
 
 def gather_sizes(n: int, ctx: Context) -> list[int]:

@@ -78,6 +78,48 @@ def gradient(prog, guide, x, mask, n_global: int, seed: int) -> tuple[torch.Tens
     return loss.detach(), params
 
 
+def vae_weights(data: np.ndarray) -> torch.Tensor:
+    """The weights of check 4's distributed VAE fit."""
+    fit = ppgen.fit(
+        ppgen.VAE(2, hidden=(8,)), data, distributed=True, max_epochs=4, batch_size=32, seed=2
+    )
+    return torch.cat([p.detach().reshape(-1) for p in fit.model.parameters()])
+
+
+def reducer_check(ctx: dist.Context) -> dict:
+    """Loss and gradients of a small net averaged over ranks by ``GradientReducer`` (buckets of
+    4 weights, a parameter outside the loss) and by ``average_gradients``: both ranks holding
+    rows ("both"), and rank 1 holding none ("empty")."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    net = net.double()
+    params = [*net.parameters(), torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))]
+    out = {}
+    for case, rows in (("both", 5 + ctx.rank), ("empty", 5 if ctx.rank == 0 else 0)):
+        gen = torch.Generator().manual_seed(10 + ctx.rank)
+        x = torch.randn(rows, 3, generator=gen, dtype=torch.float64)
+
+        def loss_fn(x=x):
+            return net(x).pow(2).sum(-1).mean() if len(x) else params[0].new_zeros(())
+
+        reducer = dist.GradientReducer(params, ctx, bucket_numel=4)
+        reducer.zero_grad()
+        loss = loss_fn()
+        reducer.begin(loss, float(rows))
+        if rows:
+            loss.backward()
+        got = [reducer.finish().clone(), *(p.grad.clone() for p in params)]
+        reducer.close()
+        for p in params:
+            p.grad = None
+        loss = loss_fn()
+        if rows:
+            loss.backward()
+        want = [dist.average_gradients(loss, params, float(rows), ctx).clone()]
+        out[case] = (got, want + [p.grad.clone() for p in params])
+    return out
+
+
 def streamed_paths(out: Path) -> list[Path]:
     return [out / "part0.parquet", out / "part1.parquet"]
 
@@ -156,6 +198,19 @@ def main(out: Path, part: str = "fast") -> None:
     res["vae_losses"] = torch.as_tensor(vfit.losses)
     if ctx.rank == 0:
         vfit.save(out / "vae.ppgen")
+    # 4b. The all-reduce overlapped with backward (GradientReducer, here in many buckets) and
+    # one all-reduce after backward train the same weights, bit for bit.
+    bucket, dist.GradientReducer.BUCKET_NUMEL = dist.GradientReducer.BUCKET_NUMEL, 16
+    try:
+        res["vae_weights_buckets"] = vae_weights(vdata)
+    finally:
+        dist.GradientReducer.BUCKET_NUMEL = bucket
+    dist.OVERLAP = False
+    try:
+        res["vae_weights_after"] = vae_weights(vdata)
+    finally:
+        dist.OVERLAP = True
+    res["reducer"] = reducer_check(ctx)
     lap("vae")
     # 5. A NaN on rank 1 only, at its third step: every rank stops there together.
     model = ppgen.VAE(2, hidden=(8,))

@@ -173,6 +173,22 @@ def test_minibatch_training_keeps_identical_weights(ranks):
     assert info["n_validation"] == 24  # 12 held out on each rank, counted over both
 
 
+def test_overlapped_all_reduce_equals_one_all_reduce_after_backward(ranks):
+    # GradientReducer (buckets launched from gradient hooks during backward) gives exactly the
+    # numbers of average_gradients: per step (a rank without rows, a parameter outside the
+    # loss, many buckets) and over a whole training (bit-identical weights).
+    for r in ranks:
+        assert torch.equal(r["vae_weights_buckets"], r["vae_weights"])
+        assert torch.equal(r["vae_weights_after"], r["vae_weights"])
+        for case in ("both", "empty"):
+            got, want = r["reducer"][case]
+            assert len(got) == len(want) == 6
+            assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True)), case
+    for case in ("both", "empty"):
+        a, b = (r["reducer"][case][0] for r in ranks)
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
 def test_non_finite_loss_on_one_rank_stops_every_rank_with_the_same_weights(ranks):
     assert all(r["nan_stopped"] for r in ranks)
     assert ranks[0]["nan_message"] == ranks[1]["nan_message"]

@@ -312,6 +312,8 @@ class _Trainer:
         # A distributed run (None: serial). In a world of one the code path is the same, with
         # no communication.
         self.ctx = ctx
+        # Several ranks: gradients all-reduced bucket by bucket during backward (set in run).
+        self.reducer: dist.GradientReducer | None = None
         if elbo == "trace" and objective == "elbo":
             # vectorize_particles: one pass over all particles (a plate at dim -2).
             self.pyro_elbo = Trace_ELBO(
@@ -350,14 +352,24 @@ class _Trainer:
         ``"loss"`` or ``"gradient"``, whichever is not finite. Distributed, the loss and the
         gradients are the ranks' means weighted by their rows in the step (a rank may have
         none), so every rank takes the same step or stops."""
-        opt.zero_grad(set_to_none=True)
+        reducer = self.reducer
+        if reducer is None:
+            opt.zero_grad(set_to_none=True)
+        else:
+            reducer.zero_grad()
         if x.shape[0]:
             loss = self.loss(x, mask, kl_weight)
+            if reducer is not None:  # buckets all-reduced during backward, as they fill
+                reducer.begin(loss, float(x.shape[0]))
             loss.backward()
         else:
             loss = params[0].new_zeros(())
+            if reducer is not None:
+                reducer.begin(loss, 0.0)
         self.local_loss = loss.detach()  # this rank's, for the epoch's mean over all rows
-        if self.ctx is not None:
+        if reducer is not None:
+            loss = reducer.finish()
+        elif self.ctx is not None:
             loss = dist.average_gradients(loss, params, float(x.shape[0]), self.ctx)
         loss = loss.detach()
         grads = [p.grad for p in params if p.grad is not None]
@@ -434,6 +446,9 @@ class _Trainer:
         if not params:
             raise ValueError(f"{type(model).__name__} has no parameters to train")
         opt = torch.optim.Adam(params, lr=lr)
+        if self.ctx is not None and self.ctx.active and dist.OVERLAP:
+            if len({(p.dtype, p.device) for p in params}) == 1:
+                self.reducer = dist.GradientReducer(params, self.ctx)
         n_train = train_rows if epochs is not None else len(train_rows)
         size = min(batch_size, n_train)
         xv, mv = x[val_rows], mask[val_rows]
@@ -502,6 +517,9 @@ class _Trainer:
                         bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
         finally:
             bar.close()
+            if self.reducer is not None:  # no collectives from this model's backward later
+                self.reducer.close()
+                self.reducer = None
         if best_state is not None:
             model.load_state_dict(best_state)
         else:
