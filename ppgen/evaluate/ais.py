@@ -57,7 +57,9 @@ from torch.distributions import biject_to
 from ppgen._utils import progress_bar, seeded
 from ppgen.evaluate import estimate, partition
 from ppgen.evaluate.estimate import Estimate, frozen, jacobian
+from ppgen.infer import distributed as dist
 from ppgen.infer import hmc
+from ppgen.infer.weights import block_seed
 from ppgen.models.weights import sum_site_rows
 
 __all__ = ["AISResult", "BDMCResult", "ais", "bdmc", "schedule"]
@@ -69,6 +71,10 @@ TARGET_ACCEPT = 0.8
 DEFAULT_LEAPFROG = 10
 #: Upper bound on chains x rows x dimensions held at once; rows are processed in chunks.
 _MAX_ELEMENTS = 2**22
+#: Rows per seeded block of a distributed AIS (``ais(..., distributed=True)``).
+BLOCK_ROWS = 128
+#: The notes of exact blocks, by code (0: not exact), as distributed AIS gathers them.
+_NOTES = ("", estimate.EXACT_GUIDE, estimate.NO_LOCAL_LATENTS)
 
 
 @dataclass(frozen=True, repr=False)  # Estimate's repr: the fields and the note
@@ -146,6 +152,8 @@ def ais(
     n_tune: int | None = None,
     seed: int = 0,
     progress: bool | None = None,
+    batch_size: int | None = None,
+    distributed: bool | str = False,
 ) -> AISResult:
     """Annealed importance sampling estimate of each row's log-likelihood.
 
@@ -179,6 +187,18 @@ def ais(
         Seed of every random draw.
     progress : bool, optional
         Show a progress bar (default: when stderr is a terminal).
+    batch_size : int, optional
+        Rows per block of a distributed evaluation (default :data:`BLOCK_ROWS`); unused
+        otherwise.
+    distributed : {False, True, "auto"}
+        Share the rows among the ranks of a ``torchrun`` launch (every rank passes the same
+        table and receives the whole result, rows in their original order). The rows are cut
+        into fixed blocks of ``batch_size`` rows, each an independent AIS run (its own tuning
+        pass and schedule) seeded by ``(seed, block)``, each rank running a contiguous share
+        of the blocks: the result is the same for any number of ranks, including one process
+        with ``distributed=True`` (it differs from the serial run, whose tuning and random
+        stream run over all rows together). ``"auto"``: only under a launcher. Energy-based
+        models (one estimate of log Z) run the serial computation on every rank.
 
     Returns
     -------
@@ -221,7 +241,10 @@ def ais(
         fit, n_steps, n_chains, schedule, init, n_leapfrog, n_tune, seed, progress
     )
     enc = estimate.encode_rows(fit, data)
+    ctx = dist.resolve(distributed, enc.x.device)
     with run.scope():
+        if ctx is not None:
+            return run.sharded_forward(enc.x, enc.mask, spec, n_steps, ctx, batch_size)
         return run.forward(enc.x, enc.mask, spec, n_steps)
 
 
@@ -522,6 +545,48 @@ class AnnealingRun:
     # -- runs --------------------------------------------------------------------------------
     def forward(self, x, mask, spec, T) -> AISResult:
         return self._run(x, mask, spec, T, latents=None)
+
+    def sharded_forward(self, x, mask, spec, T, ctx, batch_size=None) -> AISResult:
+        """:meth:`forward` of a distributed evaluation: fixed blocks of rows, each an
+        independent run seeded by ``(seed, block)`` (:func:`ppgen.infer.weights.block_seed`),
+        a contiguous share of the blocks per rank, the per-row results gathered in order
+        (every rank receives all of them)."""
+        rows = estimate.check_count(batch_size, "batch_size") if batch_size else BLOCK_ROWS
+        n = x.shape[0]
+        n_blocks = -(-n // rows)
+        counts = dist.split_counts(n_blocks, ctx.world_size)
+        first = sum(counts[: ctx.rank])
+        parts = []
+        for b in range(first, first + counts[ctx.rank]):
+            sl = slice(b * rows, (b + 1) * rows)
+            self._tuned = {}  # a block's tuning is its own (the serial run shares none either)
+            with seeded(block_seed(self.seed, b), self.device):
+                res = self.forward(x[sl], mask[sl], spec, T)
+            kind = _NOTES.index(res.note) if res.note in _NOTES else 0
+            same = np.ones(len(res.per_row))  # the block's acceptance and note, per row
+            columns = (res.per_row, res.per_row_mc_se**2, res.ess, res.step_size)
+            block = np.stack([*columns, res.acceptance * same, kind * same])
+            parts.append(torch.from_numpy(block))
+        local = torch.cat(parts, 1) if parts else torch.zeros(6, 0, dtype=torch.float64)
+        got = dist.gather_rows(local.to(dist.comm_device(ctx)), ctx, dim=1).cpu().numpy()
+        per_row, mc_var, ess, step, acc, kinds = got
+        kinds = set(kinds.astype(int).tolist())
+        note = _NOTES[kinds.pop()] if len(kinds) == 1 else ""
+        est = estimate.make_estimate(per_row, mc_var, note)
+        return AISResult(
+            per_row=est.per_row,
+            mean=est.mean,
+            se=est.se,
+            mc_se=est.mc_se,
+            per_row_mc_se=frozen(np.sqrt(mc_var)),
+            ess=frozen(ess),
+            acceptance=float(np.mean(acc)) if len(acc) else math.nan,
+            step_size=frozen(step),
+            n_steps=T,
+            n_chains=self.C,
+            exact=est.exact,
+            note=note,
+        )
 
     def reverse(self, x, mask, spec, T, latents) -> AISResult:
         return self._run(x, mask, spec, T, latents=latents)

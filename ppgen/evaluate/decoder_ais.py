@@ -73,6 +73,7 @@ from ppgen.evaluate.ais import (
     schedule_spec,
 )
 from ppgen.evaluate.estimate import frozen
+from ppgen.infer import distributed as dist
 from ppgen.infer.result import Fit
 
 __all__ = ["DecoderAISResult", "DecoderBDMCResult", "SigmaSelection", "decoder_ais", "decoder_bdmc"]
@@ -382,6 +383,8 @@ def decoder_ais(
     seed: int = 0,
     progress: bool | None = None,
     validation_name: str = "validation",
+    batch_size: int | None = None,
+    distributed: bool | str = False,
 ) -> DecoderAISResult:
     """AIS estimate of each row's log-likelihood under a decoder plus a noise model.
 
@@ -422,6 +425,11 @@ def decoder_ais(
         Progress bars (default: when stderr is a terminal).
     validation_name : str
         How the label names the validation rows (e.g. ``"validation: training rows"``).
+    batch_size, distributed :
+        As in :func:`ppgen.evaluate.ais`: the evaluated rows shared among the ranks of a
+        ``torchrun`` launch in seeded blocks of ``batch_size`` rows, gathered in order (the
+        same result for any number of ranks). The choice of sigma and the BDMC check run
+        alike on every rank (the same seed: the same sigma everywhere).
 
     Returns
     -------
@@ -470,7 +478,8 @@ def decoder_ais(
         if sigma_grid is not None or validation is not None:
             raise ValueError("sigma_grid and validation apply only to sigma='validate'")
         value, note = _given(target, sigma)
-    result = _forward(target, value, x, mask, spec, T, options, seed, progress)
+    ctx = dist.resolve(distributed, x.device)
+    result = _forward(target, value, x, mask, spec, T, options, seed, progress, ctx, batch_size)
     method = f"AIS T={T}, {note}"
     out = DecoderAISResult(
         **{f.name: getattr(result, f.name) for f in fields(result)},
@@ -555,9 +564,13 @@ def _run(target, sigma, T, options, seed, progress) -> _DecoderRun:
     )
 
 
-def _forward(target, sigma, x, mask, spec, T, options, seed, progress) -> AISResult:
+def _forward(
+    target, sigma, x, mask, spec, T, options, seed, progress, ctx=None, batch_size=None
+) -> AISResult:
     run = _run(target, sigma, T, options, seed, progress)
     with run.scope(), target.evaluating():
+        if ctx is not None:
+            return run.sharded_forward(x, mask, spec, T, ctx, batch_size)
         return run.forward(x, mask, spec, T)
 
 

@@ -78,6 +78,24 @@ def gradient(prog, guide, x, mask, n_global: int, seed: int) -> tuple[torch.Tens
     return loss.detach(), params
 
 
+AIS_ROWS = 120
+AIS_OPTS = dict(n_steps=10, n_chains=4, n_tune=8, n_leapfrog=3, seed=3, batch_size=40)
+
+
+def decoder(z: torch.Tensor) -> torch.Tensor:
+    """A fixed decoder of 2 latents to the VAE table's 5 columns (decoder AIS check)."""
+    w = torch.randn(2, 5, dtype=z.dtype, generator=torch.Generator().manual_seed(0))
+    return torch.tanh(z @ w)
+
+
+def ais_fields(res) -> dict:
+    """An AIS result's per-row arrays and summaries, as tensors and numbers."""
+    out = {k: torch.as_tensor(getattr(res, k)) for k in ("per_row", "per_row_mc_se", "ess")}
+    out["step_size"] = torch.as_tensor(res.step_size)
+    out.update(mean=res.mean, mc_se=res.mc_se, acceptance=res.acceptance, note=res.note)
+    return out
+
+
 def vae_weights(data: np.ndarray) -> torch.Tensor:
     """The weights of check 4's distributed VAE fit."""
     fit = ppgen.fit(
@@ -241,6 +259,15 @@ def main(out: Path, part: str = "fast") -> None:
     est = ppgen.evaluate.iwae(vfit, vdata, k=8, seed=4, batch_size=50, distributed=True)
     res["iwae"] = torch.as_tensor(est.per_row)
     lap("iwae")
+    # 6b. Distributed AIS and decoder AIS: seeded blocks of rows (3 blocks: 2 on rank 0, 1 on
+    # rank 1), gathered in order.
+    rows = vdata[:AIS_ROWS]
+    res["ais"] = ais_fields(ppgen.evaluate.ais(vfit, rows, **AIS_OPTS, distributed=True))
+    dec = ppgen.evaluate.decoder_ais(
+        decoder, rows, n_latent=2, sigma=0.5, **AIS_OPTS, distributed=True
+    )
+    res["decoder_ais"] = ais_fields(dec)
+    lap("ais")
     # 9. Streamed EM: each rank streams its share of the Parquet row groups (uneven).
     paths = streamed_files(out) if ctx.rank == 0 else streamed_paths(out)
     torch.distributed.barrier()

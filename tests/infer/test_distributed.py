@@ -207,6 +207,33 @@ def test_distributed_iwae_gathers_rows_in_order_equal_to_one_process(ranks):
     np.testing.assert_allclose(part.per_row, one.per_row[:100], rtol=0, atol=1e-10)
 
 
+def _assert_same_ais(got: dict, want) -> None:
+    for k in ("per_row", "per_row_mc_se", "ess", "step_size"):
+        np.testing.assert_allclose(got[k].numpy(), getattr(want, k), rtol=0, atol=1e-10)
+    for k in ("mean", "mc_se", "acceptance"):
+        assert abs(got[k] - getattr(want, k)) <= 1e-10, k
+    assert got["note"] == want.note
+
+
+def test_distributed_ais_gathers_rows_in_order_equal_to_one_process(ranks):
+    # 3 seeded blocks of 40 rows shared 2 / 1 by the ranks: each row's estimate, its Monte
+    # Carlo error, ESS and step size equal one process running the same blocks.
+    fit = ppgen.load(ranks[0]["dir"] / "vae.ppgen")
+    rows = worker.vae_table()[: worker.AIS_ROWS]
+    one = ppgen.evaluate.ais(fit, rows, **worker.AIS_OPTS, distributed=True)
+    assert np.isfinite(one.per_row).all() and 0 < one.acceptance < 1
+    for r in ranks:
+        _assert_same_ais(r["ais"], one)
+    # A row's value depends on the seed and its block only, not on the rows after it.
+    part = ppgen.evaluate.ais(fit, rows[:80], **worker.AIS_OPTS, distributed=True)
+    np.testing.assert_allclose(part.per_row, one.per_row[:80], rtol=0, atol=1e-10)
+    dec = ppgen.evaluate.decoder_ais(
+        worker.decoder, rows, n_latent=2, sigma=0.5, **worker.AIS_OPTS, distributed=True
+    )
+    for r in ranks:
+        _assert_same_ais(r["decoder_ais"], dec)
+
+
 @pytest.mark.slow
 def test_nuts_chains_sharded_and_gathered_equal_one_process(slow_ranks):
     ranks = slow_ranks
