@@ -1,6 +1,7 @@
 """Scaling out (issue 20): GMM EM on one machine, in processes and streamed from Parquet.
 
-    python benchmarks/scale.py [--rows 1000000] [--dims 8] [--iters 5] [--stream-rows 1e4,1e5,1e6]
+    python benchmarks/scale.py [--rows 1000000] [--dims 8] [--iters 5]
+        [--stream-rows 1e4,1e5,1e6,1e7] [--vae-rows 1e4,1e5,1e6,1e7] [--vae-max-rows 2e5]
 
 One table, ``benchmarks/results/scale.md`` (and ``.csv``), with a ``section`` column (other
 sections, e.g. VAE SVI and IWAE evaluation, may be added by other parts of issue 20):
@@ -17,7 +18,18 @@ sections, e.g. VAE SVI and IWAE evaluation, may be added by other parts of issue
   CPU of 1 rank / CPU of 2 ranks (the share of the work that is not overhead).
 * ``stream``: EM on a Parquet file of n rows (written in row groups of 65,536) read in chunks of
   65,536 rows: time per iteration and peak resident memory of the process (``ru_maxrss``), vs
-  the same fit in memory (``memory`` rows): streamed memory should be flat in n.
+  the same fit in memory (``memory`` rows, up to ``--memory-max`` = 10^6 rows: beyond, the
+  table is not held in memory, the point of streaming): streamed memory should be flat in n.
+  The Parquet file is written to a temporary directory chunk by chunk and deleted after.
+* ``vae``: ``ppgen.fit(VAE(8, hidden=(128, 128)), "digits.parquet", max_epochs=1,
+  batch_size=128)`` streamed from a Parquet file of n digits-sized rows (scikit-learn's
+  digits, 64 columns, drawn with replacement; row groups of 65,536 rows, dictionary-encoded);
+  here ``s_per_iter`` and ``cpu_s_per_iter`` are seconds per 10^4 training rows, timed from
+  the epoch's first minibatch (sample and schema excluded), over the whole epoch when
+  n <= ``--vae-max-rows`` and over its first ``--vae-max-rows`` rows (of the shuffled
+  epoch: every row group is read when first visited) otherwise, the epoch's time then
+  extrapolated (the note says which); peak resident memory of the process. In memory too
+  for n <= ``--vae-max-rows``.
 
 Every number is the median over the iterations after the first of one run (the machine is
 shared: the load average is printed with the table).
@@ -72,6 +84,71 @@ def write_parquet(path: Path, rows: int, dims: int, chunk: int = 65_536) -> None
     writer.close()
 
 
+def write_digits_parquet(path: Path, rows: int, chunk: int = 65_536, seed: int = 0) -> None:
+    """``rows`` digits-sized rows (scikit-learn's 8 x 8 digits, 64 columns of 0-16, drawn with
+    replacement, seeded), written chunk by chunk in row groups of ``chunk`` rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from sklearn.datasets import load_digits
+
+    digits = load_digits().data.astype("float64")
+    rng = np.random.default_rng(seed)
+    writer = None
+    for first in range(0, rows, chunk):
+        block = digits[rng.integers(len(digits), size=min(chunk, rows - first))]
+        batch = pa.table({f"p{j}": block[:, j] for j in range(block.shape[1])})
+        if writer is None:
+            writer = pq.ParquetWriter(path, batch.schema)
+        writer.write_table(batch, row_group_size=chunk)
+    writer.close()
+
+
+def vae_worker(args) -> None:
+    """One streamed VAE epoch (``--mode vae``): ``ppgen.fit(VAE(8, hidden=(128, 128)),
+    path, max_epochs=1, batch_size=128)``; the epoch stops after ``--max-rows`` training rows
+    (timed from its first minibatch: the sample read and schema inference excluded). With
+    ``--in-memory`` the same fit on the table read whole."""
+    import ppgen
+    from ppgen.infer import stream
+
+    record: dict = {}
+    original = stream.Stream.minibatches
+
+    def minibatches(self, *a, **k):
+        epoch = original(self, *a, **k)
+
+        def timed(*ea, **ek):
+            done, t0, c0 = 0, None, None
+            for xb, mb in epoch(*ea, **ek):
+                if t0 is None:
+                    t0, c0 = time.perf_counter(), time.process_time()
+                yield xb, mb
+                done += len(xb)
+                if done >= args.max_rows:
+                    break
+            record.update(rows_done=done, wall=time.perf_counter() - t0,
+                          cpu=time.process_time() - c0)  # fmt: skip
+
+        return timed
+
+    stream.Stream.minibatches = minibatches
+    opts = dict(max_epochs=1, batch_size=128, validation=0.0, seed=0, progress=False)
+    # The first Adam imports torch._dynamo (seconds): once, before anything is timed.
+    ppgen.fit(ppgen.VAE(2, hidden=(8,)), np.random.default_rng(0).normal(size=(64, 3)), **opts)
+    if args.in_memory:
+        import pandas as pd
+
+        data = pd.read_parquet(args.path)
+        t0, c0 = time.perf_counter(), time.process_time()
+        ppgen.fit(ppgen.VAE(8, hidden=(128, 128)), data, **opts)
+        record.update(rows_done=len(data), wall=time.perf_counter() - t0,
+                      cpu=time.process_time() - c0)  # fmt: skip
+    else:
+        ppgen.fit(ppgen.VAE(8, hidden=(128, 128)), args.path, **opts)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({**record, "peak_mb": peak}))
+
+
 def _problem(x: np.ndarray, distributed: bool, n_total: int):
     import ppgen
     from ppgen.data.schema import Schema
@@ -124,6 +201,9 @@ def _report(times: tuple[list[float], list[float]], **extra) -> None:
 def worker(args) -> None:
     """One process: in-memory EM (``--mode memory``), one rank of a torchrun group
     (``--mode rank``) or streamed from ``--path`` (``--mode stream``)."""
+    if args.mode == "vae":
+        vae_worker(args)
+        return
     if args.mode == "stream":
         import ppgen
         from ppgen.infer.stream import open_source
@@ -173,7 +253,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
     w = sub.add_parser("worker")
-    w.add_argument("--mode", choices=("memory", "rank", "stream"), required=True)
+    w.add_argument("--mode", choices=("memory", "rank", "stream", "vae"), required=True)
+    w.add_argument("--max-rows", type=int, default=10**9)
+    w.add_argument("--in-memory", action="store_true")
     w.add_argument("--rows", type=int, default=1_000_000)
     w.add_argument("--dims", type=int, default=8)
     w.add_argument("--iters", type=int, default=5)
@@ -181,8 +263,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dims", type=int, default=8)
     parser.add_argument("--iters", type=int, default=5)
-    parser.add_argument("--stream-rows", default="1e4,1e5,1e6")
+    parser.add_argument("--stream-rows", default="1e4,1e5,1e6,1e7")
+    parser.add_argument("--memory-max", type=float, default=1e6,
+                        help="in-memory comparison rows only up to this many rows")  # fmt: skip
+    parser.add_argument("--vae-rows", default="1e4,1e5,1e6,1e7")
+    parser.add_argument("--vae-max-rows", type=float, default=2e5,
+                        help="rows timed per streamed VAE epoch (the rest not run)")  # fmt: skip
     parser.add_argument("--skip", default="", help="sections to skip, comma-separated")
+    parser.add_argument("--name", default="scale", help="results file: results/NAME.{md,csv}")
     args = parser.parse_args()
     if args.command == "worker":
         worker(args)
@@ -246,33 +334,64 @@ def main() -> None:
                                  str(args.iters)))  # fmt: skip
                 add("stream", "Parquet, chunks of 65,536", n, res["per_iter"], res["peak_mb"],
                     cpu=res["cpu"])  # fmt: skip
+                os.remove(path)
+                if n > args.memory_max:  # the point of streaming: not held in memory
+                    continue
                 mem = _run(_self("--mode", "memory", "--rows", str(n), "--dims", str(args.dims),
                                  "--iters", str(args.iters)))  # fmt: skip
                 add("stream", "in memory", n, mem["per_iter"], mem["peak_mb"], cpu=mem["cpu"])
+    if "vae" not in skip:
+        limit = int(args.vae_max_rows)
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in [int(float(v)) for v in args.vae_rows.split(",")]:
+                path = Path(tmp) / f"digits{n}.parquet"
+                write_digits_parquet(path, n)
+                settings = [("Parquet, row groups of 65,536", [])]
+                if n <= min(limit, args.memory_max):
+                    settings.append(("in memory", ["--in-memory"]))
+                for setting, extra in settings:
+                    res = _run(_self("--mode", "vae", "--path", str(path), "--max-rows",
+                                     str(limit), *extra))  # fmt: skip
+                    per_10k = 1e4 * res["wall"] / res["rows_done"]
+                    full = res["rows_done"] >= n
+                    note = (f"epoch {res['wall']:.1f} s" if full else
+                            f"epoch ~{per_10k * n / 1e4:.0f} s extrapolated from the first "
+                            f"{res['rows_done']:,} rows")  # fmt: skip
+                    rows_out.append({
+                        "section": "vae", "setting": setting, "rows": n,
+                        "s_per_iter": f"{per_10k:.3f}",
+                        "cpu_s_per_iter": f"{1e4 * res['cpu'] / res['rows_done']:.3f}",
+                        "peak_mb": f"{res['peak_mb']:.0f}", "note": note,
+                    })  # fmt: skip
+                    print(rows_out[-1], flush=True)
                 os.remove(path)
     load = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
     import csv
 
     fields = ["section", "setting", "rows", "s_per_iter", "cpu_s_per_iter", "peak_mb", "note"]
-    csv_path = RESULTS / "scale.csv"
+    csv_path = RESULTS / f"{args.name}.csv"
     with open(csv_path, "w", newline="") as fh:
         out = csv.DictWriter(fh, fieldnames=fields)
         out.writeheader()
         out.writerows(rows_out)
+    skipped = f" --skip {args.skip} --name {args.name}" if args.skip else ""
     lines = [
         "# Scaling out: GMM EM (issue 20)",
         "",
-        f"`python benchmarks/scale.py --rows {args.rows} --dims {args.dims} --iters "
-        f"{args.iters} --stream-rows {args.stream_rows}`; GaussianMixture({K}), full "
+        f"`python benchmarks/scale.py{skipped} --rows {args.rows} --dims {args.dims} --iters "
+        f"{args.iters} --stream-rows {args.stream_rows} --vae-rows {args.vae_rows} "
+        f"--vae-max-rows {args.vae_max_rows:.0e}`; GaussianMixture({K}), full "
         f"covariance, {shape} unless the row says otherwise; one thread per process; load "
-        f"average at the end {load[0]:.1f} on {os.cpu_count()} cores (a shared machine).",
+        f"average at the end {load[0]:.1f} on {os.cpu_count()} cores (a shared machine). "
+        "Section `vae`: VAE(8, hidden=(128, 128)) on digits-sized rows, seconds (wall, CPU) "
+        "per 10^4 training rows of a streamed epoch, batch 128 (see the script's docstring).",
         "",
         "| " + " | ".join(fields) + " |",
         "|" + "---|" * len(fields),
     ]
     lines += ["| " + " | ".join(str(r[f]) for f in fields) + " |" for r in rows_out]
-    (RESULTS / "scale.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
