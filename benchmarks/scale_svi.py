@@ -16,6 +16,12 @@ Work (digits-sized rows: sklearn's 1797 x 64 digits), in rows per second:
 * ``svi-local``: the same fit, 2 ranks with about 128 rows per rank per step
   (``batch_size=256`` global: 8 steps per epoch of ~112 of a rank's ~899 rows; weak scaling,
   the usual data-parallel setting: every process does about the one-process step's work);
+* ``svi-local-after``: ``svi-local`` with the gradients all-reduced in one call after
+  backward (``ppgen.infer.distributed.OVERLAP = False``) instead of bucket by bucket during
+  it (the default, :class:`ppgen.infer.distributed.GradientReducer`): the same numbers, the
+  effect of the overlap on time;
+* ``svi-256``: weak scaling at 256 rows per rank, against one process with minibatches of
+  256 (its own one-process runs and ceiling): the per-step communication weighs less;
 * ``iwae``: ``ppgen.evaluate.iwae(fit, digits, k=K, distributed=True)``.
 
 Every process first runs the same work once untimed (a 1-epoch fit; an IWAE of 128 rows): the
@@ -28,8 +34,9 @@ wrapper in this script) and the process's threads; a last one-process measuremen
 cost of a step as fixed + per row (CPU seconds), which bounds the strong-scaling speed-up.
 Run::
 
-    python benchmarks/scale_svi.py              # full size: E=10 epochs, K=200
+    python benchmarks/scale_svi.py              # full size: E=20 epochs, K=200 (~5 min)
     python benchmarks/scale_svi.py --quick      # E=2, K=50 (a minute)
+    python benchmarks/scale_svi.py --skip svi-256,iwae   # kinds left out
 """
 
 from __future__ import annotations
@@ -48,26 +55,39 @@ from _common import pin_threads, write_table
 pin_threads(1)
 
 HERE = Path(__file__).resolve()
-KINDS = ("svi", "svi-local", "iwae")
+KINDS = ("svi", "svi-local", "svi-local-after", "svi-256", "iwae")
 BATCH = 128
+#: Minibatch rows of the one-process run and of one rank's step in the 2-rank run, whether
+#: the 2-rank run overlaps its all-reduce with backward, and the kind whose one-process runs
+#: (and ceiling) it is compared with.
+SVI = {
+    "svi": (BATCH, BATCH // 2, True, "svi"),
+    "svi-local": (BATCH, BATCH, True, "svi"),
+    "svi-local-after": (BATCH, BATCH, False, "svi"),
+    "svi-256": (2 * BATCH, 2 * BATCH, True, "svi-256"),
+}
 
 
 def _timed_all_reduce(record: dict) -> None:
     """Wrap the gradient all-reduce to add its wall and CPU (this thread's) seconds to
-    ``record``."""
+    ``record``: ``average_gradients`` (one call after backward), or the part of the
+    overlapped all-reduce left after backward (``GradientReducer.finish``: the wait for the
+    last buckets)."""
     from ppgen.infer import distributed
 
-    inner = distributed.average_gradients
+    def timed(inner):
+        def wrapper(*args, **kwargs):
+            t0, c0 = time.perf_counter(), time.thread_time()
+            out = inner(*args, **kwargs)
+            record["allreduce_wall"] += time.perf_counter() - t0
+            record["allreduce_cpu"] += time.thread_time() - c0
+            record["steps"] += 1
+            return out
 
-    def wrapper(*args, **kwargs):
-        t0, c0 = time.perf_counter(), time.thread_time()
-        out = inner(*args, **kwargs)
-        record["allreduce_wall"] += time.perf_counter() - t0
-        record["allreduce_cpu"] += time.thread_time() - c0
-        record["steps"] += 1
-        return out
+        return wrapper
 
-    distributed.average_gradients = wrapper
+    distributed.average_gradients = timed(distributed.average_gradients)
+    distributed.GradientReducer.finish = timed(distributed.GradientReducer.finish)
 
 
 def work(kind: str, epochs: int, k: int, distributed: bool) -> dict:
@@ -92,7 +112,9 @@ def work(kind: str, epochs: int, k: int, distributed: bool) -> dict:
             ppgen.evaluate.iwae(fit, data, k=k, distributed=True)
 
     else:
-        batch = BATCH * world if kind == "svi-local" else BATCH
+        one, per_rank, overlap, _ = SVI[kind]
+        ppgen.infer.distributed.OVERLAP = overlap
+        batch = one if world == 1 else per_rank * world
         opts = dict(batch_size=batch, validation=0.0, seed=0, distributed=distributed)
         model = ppgen.VAE(8, hidden=(128, 128))
         ppgen.fit(model, data, max_epochs=1, **opts)  # warm-up
@@ -104,10 +126,11 @@ def work(kind: str, epochs: int, k: int, distributed: bool) -> dict:
     if distributed:
         torch.distributed.barrier()
     record.update(allreduce_wall=0.0, allreduce_cpu=0.0, steps=0)
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0, m0 = time.perf_counter(), time.process_time(), time.thread_time()
     run()
     record["seconds"] = time.perf_counter() - t0
     record["cpu"] = time.process_time() - c0
+    record["main_cpu"] = time.thread_time() - m0  # the rest: gloo's threads
     record["torch_threads"] = torch.get_num_threads()
     record["interop_threads"] = torch.get_num_interop_threads()
     record["os_threads"] = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc") else -1
@@ -205,8 +228,9 @@ def main() -> None:
     parser.add_argument("--kind", default="svi", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--k", type=int, default=None)
+    parser.add_argument("--skip", default="", help="kinds to skip, comma-separated")
     args = parser.parse_args()
-    epochs = args.epochs or (2 if args.quick else 10)
+    epochs = args.epochs or (2 if args.quick else 20)
     k = args.k or (50 if args.quick else 200)
     if args.worker:
         record = work(args.kind, epochs, k, args.distributed)
@@ -219,16 +243,21 @@ def main() -> None:
     # back to back, so a change of the machine's load hits them alike. The SVI kinds share the
     # one-process work (batch 128 over all rows), hence its ceiling.
     runs: dict[str, dict[str, list]] = {kind: {"one": [], "side": [], "two": []} for kind in KINDS}
+    kinds = [k for k in KINDS if k not in args.skip.split(",")]
+    own = {k: k == "iwae" or SVI[k][3] == k for k in kinds}  # has its own one-process runs
     for _ in range(args.repeats):
-        for kind in KINDS:
+        for kind in kinds:
             wargs = _worker_args(kind, epochs, k)
-            if kind != "svi-local":
+            if own[kind]:
                 runs[kind]["one"].append(_local(wargs, 1)[0])
                 runs[kind]["side"].append(_local(wargs, 2))
             runs[kind]["two"].append(_torchrun(wargs))
-    runs["svi-local"]["one"], runs["svi-local"]["side"] = runs["svi"]["one"], runs["svi"]["side"]
+    for kind in kinds:
+        if not own[kind]:
+            base = SVI[kind][3]
+            runs[kind]["one"], runs[kind]["side"] = runs[base]["one"], runs[base]["side"]
     rows, split = [], []
-    for kind in KINDS:
+    for kind in kinds:
         r = runs[kind]
         t1 = _median([x["seconds"] for x in r["one"]])
         ts = _median([max(x["seconds"] for x in pair) for pair in r["side"]])
@@ -238,11 +267,16 @@ def main() -> None:
         c2 = _median([max(x["cpu"] for x in pair) for pair in r["two"]])
         ceiling, speedup = 2 * t1 / ts, t1 / t2
         n_rows = 1797 * (1 if kind == "iwae" else epochs)
-        work_name = {
-            "svi": f"VAE SVI, {epochs} epochs, global batch {BATCH} ({BATCH // 2} per rank)",
-            "svi-local": f"VAE SVI, {epochs} epochs, global batch {2 * BATCH} (~{BATCH} per rank)",
-            "iwae": f"IWAE k={k}",
-        }[kind]
+        if kind == "iwae":
+            work_name = f"IWAE k={k}"
+        else:
+            one, per_rank, overlap, _ = SVI[kind]
+            scaling = "strong" if per_rank < one else "weak"
+            work_name = (
+                f"VAE SVI, {epochs} epochs, 1 rank batch {one}; 2 ranks {per_rank} rows each "
+                f"(global {2 * per_rank}, {scaling} scaling), all-reduce "
+                + ("during backward" if overlap else "after backward")
+            )
         rows.append(
             {
                 "work": work_name,
@@ -268,13 +302,18 @@ def main() -> None:
                     "steps per rank": steps,
                     "wall ms/step": round(1e3 * _median([x["seconds"] for x in two]) / steps, 2),
                     "CPU ms/step": round(1e3 * _median([x["cpu"] for x in two]) / steps, 2),
+                    "other threads CPU ms/step": round(
+                        1e3 * _median([x["cpu"] - x["main_cpu"] for x in two]) / steps, 2
+                    ),
                     "all-reduce wall ms/step": round(
                         1e3 * _median([x["allreduce_wall"] for x in two]) / steps, 2
                     ),
                     "all-reduce CPU ms/step": round(
                         1e3 * _median([x["allreduce_cpu"] for x in two]) / steps, 2
                     ),
-                    "1-rank CPU ms/step": round(1e3 * c1 / (math.ceil(1797 / BATCH) * epochs), 2),
+                    "1-rank CPU ms/step": round(
+                        1e3 * c1 / (math.ceil(1797 / SVI[kind][0]) * epochs), 2
+                    ),
                     "torch threads": two[0]["torch_threads"],
                     "inter-op threads": two[0]["interop_threads"],
                     "OS threads per rank": two[0]["os_threads"],
@@ -288,15 +327,19 @@ def main() -> None:
 
     notes = (
         f"Command: `python benchmarks/scale_svi.py{' --quick' if args.quick else ''}"
-        f"{'' if args.repeats == 3 else f' --repeats {args.repeats}'}` (median of "
+        f"{'' if args.repeats == 3 else f' --repeats {args.repeats}'}"
+        f"{f' --epochs {args.epochs}' if args.epochs else ''}"
+        f"{f' --skip {args.skip}' if args.skip else ''}` (median of "
         f"{args.repeats} interleaved runs of each; times inside the processes, around the work "
         "only, after an untimed warm-up run of the same work). Digits: 1797 rows x 64 columns; "
         f"VAE(8, hidden=(128, 128)), validation=0. IWAE: distributed=True on both (fixed "
         "seeded blocks of 128 rows, the same values for 1 and 2 ranks). The ceiling is "
         "measured in the same session, so a machine shared with other work lowers both the "
         "ceiling and the 2-rank speed-up; the CPU seconds are the steadier figures there.\n\n"
-        "Per step of the 2-rank runs (median over runs and ranks; all-reduce: "
-        "`average_gradients`, wall includes waiting for the other rank):\n\n"
+        "Per step of the 2-rank runs (median over runs and ranks; all-reduce: what is left "
+        "of it after backward, `GradientReducer.finish` or `average_gradients`; its wall "
+        "includes waiting for the other rank; other threads: gloo's, the process's CPU "
+        "minus the main thread's):\n\n"
         + markdown_table(split)
         + "\n\nOne-process cost of a step (CPU seconds = fixed + per row x rows, from fits "
         f"with minibatches of {BATCH} and {BATCH // 2} rows, best of 3): every rank repeats "
