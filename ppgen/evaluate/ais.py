@@ -572,21 +572,8 @@ class AnnealingRun:
         per_row, mc_var, ess, step, acc, kinds = got
         kinds = set(kinds.astype(int).tolist())
         note = _NOTES[kinds.pop()] if len(kinds) == 1 else ""
-        est = estimate.make_estimate(per_row, mc_var, note)
-        return AISResult(
-            per_row=est.per_row,
-            mean=est.mean,
-            se=est.se,
-            mc_se=est.mc_se,
-            per_row_mc_se=frozen(np.sqrt(mc_var)),
-            ess=frozen(ess),
-            acceptance=float(np.mean(acc)) if len(acc) else math.nan,
-            step_size=frozen(step),
-            n_steps=T,
-            n_chains=self.C,
-            exact=est.exact,
-            note=note,
-        )
+        acceptance = float(np.mean(acc)) if len(acc) else math.nan
+        return _make_result(per_row, mc_var, ess, acceptance, step, T, self.C, note)
 
     def reverse(self, x, mask, spec, T, latents) -> AISResult:
         return self._run(x, mask, spec, T, latents=latents)
@@ -748,21 +735,27 @@ class AnnealingRun:
         else:
             mc_var = np.full(lw.shape[1], math.nan)
         note = estimate.EXACT_GUIDE if estimate.equal_weights(lw.cpu().numpy(), log_w.dtype) else ""
-        est = estimate.make_estimate(per_row, mc_var, note)
-        return AISResult(
-            per_row=est.per_row,
-            mean=est.mean,
-            se=est.se,
-            mc_se=est.mc_se,
-            per_row_mc_se=frozen(np.sqrt(mc_var)),
-            ess=frozen(ess),
-            acceptance=float(acceptance),
-            step_size=frozen(step),
-            n_steps=T,
-            n_chains=C,
-            exact=est.exact,
-            note=note,
-        )
+        return _make_result(per_row, mc_var, ess, float(acceptance), step, T, C, note)
+
+
+def _make_result(per_row, mc_var, ess, acceptance, step, T, C, note) -> AISResult:
+    """An :class:`AISResult` from per-row estimates, their Monte-Carlo variances, ESS and
+    step sizes (exact, with ``note`` as the reason, when ``note`` is given)."""
+    est = estimate.make_estimate(per_row, mc_var, note)
+    return AISResult(
+        per_row=est.per_row,
+        mean=est.mean,
+        se=est.se,
+        mc_se=est.mc_se,
+        per_row_mc_se=frozen(np.sqrt(mc_var)),
+        ess=frozen(ess),
+        acceptance=acceptance,
+        step_size=frozen(step),
+        n_steps=T,
+        n_chains=C,
+        exact=est.exact,
+        note=note,
+    )
 
 
 def _thermodynamic(anchors: np.ndarray, spread: np.ndarray, T: int) -> np.ndarray:

@@ -29,9 +29,12 @@ def checks(config: dict) -> None:
 
 
 def main(out: Path) -> None:
-    env = {k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}
-    env["OMP_NUM_THREADS"] = "1"
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env})
+    # The local cluster's processes inherit this environment (PYTHONPATH: this checkout's
+    # ppgen; one thread): no runtime_env to set up per job. No usage report (nothing to send
+    # it to here).
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=2, include_dashboard=False)
     try:
         trainer = TorchTrainer(
             checks,
