@@ -245,6 +245,9 @@ def main() -> None:
     runs: dict[str, dict[str, list]] = {kind: {"one": [], "side": [], "two": []} for kind in KINDS}
     kinds = [k for k in KINDS if k not in args.skip.split(",")]
     own = {k: k == "iwae" or SVI[k][3] == k for k in kinds}  # has its own one-process runs
+    missing = {SVI[k][3] for k in kinds if not own[k]} - set(kinds)
+    if missing:
+        parser.error(f"--skip leaves out {sorted(missing)}, whose one-process runs others use")
     for _ in range(args.repeats):
         for kind in kinds:
             wargs = _worker_args(kind, epochs, k)
