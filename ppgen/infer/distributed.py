@@ -283,38 +283,43 @@ class GradientReducer:
     (as ``DistributedDataParallel`` does it, on plain tensors).
 
     The parameters' gradients live, for the whole training, as views of one flat buffer cut
-    into buckets (parameters in reverse order of the list: the order backward finishes them,
-    last layer first). A hook after each parameter's gradient accumulation launches the
-    all-reduce of a bucket (``async_op=True``) as soon as all its parameters have their
-    gradient, so communication runs in gloo's threads while backward computes the earlier
-    layers; buckets launch in index order on every rank (a collective's partner is the one
-    with the same sequence number on the other rank). :meth:`finish` launches what did not
-    launch (a rank without rows in the step, parameters outside the loss), waits, and divides.
+    into buckets of :attr:`BUCKET_BYTES` (parameters in reverse order of the list: the order
+    backward finishes them, last layer first). A hook after each parameter's gradient
+    accumulation launches the all-reduce of a bucket (``async_op=True``) as soon as all its
+    parameters have their gradient, so communication runs in gloo's threads while backward
+    computes the earlier layers; buckets launch in index order on every rank (a collective's
+    partner is the one with the same sequence number on the other rank). :meth:`finish`
+    launches what did not launch (a rank without rows in the step, parameters outside the
+    loss), waits, and divides.
 
     The numbers are those of :func:`average_gradients`: each element is ``weight x
     gradient`` summed over ranks and divided by the summed weight (the loss and the weight
     travel at the end of the last bucket); only the collectives' cut differs, which changes
-    nothing elementwise. Saves per step: the copy of every gradient into a new buffer, the
-    views' creation, a host sync, and the wait for the whole buffer after backward.
+    nothing elementwise. Saves per step: the copy of every gradient into a new buffer and the
+    views' creation (backward accumulates into the buffer in place), and, with several
+    buckets, the wait for the whole buffer after backward.
 
     Use: :meth:`zero_grad` before the forward pass (instead of the optimizer's), :meth:`begin`
     with the step's weight before ``backward``, :meth:`finish` after; :meth:`close` removes
     the hooks (the model must not launch collectives after training).
     """
 
-    #: Elements per bucket (float64: 128 KiB); the networks here hold 10^4-10^5 weights, so a
-    #: few buckets: enough to overlap, few enough that per-collective latency stays small.
-    BUCKET_NUMEL = 16384
+    #: Bytes per bucket: DDP's first bucket (1 MiB). Each collective costs gloo's threads
+    #: ~0.2-0.3 ms of CPU on top of the bytes (measured: 53,000 float64 in 3 buckets cost 2-3x
+    #: the CPU of one), CPU that ranks filling every core take from backward; so networks of
+    #: under 1 MiB of gradients (the VAEs here: 0.5 MB) get one bucket, launched when backward
+    #: ends, and larger ones overlap. benchmarks/scale_svi.py compares.
+    BUCKET_BYTES = 1 << 20
 
     def __init__(
-        self, params: Sequence[torch.Tensor], ctx: Context, bucket_numel: int | None = None
+        self, params: Sequence[torch.Tensor], ctx: Context, bucket_bytes: int | None = None
     ) -> None:
         self.params, self.ctx = list(params), ctx
         if not self.params:
             raise ValueError("GradientReducer needs at least one parameter")
         first = self.params[0]
         self.dtype, self.device = first.dtype, first.device
-        limit = int(bucket_numel or self.BUCKET_NUMEL)
+        limit = max(1, int(bucket_bytes or self.BUCKET_BYTES) // first.element_size())
         # Buckets over the parameters in reverse order (backward's order); each bucket is one
         # contiguous stretch of `flat`, the last one ending with [loss, weight].
         buckets: list[list[int]] = [[]]

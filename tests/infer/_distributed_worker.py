@@ -105,9 +105,9 @@ def vae_weights(data: np.ndarray) -> torch.Tensor:
 
 
 def reducer_check(ctx: dist.Context) -> dict:
-    """Loss and gradients of a small net averaged over ranks by ``GradientReducer`` (buckets of
-    4 weights, a parameter outside the loss) and by ``average_gradients``: both ranks holding
-    rows ("both"), and rank 1 holding none ("empty")."""
+    """Loss and gradients of a small net averaged over ranks by ``GradientReducer`` (buckets
+    of 4 float64 weights, a parameter outside the loss) and by ``average_gradients``: both
+    ranks holding rows ("both"), and rank 1 holding none ("empty")."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
     net = net.double()
@@ -120,7 +120,7 @@ def reducer_check(ctx: dist.Context) -> dict:
         def loss_fn(x=x):
             return net(x).pow(2).sum(-1).mean() if len(x) else params[0].new_zeros(())
 
-        reducer = dist.GradientReducer(params, ctx, bucket_numel=4)
+        reducer = dist.GradientReducer(params, ctx, bucket_bytes=32)
         reducer.zero_grad()
         loss = loss_fn()
         reducer.begin(loss, float(rows))
@@ -218,11 +218,11 @@ def main(out: Path, part: str = "fast") -> None:
         vfit.save(out / "vae.ppgen")
     # 4b. The all-reduce overlapped with backward (GradientReducer, here in many buckets) and
     # one all-reduce after backward train the same weights, bit for bit.
-    bucket, dist.GradientReducer.BUCKET_NUMEL = dist.GradientReducer.BUCKET_NUMEL, 16
+    bucket, dist.GradientReducer.BUCKET_BYTES = dist.GradientReducer.BUCKET_BYTES, 128
     try:
         res["vae_weights_buckets"] = vae_weights(vdata)
     finally:
-        dist.GradientReducer.BUCKET_NUMEL = bucket
+        dist.GradientReducer.BUCKET_BYTES = bucket
     dist.OVERLAP = False
     try:
         res["vae_weights_after"] = vae_weights(vdata)
