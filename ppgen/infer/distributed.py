@@ -65,9 +65,10 @@ __all__ = [
 ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 #: What ``distributed=`` accepts.
 CHOICES = (False, True, "auto")
-#: Minibatch SVI over several ranks all-reduces gradients during backward
-#: (:class:`GradientReducer`); False: one all-reduce after it (:func:`average_gradients`), the
-#: same numbers (kept for benchmarks/scale_svi.py's comparison).
+#: Minibatch SVI over several ranks reduces gradients with :class:`GradientReducer` (one
+#: persistent buffer, buckets launched from backward's hooks); False: a new buffer and one
+#: all-reduce after backward (:func:`average_gradients`), the same numbers (kept for
+#: benchmarks/scale_svi.py's comparison).
 OVERLAP = True
 
 

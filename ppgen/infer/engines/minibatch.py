@@ -312,7 +312,8 @@ class _Trainer:
         # A distributed run (None: serial). In a world of one the code path is the same, with
         # no communication.
         self.ctx = ctx
-        # Several ranks: gradients all-reduced bucket by bucket during backward (set in run).
+        # Several ranks: gradients kept in one buffer, all-reduced by buckets launched from
+        # backward's hooks (set in run).
         self.reducer: dist.GradientReducer | None = None
         if elbo == "trace" and objective == "elbo":
             # vectorize_particles: one pass over all particles (a plate at dim -2).
@@ -359,7 +360,7 @@ class _Trainer:
             reducer.zero_grad()
         if x.shape[0]:
             loss = self.loss(x, mask, kl_weight)
-            if reducer is not None:  # buckets all-reduced during backward, as they fill
+            if reducer is not None:  # armed: backward launches the buckets as they fill
                 reducer.begin(loss, float(x.shape[0]))
             loss.backward()
         else:
