@@ -12,16 +12,19 @@ with ``distributed=True`` (or ``"auto"`` under a launcher) then
   permutation cut into ``world_size`` near-equal parts, uneven splits allowed) *before* any
   engine sees them;
 * lets the engines reduce across ranks with the helpers below: gradients averaged with one
-  flat all-reduce per step (:func:`average_gradients`), metrics summed (:func:`all_reduce_sum`),
-  per-row results gathered in rank order (:func:`gather_rows`).
+  flat all-reduce per step (:func:`average_gradients`; the minibatch engine's
+  :class:`GradientReducer` keeps them in one persistent buffer and launches its buckets from
+  backward's hooks, as DDP does), metrics summed (:func:`all_reduce_sum`), per-row results
+  gathered in rank order (:func:`gather_rows`).
 
 Why an explicit all-reduce of gradients and not ``DistributedDataParallel``: DDP hooks into an
 ``nn.Module``'s ``forward``, while ppgen's engines differentiate Pyro losses over parameters that
 live in Pyro's param store (MAP, SVI) or over model methods other than ``forward``
-(``elbo_rows``, ``iwae_rows``); one all-reduce of the flattened gradients after ``backward`` is
-exact for all of them, costs one collective per step (the networks here are small, so DDP's
-bucketing and overlap would gain little), and carries the loss in the same buffer, so a NaN on
-any rank reaches every rank in the same step and they all stop together.
+(``elbo_rows``, ``iwae_rows``); an all-reduce of the flattened gradients is exact for all of
+them, costs one collective per step for networks under :attr:`GradientReducer.BUCKET_BYTES`
+(on CPU each collective costs gloo's threads CPU beyond its bytes, so small networks are best
+served by one), and carries the loss in the same buffer, so a NaN on any rank reaches every
+rank in the same step and they all stop together.
 
 Ranks compute in lockstep: every rank runs the same number of steps and collectives. The process
 group is started once and left up for later fits and evaluations; :func:`shutdown` ends it (it is
