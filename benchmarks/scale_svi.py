@@ -145,6 +145,58 @@ def work(kind: str, epochs: int, k: int, distributed: bool) -> dict:
     return record
 
 
+def reducer_ab(blocks: int = 20, steps: int = 10) -> dict:
+    """Same-run A/B of one rank's step (2 ranks under torchrun): the VAE's forward and backward
+    on ~112 rows and the gradient reduction, the old path (new buffer, one all-reduce after
+    backward: ``average_gradients``) and ``GradientReducer`` alternating in ``blocks`` blocks of
+    ``steps`` steps; the median main-thread CPU and wall ms per step of each. Alternating
+    blocks see the same load, so their ratio holds on a shared machine."""
+    import statistics
+
+    import torch
+    from sklearn.datasets import load_digits
+
+    import ppgen
+    from ppgen.infer import distributed as dist
+
+    torch.set_num_threads(1)
+    ctx = dist.resolve(True)
+    data = load_digits().data.astype("float64")
+    fit = ppgen.fit(ppgen.VAE(8, hidden=(128, 128)), data[:256], max_epochs=1, validation=0.0)
+    model = fit.model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    rows = 112  # a rank's share of a global minibatch of 256 over 1797 rows
+    enc = fit.encode(data[ctx.rank * 899 : ctx.rank * 899 + rows])
+    reducer = dist.GradientReducer(params, ctx)
+    times: dict[str, list] = {"old": [], "reducer": []}
+    for _ in range(blocks):
+        for mode in times:
+            torch.distributed.barrier()
+            c0, t0 = time.thread_time(), time.perf_counter()
+            for _ in range(steps):
+                if mode == "old":
+                    for p in params:
+                        p.grad = None
+                    loss = -model.elbo_rows(enc.x, enc.mask).mean()
+                    loss.backward()
+                    dist.average_gradients(loss, params, float(rows), ctx)
+                else:
+                    reducer.zero_grad()
+                    loss = -model.elbo_rows(enc.x, enc.mask).mean()
+                    reducer.begin(loss, float(rows))
+                    loss.backward()
+                    reducer.finish()
+            times[mode].append(
+                ((time.thread_time() - c0) / steps, (time.perf_counter() - t0) / steps)
+            )
+    reducer.close()
+    out = {"rank": ctx.rank}
+    for mode, values in times.items():
+        out[f"{mode} main-thread CPU ms/step"] = 1e3 * statistics.median(v[0] for v in values)
+        out[f"{mode} wall ms/step"] = 1e3 * statistics.median(v[1] for v in values)
+    return out
+
+
 def step_cost(epochs: int, repeats: int = 3) -> dict:
     """The one-process cost model of a minibatch step, CPU seconds = fixed + per_row x rows:
     from fits with minibatches of 128 and 64 rows (best CPU time of ``repeats``), and the
@@ -233,7 +285,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--distributed", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--kind", default="svi", choices=KINDS, help=argparse.SUPPRESS)
+    parser.add_argument("--kind", default="svi", choices=(*KINDS, "ab"), help=argparse.SUPPRESS)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--k", type=int, default=None)
     parser.add_argument("--skip", default="", help="kinds to skip, comma-separated")
@@ -241,7 +293,10 @@ def main() -> None:
     epochs = args.epochs or (2 if args.quick else 20)
     k = args.k or (50 if args.quick else 200)
     if args.worker:
-        record = work(args.kind, epochs, k, args.distributed)
+        if args.kind == "ab":
+            record = reducer_ab()
+        else:
+            record = work(args.kind, epochs, k, args.distributed)
         # One write per line: two ranks share the pipe, and print() writes the text and the
         # newline separately when unbuffered (their lines then interleave).
         sys.stdout.write(json.dumps(record) + "\n")
@@ -338,6 +393,10 @@ def main() -> None:
 
     cost = step_cost(epochs)
     print(cost, flush=True)
+    ab = []
+    for rec in sorted(_torchrun(_worker_args("ab", epochs, k)), key=lambda r: r["rank"]):
+        ab.append({key: round(v, 3) if isinstance(v, float) else v for key, v in rec.items()})
+        print(ab[-1], flush=True)
 
     notes = (
         f"Command: `python benchmarks/scale_svi.py{' --quick' if args.quick else ''}"
@@ -359,7 +418,11 @@ def main() -> None:
         f"with minibatches of {BATCH} and {BATCH // 2} rows, best of 3): every rank repeats "
         "the fixed part (Adam's update, the dispatch of the small operations), so with the "
         "global minibatch kept, 2 ranks reach at most the last column's speed-up even with "
-        "free communication:\n\n" + markdown_table([cost])
+        "free communication:\n\n" + markdown_table([cost]) + "\n\n"
+        "Same-run A/B of a rank's step (2 ranks; VAE forward + backward on 112 rows + the "
+        "gradient reduction; the old path, a new buffer and one all-reduce after backward, "
+        "and `GradientReducer`, alternating in 20 blocks of 10 steps; medians; the same "
+        "numbers either way):\n\n" + markdown_table(ab)
     )
     write_table("scale_svi", rows, notes, title="Data-parallel VAE training and IWAE (issue 20)")
 
