@@ -226,7 +226,9 @@ def ais(
     >>> res.mean, res.mc_se, res.acceptance                          # doctest: +SKIP
     """
     if type(fit.model).implements("annealer"):
-        # Energy-based models (RBM, EBM): AIS of log Z, not over local latents.
+        # Energy-based models (RBM, EBM): AIS of log Z, not over local latents; one estimate
+        # over the whole path, run alike on every rank (the option is only checked).
+        dist.resolve(distributed, fit.device)
         path = "piecewise" if isinstance(schedule, str) and schedule == "adaptive" else schedule
         return partition.partition_ais(
             fit,
