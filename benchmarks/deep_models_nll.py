@@ -655,8 +655,11 @@ def section_diffusion(args: argparse.Namespace) -> None:
             time=args.time,
             log_snr_range=tuple(args.log_snr),
             dropout=args.dropout,
+            bins=args.bins,
         )
         label = f"dropout {args.dropout}, " if args.dropout else ""
+        label += f"{args.bins} bins, " if args.bins else ""
+        label += f"EMA {args.ema}, " if args.ema is not None else ""
         label += (
             f"continuous time, log SNR {tuple(args.log_snr)}"
             if args.time == "continuous"
@@ -671,6 +674,7 @@ def section_diffusion(args: argparse.Namespace) -> None:
             patience=args.patience,
             lr=args.lr,
             dtype=torch.float32,
+            **({} if args.ema is None else {"ema": args.ema}),
         )
         fit = trained.fit
         t0 = time.perf_counter()
@@ -777,6 +781,15 @@ def main() -> None:
         "--log-snr", type=lambda s: [float(v) for v in s.split(",")], default=[-6.0, 10.0]
     )
     parser.add_argument("--t-sampling", default="uniform")
+    parser.add_argument(
+        "--ema", type=float, default=None, help="diffusion: decay of the weights' moving average"
+    )
+    parser.add_argument(
+        "--bins",
+        type=int,
+        default=None,
+        help="diffusion: discretized decoder over this many levels per pixel (17 for digits)",
+    )
     parser.add_argument("--epochs", type=int, default=2000)
     parser.add_argument("--patience", type=int, default=100)
     parser.add_argument("--lr", type=float, default=1e-3)
