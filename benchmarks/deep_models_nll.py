@@ -651,79 +651,91 @@ def independent_levels_bpp(train: pd.DataFrame, test: pd.DataFrame) -> float:
     return total / (k_train.shape[1] * math.log(2))
 
 
-def section_diffusion(args: argparse.Namespace) -> None:
-    """Diffusion rows: test bound on dequantized digits, same data, split, units and seeds."""
+def _diffusion_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """Train and score one seed's diffusion model (one thread; a row of the table)."""
     import torch
 
+    pin_threads(1)
+    train, test, _, _ = digits()
+    model = ppgen.Diffusion(
+        args.n_steps,
+        args.schedule,
+        hidden=tuple(args.hidden),
+        variance=args.variance,
+        t_sampling=args.t_sampling,
+        time=args.time,
+        log_snr_range=tuple(args.log_snr),
+        dropout=args.dropout,
+        bins=args.bins,
+    )
+    label = f"dropout {args.dropout}, " if args.dropout else ""
+    label += f"{args.bins} bins, " if args.bins else ""
+    label += f"EMA {args.ema}, " if args.ema is not None else ""
+    label += (
+        f"continuous time, log SNR {tuple(args.log_snr)}"
+        if args.time == "continuous"
+        else f"{args.schedule}, {model.variance}, t {args.t_sampling}"
+    )
+    cpu0 = time.process_time()  # one thread: the training's CPU seconds
+    trained = _fit(
+        f"Diffusion(T={args.n_steps}, {tuple(args.hidden)}, {label})",
+        model,
+        train,
+        seed,
+        max_epochs=args.epochs,
+        patience=args.patience,
+        lr=args.lr,
+        dtype=torch.float32,
+        **({} if args.ema is None else {"ema": args.ema}),
+    )
+    train_cpu = time.process_time() - cpu0
+    fit = trained.fit
+    t0 = time.perf_counter()
+    per_image, mc_se = diffusion_bound(fit, test, args.repeats)
+    eval_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fit.sample(1000, seed=seed)
+    sample_s = time.perf_counter() - t0
+    elbo = ppgen.evaluate.elbo(fit, test, num_particles=args.particles, seed=SEED)
+    nll = -float(per_image.mean())
+    return {
+        "model": trained.name,
+        "seed": seed,
+        "test -bound (nats/image)": nll,
+        "bound is": (
+            f"continuous-time bound, 64 stratified u, {args.repeats} draws"
+            if args.time == "continuous"
+            else f"analytic KL per step, {args.repeats} draws"
+        ),
+        "MC se": mc_se,
+        "se over images": float(per_image.std(ddof=1) / math.sqrt(len(per_image))),
+        "test -ELBO joint weights (nats/image)": -elbo.mean,
+        "-ELBO MC se": elbo.mc_se,
+        "bits/pixel": bits_per_pixel(nll),
+        "parameters": fit.model.n_parameters(),
+        "epochs (best)": f"{fit.info['n_epochs']} ({fit.info['best_epoch']})",
+        "train s": trained.seconds,
+        "train CPU s": train_cpu,
+        "sample s / 1000 images": sample_s,
+        "eval s": eval_s,
+    }
+
+
+def section_diffusion(args: argparse.Namespace) -> None:
+    """Diffusion rows: test bound on dequantized digits, same data, split, units and seeds."""
     train, test, _, _ = digits()
     seeds = SEEDS[: args.seeds] if args.seed is None else (args.seed,)
-    rows = []
-    for seed in seeds:
-        model = ppgen.Diffusion(
-            args.n_steps,
-            args.schedule,
-            hidden=tuple(args.hidden),
-            variance=args.variance,
-            t_sampling=args.t_sampling,
-            time=args.time,
-            log_snr_range=tuple(args.log_snr),
-            dropout=args.dropout,
-            bins=args.bins,
-        )
-        label = f"dropout {args.dropout}, " if args.dropout else ""
-        label += f"{args.bins} bins, " if args.bins else ""
-        label += f"EMA {args.ema}, " if args.ema is not None else ""
-        label += (
-            f"continuous time, log SNR {tuple(args.log_snr)}"
-            if args.time == "continuous"
-            else f"{args.schedule}, {model.variance}, t {args.t_sampling}"
-        )
-        cpu0 = time.process_time()  # one thread: the training's CPU seconds
-        trained = _fit(
-            f"Diffusion(T={args.n_steps}, {tuple(args.hidden)}, {label})",
-            model,
-            train,
-            seed,
-            max_epochs=args.epochs,
-            patience=args.patience,
-            lr=args.lr,
-            dtype=torch.float32,
-            **({} if args.ema is None else {"ema": args.ema}),
-        )
-        train_cpu = time.process_time() - cpu0
-        fit = trained.fit
-        t0 = time.perf_counter()
-        per_image, mc_se = diffusion_bound(fit, test, args.repeats)
-        eval_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        fit.sample(1000, seed=seed)
-        sample_s = time.perf_counter() - t0
-        elbo = ppgen.evaluate.elbo(fit, test, num_particles=args.particles, seed=SEED)
-        nll = -float(per_image.mean())
-        rows.append(
-            {
-                "model": trained.name,
-                "seed": seed,
-                "test -bound (nats/image)": nll,
-                "bound is": (
-                    f"continuous-time bound, 64 stratified u, {args.repeats} draws"
-                    if args.time == "continuous"
-                    else f"analytic KL per step, {args.repeats} draws"
-                ),
-                "MC se": mc_se,
-                "se over images": float(per_image.std(ddof=1) / math.sqrt(len(per_image))),
-                "test -ELBO joint weights (nats/image)": -elbo.mean,
-                "-ELBO MC se": elbo.mc_se,
-                "bits/pixel": bits_per_pixel(nll),
-                "parameters": fit.model.n_parameters(),
-                "epochs (best)": f"{fit.info['n_epochs']} ({fit.info['best_epoch']})",
-                "train s": trained.seconds,
-                "train CPU s": train_cpu,
-                "sample s / 1000 images": sample_s,
-                "eval s": eval_s,
-            }
-        )
-        print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows[-1].items()})
+    if args.jobs > 1:
+        # Seeds in parallel processes of one thread each (the CPU seconds stay per seed).
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("fork")) as pool:
+            rows = list(pool.map(_diffusion_seed, [args] * len(seeds), seeds))
+    else:
+        rows = [_diffusion_seed(args, seed) for seed in seeds]
+    for row in rows:
+        print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
     if args.quick:
         return
     if args.time == "continuous":
@@ -762,7 +774,7 @@ Command: `python benchmarks/deep_models_nll.py --diffusion --n-steps {args.n_ste
 --log-snr={",".join(map(str, args.log_snr))} --dropout {args.dropout}
 --variance {args.variance} --t-sampling
 {args.t_sampling} --epochs {args.epochs} --patience {args.patience}
---lr {args.lr} --seeds {args.seeds}{f" --bins {args.bins}" if args.bins else ""}{
+--lr {args.lr} --seeds {args.seeds} --jobs {args.jobs}{f" --bins {args.bins}" if args.bins else ""}{
         f" --ema {args.ema}" if args.ema is not None else ""
     }`.
 Data, split and units as `deep_models_nll.md` (bits/pixel of the 17-level images; the goal of
@@ -834,6 +846,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=len(SEEDS))
     parser.add_argument("--seed", type=int, default=None, help="diffusion: only this seed")
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="diffusion: seeds trained in parallel processes"
+    )
     parser.add_argument("--particles", type=int, default=20)
     args = parser.parse_args()
     section = "binary" if args.binary else "diffusion" if args.diffusion else args.section
