@@ -764,9 +764,10 @@ def section_diffusion(args: argparse.Namespace) -> None:
             "which a Gaussian decoder cannot be). For scale: independent per-pixel categoricals "
             "over the 17 levels with training frequencies, flat within bins, give "
             f"{independent_levels_bpp(train, test):.3f} bits/pixel on this test set, already "
-            "below the continuous-density models of `deep_models_nll.md`; the discretized "
-            "rows' gain over them is mostly the within-bin shape, not better modelling of the "
-            "images."
+            "below the continuous-density models of `deep_models_nll.md`, which pay for the "
+            "within-bin shape: the discretized rows' lead over those models measures that as "
+            "much as better modelling of the images; their lead over the independent "
+            "categoricals is the images' structure."
         )
     notes = f"""
 Command: `python benchmarks/deep_models_nll.py --diffusion --n-steps {args.n_steps} --hidden
