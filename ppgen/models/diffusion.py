@@ -19,6 +19,7 @@ from torch.distributions import constraints
 
 from ppgen._utils import check_int, check_ints
 from ppgen.data.schema import Schema
+from ppgen.models._diffusion_schedule import LearnedLogSNR, variance_gradient
 from ppgen.models.amortized import ACTIVATIONS, AmortizedModel, Heads, HeadsDistribution, mlp
 from ppgen.models.base import GenerativeModel, Params
 
@@ -393,6 +394,13 @@ class Diffusion(AmortizedModel):
         (VDM's section 4.2; tested).
     log_snr_range : (float, float)
         Log signal-to-noise ratio at ``y_T`` and at ``y_1`` of the "loglinear" schedule.
+    learned_schedule : bool
+        Continuous time only: learn the schedule's interior between the fixed endpoints
+        ``log_snr_range`` (VDM; :class:`~ppgen.models._diffusion_schedule.LearnedLogSNR`, a
+        monotone function trained to minimize the variance of the diffusion loss's estimate,
+        which leaves the bound unchanged), the network seeing the log SNR's level
+        ``(hi - lambda) / (hi - lo)`` instead of ``u``; the T-step chain uses the learned
+        schedule at ``u = (t - 1) / (T - 1)``.
     dropout : float
         Dropout rate after each hidden layer of the network during training steps (DDPM's
         regularizer on small data sets); bounds, samples and imputations never drop units.
@@ -450,6 +458,7 @@ class Diffusion(AmortizedModel):
         dropout: float = 0.0,
         bins: int | None = None,
         bin_range: Sequence[float] = (0.0, 1.0),
+        learned_schedule: bool = False,
     ) -> None:
         super().__init__(continuous_scale=continuous_scale, impute_particles=impute_particles)
         self.n_steps = check_int(n_steps, "n_steps")
@@ -479,6 +488,9 @@ class Diffusion(AmortizedModel):
                     f'time="continuous" samples u uniformly, got t_sampling={t_sampling!r}'
                 )
         self.time, self.log_snr_range = time, (lo, hi)
+        if learned_schedule and time != "continuous":
+            raise ValueError('learned_schedule needs time="continuous"')
+        self.learned_schedule = bool(learned_schedule)
         if not 0 <= float(dropout) < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.dropout = float(dropout)
@@ -533,6 +545,7 @@ class Diffusion(AmortizedModel):
             "log_snr_range": list(self.log_snr_range),
             "dropout": self.dropout,
             **({} if self.bins is None else {"bins": self.bins, "bin_range": list(self.bin_range)}),
+            **({"learned_schedule": True} if self.learned_schedule else {}),
             **self.base_config(),
         }
 
@@ -540,6 +553,8 @@ class Diffusion(AmortizedModel):
         GenerativeModel.build(self, schema)
         self.heads = DiffusionHeads(schema, self.continuous_scale, self.bins, self.bin_range)
         self.build_networks()
+        if self.learned_schedule:
+            self.schedule_net = LearnedLogSNR(*self.log_snr_range)
         return self
 
     def build_networks(self) -> None:
@@ -568,7 +583,7 @@ class Diffusion(AmortizedModel):
         """The schedule's values at step ``t`` (int or integer tensor, 1..T) in ``like``'s dtype
         and device: ``ab`` (alpha_bar_t), ``ab_prev``, ``beta``, ``beta_tilde`` and the forward
         posterior mean's coefficients ``c0`` (of y_0) and ``ct`` (of y_t)."""
-        ab_all = self._alpha_bar
+        ab_all = self.alpha_bar_table()
         if isinstance(t, torch.Tensor):
             t = t.cpu()
         ab, ab_prev = ab_all[t], ab_all[t - 1]
@@ -621,6 +636,11 @@ class Diffusion(AmortizedModel):
         """The network's time input in [0, 1] at step ``t``: ``t / T``, or for the "loglinear"
         schedule the continuous time ``u = (t - 1) / (T - 1)`` of :func:`schedule_alpha_bar`
         (so that continuous-time training and the T-step chain feed the network alike)."""
+        if self.learned_schedule:  # the network sees the log SNR's level (see continuous_term)
+            lo, hi = self.log_snr_range
+            ab = self.alpha_bar_table()[torch.as_tensor(t).cpu()]
+            lam = torch.log(ab) - torch.log1p(-ab)
+            return ((hi - lam) / (hi - lo)).to(dtype=like.dtype, device=like.device)
         t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
         if self.schedule == "loglinear":
             return (t - 1) / max(self.n_steps - 1, 1)
@@ -855,9 +875,23 @@ class Diffusion(AmortizedModel):
         return log_lik + kl_weight * (latent - log_r)
 
     def log_snr(self, u: torch.Tensor) -> torch.Tensor:
-        """Log SNR of the "loglinear" schedule at continuous time ``u`` in [0, 1]."""
+        """Log SNR of the "loglinear" (or the learned) schedule at continuous time ``u``."""
+        if self.learned_schedule:
+            return self.schedule_net(u)[0]
         lo, hi = self.log_snr_range
         return hi + (lo - hi) * u
+
+    def alpha_bar_table(self) -> torch.Tensor:
+        """``alpha_bar_t`` for ``t = 0..T`` (float64): the fixed schedule's, or the learned
+        schedule's at ``u = (t - 1) / (T - 1)`` (its endpoints are the fixed ones)."""
+        if not self.learned_schedule:
+            return self._alpha_bar
+        T = self.n_steps
+        device = self.schedule_net.centre.device
+        u = torch.arange(T, dtype=torch.float64, device=device) / max(T - 1, 1)
+        with torch.no_grad():  # in float64 (the parameters are cast on the fly)
+            lam = self.schedule_net(u)[0].cpu()
+        return torch.cat([lam.new_ones(1), torch.sigmoid(lam)])
 
     def continuous_term(self, y0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """One draw of VDM's continuous-time diffusion loss at time ``u`` (per row; the bound
@@ -865,12 +899,21 @@ class Diffusion(AmortizedModel):
         its mean over ``u ~ U(0, 1)`` is the limit of the T-step chain's KL terms (posterior
         variance) as T grows (Kingma et al. 2021, eq. 17)."""
         lo, hi = self.log_snr_range
-        lam = self.log_snr(u).unsqueeze(-1)
+        if self.learned_schedule:
+            lam_u, dlam = self.schedule_net(u)
+            s = (hi - lam_u) / (hi - lo)  # the network's input: the log SNR's level
+        else:
+            lam_u, dlam, s = self.log_snr(u), None, u
+        lam = lam_u.unsqueeze(-1)
         ab = torch.sigmoid(lam)
         y = ab.sqrt() * y0 + torch.sigmoid(-lam).sqrt() * torch.randn_like(y0)
-        x0hat = self.denoise_at(y, ab, u)[1]
-        # -dSNR/du = (hi - lo) exp(lam) for the linear log SNR.
-        return 0.5 * (hi - lo) * (lam.squeeze(-1).exp() * (y0 - x0hat).pow(2).sum(-1))
+        x0hat = self.denoise_at(y, ab, s)[1]
+        error = (y0 - x0hat).pow(2).sum(-1)
+        if dlam is None:  # -dSNR/du = (hi - lo) exp(lam) for the linear log SNR.
+            return 0.5 * (hi - lo) * (lam_u.exp() * error)
+        loss = -0.5 * dlam * lam_u.exp() * error
+        variance_gradient(loss, lam_u, dlam)  # the schedule minimizes the loss's variance
+        return loss
 
     @torch.no_grad()
     def continuous_bound(
@@ -1039,7 +1082,7 @@ class Diffusion(AmortizedModel):
         if not (math.isfinite(eta) and eta >= 0):
             raise ValueError(f"eta must be a non-negative number, got {eta!r}")
         times = self.ddim_times(steps)
-        ab_all = self._alpha_bar
+        ab_all = self.alpha_bar_table()
         for t, s in zip(times[:-1], times[1:], strict=True):
             ab_t, ab_s = float(ab_all[t]), float(ab_all[s])
             x0hat = self.denoise(y, t)[1]
