@@ -667,10 +667,12 @@ def _diffusion_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         log_snr_range=tuple(args.log_snr),
         dropout=args.dropout,
         bins=args.bins,
+        learned_schedule=args.learned_schedule,
     )
     label = f"dropout {args.dropout}, " if args.dropout else ""
     label += f"{args.bins} bins, " if args.bins else ""
     label += f"EMA {args.ema}, " if args.ema is not None else ""
+    label += "learned schedule, " if args.learned_schedule else ""
     label += (
         f"continuous time, log SNR {tuple(args.log_snr)}"
         if args.time == "continuous"
@@ -777,7 +779,7 @@ Command: `python benchmarks/deep_models_nll.py --diffusion --n-steps {args.n_ste
 {args.t_sampling} --epochs {args.epochs} --patience {args.patience}
 --lr {args.lr} --seeds {args.seeds} --jobs {args.jobs}{f" --bins {args.bins}" if args.bins else ""}{
         f" --ema {args.ema}" if args.ema is not None else ""
-    }`.
+    }{" --learned-schedule" if args.learned_schedule else ""}`.
 Data, split and units as `deep_models_nll.md` (bits/pixel of the 17-level images; the goal of
 issue 15 is <= 2.60 bits/pixel, below the ladder VAE's 2.68 and the VAE's 2.77). float32, one
 thread, Adam with minibatches of 128, early stopping on 10% of the training images with the
@@ -832,6 +834,9 @@ def main() -> None:
         "--log-snr", type=lambda s: [float(v) for v in s.split(",")], default=[-6.0, 10.0]
     )
     parser.add_argument("--t-sampling", default="uniform")
+    parser.add_argument(
+        "--learned-schedule", action="store_true", help="diffusion: VDM's learned schedule"
+    )
     parser.add_argument(
         "--ema", type=float, default=None, help="diffusion: decay of the weights' moving average"
     )
