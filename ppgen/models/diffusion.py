@@ -19,6 +19,7 @@ from torch.distributions import constraints
 
 from ppgen._utils import check_int, check_ints
 from ppgen.data.schema import Schema
+from ppgen.models._diffusion_schedule import LearnedLogSNR, variance_gradient
 from ppgen.models.amortized import ACTIVATIONS, AmortizedModel, Heads, HeadsDistribution, mlp
 from ppgen.models.base import GenerativeModel, Params
 
@@ -105,19 +106,71 @@ def _log_normal_mass(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 class DiffusionHeads(Heads):
     """The VAE's heads with a discretized head for counts (Ho et al. 2020's discretized decoder
-    on the ``log1p`` scale).
+    on the ``log1p`` scale), and optionally binned continuous columns.
 
     A count's output is a location ``loc`` on the embedding's scale ``log1p(k)``, and
     ``P(k) = Phi((log(k + 3/2) - loc) / s) - Phi((log(k + 1/2) - loc) / s)`` (the lower edge
     ``-inf`` for ``k = 0``), ``s`` learned per count column: the mass of a Normal(loc, s) on
     the embedding scale over the bin ``(log1p(k - 1/2), log1p(k + 1/2)]``.
+
+    With ``bins = K``, every continuous column is read as uniformly dequantized levels: its
+    data-scale range ``bin_range = (lo, hi)`` is cut into K equal bins of width
+    ``w = (hi - lo) / K``, and its density is ``P(k) / w`` at a value in bin ``k`` (0 outside
+    the range), with ``P(k)`` the mass of the Normal(loc, s) head over the bin, the outer bins
+    extended to infinity (the discretized decoder of Ho et al. 2020 and VDM, uniform within
+    the bin): a proper density on ``[lo, hi]``, the density of uniformly dequantized data is
+    flat within bins and so is this one. On the standardized scale the bins have width
+    ``w / scale`` and the density is ``P(k) scale / w``; the fit's log-Jacobian brings it back.
     """
 
-    def __init__(self, schema: Schema, scale: str = "column") -> None:
+    def __init__(
+        self,
+        schema: Schema,
+        scale: str = "column",
+        bins: int | None = None,
+        bin_range: tuple[float, float] = (0.0, 1.0),
+    ) -> None:
         super().__init__(schema, scale)
         self.count_log_scale = nn.Parameter(torch.zeros(len(self.count)))
+        self.bins = bins
+        if bins is not None and self.continuous:
+            lo, hi = bin_range
+            cols = [schema.columns[j] for j in self.continuous]
+            bad = [c.name for c in cols if c.transform is not None]
+            if bad:
+                raise ValueError(f"bins needs untransformed continuous columns, got {bad}")
+            loc = torch.tensor([c.loc for c in cols], dtype=torch.float64)
+            col_scale = torch.tensor([c.scale for c in cols], dtype=torch.float64)
+            # Per column on the standardized scale: the range's lower end and the bin width.
+            # Buffers follow the model's dtype and device; not saved (the schema gives them).
+            self.register_buffer("bin_low", (lo - loc) / col_scale, persistent=False)
+            self.register_buffer("bin_width", (hi - lo) / bins / col_scale, persistent=False)
+
+    def bin_index(self, x: torch.Tensor) -> torch.Tensor:
+        """Each continuous value's bin ``k`` (standardized values ``(..., n_continuous)``),
+        clamped to ``0..K-1`` (out-of-range values are scored -inf by the decoder)."""
+        k = torch.floor((x - self.bin_low.to(x.dtype)) / self.bin_width.to(x.dtype))
+        return k.clamp(0, self.bins - 1)
+
+    def bin_centre(self, x: torch.Tensor) -> torch.Tensor:
+        """The centre of each continuous value's bin (standardized scale)."""
+        low, width = self.bin_low.to(x.dtype), self.bin_width.to(x.dtype)
+        return low + (self.bin_index(x) + 0.5) * width
+
+    def bin_log_prob(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Log density (standardized scale) of binned continuous values: ``log P(k) - log w``."""
+        low, width = self.bin_low.to(x.dtype), self.bin_width.to(x.dtype)
+        k = self.bin_index(x)
+        inv = torch.exp(-self.log_scale)
+        lower = torch.where(k > 0, (low + k * width - out) * inv, -math.inf)
+        upper = torch.where(k < self.bins - 1, (low + (k + 1) * width - out) * inv, math.inf)
+        lp = _log_normal_mass(lower, upper) - width.log()
+        inside = (x >= low) & (x <= low + self.bins * width)
+        return torch.where(inside, lp, -math.inf)
 
     def _block_log_prob(self, kind: str, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        if kind == "continuous" and self.bins is not None:
+            return self.bin_log_prob(x, out)
         if kind != "count":
             return super()._block_log_prob(kind, x, out)
         inv = torch.exp(-self.count_log_scale)
@@ -127,20 +180,27 @@ class DiffusionHeads(Heads):
         return _log_normal_mass(lower, upper)
 
     def sample(self, out: torch.Tensor) -> torch.Tensor:
-        x = super().sample(out)  # counts drawn there are replaced below
+        x = super().sample(out)  # counts (and binned values) drawn there are replaced below
+        n_cont = len(self.continuous)
         if self.count:
-            n_cont = len(self.continuous)
             loc = out[..., n_cont : n_cont + len(self.count)]
             v = loc + self.count_log_scale.exp() * torch.randn_like(loc)
             x[..., list(self.count)] = torch.ceil(torch.expm1(v) - 0.5).clamp_min(0)
+        if self.bins is not None and n_cont:
+            # The Normal draw's bin (outer bins take the tails), then uniform within the bin.
+            v = x[..., list(self.continuous)]
+            low, width = self.bin_low.to(v.dtype), self.bin_width.to(v.dtype)
+            x[..., list(self.continuous)] = low + (self.bin_index(v) + torch.rand_like(v)) * width
         return x
 
     def expected(self, out: torch.Tensor) -> torch.Tensor:
         x = super().expected(out)
+        n_cont = len(self.continuous)
         if self.count:
-            n_cont = len(self.continuous)
             loc = out[..., n_cont : n_cont + len(self.count)]
             x[..., list(self.count)] = torch.round(torch.expm1(loc)).clamp_min(0)
+        if self.bins is not None and n_cont:
+            x[..., list(self.continuous)] = self.bin_centre(x[..., list(self.continuous)])
         return x
 
 
@@ -334,9 +394,26 @@ class Diffusion(AmortizedModel):
         (VDM's section 4.2; tested).
     log_snr_range : (float, float)
         Log signal-to-noise ratio at ``y_T`` and at ``y_1`` of the "loglinear" schedule.
+    learned_schedule : bool
+        Continuous time only: learn the schedule's interior between the fixed endpoints
+        ``log_snr_range`` (VDM; :class:`~ppgen.models._diffusion_schedule.LearnedLogSNR`, a
+        monotone function trained to minimize the variance of the diffusion loss's estimate,
+        which leaves the bound unchanged), the network seeing the log SNR's level
+        ``(hi - lambda) / (hi - lo)`` instead of ``u``; the T-step chain uses the learned
+        schedule at ``u = (t - 1) / (T - 1)``.
     dropout : float
         Dropout rate after each hidden layer of the network during training steps (DDPM's
         regularizer on small data sets); bounds, samples and imputations never drop units.
+    bins : int, optional
+        Read every continuous column as uniformly dequantized levels (e.g. 17 for the digits'
+        ``(count + u) / 17``): the chain diffuses each value's bin centre and the decoder is
+        discretized, ``p(x | y_1) = P(bin | y_1) / w``, uniform within the bin
+        (:class:`DiffusionHeads`; VDM's decoder). The optimum of any density of uniformly
+        dequantized data is flat within bins, which a Gaussian decoder cannot be. None: the
+        Gaussian decoder.
+    bin_range : (float, float)
+        The data-scale range ``(low, high)`` cut into ``bins`` equal bins; values outside it
+        have density 0.
 
     Notes
     -----
@@ -379,6 +456,9 @@ class Diffusion(AmortizedModel):
         time: str = "discrete",
         log_snr_range: Sequence[float] = LOG_SNR_RANGE,
         dropout: float = 0.0,
+        bins: int | None = None,
+        bin_range: Sequence[float] = (0.0, 1.0),
+        learned_schedule: bool = False,
     ) -> None:
         super().__init__(continuous_scale=continuous_scale, impute_particles=impute_particles)
         self.n_steps = check_int(n_steps, "n_steps")
@@ -408,9 +488,19 @@ class Diffusion(AmortizedModel):
                     f'time="continuous" samples u uniformly, got t_sampling={t_sampling!r}'
                 )
         self.time, self.log_snr_range = time, (lo, hi)
+        if learned_schedule and time != "continuous":
+            raise ValueError('learned_schedule needs time="continuous"')
+        self.learned_schedule = bool(learned_schedule)
         if not 0 <= float(dropout) < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.dropout = float(dropout)
+        self.bins = None if bins is None else check_int(bins, "bins")
+        if self.bins is not None and self.bins < 2:
+            raise ValueError(f"bins must be at least 2, got {bins!r}")
+        b_lo, b_hi = (float(v) for v in bin_range)
+        if not (math.isfinite(b_lo) and math.isfinite(b_hi) and b_lo < b_hi):
+            raise ValueError(f"bin_range must be (low, high) with low < high, got {bin_range}")
+        self.bin_range = (b_lo, b_hi)
         if network not in NETWORKS:
             raise ValueError(f"network must be one of {NETWORKS}, got {network!r}")
         if activation not in ACTIVATIONS:
@@ -454,13 +544,17 @@ class Diffusion(AmortizedModel):
             "time": self.time,
             "log_snr_range": list(self.log_snr_range),
             "dropout": self.dropout,
+            **({} if self.bins is None else {"bins": self.bins, "bin_range": list(self.bin_range)}),
+            **({"learned_schedule": True} if self.learned_schedule else {}),
             **self.base_config(),
         }
 
     def build(self, schema: Schema) -> Diffusion:
         GenerativeModel.build(self, schema)
-        self.heads = DiffusionHeads(schema, self.continuous_scale)
+        self.heads = DiffusionHeads(schema, self.continuous_scale, self.bins, self.bin_range)
         self.build_networks()
+        if self.learned_schedule:
+            self.schedule_net = LearnedLogSNR(*self.log_snr_range)
         return self
 
     def build_networks(self) -> None:
@@ -489,7 +583,7 @@ class Diffusion(AmortizedModel):
         """The schedule's values at step ``t`` (int or integer tensor, 1..T) in ``like``'s dtype
         and device: ``ab`` (alpha_bar_t), ``ab_prev``, ``beta``, ``beta_tilde`` and the forward
         posterior mean's coefficients ``c0`` (of y_0) and ``ct`` (of y_t)."""
-        ab_all = self._alpha_bar
+        ab_all = self.alpha_bar_table()
         if isinstance(t, torch.Tensor):
             t = t.cpu()
         ab, ab_prev = ab_all[t], ab_all[t - 1]
@@ -520,6 +614,8 @@ class Diffusion(AmortizedModel):
             v = x[..., cols]
             if kind == "count":
                 v = torch.log1p(v.clamp_min(0))
+            elif kind == "continuous" and self.bins is not None:
+                v = heads.bin_centre(v)  # the chain diffuses the levels (VDM)
             elif kind == "binary":
                 v = c * (2 * v - 1)
             parts.append(v)
@@ -540,6 +636,11 @@ class Diffusion(AmortizedModel):
         """The network's time input in [0, 1] at step ``t``: ``t / T``, or for the "loglinear"
         schedule the continuous time ``u = (t - 1) / (T - 1)`` of :func:`schedule_alpha_bar`
         (so that continuous-time training and the T-step chain feed the network alike)."""
+        if self.learned_schedule:  # the network sees the log SNR's level (see continuous_term)
+            lo, hi = self.log_snr_range
+            ab = self.alpha_bar_table()[torch.as_tensor(t).cpu()]
+            lam = torch.log(ab) - torch.log1p(-ab)
+            return ((hi - lam) / (hi - lo)).to(dtype=like.dtype, device=like.device)
         t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
         if self.schedule == "loglinear":
             return (t - 1) / max(self.n_steps - 1, 1)
@@ -621,7 +722,11 @@ class Diffusion(AmortizedModel):
         x = like.new_empty(like.shape)
         for kind, cols, _ in heads._blocks:
             shape = x[..., cols].shape
-            if kind == "continuous":
+            if kind == "continuous" and self.bins is not None:
+                low, width = heads.bin_low.to(x.dtype), heads.bin_width.to(x.dtype)
+                u = torch.rand(shape, dtype=x.dtype, device=x.device)
+                x[..., cols] = low + self.bins * width * u  # uniform over the bins' range
+            elif kind == "continuous":
                 x[..., cols] = torch.randn(shape, dtype=x.dtype, device=x.device)
             elif kind == "count":
                 x[..., cols] = torch.poisson(x.new_ones(shape))
@@ -639,7 +744,9 @@ class Diffusion(AmortizedModel):
         lp = value.new_zeros(value.shape)
         for kind, cols, _ in heads._blocks:
             v = value[..., cols]
-            if kind == "continuous":
+            if kind == "continuous" and self.bins is not None:
+                lp[..., cols] = -torch.log(self.bins * heads.bin_width.to(v.dtype)).expand_as(v)
+            elif kind == "continuous":
                 lp[..., cols] = -0.5 * v * v - _HALF_LOG_2PI
             elif kind == "count":
                 lp[..., cols] = -1.0 - torch.lgamma(v + 1)
@@ -768,9 +875,23 @@ class Diffusion(AmortizedModel):
         return log_lik + kl_weight * (latent - log_r)
 
     def log_snr(self, u: torch.Tensor) -> torch.Tensor:
-        """Log SNR of the "loglinear" schedule at continuous time ``u`` in [0, 1]."""
+        """Log SNR of the "loglinear" (or the learned) schedule at continuous time ``u``."""
+        if self.learned_schedule:
+            return self.schedule_net(u)[0]
         lo, hi = self.log_snr_range
         return hi + (lo - hi) * u
+
+    def alpha_bar_table(self) -> torch.Tensor:
+        """``alpha_bar_t`` for ``t = 0..T`` (float64): the fixed schedule's, or the learned
+        schedule's at ``u = (t - 1) / (T - 1)`` (its endpoints are the fixed ones)."""
+        if not self.learned_schedule:
+            return self._alpha_bar
+        T = self.n_steps
+        device = self.schedule_net.centre.device
+        u = torch.arange(T, dtype=torch.float64, device=device) / max(T - 1, 1)
+        with torch.no_grad():  # in float64 (the parameters are cast on the fly)
+            lam = self.schedule_net(u)[0].cpu()
+        return torch.cat([lam.new_ones(1), torch.sigmoid(lam)])
 
     def continuous_term(self, y0: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """One draw of VDM's continuous-time diffusion loss at time ``u`` (per row; the bound
@@ -778,12 +899,21 @@ class Diffusion(AmortizedModel):
         its mean over ``u ~ U(0, 1)`` is the limit of the T-step chain's KL terms (posterior
         variance) as T grows (Kingma et al. 2021, eq. 17)."""
         lo, hi = self.log_snr_range
-        lam = self.log_snr(u).unsqueeze(-1)
+        if self.learned_schedule:
+            lam_u, dlam = self.schedule_net(u)
+            s = (hi - lam_u) / (hi - lo)  # the network's input: the log SNR's level
+        else:
+            lam_u, dlam, s = self.log_snr(u), None, u
+        lam = lam_u.unsqueeze(-1)
         ab = torch.sigmoid(lam)
         y = ab.sqrt() * y0 + torch.sigmoid(-lam).sqrt() * torch.randn_like(y0)
-        x0hat = self.denoise_at(y, ab, u)[1]
-        # -dSNR/du = (hi - lo) exp(lam) for the linear log SNR.
-        return 0.5 * (hi - lo) * (lam.squeeze(-1).exp() * (y0 - x0hat).pow(2).sum(-1))
+        x0hat = self.denoise_at(y, ab, s)[1]
+        error = (y0 - x0hat).pow(2).sum(-1)
+        if dlam is None:  # -dSNR/du = (hi - lo) exp(lam) for the linear log SNR.
+            return 0.5 * (hi - lo) * (lam_u.exp() * error)
+        loss = -0.5 * dlam * lam_u.exp() * error
+        variance_gradient(loss, lam_u, dlam)  # the schedule minimizes the loss's variance
+        return loss
 
     @torch.no_grad()
     def continuous_bound(
@@ -952,7 +1082,7 @@ class Diffusion(AmortizedModel):
         if not (math.isfinite(eta) and eta >= 0):
             raise ValueError(f"eta must be a non-negative number, got {eta!r}")
         times = self.ddim_times(steps)
-        ab_all = self._alpha_bar
+        ab_all = self.alpha_bar_table()
         for t, s in zip(times[:-1], times[1:], strict=True):
             ab_t, ab_s = float(ab_all[t]), float(ab_all[s])
             x0hat = self.denoise(y, t)[1]

@@ -18,6 +18,7 @@ from pyro.poutine.messenger import Messenger
 from ppgen._utils import ConvergenceWarning, progress_bar
 from ppgen.infer import distributed as dist
 from ppgen.infer.engine import Engine, EngineResult, Problem, check_positive_int, model_class
+from ppgen.infer.engines._ema import WeightAverage
 from ppgen.infer.optim import NonFiniteLossError
 from ppgen.models.base import GenerativeModel
 
@@ -96,6 +97,12 @@ class MinibatchOptions:
         sampling, which is what MIWAE imputation and ``ppgen.evaluate.iwae`` use. K = 1 is the
         ELBO objective exactly. Early stopping then watches the held-out IWAE bound with the
         same K (8-particle ELBO for ``"elbo"``).
+    ema : float, optional
+        Keep an exponential moving average of the weights with this decay per Adam step (e.g.
+        0.999; :class:`~ppgen.infer.engines._ema.WeightAverage`, with its warm-up): the
+        validation objective, early stopping and the weights the fit keeps are the
+        average's, as is standard for diffusion models. None (the default): no average, the
+        raw weights. 0 gives the raw weights too, through the averaging code.
     """
 
     batch_size: int = 128
@@ -108,6 +115,7 @@ class MinibatchOptions:
     clip_norm: float | None = None
     elbo: str = "auto"
     objective: str = "elbo"
+    ema: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_epochs", "patience", "num_particles"):
@@ -123,6 +131,8 @@ class MinibatchOptions:
             raise ValueError(f"elbo must be one of {ELBOS}, got {self.elbo!r}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.ema is not None and not 0 <= float(self.ema) < 1:
+            raise ValueError(f"ema must be a decay in [0, 1) or None, got {self.ema!r}")
         if self.objective == "iwae" and self.elbo == "trace":
             raise ValueError(
                 "elbo='trace' applies to objective='elbo'; the IWAE objective is the model's "
@@ -216,6 +226,7 @@ class MinibatchSVI(Engine):
                 patience=int(options.patience),
                 kl_warmup=int(options.kl_warmup),
                 clip_norm=options.clip_norm,
+                ema=options.ema,
                 seed=seed,
                 progress=problem.progress,
             )
@@ -256,6 +267,8 @@ class MinibatchSVI(Engine):
             "objective": options.objective,
             "num_particles": int(options.num_particles),
         }
+        if options.ema is not None:
+            info["ema"] = float(options.ema)
         if problem.stream is not None:
             info["streamed_rows"] = problem.n_units  # Fit.train holds only the sample
         return EngineResult(params={}, losses=np.asarray(losses, dtype=float), info=info)
@@ -438,6 +451,7 @@ class _Trainer:
         seed,
         progress,
         epochs=None,
+        ema=None,
     ):
         """Train; ``train_rows`` are the rows of ``x`` to shuffle into minibatches, or, with
         ``epochs`` (a streamed table: a callable yielding one epoch's minibatches ``(x,
@@ -450,6 +464,9 @@ class _Trainer:
         if self.ctx is not None and self.ctx.active and dist.OVERLAP:
             if len({(p.dtype, p.device) for p in params}) == 1:
                 self.reducer = dist.GradientReducer(params, self.ctx)
+        # The weights' moving average (None: off): updated after every step, swapped in for
+        # validation, so the best state saved below is the average's.
+        average = None if ema is None else WeightAverage(params, ema)
         n_train = train_rows if epochs is not None else len(train_rows)
         size = min(batch_size, n_train)
         xv, mv = x[val_rows], mask[val_rows]
@@ -495,6 +512,8 @@ class _Trainer:
                         loss, bad = self.step(xb, mb, opt, params, kl_weight, clip_norm)
                         if bad:
                             _raise_non_finite(bad, step, epoch)
+                        if average is not None:
+                            average.update()
                         if ctx is None:
                             total += loss * len(xb)
                         else:
@@ -504,14 +523,19 @@ class _Trainer:
                     losses.append(self._mean(total, n_train))
                     bar.update()
                     if has_validation:
+                        if average is not None:
+                            average.swap()
                         val = self._validation(xv, mv, seed)
                         val_losses.append(val)
                         bar.set_postfix(loss=f"{losses[-1]:.4g}", val=f"{val:.4g}", refresh=False)
                         # During warm-up the objective is still changing: do not stop then.
-                        if val < best:
+                        improved = val < best
+                        if improved:
                             best, best_epoch = val, epoch
                             best_state = copy.deepcopy(model.state_dict())
-                        elif epoch - best_epoch >= patience and epoch > kl_warmup:
+                        if average is not None:
+                            average.swap()
+                        if not improved and epoch - best_epoch >= patience and epoch > kl_warmup:
                             stopped = True
                             break
                     else:
@@ -524,6 +548,8 @@ class _Trainer:
         if best_state is not None:
             model.load_state_dict(best_state)
         else:
+            if average is not None:  # no validation: the last average is the fit
+                average.swap()
             best_epoch = len(losses)
         return losses, val_losses, best_epoch, stopped
 
