@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +38,7 @@ pin_threads(1)
 import pandas as pd  # noqa: E402
 
 import ppgen  # noqa: E402
-from ppgen.comparison import COLUMNS, on_support, sample_metrics  # noqa: E402
+from ppgen.comparison import COLUMNS, WALL_FACTOR, _limit_cpu, on_support, sample_metrics  # noqa: E402
 from ppgen.data import Schema  # noqa: E402
 
 ANCHOR = Path(__file__).resolve().parent / "_ctgan_anchor.py"
@@ -69,14 +70,28 @@ def anchors(
             argv = [python, str(ANCHOR), kind, str(train_path), str(out)]
             argv += [str(len(result.test)), str(epochs), str(seed)]
             try:
+                # As compare's rows: the budget in CPU seconds, the wall clock at 4 budgets.
                 done = subprocess.run(
-                    argv, capture_output=True, text=True, timeout=budget, check=True
+                    argv,
+                    capture_output=True,
+                    text=True,
+                    timeout=WALL_FACTOR * budget,
+                    check=True,
+                    preexec_fn=lambda: _limit_cpu(budget),
                 )
             except subprocess.TimeoutExpired:
                 row.update(status="over budget", heldout_method="n/a")
                 rows.append(row)
                 continue
-            except (subprocess.CalledProcessError, OSError) as exc:
+            except subprocess.CalledProcessError as exc:
+                if exc.returncode == -signal.SIGXCPU:
+                    row.update(status="over budget", heldout_method="n/a")
+                else:
+                    message = exc.stderr or str(exc)
+                    row.update(status="error", heldout_method="n/a", verdict=message[-300:])
+                rows.append(row)
+                continue
+            except OSError as exc:
                 message = getattr(exc, "stderr", "") or str(exc)
                 row.update(status="error", heldout_method="n/a", verdict=message[-300:])
                 rows.append(row)
