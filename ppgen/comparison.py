@@ -26,6 +26,7 @@ from __future__ import annotations
 import inspect
 import math
 import multiprocessing
+import signal
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -50,7 +51,16 @@ from ppgen.models.base import GenerativeModel
 if TYPE_CHECKING:
     import matplotlib.figure
 
-__all__ = ["BASELINES", "COLUMNS", "Comparison", "compare", "default_models", "sample_metrics"]
+__all__ = [
+    "BASELINES",
+    "COLUMNS",
+    "Comparison",
+    "compare",
+    "default_models",
+    "integer_columns",
+    "on_support",
+    "sample_metrics",
+]
 
 #: The columns of :attr:`Comparison.table`, in order.
 COLUMNS = (
@@ -95,6 +105,16 @@ DECODER_AIS = {
     "validation_rows": 25,
     "validation_steps": 30,
 }
+#: Hidden units of a default RBM (its constructor requires ``n_hidden`` and no criterion picks
+#: it without estimating the partition function): 16, the most whose partition function ppgen
+#: still sums exactly (``RBM.exact_log_partition``, 2^16 states).
+N_HIDDEN = 16
+#: A family's budget counts its CPU seconds; the wall clock stops it after this many budgets
+#: (on a busy machine a child gets a fraction of a core; this still never hangs compare).
+WALL_FACTOR = 4.0
+# The signal the kernel sends at the CPU limit (POSIX); the limit only where it exists.
+_SIGXCPU = getattr(signal, "SIGXCPU", None)
+_HAS_CPU_LIMIT = _SIGXCPU is not None
 # Sampling 1,000 rows faster than this counts as fast sampling in the verdict.
 _FAST_SAMPLING_S = 1.0
 
@@ -300,6 +320,8 @@ def _fit_family(spec: _Spec, train: pd.DataFrame, seed: int) -> Any:
     required = _required(cls)
     if not required:
         return fit_model(cls(), train, seed=seed, progress=False)
+    if spec.name == "RBM" and required == ["n_hidden"]:
+        return fit_model(_default_rbm(cls, train), train, seed=seed, progress=False)
     if required != ["n_components"]:
         raise ValueError(f"needs {', '.join(required)}: pass a {spec.name}(...) instance")
     best = None
@@ -313,6 +335,15 @@ def _fit_family(spec: _Spec, train: pd.DataFrame, seed: int) -> Any:
         if best is None or candidate.bic(train) < best.bic(train):
             best = candidate
     return best
+
+
+def _default_rbm(cls: type, train: pd.DataFrame) -> GenerativeModel:
+    """RBM with :data:`N_HIDDEN` hidden units; Bernoulli visibles when every column holds 0/1
+    values only, Gaussian ones otherwise (the RBM refuses other kinds, e.g. labels: the row
+    then says so)."""
+    values = train.select_dtypes(include=["number", "bool"])
+    binary = values.shape[1] == train.shape[1] and bool(values.isin([0, 1]).all().all())
+    return cls(n_hidden=N_HIDDEN, visible="bernoulli" if binary else "gaussian")
 
 
 # -- one family, start to finish (runs in the child process) --------------------------------------
@@ -400,7 +431,30 @@ def _run(spec: _Spec, train: pd.DataFrame, test: pd.DataFrame, seed: int) -> dic
     }
 
 
-def _child(spec: _Spec, train: Any, test: Any, seed: int, conn: Any) -> None:
+def _limit_cpu(seconds: float) -> bool:
+    """Have the kernel stop this process (SIGXCPU) after ``seconds`` of its own CPU time;
+    ``False`` where the platform has no such limit (then only the wall clock stops it)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return False
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    limit = math.ceil(used.ru_utime + used.ru_stime + seconds)
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_CPU, (limit, hard))
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def _child(
+    spec: _Spec, train: Any, test: Any, seed: int, conn: Any, cpu_s: float | None = None
+) -> None:
+    if cpu_s is not None:
+        _limit_cpu(cpu_s)
     try:
         conn.send(("ok", _run(spec, train, test, seed)))
     except Exception as exc:  # reported in the table, as the family's status
@@ -414,10 +468,25 @@ def _family_job(job: tuple) -> tuple[str, Any]:
     return _run_with_budget(*job)
 
 
+def _warm_optimizer() -> None:
+    """Take one Adam step here, before forking: torch's first optimizer step imports
+    ``torch._dynamo`` (~1.1 s CPU), which each forked child would otherwise import again."""
+    parameter = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.Adam([parameter])
+    parameter.sum().backward()
+    optimizer.step()
+
+
 def _run_with_budget(
     spec: _Spec, train: pd.DataFrame, test: pd.DataFrame, seed: int, budget_s: float | None
 ) -> tuple[str, Any]:
-    """``("ok", result)``, ``("error", message)`` or ``("over budget", message)``."""
+    """``("ok", result)``, ``("error", message)`` or ``("over budget", message)``.
+
+    The budget counts the child's own CPU seconds (the kernel stops it: ``RLIMIT_CPU``), so
+    a family's fate does not depend on what else the machine runs; the wall clock stops it
+    after :data:`WALL_FACTOR` times the budget (a process that waits or sleeps, or a platform
+    with no CPU limit: then the wall clock alone, at the budget itself).
+    """
     if budget_s is None:
         try:
             return "ok", _run(spec, train, test, seed)
@@ -427,23 +496,73 @@ def _run_with_budget(
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_child, args=(spec, train, test, seed, send), daemon=True)
+    cpu_limited = _HAS_CPU_LIMIT
+    wall_s = WALL_FACTOR * budget_s if cpu_limited else budget_s
+    child = context.Process(
+        target=_child,
+        args=(spec, train, test, seed, send, budget_s if cpu_limited else None),
+        daemon=True,
+    )
     child.start()
     send.close()
     try:
         # Receive before joining: a large message would block the child's send forever.
-        if receive.poll(budget_s):
+        if receive.poll(wall_s):
             status, payload = receive.recv()
         else:
-            status, payload = "over budget", f"stopped after {budget_s:g} s"
-    except EOFError:  # the child died without a word (killed, out of memory)
+            status, payload = "over budget", f"stopped after {wall_s:g} s (wall clock)"
+    except EOFError:  # the child died without a word (CPU limit, killed, out of memory)
         status, payload = "error", f"the process fitting {spec.label} ended abruptly"
     finally:
         receive.close()
         if child.is_alive():
             child.terminate()
         child.join(5)
+    if status == "error" and child.exitcode == -_SIGXCPU:
+        status, payload = "over budget", f"stopped after {budget_s:g} s of CPU time"
     return status, payload
+
+
+# -- the support rule --------------------------------------------------------------------------
+
+
+def integer_columns(train: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """Float columns whose observed training values are all whole numbers, with their range.
+
+    Such columns are counts or scores stored as floats (scikit-learn's ``digits``: pixel
+    counts 0-16 as float64; ``wine``'s magnesium and proline). The data layer reads them as
+    continuous (a float column is continuous, :mod:`ppgen.data`), so models sample values off
+    the observed lattice; :func:`on_support` maps samples back onto it. Integer-dtype columns
+    are left to the data layer (counts come back as integers already).
+    """
+    found = {}
+    for name in train.columns:
+        column = train[name]
+        if not pd.api.types.is_float_dtype(column.dtype):
+            continue
+        observed = column.dropna().to_numpy(dtype=float)
+        if len(observed) and np.array_equal(observed, np.round(observed)):
+            found[name] = (float(observed.min()), float(observed.max()))
+    return found
+
+
+def on_support(synthetic: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame:
+    """Synthetic rows mapped onto the training table's support: compare's support rule.
+
+    Every float column whose training values are all whole numbers (:func:`integer_columns`)
+    is rounded to the nearest integer and clipped to its training range ``[min, max]``; other
+    columns are returned unchanged. A continuous model of such a column then samples its
+    discretized (and censored) version, which is what the data can hold: without the rule a
+    two-sample classifier tells real from synthetic rows by the exact values alone (on
+    ``digits`` 49 % of pixels are exactly 0 and no Gaussian draw is; a tree splits there).
+    Applied to every row of :func:`compare`, and to outside samples (CTGAN, TVAE) judged next
+    to them, so that all rows are scored alike. Missing entries stay missing.
+    """
+    out = synthetic.copy()
+    for name, (low, high) in integer_columns(train).items():
+        if name in out.columns and pd.api.types.is_numeric_dtype(out[name].dtype):
+            out[name] = out[name].round().clip(low, high)
+    return out
 
 
 # -- metrics and verdicts -------------------------------------------------------------------------
@@ -622,6 +741,7 @@ def compare(
     progress: bool | None = None,
     n_jobs: int | None = None,
     backend: str | None = None,
+    lattice: bool = True,
 ) -> Comparison:
     """Fit several generative families to one table and measure them side by side.
 
@@ -641,9 +761,11 @@ def compare(
     seed : int
         Seeds the split, the fits, the samples and the metrics.
     budget_s : float or None
-        Wall-clock seconds each family may take to train, score and sample, in a child process
-        stopped at the limit (status ``"over budget"``); ``None`` runs in this process with no
-        limit.
+        Seconds each family may take to train, score and sample, in a child process stopped
+        at the limit (status ``"over budget"``): seconds of the child's own CPU time where the
+        platform limits it (POSIX), so that a busy machine does not push families over, and
+        at most :data:`WALL_FACTOR` times as many wall-clock seconds (elsewhere: wall-clock
+        seconds). ``None`` runs in this process with no limit.
     progress : bool or None
         Show a progress bar over families; by default only when stderr is a terminal.
     n_jobs : int, optional
@@ -653,6 +775,10 @@ def compare(
     backend : str, optional
         The joblib backend of ``n_jobs`` (default local processes; ``"dask"`` or ``"ray"``
         where registered).
+    lattice : bool
+        Apply the support rule (:func:`on_support`) to every model's samples before they are
+        scored: float columns whose training values are all whole numbers are rounded and
+        clipped to their training range. ``False`` scores the raw samples.
 
     Returns
     -------
@@ -679,6 +805,8 @@ def compare(
     if n_jobs not in (None, 1) or backend is not None:  # the families fanned out, in order
         jobs = [(spec, train, test, seed, budget_s) for spec in specs]
         runs = resolve_map(map, n_jobs, backend)(_family_job, jobs)
+    if runs is None and budget_s is not None and any(s.name not in BASELINES for s in specs):
+        _warm_optimizer()  # once here rather than once per forked child
     bar = progress_bar(len(specs), "compare", progress)
     try:
         for i, spec in enumerate(specs):
@@ -691,6 +819,8 @@ def compare(
             row.update(model=spec.label, status=status)
             if status == "ok":
                 synthetic = payload.pop("synthetic")
+                if lattice:
+                    synthetic = on_support(synthetic, train)
                 row.update(payload)
                 # Negative log-likelihood per column in bits (for pixels: bits per dimension).
                 row["bits_per_dim"] = -row["heldout_nats"] / (data.shape[1] * math.log(2.0))
