@@ -308,8 +308,8 @@ def benchmark(table, mechanisms, seeds, methods, run_r, log):
             specs[label] = lambda dm, seed, method=method: run_mice(dm, method, seed)
     if methods:
         specs = {k: v for k, v in specs.items() if any(m in k for m in methods)}
-    for mechanism in mechanisms:
-        for seed in seeds:
+    for seed in seeds:  # seed outermost: a run stopped early still has every setting
+        for mechanism in mechanisms:
             dm = amputed(df, table, mechanism, seed)
             for label, spec in specs.items():
                 if (table, mechanism, str(seed), label) in seen:
