@@ -296,11 +296,15 @@ def load_runs(table: str) -> pd.DataFrame:
     return pd.read_csv(path) if path.exists() else pd.DataFrame(columns=KEY)
 
 
+def _done(table: str) -> set[tuple[str, ...]]:
+    done = load_runs(table)
+    return set(map(tuple, done[KEY].astype(str).to_numpy())) if len(done) else set()
+
+
 def benchmark(table, mechanisms, seeds, methods, run_r, log):
     df = load_table(table)
     formula = ANALYSIS[table]
-    done = load_runs(table)
-    seen = set(map(tuple, done[KEY].astype(str).to_numpy())) if len(done) else set()
+    seen = _done(table)
     specs = dict(ppgen_methods())
     specs["sklearn IterativeImputer(BayesianRidge), one-hot argmax"] = iterative_onehot
     if run_r:
@@ -312,8 +316,8 @@ def benchmark(table, mechanisms, seeds, methods, run_r, log):
         for mechanism in mechanisms:
             dm = amputed(df, table, mechanism, seed)
             for label, spec in specs.items():
-                if (table, mechanism, str(seed), label) in seen:
-                    continue
+                if (table, mechanism, str(seed), label) in seen | _done(table):
+                    continue  # (the file is re-read: several processes may share a table)
                 wall = time.perf_counter()
                 tables, cpu, note = spec(dm, seed)
                 wall = time.perf_counter() - wall
@@ -349,6 +353,7 @@ def benchmark(table, mechanisms, seeds, methods, run_r, log):
 
 def summarize(tables) -> None:
     runs = pd.concat([load_runs(t) for t in tables if runs_path(t).exists()], ignore_index=True)
+    runs = runs.drop_duplicates(KEY)  # a setting run twice (parallel processes): the first
     order = {m: i for i, m in enumerate(dict.fromkeys(runs["method"]))}
     rows = []
     for (table, mechanism, method), group in runs.groupby(["table", "mechanism", "method"]):

@@ -283,7 +283,7 @@ def _buckets(
 ) -> list[torch.Tensor] | None:
     """Row indices of each group of rows with the same number of missing entries (rows missing
     none join the next group), or None where grouping does not pay or does not apply."""
-    if x.dim() != 2 or miss.dim() != 2 or x.shape[0] < BUCKET_ROWS:
+    if x.dim() != 2 or miss.shape != x.shape or x.shape[0] < BUCKET_ROWS:
         return None
     if loc.dim() > 1 and loc.shape[-2] != 1 or precision.dim() > 2 and precision.shape[-3] != 1:
         return None  # parameters per row: the padded path broadcasts them
