@@ -354,6 +354,10 @@ def benchmark(table, mechanisms, seeds, methods, run_r, log):
 def summarize(tables) -> None:
     runs = pd.concat([load_runs(t) for t in tables if runs_path(t).exists()], ignore_index=True)
     runs = runs.drop_duplicates(KEY)  # a setting run twice (parallel processes): the first
+    # Only seeds that every method of the table finished: means over the same amputed tables.
+    methods = runs.groupby("table")["method"].nunique()
+    count = runs.groupby(["table", "mechanism", "seed"])["method"].transform("nunique")
+    runs = runs[count.to_numpy() == runs["table"].map(methods).to_numpy()]
     order = {m: i for i, m in enumerate(dict.fromkeys(runs["method"]))}
     rows = []
     for (table, mechanism, method), group in runs.groupby(["table", "mechanism", "method"]):
