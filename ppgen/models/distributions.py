@@ -253,7 +253,109 @@ class GaussianConditional:
         return self.index.unsqueeze(-1) * stride + self.index.unsqueeze(-2)
 
 
+#: Rows from which :func:`condition_on_precision` groups rows by their number of missing entries.
+BUCKET_ROWS = 4096
+
+
 def condition_on_precision(
+    x: torch.Tensor, miss: torch.Tensor, loc: torch.Tensor, precision: torch.Tensor
+) -> GaussianConditional | BucketedConditional:
+    """Gaussian N(loc, precision^-1) conditioned on the entries where ``miss`` is False.
+
+    On tables of at least :data:`BUCKET_ROWS` rows (x and miss (n, d), parameters shared by the
+    rows) whose padding would cost more than twice the work of the blocks themselves, the rows
+    are grouped by their number of missing entries and each group is padded to its own size
+    (:class:`BucketedConditional`, the same methods): at d = 20 and 20% missing the rows miss
+    4 entries on average but 12-13 at most, and the r^3 factorizations of padded blocks took
+    most of an EM step and of a draw. The per-row arithmetic is that of the padded blocks up
+    to rounding (~1e-16).
+    """
+    rows = _buckets(x, miss, loc, precision)
+    if rows is None:
+        return _condition_padded(x, miss, loc, precision)
+    parts = [_condition_padded(x[r], miss[r], loc, precision) for r in rows]
+    n = x.shape[-2]
+    return BucketedConditional(_join([p.mean for p in parts], rows, n, -2), rows, parts)
+
+
+def _buckets(
+    x: torch.Tensor, miss: torch.Tensor, loc: torch.Tensor, precision: torch.Tensor
+) -> list[torch.Tensor] | None:
+    """Row indices of each group of rows with the same number of missing entries (rows missing
+    none join the next group), or None where grouping does not pay or does not apply."""
+    if x.dim() != 2 or miss.shape != x.shape or x.shape[0] < BUCKET_ROWS:
+        return None
+    if loc.dim() > 1 and loc.shape[-2] != 1 or precision.dim() > 2 and precision.shape[-3] != 1:
+        return None  # parameters per row: the padded path broadcasts them
+    counts = miss.sum(-1)
+    sizes = torch.bincount(counts).tolist()
+    r_max = len(sizes) - 1
+    if r_max < 2 or 2 * sum(c * r**3 for r, c in enumerate(sizes)) > len(counts) * r_max**3:
+        return None
+    order = torch.argsort(counts, stable=True)
+    bounds = [r for r in range(1, r_max + 1) if sizes[r]]
+    ends = torch.tensor(sizes).cumsum(0).tolist()
+    groups, start = [], 0
+    for r in bounds:
+        groups.append(order[start : ends[r]])
+        start = ends[r]
+    return groups
+
+
+def _join(parts: list[torch.Tensor], rows: list[torch.Tensor], n: int, dim: int) -> torch.Tensor:
+    """The groups' tensors put back in row order along ``dim`` (their rows' axis)."""
+    shape = list(torch.broadcast_shapes(*(p.shape[:dim] + (1,) + p.shape[dim:][1:] for p in parts)))
+    shape[dim] = n
+    out = parts[0].new_empty(shape)
+    for part, index in zip(parts, rows, strict=True):
+        out.index_copy_(dim, index, part.expand(shape[:dim] + [len(index)] + shape[dim:][1:]))
+    return out
+
+
+@dataclass(frozen=True)
+class BucketedConditional:
+    """:class:`GaussianConditional` of rows grouped by their number of missing entries: one
+    conditional per group (``parts``, rows ``rows``), with the same methods and results.
+
+    Attributes
+    ----------
+    mean : Tensor, shape (..., n, d)
+        Observed entries equal to ``x``, missing ones their conditional mean, in row order.
+    rows : list of Tensor
+        The row indices of each group.
+    parts : list of GaussianConditional
+    """
+
+    mean: torch.Tensor
+    rows: list[torch.Tensor]
+    parts: list[GaussianConditional]
+
+    def log_marginal(self, precision_tril: torch.Tensor | None = None) -> torch.Tensor:
+        """log N(x_o | loc_o, Sigma_oo) of each row's observed entries, shape (..., n)."""
+        parts = [p.log_marginal(precision_tril).unsqueeze(-1) for p in self.parts]
+        return _join(parts, self.rows, self.mean.shape[-2], -2).squeeze(-1)
+
+    def covariance(self) -> torch.Tensor:
+        """Conditional covariances (..., n, d, d), zero at observed entries."""
+        parts = [p.covariance() for p in self.parts]
+        return _join(parts, self.rows, self.mean.shape[-2], -3)
+
+    def covariance_sum(self, weights: torch.Tensor) -> torch.Tensor:
+        """``sum_i weights[..., i] Cov[x_i | x_o]`` over the rows, shape (..., d, d)."""
+        return sum(
+            p.covariance_sum(weights.index_select(-1, r))
+            for p, r in zip(self.parts, self.rows, strict=True)
+        )
+
+    def noise(self, eps: torch.Tensor) -> torch.Tensor:
+        """``L_mm^-T eps_m`` on each row's missing entries, zero elsewhere (eps (..., n, d))."""
+        parts = [
+            p.noise(eps.index_select(-2, r)) for p, r in zip(self.parts, self.rows, strict=True)
+        ]
+        return _join(parts, self.rows, self.mean.shape[-2], -2)
+
+
+def _condition_padded(
     x: torch.Tensor, miss: torch.Tensor, loc: torch.Tensor, precision: torch.Tensor
 ) -> GaussianConditional:
     """Gaussian N(loc, precision^-1) conditioned on the entries where ``miss`` is False.
