@@ -25,6 +25,8 @@ References
 van Buuren, S. (2018). *Flexible Imputation of Missing Data*, 2nd ed., sec. 2.5-2.6. CRC Press.
 Schouten, R. M., Lugtig, P. & Vink, G. (2018). Generating missing values for simulation
 purposes: a multivariate amputation procedure. *J. Stat. Comput. Simul.* 88(15), 2909-2930.
+MacKinnon, J. G. & White, H. (1985). Some heteroskedasticity-consistent covariance matrix
+estimators with improved finite sample properties. *J. Econometrics* 29(3), 305-325.
 Szekely, G. J. & Rizzo, M. L. (2013). Energy statistics: a class of statistics based on
 distances. *J. Stat. Plan. Inference* 143(8), 1249-1272.
 """
@@ -49,6 +51,8 @@ __all__ = ["ImputationReport", "imputation_report"]
 
 #: Names of the two reference rows.
 COMPLETE_DATA, COMPLETE_CASES = "complete data", "complete cases"
+#: Standard errors a formula analysis may use (statsmodels' OLS ``cov_type`` without options).
+_COV_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3")
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ def imputation_report(
     replace: bool = True,
     seed: int = 0,
     progress: bool | None = None,
+    cov_type: str = "nonrobust",
 ) -> ImputationReport:
     """Simulate, impute, analyse, pool: bias and coverage of each method's pooled estimates.
 
@@ -120,6 +125,12 @@ def imputation_report(
     seed : int, default 0
     progress : bool, optional
         A bar over the replications (default: when stderr is a terminal).
+    cov_type : str, default "nonrobust"
+        With a formula ``analysis``: the standard errors of the OLS fit (statsmodels'
+        ``cov_type``), e.g. ``"HC3"`` (MacKinnon & White's heteroscedasticity-consistent
+        sandwich) when the population's residuals are heteroscedastic, where the model-based
+        standard errors of the complete-data analysis are themselves off (Rubin's rules take any
+        consistent within-imputation variance). Ignored for a function ``analysis``.
 
     Returns
     -------
@@ -133,11 +144,13 @@ def imputation_report(
         raise ValueError("methods is empty: give at least one imputer")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    if cov_type not in _COV_TYPES:
+        raise ValueError(f"cov_type must be one of {_COV_TYPES}, got {cov_type!r}")
     if int(replications) < 1 or int(n) < 2:
         raise ValueError(f"need replications >= 1 and n >= 2, got {replications}, {n}")
     if not replace and n > len(population):
         raise ValueError(f"n = {n} rows without replacement from a population of {len(population)}")
-    fn = _as_function(analysis)
+    fn = _as_function(analysis, cov_type)
     truth, _, info = _extract(fn(population))
     names = info["names"] or [str(i) for i in range(len(truth))]
     rng = np.random.default_rng(seed)
@@ -179,7 +192,9 @@ def imputation_report(
     )
 
 
-def _as_function(analysis: Callable[[Any], Any] | str) -> Callable[[Any], Any]:
+def _as_function(
+    analysis: Callable[[Any], Any] | str, cov_type: str = "nonrobust"
+) -> Callable[[Any], Any]:
     if not isinstance(analysis, str):
         return analysis
     formula = analysis
@@ -187,7 +202,7 @@ def _as_function(analysis: Callable[[Any], Any] | str) -> Callable[[Any], Any]:
     def fn(table: Any) -> Any:
         import statsmodels.formula.api as smf
 
-        return smf.ols(formula, data=table).fit()
+        return smf.ols(formula, data=table).fit(cov_type=cov_type)
 
     return fn
 
