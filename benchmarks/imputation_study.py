@@ -125,31 +125,12 @@ def mice(table: pd.DataFrame, seed: int, m: int = M, cycles: int = 5) -> list[pd
     return out
 
 
-def mnar_deltas(
-    pop: pd.DataFrame, options: dict, rows: int = 20_000, repeats: int = 4
-) -> dict[str, float]:
-    """The delta that makes GMM K=1's MAR imputations right under an MNAR design, per column.
-
-    The sensitivity parameter at its true value, which an analyst would have to argue for: on
-    ``repeats`` samples of ``rows`` rows from the population, ampute as the study does
-    (``options``: imputation_report's mechanism, prop and patterns), impute under MAR, and take
-    the mean of the deleted values minus the mean of their imputations. Every incomplete row of
-    these designs misses one column, so a shift of that column's imputations by this amount
-    moves their mean onto the deleted values'.
-    """
-    shifts: dict[str, list[float]] = {}
-    for r in range(repeats):
-        rng = np.random.default_rng(1000 + r)
-        sample = pop.iloc[rng.integers(0, len(pop), rows)].reset_index(drop=True)
-        amputed = ppgen.ampute(sample, seed=r, **options)
-        imputer = ppgen.Imputer("gmm", n_components=1, n_imputations=5, method="em", seed=r)
-        tables = imputer.fit_transform(amputed)
-        for c in pop.columns:
-            gone = amputed[c].isna().to_numpy()
-            if gone.any():
-                imputed = np.mean([t[c].to_numpy()[gone].mean() for t in tables])
-                shifts.setdefault(c, []).append(sample[c].to_numpy()[gone].mean() - imputed)
-    return {c: float(np.mean(v)) for c, v in shifts.items()}
+def mnar_deltas(pop: pd.DataFrame, options: dict) -> dict[str, float]:
+    """The delta that makes GMM K=1's MAR imputations right under an MNAR design, per column:
+    the sensitivity parameter at its true value, which an analyst would have to argue for
+    (ppgen.impute.report.true_delta: 4 samples of 20,000 rows amputed as the study does
+    (``options``), mean deleted minus mean MAR-imputed value)."""
+    return _report.true_delta(pop, **options)
 
 
 def methods(pop: pd.DataFrame | None = None, wanted: list[str] | None = None, options=None) -> dict:

@@ -144,6 +144,53 @@ def test_report_bookkeeping_and_reference_rows():
     assert report.settings["replications"] == 6
 
 
+def test_report_hc3_intervals():
+    """cov_type="HC3": the complete-data interval is statsmodels' HC3 OLS interval (t with the
+    residual degrees of freedom), by hand for replication 0; the estimates are unchanged."""
+    import statsmodels.formula.api as smf
+    from scipy import stats
+
+    population = _gaussian(400, seed=2)
+    population["y"] += population["x"] * np.random.default_rng(0).normal(size=400)  # unequal var
+    kwargs = {"n": 80, "replications": 2, "prop": 0.3, "seed": 4, "progress": False}
+    plain = imputation_report(population, "y ~ x + z", {"mean": _mean_imputation}, **kwargs)
+    hc3 = imputation_report(
+        population, "y ~ x + z", {"mean": _mean_imputation}, cov_type="HC3", **kwargs
+    )
+    rng = np.random.default_rng(4)
+    sample = population.iloc[rng.choice(400, size=80, replace=True)].reset_index(drop=True)
+    result = smf.ols("y ~ x + z", sample).fit(cov_type="HC3")
+    half = stats.t.ppf(0.975, 80 - 3) * result.bse["x"]  # statsmodels' own uses the normal
+    lo, hi = result.params["x"] - half, result.params["x"] + half
+    raw = hc3.replications
+    first = raw[(raw["replication"] == 0) & (raw["method"] == "complete data")]
+    assert first.loc[first["term"] == "x", ["lower", "upper"]].to_numpy()[0] == pytest.approx(
+        [lo, hi], abs=1e-10
+    )
+    np.testing.assert_allclose(
+        hc3.replications["estimate"], plain.replications["estimate"], rtol=0, atol=1e-12
+    )
+    assert not np.allclose(hc3.replications["lower"], plain.replications["lower"])
+    with pytest.raises(ValueError, match="cov_type"):
+        imputation_report(population, "y ~ x", {"m": _mean_imputation}, cov_type="HC9")
+
+
+def test_true_delta_measures_the_mnar_shift():
+    """true_delta: under self-masking MNAR of x (half the rows, the larger x the likelier lost)
+    MAR imputations of x fall short of the deleted values, so the measured delta is positive and
+    close to the gap between the deleted values' mean and their MAR conditional means; under
+    MCAR it is about 0; columns that never go missing have no entry."""
+    from ppgen.impute.report import true_delta
+
+    population = _gaussian(3000, seed=7)
+    kwargs = {"prop": 0.5, "patterns": [["x"]], "rows": 4000, "repeats": 1, "seed": 3}
+    mnar = true_delta(population, mechanism="MNAR", **kwargs)
+    mcar = true_delta(population, mechanism="MCAR", **kwargs)
+    assert set(mnar) == {"x"} and set(mcar) == {"x"}
+    assert mnar["x"] > 0.3, mnar
+    assert abs(mcar["x"]) < 0.1, mcar
+
+
 def test_report_errors():
     population = _gaussian(100)
     with pytest.raises(ValueError, match="complete"):
