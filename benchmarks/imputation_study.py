@@ -167,13 +167,25 @@ class Checkpointed:
     """A method ``f(table, seed)`` for imputation_report that imputes exactly as ``method``
     would there (an Imputer copied with seed ``seed + replication``) and appends each
     replication's pooled estimates and 95% intervals to a CSV: a run cut short keeps the
-    replications it finished (their samples are a prefix of a longer run's, same seed)."""
+    replications it finished (their samples are a prefix of a longer run's, same seed). With
+    ``resume``, a replication the CSV already holds for this (mechanism, method) is not imputed
+    again: a placeholder (mean imputation) lets imputation_report move on to the next sample,
+    so the run's own table is meaningless and --summarize makes the real one."""
 
-    def __init__(self, method, name: str, mechanism: str, spec: Table, path: Path) -> None:
+    def __init__(
+        self, method, name: str, mechanism: str, spec: Table, path: Path, resume: bool = False
+    ) -> None:
         self.method, self.name, self.mechanism = method, name, mechanism
         self.fn, self.path = _report._as_function(spec.analysis, spec.cov_type), path
+        self.done: set[int] = set()
+        if resume and path.exists():
+            old = pd.read_csv(path)
+            mine = (old["mechanism"] == mechanism) & (old["method"] == name)
+            self.done = set(old.loc[mine, "replication"].astype(int))
 
     def __call__(self, table: pd.DataFrame, seed: int) -> list[pd.DataFrame]:
+        if seed in self.done:
+            return [table.fillna(table.mean())] * 2
         c0 = time.process_time()
         tables = _report._impute(self.method, table, seed)
         pooled = ppgen.pool_fit(tables, self.fn)
@@ -249,6 +261,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--checkpoint", action="store_true", help="append every replication to <name>_reps.csv"
     )
+    parser.add_argument(
+        "--resume", action="store_true", help="with --checkpoint: skip replications it holds"
+    )
     parser.add_argument("--summarize", nargs="+", help="checkpoint CSVs: write their table only")
     args = parser.parse_args(argv)
     pop = population(args.table)
@@ -271,7 +286,7 @@ def main(argv=None) -> int:
                 reps = args.mice_replications
             if args.checkpoint:
                 path = RESULTS / f"{args.name}_reps.csv"
-                method = Checkpointed(method, name, mechanism, spec, path)
+                method = Checkpointed(method, name, mechanism, spec, path, args.resume)
             t0, c0 = time.perf_counter(), time.process_time()
             report = imputation_report(
                 pop, spec.analysis, {name: method}, n=n, replications=reps, seed=0,
