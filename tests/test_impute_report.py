@@ -258,31 +258,46 @@ DIABETES_COLUMNS = ["age", "bmi", "bp", "s5", "target"]
 DIABETES_ANALYSIS = "target ~ age + bmi + bp + s5"
 
 
-def _study(population, analysis, model, options, n, mechanism, replications=200) -> None:
-    """200 replications of n rows, 30% of rows amputed, m = 10 proper imputations (EM +
-    bootstrap refits), seed 0 (as benchmarks/imputation_study.py), then the assertions below."""
+def _study(
+    population, analysis, model, options, n, mechanism, replications=200, literal=False, **extra
+):
+    """200 replications of n rows, 30% of rows amputed (``extra``: other ampute or analysis
+    options), m = 10 proper imputations (EM + bootstrap refits), seed 0 (as
+    benchmarks/imputation_study.py), then the assertions below; returns the report."""
     imputer = ppgen.Imputer(model, n_imputations=10, method="em", proper="bootstrap", **options)
     report = imputation_report(
-        population, analysis, {model: imputer}, n=n, replications=replications, prop=0.3,
-        mechanism=mechanism, seed=0,
+        population, analysis, {model: imputer}, n=n, replications=replications,
+        **({"prop": 0.3, "mechanism": mechanism, "seed": 0} | extra),
     )  # fmt: skip
-    _assert_bias_and_coverage(report, model, replications)
+    _assert_bias_and_coverage(report, model, replications, literal)
+    return report
 
 
-def _assert_bias_and_coverage(report, name: str, replications: int) -> None:
+def _bias_ok(row, replications: int) -> bool:
     """|percent bias| <= 5% where 5% of the true value exceeds 3 Monte Carlo standard errors of
-    the mean estimate (rmse / sqrt(replications)), else the raw bias within 3 of them; coverage
-    of the 95% interval >= 92%, and <= 98% or within 2 points of the complete-data analysis'."""
+    the mean estimate (rmse / sqrt(replications)), else the raw bias within 3 of them."""
+    mc_se = row["rmse"] / np.sqrt(replications)
+    if 0.05 * abs(row["true"]) > 3 * mc_se:
+        return abs(row["percent_bias"]) <= 5
+    return abs(row["bias"]) <= 3 * mc_se
+
+
+def _assert_bias_and_coverage(report, name: str, replications: int, literal=False) -> None:
+    """The bias rule of _bias_ok; coverage of the 95% interval >= 92%, and <= 98% (``literal``)
+    or else <= 98% or within 2 points of the complete-data analysis' own coverage."""
     est = report.estimates.loc[name]
     complete = report.estimates.loc["complete data"]
     for term, row in est.iterrows():
-        mc_se = row["rmse"] / np.sqrt(replications)
-        if 0.05 * abs(row["true"]) > 3 * mc_se:
-            assert abs(row["percent_bias"]) <= 5, (term, row)
-        else:
-            assert abs(row["bias"]) <= 3 * mc_se, (term, row)
+        assert _bias_ok(row, replications), (term, row)
         assert row["coverage"] >= 0.92, (term, row)
-        assert row["coverage"] <= max(0.98, complete.loc[term, "coverage"] + 0.02), (term, row)
+        upper = 0.98 if literal else max(0.98, complete.loc[term, "coverage"] + 0.02)
+        assert row["coverage"] <= upper, (term, row)
+
+
+def _diabetes():
+    from sklearn.datasets import load_diabetes
+
+    return load_diabetes(as_frame=True, scaled=False).frame[DIABETES_COLUMNS]
 
 
 @pytest.mark.slow
@@ -291,31 +306,34 @@ def _assert_bias_and_coverage(report, name: str, replications: int) -> None:
     ("model", "options"),
     [
         ("gmm", {"n_components": 1}),
+        ("ppca", {"n_components": 4, "standardize": True}),
         ("ppca", {"n_components": 2, "standardize": True}),
     ],
+    ids=["gmm1", "ppca4", "ppca2"],
 )
 def test_study_bias_and_coverage_diabetes(mechanism, model, options, request):
-    """The same design on scikit-learn's diabetes table (442 patients; age, body mass index,
-    blood pressure, s5 and the disease progression, unscaled): one population without hidden
-    groups and near-Gaussian margins, so the joint models a statistician would pick are the
-    right kind of model (the BIC on the population picks GMM K = 1, and PPCA q = 2 on the
-    standardized columns). 200 replications of n = 442 rows, 30% of rows amputed, m = 10
-    proper imputations (EM + bootstrap), OLS of the progression on the four others; age's
-    coefficient is within a standard error of 0 (raw bias). The same numbers as
-    benchmarks/results/imputation_study_diabetes_*.md (same seeds)."""
-    from sklearn.datasets import load_diabetes
-
-    if (mechanism, model) == ("MAR", "ppca"):
-        # benchmarks/results/imputation_study_diabetes_ppca_mar.md (200 replications): bmi
-        # -5.2% (3.2 Monte Carlo se past the 5% line's 0) with 98.5% coverage (complete data
-        # 96%); every other term passes, and MCAR passes. A rank-2 plus isotropic-noise model of
-        # the correlations is a little too restrictive for bmi's conditional under MAR; GMM
-        # K = 1 (the saturated Gaussian) passes both.
+    """The design of benchmarks/imputation_study.py --table diabetes-hc3 on scikit-learn's
+    diabetes table (442 patients; age, body mass index, blood pressure, s5 and the disease
+    progression, unscaled): one population without hidden groups, near-Gaussian margins. 200
+    replications of n = 442 rows, 30% of rows amputed (one column each), m = 10 proper
+    imputations (EM + bootstrap), OLS of the progression on the four others with HC3 standard
+    errors (the population's residuals are heteroscedastic: the model-based intercept interval
+    of the complete data covers 98.6%, HC3's 95.9%, over 1000 replications), so the literal
+    92-98% coverage rule applies to every term. Age's coefficient is within a standard error of
+    0 (raw bias). Imputer sizes: GMM K = 1 (the BIC's pick on the population); PPCA q = 4 on the
+    standardized columns, the held-out observed-entry log density's pick on the MAR-amputed
+    population (10% of the observed cells hidden, 3 folds; q = 4 of 5 columns is the saturated
+    Gaussian), and q = 2, the BIC's and the held-out CRPS's pick, whose rank restriction biases
+    bmi's coefficient under MAR (at 20,000 rows: -5.0% against -2.0% for q = 4). The same
+    numbers as benchmarks/results/imputation_study_diabetes_hc3*.md (same seeds)."""
+    if (mechanism, model, options["n_components"]) == ("MAR", "ppca", 2):
         request.applymarker(
-            pytest.mark.xfail(reason="PPCA(2) MAR: bmi -5.2% and 98.5% coverage (limit 5%, 98%)")
+            pytest.mark.xfail(reason="PPCA(2) MAR: bmi about -5% (its rank-2 misfit), see doc")
         )
-    population = load_diabetes(as_frame=True, scaled=False).frame[DIABETES_COLUMNS]
-    _study(population, DIABETES_ANALYSIS, model, options, 442, mechanism)
+    _study(
+        _diabetes(), DIABETES_ANALYSIS, model, options, 442, mechanism, literal=True,
+        cov_type="HC3",
+    )  # fmt: skip
 
 
 @pytest.mark.slow
