@@ -180,12 +180,20 @@ class Checkpointed:
     would there (an Imputer copied with seed ``seed + replication``) and appends each
     replication's pooled estimates and 95% intervals to a CSV: a run cut short keeps the
     replications it finished (their samples are a prefix of a longer run's, same seed). With
-    ``resume``, a replication the CSV already holds for this (mechanism, method) is not imputed
-    again: a placeholder (mean imputation) lets imputation_report move on to the next sample,
-    so the run's own table is meaningless and --summarize makes the real one."""
+    ``resume``, a replication the CSV already holds for this (mechanism, method), or with
+    ``start`` one before it, is not imputed: a placeholder (mean imputation) lets
+    imputation_report move on to the next sample, so the run's own table is meaningless and
+    --summarize makes the real one."""
 
     def __init__(
-        self, method, name: str, mechanism: str, spec: Table, path: Path, resume: bool = False
+        self,
+        method,
+        name: str,
+        mechanism: str,
+        spec: Table,
+        path: Path,
+        resume: bool = False,
+        start: int = 0,
     ) -> None:
         self.method, self.name, self.mechanism = method, name, mechanism
         self.fn, self.path = _report._as_function(spec.analysis, spec.cov_type), path
@@ -194,6 +202,7 @@ class Checkpointed:
             old = pd.read_csv(path)
             mine = (old["mechanism"] == mechanism) & (old["method"] == name)
             self.done = set(old.loc[mine, "replication"].astype(int))
+        self.done |= set(range(start))  # another process does these
 
     def __call__(self, table: pd.DataFrame, seed: int) -> list[pd.DataFrame]:
         if seed in self.done:
@@ -228,28 +237,30 @@ def summarize(pop: pd.DataFrame, table: str, paths: list[str], name: str) -> Non
     spec = TABLES[table]
     n = spec.n
     out = []
-    for (mechanism, method), block in raw.groupby(["mechanism", "method"], sort=False):
-        reps = int(block["replication"].max()) + 1
-        block = block[block["replication"] < reps]
-        if block["replication"].nunique() != reps:
-            raise ValueError(f"{mechanism} {method}: replications missing in the checkpoint")
+    for (mechanism, _), block in raw.groupby(["mechanism", "method"], sort=False):
+        # Replications are iid samples, so any set of them is a fair Monte Carlo sample (a run
+        # split over processes may leave a gap between their ranges).
+        done = sorted(set(block["replication"].astype(int)))
+        reps = len(done)
         # The reference rows of the same replications (cheap: a mean imputation as the method).
         ref = imputation_report(
             pop, spec.analysis, {"mean": lambda t, s: [t.fillna(t.mean())] * 2}, n=n,
-            replications=reps, seed=0, progress=False, cov_type=spec.cov_type,
+            replications=done[-1] + 1, seed=0, progress=False, cov_type=spec.cov_type,
             **design(spec, mechanism),
         )  # fmt: skip
         truth = ref.estimates.xs("complete data")["true"].to_dict()
+        ref_raw = ref.replications[ref.replications["replication"].isin(done)]
+        refs = _report._summarize(ref_raw, truth).reset_index()
         cpu = block.groupby("replication")["cpu_s"].first().mean() if "cpu_s" in block else None
         block = block.drop(columns=["mechanism", "cpu_s"], errors="ignore")
         est = _report._summarize(block, truth).reset_index()
         est["cpu_s_per_replication"] = cpu
-        refs = ref.estimates.reset_index()
         refs = refs[refs["method"].isin(["complete data", "complete cases"])]
-        if any(r["mechanism"] == mechanism and r["replications"] == reps for r in out):
-            refs = refs.iloc[:0]  # the reference rows once per mechanism and length
+        if any(r["mechanism"] == mechanism and r["replication_set"] == done for r in out):
+            refs = refs.iloc[:0]  # the reference rows once per mechanism and replication set
         keys = ("method", "term", "true", "bias", "percent_bias", "coverage", "coverage_se")
         head = {"table": table, "n": n, "mechanism": mechanism, "replications": reps}
+        head["replication_set"] = done
         for _, r in pd.concat([refs, est]).iterrows():
             out.append(
                 head | {k: r.get(k) for k in (*keys, "width", "rmse", "cpu_s_per_replication")}
@@ -264,8 +275,19 @@ bias / |true|: read the raw bias for age (true value -0.18, standard error ~0.2)
 cpu_s_per_replication: the CPU seconds of imputation + pooling per replication (one thread;
 the machine's load inflates it less than wall time).
 """
+    for row in out:  # which replications, as ranges ("0-99, 120-151")
+        row["replication_ids"] = _ranges(row.pop("replication_set"))
     write_table(name, out, notes, title="Imputation: bias and coverage of pooled estimates")
     print(f"wrote {RESULTS / (name + '.md')}")
+
+
+def _ranges(numbers: list[int]) -> str:
+    parts, first = [], numbers[0]
+    for a, b in zip(numbers, [*numbers[1:], None], strict=True):
+        if b != a + 1:
+            parts.append(f"{first}-{a}" if a > first else f"{a}")
+            first = b
+    return ", ".join(parts)
 
 
 def main(argv=None) -> int:
@@ -284,6 +306,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--resume", action="store_true", help="with --checkpoint: skip replications it holds"
+    )
+    parser.add_argument(
+        "--start", type=int, default=0, help="with --checkpoint: begin at this replication"
     )
     parser.add_argument("--summarize", nargs="+", help="checkpoint CSVs: write their table only")
     args = parser.parse_args(argv)
@@ -307,7 +332,7 @@ def main(argv=None) -> int:
                 reps = args.mice_replications
             if args.checkpoint:
                 path = RESULTS / f"{args.name}_reps.csv"
-                method = Checkpointed(method, name, mechanism, spec, path, args.resume)
+                method = Checkpointed(method, name, mechanism, spec, path, args.resume, args.start)
             t0, c0 = time.perf_counter(), time.process_time()
             report = imputation_report(
                 pop, spec.analysis, {name: method}, n=n, replications=reps, seed=0,
