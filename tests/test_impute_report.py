@@ -336,8 +336,8 @@ def test_study_bias_and_coverage_diabetes(mechanism, model, options, request):
     if (model, options["n_components"]) == ("ppca", 2):
         request.applymarker(
             pytest.mark.xfail(
-                reason="PPCA(2) MAR: bmi -7.0% over the first 51 replications (its rank-2 "
-                "misfit; -5.2% over 200 in imp5's run), see the docstring"
+                reason="PPCA(2) MAR: bmi -5.17% and s5 coverage 98.5% over 200 replications "
+                "(its rank-2 misfit), see the docstring"
             )
         )
     _study(
