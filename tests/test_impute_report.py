@@ -144,6 +144,53 @@ def test_report_bookkeeping_and_reference_rows():
     assert report.settings["replications"] == 6
 
 
+def test_report_hc3_intervals():
+    """cov_type="HC3": the complete-data interval is statsmodels' HC3 OLS interval (t with the
+    residual degrees of freedom), by hand for replication 0; the estimates are unchanged."""
+    import statsmodels.formula.api as smf
+    from scipy import stats
+
+    population = _gaussian(400, seed=2)
+    population["y"] += population["x"] * np.random.default_rng(0).normal(size=400)  # unequal var
+    kwargs = {"n": 80, "replications": 2, "prop": 0.3, "seed": 4, "progress": False}
+    plain = imputation_report(population, "y ~ x + z", {"mean": _mean_imputation}, **kwargs)
+    hc3 = imputation_report(
+        population, "y ~ x + z", {"mean": _mean_imputation}, cov_type="HC3", **kwargs
+    )
+    rng = np.random.default_rng(4)
+    sample = population.iloc[rng.choice(400, size=80, replace=True)].reset_index(drop=True)
+    result = smf.ols("y ~ x + z", sample).fit(cov_type="HC3")
+    half = stats.t.ppf(0.975, 80 - 3) * result.bse["x"]  # statsmodels' own uses the normal
+    lo, hi = result.params["x"] - half, result.params["x"] + half
+    raw = hc3.replications
+    first = raw[(raw["replication"] == 0) & (raw["method"] == "complete data")]
+    assert first.loc[first["term"] == "x", ["lower", "upper"]].to_numpy()[0] == pytest.approx(
+        [lo, hi], abs=1e-10
+    )
+    np.testing.assert_allclose(
+        hc3.replications["estimate"], plain.replications["estimate"], rtol=0, atol=1e-12
+    )
+    assert not np.allclose(hc3.replications["lower"], plain.replications["lower"])
+    with pytest.raises(ValueError, match="cov_type"):
+        imputation_report(population, "y ~ x", {"m": _mean_imputation}, cov_type="HC9")
+
+
+def test_true_delta_measures_the_mnar_shift():
+    """true_delta: under self-masking MNAR of x (half the rows, the larger x the likelier lost)
+    MAR imputations of x fall short of the deleted values, so the measured delta is positive and
+    close to the gap between the deleted values' mean and their MAR conditional means; under
+    MCAR it is about 0; columns that never go missing have no entry."""
+    from ppgen.impute.report import true_delta
+
+    population = _gaussian(3000, seed=7)
+    kwargs = {"prop": 0.5, "patterns": [["x"]], "rows": 4000, "repeats": 1, "seed": 3}
+    mnar = true_delta(population, mechanism="MNAR", **kwargs)
+    mcar = true_delta(population, mechanism="MCAR", **kwargs)
+    assert set(mnar) == {"x"} and set(mcar) == {"x"}
+    assert mnar["x"] > 0.3, mnar
+    assert abs(mcar["x"]) < 0.1, mcar
+
+
 def test_report_errors():
     population = _gaussian(100)
     with pytest.raises(ValueError, match="complete"):
@@ -211,64 +258,128 @@ DIABETES_COLUMNS = ["age", "bmi", "bp", "s5", "target"]
 DIABETES_ANALYSIS = "target ~ age + bmi + bp + s5"
 
 
-def _study(population, analysis, model, options, n, mechanism, replications=200) -> None:
-    """200 replications of n rows, 30% of rows amputed, m = 10 proper imputations (EM +
-    bootstrap refits), seed 0 (as benchmarks/imputation_study.py), then the assertions below."""
+def _study(
+    population, analysis, model, options, n, mechanism, replications=200, literal=False, **extra
+):
+    """200 replications of n rows, 30% of rows amputed (``extra``: other ampute or analysis
+    options), m = 10 proper imputations (EM + bootstrap refits), seed 0 (as
+    benchmarks/imputation_study.py), then the assertions below; returns the report."""
     imputer = ppgen.Imputer(model, n_imputations=10, method="em", proper="bootstrap", **options)
     report = imputation_report(
-        population, analysis, {model: imputer}, n=n, replications=replications, prop=0.3,
-        mechanism=mechanism, seed=0,
+        population, analysis, {model: imputer}, n=n, replications=replications,
+        **({"prop": 0.3, "mechanism": mechanism, "seed": 0} | extra),
     )  # fmt: skip
-    _assert_bias_and_coverage(report, model, replications)
+    _assert_bias_and_coverage(report, model, replications, literal)
+    return report
 
 
-def _assert_bias_and_coverage(report, name: str, replications: int) -> None:
+def _bias_ok(row, replications: int) -> bool:
     """|percent bias| <= 5% where 5% of the true value exceeds 3 Monte Carlo standard errors of
-    the mean estimate (rmse / sqrt(replications)), else the raw bias within 3 of them; coverage
-    of the 95% interval >= 92%, and <= 98% or within 2 points of the complete-data analysis'."""
+    the mean estimate (rmse / sqrt(replications)), else the raw bias within 3 of them."""
+    mc_se = row["rmse"] / np.sqrt(replications)
+    if 0.05 * abs(row["true"]) > 3 * mc_se:
+        return abs(row["percent_bias"]) <= 5
+    return abs(row["bias"]) <= 3 * mc_se
+
+
+def _assert_bias_and_coverage(report, name: str, replications: int, literal=False) -> None:
+    """The bias rule of _bias_ok; coverage of the 95% interval >= 92%, and <= 98% (``literal``)
+    or else <= 98% or within 2 points of the complete-data analysis' own coverage."""
     est = report.estimates.loc[name]
     complete = report.estimates.loc["complete data"]
     for term, row in est.iterrows():
-        mc_se = row["rmse"] / np.sqrt(replications)
-        if 0.05 * abs(row["true"]) > 3 * mc_se:
-            assert abs(row["percent_bias"]) <= 5, (term, row)
-        else:
-            assert abs(row["bias"]) <= 3 * mc_se, (term, row)
+        assert _bias_ok(row, replications), (term, row)
         assert row["coverage"] >= 0.92, (term, row)
-        assert row["coverage"] <= max(0.98, complete.loc[term, "coverage"] + 0.02), (term, row)
+        upper = 0.98 if literal else max(0.98, complete.loc[term, "coverage"] + 0.02)
+        assert row["coverage"] <= upper, (term, row)
+
+
+def _diabetes():
+    from sklearn.datasets import load_diabetes
+
+    return load_diabetes(as_frame=True, scaled=False).frame[DIABETES_COLUMNS]
+
+
+_GMM1, _PPCA4 = ("gmm", {"n_components": 1}), ("ppca", {"n_components": 4, "standardize": True})
+_PPCA2 = ("ppca", {"n_components": 2, "standardize": True})
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mechanism", ["MCAR", "MAR"])
 @pytest.mark.parametrize(
-    ("model", "options"),
+    ("mechanism", "model", "options"),
     [
-        ("gmm", {"n_components": 1}),
-        ("ppca", {"n_components": 2, "standardize": True}),
+        ("MCAR", *_GMM1),
+        ("MAR", *_GMM1),
+        ("MCAR", *_PPCA4),
+        ("MAR", *_PPCA4),
+        ("MAR", *_PPCA2),
     ],
+    ids=["gmm1-MCAR", "gmm1-MAR", "ppca4-MCAR", "ppca4-MAR", "ppca2-MAR"],
 )
 def test_study_bias_and_coverage_diabetes(mechanism, model, options, request):
-    """The same design on scikit-learn's diabetes table (442 patients; age, body mass index,
-    blood pressure, s5 and the disease progression, unscaled): one population without hidden
-    groups and near-Gaussian margins, so the joint models a statistician would pick are the
-    right kind of model (the BIC on the population picks GMM K = 1, and PPCA q = 2 on the
-    standardized columns). 200 replications of n = 442 rows, 30% of rows amputed, m = 10
-    proper imputations (EM + bootstrap), OLS of the progression on the four others; age's
-    coefficient is within a standard error of 0 (raw bias). The same numbers as
-    benchmarks/results/imputation_study_diabetes_*.md (same seeds)."""
-    from sklearn.datasets import load_diabetes
-
-    if (mechanism, model) == ("MAR", "ppca"):
-        # benchmarks/results/imputation_study_diabetes_ppca_mar.md (200 replications): bmi
-        # -5.2% (3.2 Monte Carlo se past the 5% line's 0) with 98.5% coverage (complete data
-        # 96%); every other term passes, and MCAR passes. A rank-2 plus isotropic-noise model of
-        # the correlations is a little too restrictive for bmi's conditional under MAR; GMM
-        # K = 1 (the saturated Gaussian) passes both.
+    """The design of benchmarks/imputation_study.py --table diabetes-hc3 on scikit-learn's
+    diabetes table (442 patients; age, body mass index, blood pressure, s5 and the disease
+    progression, unscaled): one population without hidden groups, near-Gaussian margins. 200
+    replications of n = 442 rows, 30% of rows amputed (one column each), m = 10 proper
+    imputations (EM + bootstrap), OLS of the progression on the four others with HC3 standard
+    errors (the population's residuals are heteroscedastic: the model-based intercept interval
+    of the complete data covers 98.6%, HC3's 95.9%, over 1000 replications), so the literal
+    92-98% coverage rule applies to every term. Age's coefficient is within a standard error of
+    0 (raw bias). Imputer sizes: GMM K = 1 (the BIC's pick on the population); PPCA q = 4 on the
+    standardized columns, the held-out observed-entry log density's pick on the MAR-amputed
+    population (10% of the observed cells hidden, 3 folds; q = 4 of 5 columns is the saturated
+    Gaussian), and q = 2, the BIC's and the held-out CRPS's pick, whose rank restriction biases
+    bmi's coefficient under MAR (at 20,000 rows: -5.0% against -2.0% for q = 4). The same
+    numbers as benchmarks/results/imputation_study_diabetes_hc3.md (same seeds): GMM K = 1 and
+    PPCA q = 4 pass under MCAR and MAR at 200 replications (max |percent bias| 3.1%, age's raw
+    bias <= 2.8 Monte Carlo se, coverage 93.5-98.0%)."""
+    if (model, options["n_components"]) == ("ppca", 2):
         request.applymarker(
-            pytest.mark.xfail(reason="PPCA(2) MAR: bmi -5.2% and 98.5% coverage (limit 5%, 98%)")
+            pytest.mark.xfail(
+                reason="PPCA(2) MAR: bmi -5.17% and s5 coverage 98.5% over 200 replications "
+                "(its rank-2 misfit), see the docstring"
+            )
         )
-    population = load_diabetes(as_frame=True, scaled=False).frame[DIABETES_COLUMNS]
-    _study(population, DIABETES_ANALYSIS, model, options, 442, mechanism)
+    _study(
+        _diabetes(), DIABETES_ANALYSIS, model, options, 442, mechanism, literal=True,
+        cov_type="HC3",
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_study_mnar_delta_removes_the_bias_diabetes():
+    """MNAR rows that show something (benchmarks/imputation_study.py --table diabetes-hc3
+    --mechanisms MNAR-bmi, same seeds): half the rows lose bmi, the likelier the larger their
+    bmi (ampute's self-masking logistic). GMM K = 1 imputing under MAR puts the deleted bmi
+    values too low, and s5's coefficient (s5 stands in for the missing bmi) is biased by more
+    than 5%; the delta adjustment at the value that is right for this mechanism (true_delta on
+    4 x 20,000 rows: bmi +2.50, 0.57 sd, a location shift) brings the intercept, bmi, bp and s5
+    within the study's bias rule with coverage >= 92%. Age is left out: its coefficient (true
+    -0.18, standard error ~0.2) moves by about -0.16 under MAR imputation *and* after the
+    delta (at 20,000 rows too: a location shift moves the imputed bmi's mean, not its relation
+    to age, which the self-masked tail changes); MICE has the same age bias
+    (benchmarks/results/imputation_study_diabetes_hc3.md)."""
+    from ppgen.impute.report import true_delta
+
+    population = _diabetes()
+    design = {"prop": 0.5, "mechanism": "MNAR", "patterns": [["bmi"]]}
+    delta = true_delta(population, **design)
+    assert set(delta) == {"bmi"} and 2.0 < delta["bmi"] < 3.0, delta
+
+    def boot(**options):
+        return ppgen.Imputer(
+            "gmm", n_components=1, n_imputations=10, method="em", proper="bootstrap", **options
+        )
+
+    report = imputation_report(
+        population, DIABETES_ANALYSIS, {"mar": boot(), "delta": boot(delta=delta)}, n=442,
+        replications=200, seed=0, cov_type="HC3", **design,
+    )  # fmt: skip
+    mar, adjusted = report.estimates.loc["mar"], report.estimates.loc["delta"]
+    assert mar.loc["s5", "percent_bias"] > 5 and not _bias_ok(mar.loc["s5"], 200), mar
+    for term, row in adjusted.drop(index="age").iterrows():
+        assert _bias_ok(row, 200), (term, row)
+        assert row["coverage"] >= 0.92, (term, row)
 
 
 @pytest.mark.slow

@@ -25,6 +25,8 @@ References
 van Buuren, S. (2018). *Flexible Imputation of Missing Data*, 2nd ed., sec. 2.5-2.6. CRC Press.
 Schouten, R. M., Lugtig, P. & Vink, G. (2018). Generating missing values for simulation
 purposes: a multivariate amputation procedure. *J. Stat. Comput. Simul.* 88(15), 2909-2930.
+MacKinnon, J. G. & White, H. (1985). Some heteroskedasticity-consistent covariance matrix
+estimators with improved finite sample properties. *J. Econometrics* 29(3), 305-325.
 Szekely, G. J. & Rizzo, M. L. (2013). Energy statistics: a class of statistics based on
 distances. *J. Stat. Plan. Inference* 143(8), 1249-1272.
 """
@@ -45,10 +47,12 @@ from ppgen.impute.ampute import ampute
 from ppgen.impute.imputer import Imputer
 from ppgen.impute.pooling import _extract, pool_fit
 
-__all__ = ["ImputationReport", "imputation_report"]
+__all__ = ["ImputationReport", "imputation_report", "true_delta"]
 
 #: Names of the two reference rows.
 COMPLETE_DATA, COMPLETE_CASES = "complete data", "complete cases"
+#: Standard errors a formula analysis may use (statsmodels' OLS ``cov_type`` without options).
+_COV_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3")
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ def imputation_report(
     replace: bool = True,
     seed: int = 0,
     progress: bool | None = None,
+    cov_type: str = "nonrobust",
 ) -> ImputationReport:
     """Simulate, impute, analyse, pool: bias and coverage of each method's pooled estimates.
 
@@ -120,6 +125,12 @@ def imputation_report(
     seed : int, default 0
     progress : bool, optional
         A bar over the replications (default: when stderr is a terminal).
+    cov_type : str, default "nonrobust"
+        With a formula ``analysis``: the standard errors of the OLS fit (statsmodels'
+        ``cov_type``), e.g. ``"HC3"`` (MacKinnon & White's heteroscedasticity-consistent
+        sandwich) when the population's residuals are heteroscedastic, where the model-based
+        standard errors of the complete-data analysis are themselves off (Rubin's rules take any
+        consistent within-imputation variance). Ignored for a function ``analysis``.
 
     Returns
     -------
@@ -133,11 +144,13 @@ def imputation_report(
         raise ValueError("methods is empty: give at least one imputer")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    if cov_type not in _COV_TYPES:
+        raise ValueError(f"cov_type must be one of {_COV_TYPES}, got {cov_type!r}")
     if int(replications) < 1 or int(n) < 2:
         raise ValueError(f"need replications >= 1 and n >= 2, got {replications}, {n}")
     if not replace and n > len(population):
         raise ValueError(f"n = {n} rows without replacement from a population of {len(population)}")
-    fn = _as_function(analysis)
+    fn = _as_function(analysis, cov_type)
     truth, _, info = _extract(fn(population))
     names = info["names"] or [str(i) for i in range(len(truth))]
     rng = np.random.default_rng(seed)
@@ -179,7 +192,53 @@ def imputation_report(
     )
 
 
-def _as_function(analysis: Callable[[Any], Any] | str) -> Callable[[Any], Any]:
+def true_delta(
+    population: pd.DataFrame,
+    imputer: Imputer | None = None,
+    *,
+    prop: float = 0.3,
+    mechanism: str = "MNAR",
+    patterns: Sequence[Sequence[str]] | None = None,
+    rows: int = 20_000,
+    repeats: int = 4,
+    seed: int = 0,
+) -> dict[str, float]:
+    """The delta adjustment that is right for a known amputation, per column (for studies).
+
+    Under MNAR the delta of :class:`ppgen.Imputer` is a sensitivity parameter an analyst must
+    argue for; in a simulation the mechanism is known, so its value can be measured: on
+    ``repeats`` samples of ``rows`` rows drawn from ``population`` (with replacement), ampute as
+    the study does (``prop``, ``mechanism``, ``patterns``, as :func:`ppgen.ampute`), impute under
+    MAR with ``imputer`` (default: a Gaussian, ``Imputer("gmm", n_components=1,
+    n_imputations=5, method="em")``) and take the mean of the deleted values minus the mean of
+    their imputations. With patterns that remove one column per row, shifting a column's
+    imputations by this amount moves their mean onto the deleted values' (a location shift: the
+    mean, not the whole distribution, of the deleted values is matched).
+
+    Returns
+    -------
+    dict
+        Column -> delta in the column's units, for every column that went missing.
+    """
+    imputer = imputer or Imputer("gmm", n_components=1, n_imputations=5, method="em")
+    shifts: dict[str, list[float]] = {}
+    for r in range(int(repeats)):
+        rng = np.random.default_rng(seed + 1000 + r)
+        sample = population.iloc[rng.integers(0, len(population), int(rows))]
+        sample = sample.reset_index(drop=True)
+        amputed = ampute(sample, prop, mechanism=mechanism, patterns=patterns, seed=seed + r)
+        tables = _impute(imputer, amputed, seed + r)
+        for c in population.columns:
+            gone = amputed[c].isna().to_numpy()
+            if gone.any():
+                imputed = np.mean([t[c].to_numpy()[gone].mean() for t in tables])
+                shifts.setdefault(c, []).append(sample[c].to_numpy()[gone].mean() - imputed)
+    return {c: float(np.mean(v)) for c, v in shifts.items()}
+
+
+def _as_function(
+    analysis: Callable[[Any], Any] | str, cov_type: str = "nonrobust"
+) -> Callable[[Any], Any]:
     if not isinstance(analysis, str):
         return analysis
     formula = analysis
@@ -187,7 +246,7 @@ def _as_function(analysis: Callable[[Any], Any] | str) -> Callable[[Any], Any]:
     def fn(table: Any) -> Any:
         import statsmodels.formula.api as smf
 
-        return smf.ols(formula, data=table).fit()
+        return smf.ols(formula, data=table).fit(cov_type=cov_type)
 
     return fn
 
