@@ -242,12 +242,22 @@ def _worker_args(kind: str, epochs: int, k: int) -> list[str]:
             "--k", str(k)]  # fmt: skip
 
 
-def _records(procs: list[subprocess.Popen]) -> list[dict]:
+#: torchrun runs whose rank aborted at exit (C++ terminate in gloo's teardown) after every rank
+#: had printed its records: counted and stated in the notes, the records kept.
+TEARDOWN_ABORTS = [0]
+
+
+def _records(procs: list[subprocess.Popen], ranks: int = 0) -> list[dict]:
     out = []
     for p in procs:
         stdout, stderr = p.communicate()
-        assert p.returncode == 0, (stderr or "")[-3000:]
-        out += [json.loads(x) for x in stdout.splitlines() if x.startswith("{")]
+        records = [json.loads(x) for x in stdout.splitlines() if x.startswith("{")]
+        aborted_after_work = (
+            ranks > 0 and len(records) == ranks and "terminate called" in (stderr or "")
+        )
+        assert p.returncode == 0 or aborted_after_work, (stderr or "")[-3000:]
+        TEARDOWN_ABORTS[0] += p.returncode != 0
+        out += records
     return out
 
 
@@ -271,7 +281,7 @@ def _torchrun(args: list[str]) -> list[dict]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    return _records([proc])
+    return _records([proc], ranks=2)
 
 
 def _median(xs: list[float]) -> float:
@@ -422,7 +432,9 @@ def main() -> None:
         "Same-run A/B of a rank's step (2 ranks; VAE forward + backward on 112 rows + the "
         "gradient reduction; the old path, a new buffer and one all-reduce after backward, "
         "and `GradientReducer`, alternating in 20 blocks of 10 steps; medians; the same "
-        "numbers either way):\n\n" + markdown_table(ab)
+        "numbers either way):\n\n" + markdown_table(ab) + "\n\n"
+        f"torchrun runs in which a rank aborted at exit after both ranks had reported: "
+        f"{TEARDOWN_ABORTS[0]} (their records kept; a C++ terminate in gloo's teardown)."
     )
     write_table("scale_svi", rows, notes, title="Data-parallel VAE training and IWAE (issue 20)")
 
