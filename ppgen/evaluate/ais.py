@@ -554,12 +554,8 @@ class AnnealingRun:
         a contiguous share of the blocks per rank, the per-row results gathered in order
         (every rank receives all of them)."""
         rows = estimate.check_count(batch_size, "batch_size") if batch_size else BLOCK_ROWS
-        n = x.shape[0]
-        n_blocks = -(-n // rows)
-        counts = dist.split_counts(n_blocks, ctx.world_size)
-        first = sum(counts[: ctx.rank])
         parts = []
-        for b in range(first, first + counts[ctx.rank]):
+        for b in dist.block_share(x.shape[0], rows, ctx):
             sl = slice(b * rows, (b + 1) * rows)
             self._tuned = {}  # a block's tuning is its own (the serial run shares none either)
             with seeded(block_seed(self.seed, b), self.device):

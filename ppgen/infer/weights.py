@@ -118,7 +118,8 @@ def sharded_log_weights(
     batch_size: int | None = None,
 ) -> np.ndarray | None:
     """:func:`importance_log_weights` of a distributed evaluation: every rank holds all rows
-    and weighs a contiguous share of fixed blocks of rows, and the blocks are gathered in order.
+    and weighs a contiguous share of fixed blocks of rows (even in rows:
+    :func:`~ppgen.infer.distributed.block_share`), and the blocks are gathered in order.
 
     Block ``b`` (rows ``b * B`` to ``(b + 1) * B``, ``B = batch_size`` or :data:`BLOCK_ROWS`,
     fewer when the particles would exceed :data:`MAX_ELEMENTS`) draws under its own seed
@@ -129,12 +130,9 @@ def sharded_log_weights(
     n, d = x.shape
     rows = max(1, MAX_ELEMENTS // (k * max(d, 1)))
     rows = min(rows, check_count(batch_size, "batch_size") if batch_size else BLOCK_ROWS)
-    n_blocks = -(-n // rows)
-    counts = dist.split_counts(n_blocks, ctx.world_size)
-    first = sum(counts[: ctx.rank])
     out = []
     with pyro.get_param_store().scope(), torch.no_grad():
-        for b in range(first, first + counts[ctx.rank]):
+        for b in dist.block_share(n, rows, ctx):
             xb, mb = x[b * rows : (b + 1) * rows], mask[b * rows : (b + 1) * rows]
             with seeded(block_seed(seed, b), x.device):
                 lw = particle_log_weights(model, xb, mb, k, params=params)

@@ -272,6 +272,19 @@ def test_shards_partition_the_rows_unevenly():
         assert [len(p) for p in parts] == dist.split_counts(n, world)
 
 
+def test_block_shares_partition_the_blocks_and_balance_rows():
+    # 1,797 rows in blocks of 128 (the IWAE of digits on 2 ranks): 896 + 901 rows, not the
+    # 1,024 + 773 of equal block counts.
+    shares = [dist.block_share(1797, 128, dist.Context(r, 2)) for r in range(2)]
+    assert [min(1797, 128 * s.stop) - 128 * s.start for s in shares] == [896, 901]
+    for n, block, world in [(1797, 128, 2), (1797, 128, 3), (10, 3, 4), (5, 128, 2), (0, 8, 2)]:
+        shares = [dist.block_share(n, block, dist.Context(r, world)) for r in range(world)]
+        blocks = [b for s in shares for b in s]
+        assert blocks == list(range(-(-n // block)))  # contiguous, in rank order, every block
+        rows = [min(n, block * s.stop) - min(n, block * s.start) for s in shares]
+        assert all(abs(r - n / world) <= block for r in rows)  # within a block of an even share
+
+
 def test_distributed_option_is_checked():
     with pytest.raises(ValueError, match="distributed must be"):
         ppgen.fit(ppgen.GaussianMixture(1), worker.table(20), distributed="yes")
