@@ -12,6 +12,16 @@ fraction of it. :meth:`GaussianMixture.em_step` uses it only where the general p
 exactly this: maximum likelihood, continuous columns only, every entry observed, nothing held,
 float64 tensors on the CPU; elsewhere (missing entries, other kinds, priors, GPUs) the general
 path runs. The two agree to rounding (tests/models/test_gmm_kernel.py).
+
+An iteration is :func:`statistics` (the E-step as sums over the rows: log-likelihood, expected
+counts, weighted sums, second moments about the current means) then :func:`update` (the
+M-step from them). Under the same conditions :meth:`GaussianMixture.em_statistics` returns the
+kernel's :func:`statistics` in the general path's form, so distributed EM (each rank's share,
+all-reduced) and streamed EM (each chunk, summed) run the kernel's E-step too, and then the
+general path's torch M-step on the summed statistics (a few small matrices): a rank or chunk
+with missing entries takes the general path and adds up with the others alike
+(tests/infer/test_em_distributed.py, tests/infer/test_stream.py). On 10^6 x 8 the E-step and
+statistics are nearly all of an iteration's time.
 """
 
 from __future__ import annotations
