@@ -55,6 +55,8 @@ CASES = {
     "gmm_eev": (lambda: ppgen.GaussianMixture(2, covariance_type="EEV"), _table),
     "gmm_diag_map": (lambda: ppgen.GaussianMixture(2, "diag", prior="default"), _table),
     "gmm_diag_rank_without_rows": (lambda: ppgen.GaussianMixture(2, "diag"), _table),
+    # Rank 0 complete (the fused kernel's per-column statistics), rank 1 with missing entries.
+    "gmm_diag": (lambda: ppgen.GaussianMixture(2, "diag"), _table),
     "gmm_full_complete": (lambda: ppgen.GaussianMixture(2), lambda: _table(holes=False)),
     "gmm_vev_complete": (
         lambda: ppgen.GaussianMixture(2, covariance_type="VEV"),
@@ -71,6 +73,7 @@ SPLIT = {
     "gmm_eev": 100,
     "gmm_diag_map": 100,
     "gmm_diag_rank_without_rows": 0,
+    "gmm_diag": 100,
     "gmm_full_complete": 110,
     "gmm_vev_complete": 40,
     "ppca": 100,

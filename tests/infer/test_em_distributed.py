@@ -87,7 +87,7 @@ def test_complete_shares_take_the_fused_kernel(ranks):
     # holds the missing entries; the ranks still reduce the same statistics.
     for case in ("gmm_full_complete", "gmm_vev_complete"):
         assert ranks[0][case]["kernel"] and ranks[1][case]["kernel"], case
-    for case in ("gmm_full", "gmm_eev"):
+    for case in ("gmm_full", "gmm_eev", "gmm_diag"):
         assert ranks[0][case]["kernel"] and not ranks[1][case]["kernel"], case
     assert not ranks[0]["gmm_diag_map"]["kernel"]  # a prior: the general path
 
