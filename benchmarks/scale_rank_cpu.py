@@ -28,7 +28,6 @@ from _common import pin_threads  # noqa: E402
 
 pin_threads(1)
 
-import numpy as np  # noqa: E402
 import scale  # noqa: E402
 import torch  # noqa: E402
 
@@ -38,18 +37,14 @@ HERE = Path(__file__).resolve()
 def worker(args) -> None:
     """One process on every row (``--world 1``) or one torchrun rank on its share; prints the
     records as one JSON list (rank 0 prints every rank's)."""
-    x = scale.table(args.rows, args.dims)
     if args.world == 1:
+        x = scale.table(args.rows, args.dims)
         wall, cpu = scale._iterate(scale._problem(x, False, args.rows), args.iters)
         record = {"who": "1 process, every row", "cpu": scale._median(cpu),
                   "wall": scale._median(wall)}  # fmt: skip
         print(json.dumps([record]), flush=True)
         return
-    torch.distributed.init_process_group("gloo")
-    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    bounds = np.linspace(0, args.rows, world + 1).astype(int)
-    mine = x[bounds[rank] : bounds[rank + 1]]
-    del x
+    rank, world, mine = scale.rank_share(args.rows, args.dims)
     wall, cpu = scale._iterate(scale._problem(mine, True, args.rows), args.iters)
     record = {"who": f"rank {rank} of {world}, {len(mine):,} rows",
               "cpu": scale._median(cpu), "wall": scale._median(wall)}  # fmt: skip
