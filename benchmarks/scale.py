@@ -198,6 +198,16 @@ def _report(times: tuple[list[float], list[float]], **extra) -> None:
     print(json.dumps({"per_iter": _median(wall), "cpu": _median(cpu), "peak_mb": peak, **extra}))
 
 
+def rank_share(rows: int, dims: int) -> tuple[int, int, np.ndarray]:
+    """Join the torchrun group (gloo): this rank, the world size and the rank's even share of
+    the ``rows`` x ``dims`` table."""
+    x = table(rows, dims)
+    torch.distributed.init_process_group("gloo")
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    bounds = np.linspace(0, rows, world + 1).astype(int)
+    return rank, world, x[bounds[rank] : bounds[rank + 1]]
+
+
 def worker(args) -> None:
     """One process: in-memory EM (``--mode memory``), one rank of a torchrun group
     (``--mode rank``) or streamed from ``--path`` (``--mode stream``)."""
@@ -221,15 +231,11 @@ def worker(args) -> None:
         prob = source.problem(prob, schema)
         _report(_iterate(prob, args.iters), rows=source.n_rows)
         return
-    x = table(args.rows, args.dims)
     if args.mode == "memory":
+        x = table(args.rows, args.dims)
         _report(_iterate(_problem(x, False, args.rows), args.iters), rows=args.rows)
         return
-    torch.distributed.init_process_group("gloo")
-    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    bounds = np.linspace(0, args.rows, world + 1).astype(int)
-    mine = x[bounds[rank] : bounds[rank + 1]]
-    del x
+    rank, world, mine = rank_share(args.rows, args.dims)
     wall, cpu = _iterate(_problem(mine, world > 1, args.rows), args.iters)
     # CPU seconds of every rank, summed: the work the run costs, whatever else runs here.
     total = torch.tensor(cpu, dtype=torch.float64)

@@ -989,17 +989,45 @@ class GaussianMixture(GenerativeModel):
         add up: distributed and streamed EM): the row count ``rows``, the log-likelihood
         ``log_lik``, the expected class counts ``n_k``, the Gaussian block's weighted sums
         and second moments (``gauss:*``, :func:`~ppgen.models.likelihoods.gaussian_statistics`,
-        conditional moments of missing entries included) and the other kinds' counts."""
+        conditional moments of missing entries included) and the other kinds' counts.
+
+        Where :meth:`em_step` would run the fused kernel (:meth:`_fusable`: maximum likelihood
+        on complete continuous float64 CPU rows), so do these statistics: the same dict (keys,
+        shapes, dtype), so that chunks or ranks taking either path add up alike."""
         self._check_built()
         if not self.emission.has_m_step:
             raise ValueError(
                 "GaussianMixture(count_family='negbinomial') has no closed-form M-step "
                 "(negative binomial dispersion); use method='map'"
             )
+        rows = self._fusable(x, mask) if params is not None and _plain_sites(params) else None
+        if rows is not None:
+            return self._fused_statistics(rows, params)
         log_resp, cond = self._components(x, mask, params)
         log_lik = log_resp.logsumexp(-1)
         resp = (log_resp - log_lik.unsqueeze(-1)).exp()
         return {"log_lik": log_lik.sum(), **self._statistics(x, mask, resp, params, cond)}
+
+    def _fused_statistics(self, rows: np.ndarray, params: Params) -> dict[str, torch.Tensor]:
+        """:meth:`em_statistics` through the fused kernel (:func:`_gmm_kernel.statistics`),
+        from the rows as an array: the general path's keys, shapes and dtype, the second
+        moments about the current ``locs`` (``second_moment_center``) or, for VVI, the sums of
+        squares per column with the weights ``gauss:n`` repeated per column."""
+        a, c = _arrays(params), self._kernel_constants()
+        log_lik, (n_k, s, second) = _gmm_kernel.statistics(
+            rows, a["weights"], a["locs"], a["precision"], c
+        )
+        if c.structure == "VVI":
+            gauss = {"gauss:n": np.repeat(n_k[:, None], s.shape[-1], 1), "gauss:s": s,
+                     "gauss:q": second}  # fmt: skip
+        else:
+            gauss = {"gauss:n": n_k.copy(), "gauss:s": s, "gauss:ss": second}
+        return {
+            "log_lik": torch.tensor(log_lik, dtype=torch.float64),
+            "rows": torch.tensor(float(rows.shape[0]), dtype=torch.float64),
+            "n_k": torch.from_numpy(n_k),
+            **{k: torch.from_numpy(v) for k, v in gauss.items()},
+        }
 
     def em_update(
         self, stats: dict[str, torch.Tensor], params: Params

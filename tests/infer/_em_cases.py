@@ -14,17 +14,21 @@ from ppgen.infer.layouts import get_layout
 #: Iterations compared one by one.
 STEPS = 12
 #: Cases also fitted by a whole engine run (its own starts), and its options.
-RUN = ("gmm_full", "hmm")
+RUN = ("gmm_full", "gmm_full_complete", "hmm")
 RUN_OPTIONS = {"n_init": 2, "max_steps": 200}
 
 
-def _table(seed: int = 0) -> np.ndarray:
+def _table(seed: int = 0, holes: bool = True) -> np.ndarray:
     """Two clusters, 150 rows x 3; missing entries only in rows 100.. (rank 1's share), and
-    there in two patterns: rank 0 holds no partially observed row, rank 1 every one."""
+    there in two patterns: rank 0 holds no partially observed row, rank 1 every one. Without
+    ``holes`` the table is complete (every rank's GaussianMixture statistics then come from
+    the fused kernel, as the one-process iterations do)."""
     rng = np.random.default_rng(seed)
     x = np.concatenate([rng.normal(0, 1, (60, 3)), rng.normal(3, 0.6, (90, 3))])
     x = x * [1.0, 2.0, 0.5] + [0.0, 5.0, -1.0]
     x = x[rng.permutation(150)]
+    if not holes:
+        return x
     x[100:130, 0] = np.nan  # pattern 1
     x[130:140, 1:] = np.nan  # pattern 2
     return x
@@ -51,6 +55,13 @@ CASES = {
     "gmm_eev": (lambda: ppgen.GaussianMixture(2, covariance_type="EEV"), _table),
     "gmm_diag_map": (lambda: ppgen.GaussianMixture(2, "diag", prior="default"), _table),
     "gmm_diag_rank_without_rows": (lambda: ppgen.GaussianMixture(2, "diag"), _table),
+    # Rank 0 complete (the fused kernel's per-column statistics), rank 1 with missing entries.
+    "gmm_diag": (lambda: ppgen.GaussianMixture(2, "diag"), _table),
+    "gmm_full_complete": (lambda: ppgen.GaussianMixture(2), lambda: _table(holes=False)),
+    "gmm_vev_complete": (
+        lambda: ppgen.GaussianMixture(2, covariance_type="VEV"),
+        lambda: _table(holes=False),
+    ),
     "ppca": (lambda: ppgen.PPCA(1), _table),
     "fa": (lambda: ppgen.FactorAnalysis(1, rotation=None), _table),
     "hmm": (lambda: ppgen.HMM(2), _sequences),
@@ -62,6 +73,9 @@ SPLIT = {
     "gmm_eev": 100,
     "gmm_diag_map": 100,
     "gmm_diag_rank_without_rows": 0,
+    "gmm_diag": 100,
+    "gmm_full_complete": 110,
+    "gmm_vev_complete": 40,
     "ppca": 100,
     "fa": 100,
     "hmm": 6,

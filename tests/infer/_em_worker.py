@@ -36,7 +36,9 @@ def main() -> None:
                 for _ in range(STEPS):
                     params, objective = em_iteration(prob, params)
                     trace.append(({k: v.clone() for k, v in params.items()}, float(objective)))
-            results[case] = {"trace": trace}
+            # Whether this rank's GaussianMixture statistics came from the fused kernel.
+            seen = getattr(prob.model, "_fused_rows", None)
+            results[case] = {"trace": trace, "kernel": seen is not None and seen[2] is not None}
             if case in RUN:
                 run = EM().run(prob, EmOptions(**RUN_OPTIONS))
                 results[case].update(params=run.params, losses=run.losses)

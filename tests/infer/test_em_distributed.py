@@ -1,5 +1,7 @@
 """Distributed EM is exact (issue 20): GaussianMixture (full with missing entries, a
-parsimonious structure, diagonal posterior mode), PPCA, factor analysis and an HMM over
+parsimonious structure, diagonal posterior mode; full and VEV on a complete table, where each
+rank's statistics come from the fused kernel and rank 0's do also in the cases with missing
+entries on rank 1 only), PPCA, factor analysis and an HMM over
 sequences, fitted with rows split unevenly over 2 gloo ranks on 127.0.0.1 (rank 1 holds every
 partially observed row, rank 0 none of either missingness pattern), equal the one-process run to
 1e-10 in float64 at every iteration from the same start; a whole engine run (its own starts,
@@ -77,6 +79,17 @@ def test_every_iteration_equals_one_process(ranks, case):
     for (p0, o0), (p1, o1) in zip(ranks[0][case]["trace"], ranks[1][case]["trace"], strict=True):
         assert o0 == o1
         assert all(torch.equal(p0[k], p1[k]) for k in p0)
+
+
+def test_complete_shares_take_the_fused_kernel(ranks):
+    # A rank's GaussianMixture statistics come from the fused kernel when its share is complete
+    # (maximum likelihood, continuous): both ranks on a complete table, rank 0 only where rank 1
+    # holds the missing entries; the ranks still reduce the same statistics.
+    for case in ("gmm_full_complete", "gmm_vev_complete"):
+        assert ranks[0][case]["kernel"] and ranks[1][case]["kernel"], case
+    for case in ("gmm_full", "gmm_eev", "gmm_diag"):
+        assert ranks[0][case]["kernel"] and not ranks[1][case]["kernel"], case
+    assert not ranks[0]["gmm_diag_map"]["kernel"]  # a prior: the general path
 
 
 @pytest.mark.parametrize("case", RUN)

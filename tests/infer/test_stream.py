@@ -62,6 +62,34 @@ def test_streamed_em_equals_in_memory(tmp_path, make, options):
     _close(got.params, ref.params)
 
 
+@pytest.mark.parametrize("structure", ["VVV", "VVI"])
+def test_streamed_em_on_complete_rows_runs_the_fused_kernel(tmp_path, monkeypatch, structure):
+    # Complete continuous chunks: each chunk's statistics come from GaussianMixture's fused
+    # kernel (the in-memory fit's iterations too), summed over chunks, then the torch M-step.
+    from ppgen.models import _gmm_kernel
+
+    df = _table(160)[["a", "b", "c"]].fillna(0.5)
+    path = tmp_path / "t.parquet"
+    df.to_parquet(path, row_group_size=50)
+    rows_seen = []
+    statistics = _gmm_kernel.statistics
+
+    def counted(x, *args):
+        rows_seen.append(x.shape[0])
+        return statistics(x, *args)
+
+    monkeypatch.setattr(_gmm_kernel, "statistics", counted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        make = lambda: ppgen.GaussianMixture(2, structure)  # noqa: E731
+        ref = ppgen.fit(make(), df, seed=3, max_steps=25)
+        rows_seen.clear()
+        got = ppgen.fit(make(), str(path), seed=3, max_steps=25, chunk_rows=37)
+    assert 37 in rows_seen  # the chunks went through the kernel
+    np.testing.assert_allclose(got.losses, ref.losses, rtol=1e-12, atol=1e-9)
+    _close(got.params, ref.params)
+
+
 def test_streamed_ppca_from_files_equals_in_memory(tmp_path):
     df = _table()[["a", "b", "c"]]
     paths = [tmp_path / "p0.parquet", tmp_path / "p1.parquet"]

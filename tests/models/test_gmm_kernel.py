@@ -5,6 +5,8 @@ the kernel does not apply (missing entries)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -27,9 +29,21 @@ def table() -> pd.DataFrame:
     return pd.DataFrame(np.vstack(parts) * [1.0, 10.0, 0.1], columns=["a", "b", "c"])
 
 
+@contextmanager
+def _general_path(model, x, mask):
+    """The model's general path for these rows (em_step, em_statistics and component_log_prob
+    would take the kernel on them), then its own choice again."""
+    model._fused_rows = (x, mask, None)
+    try:
+        yield
+    finally:
+        model._fused_rows = None
+
+
 def _general(model, x, mask, params):
     """The general path's EM iteration (what em_step did before the kernel)."""
-    return model.em_update(model.em_statistics(x, mask, params), params)
+    with _general_path(model, x, mask):
+        return model.em_update(model.em_statistics(x, mask, params), params)
 
 
 @pytest.mark.parametrize("structure", STRUCTURES)
@@ -67,6 +81,9 @@ def test_missing_entries_take_the_general_path(table):
     model, enc = fit.model, fit.train
     model.em_step(enc.x, enc.mask, dict(fit.params))
     assert model._fused_rows[2] is None
+    model._fused_rows = None
+    model.em_statistics(enc.x, enc.mask, dict(fit.params))
+    assert model._fused_rows[2] is None
 
 
 @pytest.mark.parametrize("structure", ["VVV", "VVI", "VVE"])
@@ -76,3 +93,33 @@ def test_kernel_component_log_prob_equals_the_general_path(table, structure):
     fused = model.component_log_prob(x, None, dict(fit.params))
     general = model._components(x, None, dict(fit.params))[0]
     torch.testing.assert_close(fused, general, rtol=1e-12, atol=1e-10)
+
+
+@pytest.mark.parametrize("structure", ["VVV", "VVI", "EEV", "VEV", "VII", "EEI"])
+def test_kernel_statistics_equal_the_general_path(table, structure):
+    # Distributed and streamed EM sum em_statistics over ranks and chunks, each taking the
+    # kernel or the general path on its own rows: the two must give the same dict.
+    fit = ppgen.fit(ppgen.GaussianMixture(3, structure, n_init=1), table, max_steps=3)
+    model, x, mask = fit.model, fit.train.x, fit.train.mask
+    params = dict(fit.params)
+    fused = model.em_statistics(x, mask, params)
+    assert model._fused_rows[2] is not None  # the kernel ran
+    with _general_path(model, x, mask):
+        general = model.em_statistics(x, mask, params)
+    assert list(fused) == list(general)
+    for name, value in general.items():
+        assert fused[name].shape == value.shape and fused[name].dtype == value.dtype, name
+        torch.testing.assert_close(fused[name], value, rtol=1e-12, atol=1e-12, msg=name)
+    # Sums over rows: two shares' statistics add up to the whole table's.
+    halves = [
+        model.em_statistics(x[rows], None, params) for rows in (slice(0, 70), slice(70, None))
+    ]
+    for name, value in fused.items():
+        torch.testing.assert_close(halves[0][name] + halves[1][name], value, rtol=1e-12,
+                                   atol=1e-12, msg=name)  # fmt: skip
+    # The torch M-step on them is the kernel's iteration.
+    stepped, log_lik = model.em_update(fused, params)
+    expected, reference = model.em_step(x, mask, params)
+    assert float(log_lik) == pytest.approx(float(reference), rel=1e-13)
+    for name in ("weights", "locs", "precision"):
+        torch.testing.assert_close(stepped[name], expected[name], rtol=1e-10, atol=1e-12)
