@@ -26,7 +26,7 @@ rate; the issue's benchmark is about rows from 10^4 up):
   one flat buffer, one bucket of 1 MiB for this network): the same numbers, the time saved;
 * ``svi-local-buckets``: ``svi-local`` with buckets of 128 KiB (3 buckets, the first two
   all-reduced during backward): the overlap against the cost of 3 collectives per step;
-* ``svi-256``, ``svi-512``, ``svi-1024``: weak scaling at 256, 512 and 1,024 rows per rank,
+* ``svi-256`` ... ``svi-2048``: weak scaling at 256, 512, 1,024 and 2,048 rows per rank,
   against one process with minibatches of that size (their own one-process runs and
   ceilings): the per-step communication weighs less as the step's compute grows;
 * ``iwae``: ``ppgen.evaluate.iwae(fit, digits, k=K, distributed=True)`` on the 1,797 digits.
@@ -64,10 +64,12 @@ pin_threads(1)
 HERE = Path(__file__).resolve()
 KINDS = (
     "svi", "svi-local", "svi-local-after", "svi-local-buckets", "svi-256", "svi-512", "svi-1024",
-    "iwae",
+    "svi-2048", "iwae",
 )  # fmt: skip
 #: Digits-sized rows of the SVI work (10 copies of digits).
 ROWS = 17_970
+#: Rows per rank of the same-run A/B of a rank's step (reducer_ab).
+AB_ROWS = (128, 1024)
 BATCH = 128
 #: Minibatch rows of the one-process run and of one rank's step in the 2-rank run, whether
 #: the 2-rank run overlaps its all-reduce with backward, and the kind whose one-process runs
@@ -80,6 +82,7 @@ SVI = {
     "svi-256": (2 * BATCH, 2 * BATCH, True, "svi-256"),
     "svi-512": (4 * BATCH, 4 * BATCH, True, "svi-512"),
     "svi-1024": (8 * BATCH, 8 * BATCH, True, "svi-1024"),
+    "svi-2048": (16 * BATCH, 16 * BATCH, True, "svi-2048"),
 }
 #: Buckets of the overlapped all-reduce in ``svi-local-buckets`` (the default, 1 MiB, gives
 #: the VAE's 0.49 MB of gradients one bucket): 128 KiB, 3 buckets, 2 of them during backward.
@@ -169,55 +172,60 @@ def work(kind: str, epochs: int, k: int, distributed: bool, rows: int = ROWS) ->
     return record
 
 
-def reducer_ab(blocks: int = 20, steps: int = 10) -> dict:
+def reducer_ab(rows: int, blocks: int = 20, steps: int = 10) -> dict:
     """Same-run A/B of one rank's step (2 ranks under torchrun): the VAE's forward and backward
-    on ~112 rows and the gradient reduction, the old path (new buffer, one all-reduce after
-    backward: ``average_gradients``) and ``GradientReducer`` alternating in ``blocks`` blocks of
-    ``steps`` steps; the median main-thread CPU and wall ms per step of each. Alternating
-    blocks see the same load, so their ratio holds on a shared machine."""
+    on ``rows`` rows, then one of: nothing (``local``: the compute alone, no communication);
+    an all-reduce of one number (``sync``: what lockstep costs without the gradients' bytes:
+    the collective's latency and waiting for the slower rank); the old path (``old``: a new
+    buffer, one all-reduce after backward, ``average_gradients``); ``GradientReducer``
+    (``reducer``). The modes alternate in ``blocks`` blocks of ``steps`` steps; the median
+    main-thread CPU and wall ms per step of each. Alternating blocks see the same load, so
+    their differences hold on a shared machine."""
     import statistics
 
     import torch
-    from sklearn.datasets import load_digits
 
     import ppgen
     from ppgen.infer import distributed as dist
 
     torch.set_num_threads(1)
     ctx = dist.resolve(True)
-    data = load_digits().data.astype("float64")
-    fit = ppgen.fit(ppgen.VAE(8, hidden=(128, 128)), data[:256], max_epochs=1, validation=0.0)
+    data = svi_rows(2 * rows)
+    fit = ppgen.fit(ppgen.VAE(8, hidden=(128, 128)), data, max_epochs=1, validation=0.0)
     model = fit.model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    rows = 112  # a rank's share of a global minibatch of 256 over 1797 rows
-    enc = fit.encode(data[ctx.rank * 899 : ctx.rank * 899 + rows])
+    enc = fit.encode(data[ctx.rank * rows : (ctx.rank + 1) * rows])
     reducer = dist.GradientReducer(params, ctx)
-    times: dict[str, list] = {"old": [], "reducer": []}
+    one = torch.zeros(1, dtype=torch.float64)
+    times: dict[str, list] = {"local": [], "sync": [], "old": [], "reducer": []}
     for _ in range(blocks):
         for mode in times:
             torch.distributed.barrier()
             c0, t0 = time.thread_time(), time.perf_counter()
             for _ in range(steps):
-                if mode == "old":
-                    for p in params:
-                        p.grad = None
-                    loss = -model.elbo_rows(enc.x, enc.mask).mean()
-                    loss.backward()
-                    dist.average_gradients(loss, params, float(rows), ctx)
-                else:
+                if mode == "reducer":
                     reducer.zero_grad()
                     loss = -model.elbo_rows(enc.x, enc.mask).mean()
                     reducer.begin(loss, float(rows))
                     loss.backward()
                     reducer.finish()
+                    continue
+                for p in params:
+                    p.grad = None
+                loss = -model.elbo_rows(enc.x, enc.mask).mean()
+                loss.backward()
+                if mode == "old":
+                    dist.average_gradients(loss, params, float(rows), ctx)
+                elif mode == "sync":
+                    torch.distributed.all_reduce(one)
             times[mode].append(
                 ((time.thread_time() - c0) / steps, (time.perf_counter() - t0) / steps)
             )
     reducer.close()
-    out = {"rank": ctx.rank}
+    out = {"rank": ctx.rank, "rows per rank": rows}
     for mode, values in times.items():
-        out[f"{mode} main-thread CPU ms/step"] = 1e3 * statistics.median(v[0] for v in values)
-        out[f"{mode} wall ms/step"] = 1e3 * statistics.median(v[1] for v in values)
+        out[f"{mode} CPU ms"] = 1e3 * statistics.median(v[0] for v in values)
+        out[f"{mode} wall ms"] = 1e3 * statistics.median(v[1] for v in values)
     return out
 
 
@@ -323,12 +331,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=ROWS, help="digits-sized rows of the SVI work")
     parser.add_argument("--k", type=int, default=None)
     parser.add_argument("--skip", default="", help="kinds to skip, comma-separated")
+    parser.add_argument("--name", default="scale_svi", help="results file's name")
     args = parser.parse_args()
     epochs = args.epochs or (1 if args.quick else 8)
     k = args.k or (50 if args.quick else 200)
     if args.worker:
         if args.kind == "ab":
-            record = reducer_ab()
+            record = reducer_ab(args.rows)
         else:
             record = work(args.kind, epochs, k, args.distributed, args.rows)
         # One write per line: two ranks share the pipe, and print() writes the text and the
@@ -428,16 +437,19 @@ def main() -> None:
     cost = step_cost(epochs, args.rows)
     print(cost, flush=True)
     ab = []
-    for rec in sorted(_torchrun(_worker_args("ab", epochs, k)), key=lambda r: r["rank"]):
-        ab.append({key: round(v, 3) if isinstance(v, float) else v for key, v in rec.items()})
-        print(ab[-1], flush=True)
+    for rows_ab in AB_ROWS:
+        recs = _torchrun(_worker_args("ab", epochs, k, rows_ab))
+        for rec in sorted(recs, key=lambda r: r["rank"]):
+            ab.append({key: round(v, 2) if isinstance(v, float) else v for key, v in rec.items()})
+            print(ab[-1], flush=True)
 
     notes = (
         f"Command: `python benchmarks/scale_svi.py{' --quick' if args.quick else ''}"
         f"{'' if args.repeats == 3 else f' --repeats {args.repeats}'}"
         f"{f' --epochs {args.epochs}' if args.epochs else ''}"
         f"{f' --rows {args.rows}' if args.rows != ROWS else ''}"
-        f"{f' --skip {args.skip}' if args.skip else ''}` (median of "
+        f"{f' --skip {args.skip}' if args.skip else ''}"
+        f"{f' --name {args.name}' if args.name != 'scale_svi' else ''}` (median of "
         f"{args.repeats} interleaved runs of each; times inside the processes, around the work "
         "only, after an untimed warm-up run of the same work). SVI: "
         f"{args.rows:,} digits-sized rows x 64 columns (digits repeated, fresh uniform "
@@ -456,14 +468,16 @@ def main() -> None:
         "the fixed part (Adam's update, the dispatch of the small operations), so with the "
         "global minibatch kept, 2 ranks reach at most the last column's speed-up even with "
         "free communication:\n\n" + markdown_table([cost]) + "\n\n"
-        "Same-run A/B of a rank's step (2 ranks; VAE forward + backward on 112 rows + the "
-        "gradient reduction; the old path, a new buffer and one all-reduce after backward, "
-        "and `GradientReducer`, alternating in 20 blocks of 10 steps; medians; the same "
-        "numbers either way):\n\n" + markdown_table(ab) + "\n\n"
+        "Same-run A/B of a rank's step (2 ranks; VAE forward + backward on the rank's rows, "
+        "then: `local` nothing (the compute alone); `sync` an all-reduce of one number (what "
+        "lockstep costs without the gradients' bytes: the collective's latency and the wait "
+        "for the slower rank); `old` a new buffer and one all-reduce after backward; "
+        "`reducer` `GradientReducer`; alternating in 20 blocks of 10 steps; medians, "
+        "main-thread CPU and wall ms per step):\n\n" + markdown_table(ab) + "\n\n"
         f"torchrun runs in which a rank aborted at exit after both ranks had reported: "
         f"{TEARDOWN_ABORTS[0]} (their records kept; a C++ terminate in gloo's teardown)."
     )
-    write_table("scale_svi", rows, notes, title="Data-parallel VAE training and IWAE (issue 20)")
+    write_table(args.name, rows, notes, title="Data-parallel VAE training and IWAE (issue 20)")
 
 
 if __name__ == "__main__":
