@@ -8,6 +8,7 @@ test reads them and compares with one-process computations made by the same help
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -203,14 +204,19 @@ def main(out: Path, part: str = "fast") -> None:
     lap("svi")
     # 4. Minibatch SVI of a VAE: identical weights on every rank.
     vdata = vae_table()
-    vfit = ppgen.fit(
-        ppgen.VAE(2, hidden=(8,)),
-        vdata,
-        distributed=True,
-        max_epochs=4,
-        batch_size=32,
-        seed=2,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vfit = ppgen.fit(
+            ppgen.VAE(2, hidden=(8,)),
+            vdata,
+            distributed=True,
+            max_epochs=4,
+            batch_size=32,
+            seed=2,
+        )
+    res["small_step_warnings"] = [
+        str(w.message) for w in caught if "rows per step" in str(w.message)
+    ]
     res["vae_weights"] = torch.cat([p.detach().reshape(-1) for p in vfit.model.parameters()])
     res["vae_info"] = {k: vfit.info[k] for k in ("world_size", "rows_per_rank", "n_validation")}
     res["vae_losses"] = torch.as_tensor(vfit.losses)

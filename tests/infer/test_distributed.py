@@ -164,6 +164,14 @@ def test_svi_of_global_sites_is_identical_on_every_rank(ranks):
         assert torch.equal(a["svi_samples"][k], b["svi_samples"][k])
 
 
+def test_small_steps_per_rank_warn_once_on_cpu(ranks):
+    # batch_size=32 over 2 gloo ranks: 16 rows per rank per step; rank 0 says so, once.
+    assert len(ranks[0]["small_step_warnings"]) == 1
+    assert "batch_size=32 over 2 CPU ranks" in ranks[0]["small_step_warnings"][0]
+    assert "batch_size=2048" in ranks[0]["small_step_warnings"][0]
+    assert ranks[1]["small_step_warnings"] == []
+
+
 def test_minibatch_training_keeps_identical_weights(ranks):
     assert torch.equal(ranks[0]["vae_weights"], ranks[1]["vae_weights"])
     assert torch.equal(ranks[0]["vae_losses"], ranks[1]["vae_losses"])

@@ -486,6 +486,7 @@ class _Trainer:
                 dist.all_reduce_max(n_train, ctx),
             )
             has_validation = int(sizes[1].item()) > 0
+            _warn_small_rank_steps(ctx, min(batch_size, global_train))
         losses: list[float] = []
         self.losses = losses  # complete epochs so far, also when training stops on an error
         val_losses: list[float] = []
@@ -552,6 +553,31 @@ class _Trainer:
                 average.swap()
             best_epoch = len(losses)
         return losses, val_losses, best_epoch, stopped
+
+
+#: Rows per rank per step below which data-parallel SVI on CPU (gloo) warns: a step of fewer
+#: rows computes for less than the gradients' all-reduce costs (about 3 ms per step on two
+#: vCPUs, whatever the rows), so the ranks run little faster than one process, or slower
+#: (benchmarks/results/scale_svi.md: 64 rows per rank 0.46x, 128 0.8x, 256 1.15x, 1,024 1.5x).
+SMALL_RANK_STEP = 256
+
+
+def _warn_small_rank_steps(ctx: dist.Context, batch: int) -> None:
+    """Warn (rank 0, CPU ranks) when each rank's share of a step is under
+    :data:`SMALL_RANK_STEP` rows."""
+    if not (ctx.active and ctx.backend == "gloo" and ctx.is_main):
+        return
+    per_rank = batch / ctx.world_size
+    if per_rank >= SMALL_RANK_STEP:
+        return
+    warnings.warn(
+        f"batch_size={batch} over {ctx.world_size} CPU ranks gives each about "
+        f"{per_rank:.0f} rows per step, which compute for less than the per-step all-reduce of "
+        f"the gradients costs: the ranks may run slower than one process. On CPU pass about "
+        f"1,000 rows per rank (batch_size={1024 * ctx.world_size}); see docs/scaling.md",
+        UserWarning,
+        stacklevel=2,
+    )
 
 
 def _raise_non_finite(what: str, step: int, epoch: int) -> None:
